@@ -1,0 +1,376 @@
+"""The ``piumr`` command line: thin Typer commands that parse options and call ``piumr.*``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+warnings.filterwarnings("ignore", message=".*saved_variables.*", category=DeprecationWarning)
+
+app = typer.Typer(help="PIUmr: person-independent micro-action recognition (X3D + TFAM + GIRL).",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+bench_app = typer.Typer(help="Speed and memory benchmarks (print numbers; never timed tests).", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+out = Console()
+err = Console(stderr=True)
+
+ARTIFACTS = Path("artifacts")
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the errors users cause (bad paths, bad data, bad checkpoints) into one line + exit 2."""
+    from piumr.checkpoint import CheckpointError
+    from piumr.data import DatasetError, VideoError
+
+    try:
+        yield
+    except (CheckpointError, DatasetError, VideoError, FileNotFoundError, KeyError, ValueError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        err.print(f"[bold red]error:[/] {msg}", highlight=False)
+        raise typer.Exit(2) from None
+    except RuntimeError as e:
+        if "out of memory" in str(e).lower():
+            err.print("[bold red]error:[/] the GPU ran out of memory; try a smaller --batch-size")
+            raise typer.Exit(3) from None
+        raise
+
+
+def _cfg(preset: str, overrides: dict[str, Any]) -> Any:
+    from piumr.config import get_preset, with_overrides
+
+    return with_overrides(get_preset(preset), {k: v for k, v in overrides.items() if v is not None})
+
+
+@app.command()
+def version() -> None:
+    """Print the piumr version and the key package versions."""
+    import torch
+
+    import piumr
+
+    out.print(f"piumr {piumr.__version__} (torch {torch.__version__}, cuda available: {torch.cuda.is_available()})")
+
+
+@app.command()
+def info(
+    preset: Annotated[str, typer.Option(help="config preset")] = "paper",
+    batch: Annotated[int, typer.Option(help="batch for the forward/backward check")] = 2,
+) -> None:
+    """Build a preset's model and run one forward/backward pass: shapes and parameter counts."""
+    import torch
+
+    from piumr import GIRLLoss, build_model
+
+    with user_errors():
+        cfg = _cfg(preset, {})
+        torch.manual_seed(0)
+        model = build_model(config=cfg.model).train()
+        x = torch.randn(batch, 3, cfg.model.frames, cfg.model.crop, cfg.model.crop)
+        y = torch.arange(batch) % cfg.model.num_classes
+        t = time.perf_counter()
+        o = model(x)
+        loss = torch.nn.functional.cross_entropy(o.logits, y) + GIRLLoss.from_config(cfg.girl)(o.embedding, y)
+        loss.backward()
+        dt = time.perf_counter() - t
+        n_all = sum(p.numel() for p in model.parameters())
+        n_tfam = sum(p.numel() for p in model.tfam.parameters()) if model.tfam is not None else 0
+        table = Table(title=f"preset {preset}: {cfg.model.backbone} + TFAM({'on' if n_tfam else 'off'}) + GIRL")
+        table.add_column("item")
+        table.add_column("value", justify="right")
+        for k, v in [("input", tuple(x.shape)), ("logits", tuple(o.logits.shape)),
+                     ("embedding", tuple(o.embedding.shape)), ("parameters (all)", f"{n_all:,}"),
+                     ("parameters (TFAM)", f"{n_tfam:,}"), ("loss (CE + GIRL)", f"{float(loss.detach()):.4f}"),
+                     ("forward+backward", f"{dt:.2f} s on CPU" if not x.is_cuda else f"{dt:.2f} s")]:
+            table.add_row(k, str(v))
+        out.print(table)
+
+
+@app.command()
+def synth(
+    out_dir: Annotated[Path, typer.Option("--out", help="folder to write the dataset to")],
+    preset: Annotated[str, typer.Option(help="take the synthetic-data sizes from this preset")] = "paper",
+    persons: Annotated[Optional[int], typer.Option(help="participants")] = None,
+    clips_per_person: Annotated[Optional[int], typer.Option(help="clips per participant")] = None,
+    classes_per_body: Annotated[Optional[int], typer.Option(help="action classes per body group (13 = all 52)")] = None,
+    frames: Annotated[Optional[int], typer.Option(help="frames per clip")] = None,
+    size: Annotated[Optional[int], typer.Option(help="frame size in pixels")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="generator seed")] = None,
+    workers: Annotated[int, typer.Option(help="parallel processes")] = 2,
+) -> None:
+    """Generate the synthetic MA-52-format dataset (real mp4 files + official-format lists)."""
+    from piumr.data.splits import synth_params
+    from piumr.data.synth import generate
+
+    with user_errors():
+        d = _cfg(preset, {"data.synth_persons": persons, "data.synth_clips_per_person": clips_per_person,
+                          "data.synth_classes_per_body": classes_per_body, "data.synth_frames": frames,
+                          "data.synth_size": size, "data.synth_seed": seed}).data
+        t = time.perf_counter()
+        res = generate(out_dir, workers=workers, progress=True, **synth_params(d))
+        out.print(f"wrote {res} in {time.perf_counter() - t:.1f} s")
+
+
+@app.command()
+def prepare(
+    data: Annotated[Path, typer.Option(help="MA-52 root (raw videos)")],
+    out_dir: Annotated[Path, typer.Option("--out", help="cache folder to write")],
+    short_side: Annotated[int, typer.Option(help="resize frames to this short side")] = 256,
+    workers: Annotated[int, typer.Option(help="parallel processes")] = 2,
+    splits: Annotated[str, typer.Option(help="comma-separated splits")] = "train,val,test",
+) -> None:
+    """Convert raw clips once into a compact JPEG-frame cache (resumable, verified)."""
+    from piumr.data import prepare_dataset
+    from piumr.data.prepare import report_dict
+
+    with user_errors():
+        rep = prepare_dataset(data, out_dir, splits=tuple(s.strip() for s in splits.split(",")),  # type: ignore[arg-type]
+                              short_side=short_side, workers=workers, progress=True)
+        out.print_json(json.dumps(report_dict(rep)))
+        if rep.failed:
+            err.print(f"[yellow]{len(rep.failed)} clip(s) could not be converted (listed above)[/]")
+
+
+@app.command()
+def train(
+    preset: Annotated[str, typer.Option(help="config preset: paper, smoke, tiny")] = "paper",
+    data: Annotated[Optional[str], typer.Option(help="MA-52 root, prepared cache, or 'synth'")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="run folder (default artifacts/runs/<preset>-<time>)")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="continue the run in this folder")] = None,
+    epochs: Annotated[Optional[int], typer.Option()] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="global batch size")] = None,
+    lr: Annotated[Optional[float], typer.Option()] = None,
+    frames: Annotated[Optional[int], typer.Option()] = None,
+    crop: Annotated[Optional[int], typer.Option()] = None,
+    backbone: Annotated[Optional[str], typer.Option(help="x3d_xs | x3d_s | x3d_m | x3d_l | x3d_tiny")] = None,
+    pretrained: Annotated[Optional[Path], typer.Option(help="local Kinetics .pyth checkpoint")] = None,
+    no_tfam: Annotated[bool, typer.Option("--no-tfam", help="drop TFAM")] = False,
+    no_girl: Annotated[bool, typer.Option("--no-girl", help="drop GIRL (CE only)")] = False,
+    tfam_frequency: Annotated[Optional[bool], typer.Option("--tfam-frequency/--no-tfam-frequency")] = None,
+    tfam_temporal: Annotated[Optional[bool], typer.Option("--tfam-temporal/--no-tfam-temporal")] = None,
+    fusion: Annotated[Optional[str], typer.Option(help="consistency | mean")] = None,
+    girl_var_grad: Annotated[bool, typer.Option("--girl-var-grad", help="let GIRL's variance term carry gradient")] = False,
+    split: Annotated[Optional[str], typer.Option(help="official | cross-subject")] = None,
+    fold: Annotated[Optional[int], typer.Option()] = None,
+    seed: Annotated[Optional[int], typer.Option()] = None,
+    workers: Annotated[Optional[int], typer.Option(help="data loader processes")] = None,
+    amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="bf16 autocast on GPU")] = None,
+    grad_clip: Annotated[Optional[float], typer.Option()] = None,
+    eval_every: Annotated[Optional[int], typer.Option()] = None,
+    max_steps_per_epoch: Annotated[Optional[int], typer.Option()] = None,
+    on_error: Annotated[Optional[str], typer.Option(help="skip | raise on a broken clip")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 (default: cuda if available)")] = None,
+    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+) -> None:
+    """Train PIUmr (or an ablation) and keep best/last checkpoints, logs and metrics."""
+    from piumr.train import train as run_train
+
+    with user_errors():
+        cfg = _cfg(preset, {
+            "data.root": data, "optim.epochs": epochs, "optim.batch_size": batch_size, "optim.lr": lr,
+            "model.frames": frames, "model.crop": crop, "model.backbone": backbone,
+            "model.pretrained": str(pretrained) if pretrained else None,
+            "model.tfam.enabled": False if no_tfam else None, "girl.enabled": False if no_girl else None,
+            "model.tfam.frequency": tfam_frequency, "model.tfam.temporal": tfam_temporal,
+            "model.tfam.fusion": fusion, "girl.var_grad": True if girl_var_grad else None,
+            "data.split": split, "data.fold": fold, "seed": seed, "data.num_workers": workers,
+            "optim.amp": amp, "optim.grad_clip": grad_clip, "eval_every": eval_every,
+            "max_steps_per_epoch": max_steps_per_epoch, "data.on_error": on_error,
+        })
+        if resume is not None:
+            if not (resume / "last.safetensors").is_file():
+                raise FileNotFoundError(f"{resume}: no last.safetensors to resume from")
+            run_dir = resume
+        else:
+            run_dir = out_dir or ARTIFACTS / "runs" / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        res = run_train(cfg, run_dir, resume=resume is not None, device=device, progress=not quiet)
+        out.print(f"run folder: {res.out_dir}  (best val F1_mean {res.best_metric:.2f}, {res.seconds:.0f} s)")
+
+
+def _load(checkpoint: Optional[Path]) -> tuple[Any, Any, Path]:
+    from piumr.checkpoint import load_model
+    from piumr.predict import find_latest_checkpoint
+
+    path = checkpoint or find_latest_checkpoint(ARTIFACTS)
+    if path is None:
+        raise FileNotFoundError(
+            f"no checkpoint given and none found under {ARTIFACTS}/; train one first "
+            "(e.g. `piumr train --preset smoke --data synth`) or pass --checkpoint PATH")
+    if checkpoint is None:
+        err.print(f"using the most recent checkpoint: {path}")
+    model, ck = load_model(path)
+    return model, ck, path
+
+
+@app.command()
+def evaluate(
+    checkpoint: Annotated[Optional[Path], typer.Option(help="best.safetensors (default: latest under artifacts/)")] = None,
+    data: Annotated[Optional[str], typer.Option(help="data root (default: the checkpoint's)")] = None,
+    split: Annotated[str, typer.Option(help="val | test | train")] = "val",
+    views: Annotated[int, typer.Option(help="temporal views averaged per clip")] = 1,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="where metrics.json / predictions.csv go")] = None,
+    batch_size: Annotated[Optional[int], typer.Option()] = None,
+    device: Annotated[Optional[str], typer.Option()] = None,
+) -> None:
+    """Official MA-52 metrics (+ per-participant / worst-participant) of a checkpoint on a split."""
+    from piumr.evaluate import evaluate_checkpoint
+    from piumr.metrics import format_table
+    from piumr.train import pick_device
+
+    with user_errors():
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"--split must be train, val or test, not {split!r}")
+        model, ck, path = _load(checkpoint)
+        dev = pick_device(device)
+        d = ck.config.data if data is None else ck.config.data.model_copy(update={"root": data})
+        dest = out_dir or path.parent / f"eval-{split}"
+        res, scores = evaluate_checkpoint(model.to(dev), ck.config, split=split, out_dir=dest, device=dev,  # type: ignore[arg-type]
+                                          views=views, batch_size=batch_size, data=d)
+        out.print(format_table(res.official))
+        if res.participants is not None:
+            p = res.participants
+            out.print(f"participants: {p['num_participants']}, mean {p['mean']:.2f}, std {p['std']:.2f}, "
+                      f"worst {p['worst_id']} {p['worst_acc']:.2f}, worst-10% {p['worst10_acc']:.2f}")
+        if scores.skipped:
+            err.print(f"[yellow]skipped {len(scores.skipped)} broken clip(s)[/]")
+        out.print(f"wrote {dest / 'metrics.json'} and {dest / 'predictions.csv'}")
+
+
+@app.command()
+def predict(
+    clips: Annotated[Optional[list[Path]], typer.Argument(help="video files or folders")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="best.safetensors (default: latest under artifacts/)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table")] = False,
+    views: Annotated[int, typer.Option(help="temporal views averaged per clip")] = 1,
+    submission: Annotated[Optional[Path], typer.Option(help="write a Codabench submission zip for --data's test list")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="MA-52 root whose test list --submission scores")] = None,
+    device: Annotated[Optional[str], typer.Option()] = None,
+) -> None:
+    """Top-5 actions (names, probabilities) and body group for each clip."""
+    from piumr.predict import ClipFailure, expand_inputs, predict_clips, write_submission
+    from piumr.train import pick_device
+
+    with user_errors():
+        model, ck, _ = _load(checkpoint)
+        dev = pick_device(device)
+        model = model.to(dev)
+        if submission is not None:
+            if data is None:
+                raise ValueError("--submission needs --data (the MA-52 root holding test_list_videos.txt)")
+            n = write_submission(model, ck.config, data, submission, dev, views=views)
+            out.print(f"wrote {submission} ({n} rows, prediction.csv at the zip root)")
+            return
+        if not clips:
+            raise ValueError("give one or more clips or folders (or --submission)")
+        failures = 0
+        for res in predict_clips(model, ck.config, expand_inputs(clips), dev, views=views):
+            if isinstance(res, ClipFailure):
+                failures += 1
+                err.print(f"[bold red]error:[/] {res.reason}", highlight=False)
+                continue
+            if as_json:
+                out.print_json(json.dumps(res.to_json()))
+                continue
+            t = Table(title=f"{res.path.name}: body group {res.body_name} ({res.body_prob:.2f})")
+            for c in ("rank", "label", "action", "prob"):
+                t.add_column(c)
+            for r, (i, name, p) in enumerate(res.top, 1):
+                t.add_row(str(r), str(i), name, f"{p:.3f}")
+            out.print(t)
+        if failures:
+            raise typer.Exit(1)
+
+
+def _bench(kind: str, preset: str, batch: Optional[int], device: Optional[str], iters: int, variants: str) -> None:
+    from piumr.bench import run_bench
+    from piumr.train import pick_device
+
+    with user_errors():
+        cfg = _cfg(preset, {})
+        dev = pick_device(device)
+        b = batch or (cfg.optim.batch_size if dev.type == "cuda" else 4)
+        rows = run_bench(cfg, kind, batch=b, device=str(dev), iters=iters,  # type: ignore[arg-type]
+                         variants=tuple(v.strip() for v in variants.split(",")))
+        base = rows[0]
+        t = Table(title=f"bench {kind}: preset {preset}, batch {b}, {cfg.model.frames}x{cfg.model.crop}, {dev}")
+        for c in ("variant", "ms/step", "clips/s", "vs first", "peak GiB"):
+            t.add_column(c, justify="right")
+        for r in rows:
+            t.add_row(r.variant, f"{r.ms_per_step:.1f}", f"{r.clips_per_s:.2f}",
+                      f"{r.ms_per_step / base.ms_per_step:.3f}x time", f"{r.peak_mem_gib:.2f}")
+        out.print(t)
+        out.print_json(json.dumps([r.__dict__ for r in rows]))
+
+
+@bench_app.command("train")
+def bench_train(
+    preset: Annotated[str, typer.Option()] = "paper",
+    batch: Annotated[Optional[int], typer.Option(help="default: preset batch on GPU, 4 on CPU")] = None,
+    device: Annotated[Optional[str], typer.Option()] = None,
+    iters: Annotated[int, typer.Option()] = 5,
+    variants: Annotated[str, typer.Option(help="comma list of x3d, x3d+tfam, x3d+girl, piumr, piumr-fast")] = "x3d,piumr",
+) -> None:
+    """Training step (forward+backward+AdamW): plain pytorchvideo X3D vs PIUmr, same run."""
+    _bench("train", preset, batch, device, iters, variants)
+
+
+@bench_app.command("infer")
+def bench_infer(
+    preset: Annotated[str, typer.Option()] = "paper",
+    batch: Annotated[Optional[int], typer.Option()] = None,
+    device: Annotated[Optional[str], typer.Option()] = None,
+    iters: Annotated[int, typer.Option()] = 5,
+    variants: Annotated[str, typer.Option()] = "x3d,piumr",
+) -> None:
+    """Inference (no grad): plain pytorchvideo X3D vs PIUmr, same run."""
+    _bench("infer", preset, batch, device, iters, variants)
+
+
+@bench_app.command("loader")
+def bench_loader(
+    data: Annotated[str, typer.Option(help="data root or prepared cache ('synth' for the generated set)")] = "synth",
+    preset: Annotated[str, typer.Option()] = "paper",
+    workers: Annotated[int, typer.Option()] = 2,
+    seconds: Annotated[float, typer.Option()] = 20.0,
+    frames: Annotated[Optional[int], typer.Option()] = None,
+    crop: Annotated[Optional[int], typer.Option()] = None,
+) -> None:
+    """Data loader throughput (augmented clips/s) from raw videos or a prepared cache."""
+    from piumr.data.bench import loader_throughput
+    from piumr.data.splits import resolve_root
+
+    with user_errors():
+        cfg = _cfg(preset, {"data.root": data})
+        root = resolve_root(cfg.data)
+        res = loader_throughput(root, "train", frames or cfg.model.frames, crop or cfg.model.crop,
+                                cfg.data.short_side, workers, cfg.optim.batch_size if workers else 8, seconds)
+        out.print_json(json.dumps(res))
+
+
+def _register_reproduce() -> None:
+    from .reproduce import reproduce_app
+
+    app.add_typer(reproduce_app, name="reproduce")
+
+
+_register_reproduce()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

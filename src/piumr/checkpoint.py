@@ -1,0 +1,220 @@
+"""safetensors checkpoints that carry their own config and provenance.
+
+One file holds everything needed to rebuild the model (``piumr_config`` in the
+metadata) and, for ``last`` checkpoints, to resume training exactly: optimiser
+tensors (``optim.*``), RNG states (``rng.*``) and the JSON parts of both in the
+metadata. Nothing is pickled. Writes are atomic (temporary file + ``os.replace``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from piumr.config import TrainConfig
+
+__all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "read_checkpoint", "load_model", "provenance"]
+
+FORMAT = "piumr-checkpoint-v1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, unreadable or incompatible; the message names the file."""
+
+
+def _git_commit() -> str:
+    root = Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError) as e:
+        return f"unknown ({type(e).__name__})"
+    return out.stdout.strip() if out.returncode == 0 else "unknown (not a git checkout)"
+
+
+def _version(pkg: str) -> str:
+    try:
+        return importlib_metadata.version(pkg)
+    except importlib_metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def provenance(device: str = "cpu") -> dict[str, Any]:
+    """Where a result came from: commit, package versions, device, host, python."""
+    from piumr import __version__
+
+    dev = device
+    if device.startswith("cuda") and torch.cuda.is_available():
+        dev = f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    return {
+        "piumr": __version__,
+        "git_commit": _git_commit(),
+        "python": platform.python_version(),
+        "packages": {p: _version(p) for p in ("torch", "torchvision", "pytorchvideo", "numpy", "safetensors")},
+        "device": dev,
+        "host_cpus": os.cpu_count(),
+        "platform": platform.platform(),
+    }
+
+
+@dataclass
+class Checkpoint:
+    """What a checkpoint file holds, read back."""
+
+    path: Path
+    config: TrainConfig
+    model_state: dict[str, torch.Tensor]
+    meta: dict[str, Any]
+    optim_state: dict[str, Any] | None = None
+    rng: dict[str, Any] = field(default_factory=dict)
+
+
+def _flatten_optim(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for idx, st in state["state"].items():
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"optim.state.{idx}.{k}"] = v.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(idx), {})[k] = v
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optim(tensors: dict[str, torch.Tensor], js: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for key, v in tensors.items():
+        _, _, idx, name = key.split(".", 3)
+        state.setdefault(int(idx), {})[name] = v
+    for idx, sc in js["scalars"].items():
+        state.setdefault(int(idx), {}).update(sc)
+    groups = [{k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in js["param_groups"]]
+    return {"state": state, "param_groups": groups}
+
+
+def _rng_tensors() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    np_state = np.random.get_state()
+    js = {"python": repr(random.getstate()),
+          "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]]}  # type: ignore[index]
+    return tensors, js
+
+
+def restore_rng(ckpt: Checkpoint) -> None:
+    """Put the global torch / CUDA / numpy / python RNGs back as they were at save time."""
+    import ast
+
+    t = ckpt.rng.get("tensors", {})
+    if "rng.torch" in t:
+        torch.set_rng_state(t["rng.torch"])
+    cuda = [t[k] for k in sorted(k for k in t if k.startswith("rng.cuda."))]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+    js = ckpt.rng.get("json", {})
+    if "python" in js:
+        random.setstate(ast.literal_eval(js["python"]))
+    if "numpy" in js:
+        n = js["numpy"]
+        np.random.set_state((n[0], np.asarray(n[1], dtype=np.uint32), *n[2:]))
+
+
+def save_checkpoint(
+    path: Path, model: nn.Module, config: TrainConfig, *, epoch: int, step: int,
+    metrics: dict[str, float] | None = None, best_metric: float | None = None,
+    optimizer: torch.optim.Optimizer | None = None, extra_tensors: dict[str, torch.Tensor] | None = None,
+    extra: dict[str, Any] | None = None, device: str = "cpu", with_rng: bool = False,
+) -> Path:
+    """Write ``model`` (unwrapped, DDP's ``module``), its config and provenance atomically to ``path``.
+
+    With ``optimizer`` / ``with_rng`` the file also resumes training exactly.
+    ``extra_tensors`` (names must not start with ``model.``) and ``extra`` (JSON)
+    are stored as given. Returns ``path``.
+    """
+    module = getattr(model, "module", model)
+    tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
+    meta: dict[str, Any] = {
+        "format": FORMAT, "epoch": epoch, "step": step, "metrics": metrics or {},
+        "best_metric": best_metric, "seed": config.seed, "provenance": provenance(device), "extra": extra or {},
+    }
+    if optimizer is not None:
+        ot, oj = _flatten_optim(optimizer.state_dict())
+        tensors.update(ot)
+        meta["optim"] = oj
+    if with_rng:
+        rt, rj = _rng_tensors()
+        tensors.update(rt)
+        meta["rng"] = rj
+    for k, v in (extra_tensors or {}).items():
+        tensors[f"extra.{k}"] = v.detach().cpu().contiguous()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={"piumr_config": config.model_dump_json(), "piumr_meta": json.dumps(meta)})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_checkpoint(path: Path) -> Checkpoint:
+    """Read a piumr checkpoint; ``CheckpointError`` naming the file if it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            md = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from e
+    if "piumr_config" not in md:
+        raise CheckpointError(f"{path}: safetensors file without piumr config metadata (not a piumr checkpoint)")
+    try:
+        config = TrainConfig.model_validate_json(md["piumr_config"])
+        meta = json.loads(md.get("piumr_meta", "{}"))
+    except ValueError as e:
+        raise CheckpointError(f"{path}: invalid piumr metadata ({e})") from e
+    model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    optim = None
+    if "optim" in meta:
+        optim = _unflatten_optim({k: v for k, v in tensors.items() if k.startswith("optim.")}, meta["optim"])
+    rng = {"tensors": {k: v for k, v in tensors.items() if k.startswith("rng.")}, "json": meta.get("rng", {})}
+    meta["extra_tensors"] = {k[6:]: v for k, v in tensors.items() if k.startswith("extra.")}
+    return Checkpoint(path, config, model_state, meta, optim, rng)
+
+
+def load_model(path: Path, *, expect_classes: int | None = None, map_location: str = "cpu") -> tuple[nn.Module, Checkpoint]:
+    """Rebuild the model from the checkpoint file alone; returns (model in eval mode, checkpoint)."""
+    from piumr.model import PIUmrNet
+
+    ckpt = read_checkpoint(path)
+    cfg = ckpt.config.model.model_copy(update={"pretrained": None})
+    if expect_classes is not None and cfg.num_classes != expect_classes:
+        raise CheckpointError(f"{path}: checkpoint has {cfg.num_classes} classes, this data has {expect_classes}")
+    net = PIUmrNet(cfg)
+    try:
+        net.load_state_dict(ckpt.model_state, strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0]
+        raise CheckpointError(f"{path}: weights do not fit the {cfg.backbone} model in its own config ({first})") from e
+    return net.to(map_location).eval(), ckpt

@@ -1,0 +1,171 @@
+"""Scoring a model over a data split, and ``piumr evaluate``'s files."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+
+from piumr.config import DataConfig, TrainConfig
+from piumr.data import ACTION_NAMES, VideoDataset, build_transform, collate, open_cache_if_any, worker_init
+from piumr.data.ma52 import ClipRecord
+from piumr.data.splits import load_split, resolve_root
+from piumr.metrics import EvalResult, evaluate_scores
+
+__all__ = ["Scores", "collect_scores", "eval_loader", "evaluate_checkpoint", "score_metrics", "write_predictions_csv"]
+
+
+@dataclass
+class Scores:
+    """Per-clip outputs in dataset order: ``probs`` (N, K) softmax, ``embeddings`` (N, D) or None."""
+
+    probs: np.ndarray
+    labels: np.ndarray
+    participants: list[str]
+    paths: list[str]
+    embeddings: np.ndarray | None = None
+    skipped: list[str] = field(default_factory=list)
+
+
+def eval_loader(cfg: TrainConfig, records: list[ClipRecord], *, views: int = 1, batch_size: int | None = None,
+                workers: int | None = None, shard: tuple[int, int] | None = None) -> DataLoader[dict[str, Any]]:
+    """Deterministic evaluation loader (uniform sampling, centre crop) over ``records``.
+
+    ``shard=(rank, world)`` gives each torch.distributed rank its part (gathered again by
+    ``collect_scores``)."""
+    d = cfg.data
+    root = records[0].path.parent.parent if records else Path(".")
+    ds = VideoDataset(
+        records, frames=cfg.model.frames, train=False,
+        transform=build_transform(train=False, crop=cfg.model.crop, short_side=d.short_side, hflip=False),
+        backend=d.backend, on_error=d.on_error, seed=cfg.seed, views=views, cache=open_cache_if_any(root),
+        decode_short_side=d.short_side,
+    )
+    nw = d.num_workers if workers is None else workers
+    sampler: DistributedSampler[dict[str, Any]] | None = (DistributedSampler(ds, num_replicas=shard[1], rank=shard[0], shuffle=False)
+               if shard is not None else None)
+    return DataLoader(ds, batch_size=batch_size or cfg.optim.batch_size, shuffle=False, sampler=sampler,
+                      num_workers=nw, collate_fn=collate, worker_init_fn=worker_init if nw else None,
+                      generator=torch.Generator().manual_seed(cfg.seed))
+
+
+@torch.no_grad()
+def collect_scores(model: nn.Module, loader: DataLoader[dict[str, Any]], device: torch.device, *,
+                   amp: bool = False, keep_embeddings: bool = False) -> Scores:
+    """Run ``model`` over ``loader``: softmax probabilities averaged over views.
+
+    Under torch.distributed each rank scores its shard and the results are
+    gathered (and de-duplicated by dataset index) on every rank.
+    """
+    was_training = model.training
+    model.eval()
+    idx_all: list[np.ndarray] = []
+    probs_all: list[np.ndarray] = []
+    emb_all: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    parts: list[str] = []
+    paths: list[str] = []
+    skipped: list[str] = []
+    use_amp = amp and device.type == "cuda"
+    for batch in loader:
+        video = batch["video"].to(device, non_blocking=True)
+        views = video.shape[1] if video.dim() == 6 else 1
+        flat = video.flatten(0, 1) if views > 1 else video
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            out = model(flat)
+        p = torch.softmax(out.logits.float(), dim=1)
+        e = out.embedding.float()
+        if views > 1:
+            p = p.view(-1, views, p.shape[1]).mean(1)
+            e = e.view(-1, views, e.shape[1]).mean(1)
+        probs_all.append(p.cpu().numpy())
+        if keep_embeddings:
+            emb_all.append(e.cpu().numpy())
+        idx_all.append(batch["index"].numpy())
+        labels.append(batch["action"].numpy())
+        parts += batch["participant"]
+        paths += batch["path"]
+        skipped += batch["skipped"]
+    model.train(was_training)
+    local = {
+        "index": np.concatenate(idx_all) if idx_all else np.zeros(0, dtype=np.int64),
+        "probs": np.concatenate(probs_all) if probs_all else np.zeros((0, 0), dtype=np.float32),
+        "emb": np.concatenate(emb_all) if emb_all else None,
+        "labels": np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64),
+        "parts": parts, "paths": paths, "skipped": skipped,
+    }
+    shards = [local]
+    if dist.is_available() and dist.is_initialized():
+        gathered: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, local)
+        shards = gathered
+    return _merge(shards)
+
+
+def _merge(shards: list[dict[str, Any]]) -> Scores:
+    """Concatenate rank shards, order by dataset index, drop sampler padding duplicates."""
+    index = np.concatenate([s["index"] for s in shards])
+    order = np.argsort(index, kind="stable")
+    _, first = np.unique(index[order], return_index=True)
+    keep = order[first]
+    probs = np.concatenate([s["probs"] for s in shards if len(s["index"])])[keep] if len(index) else np.zeros((0, 0))
+    emb = None
+    if shards[0]["emb"] is not None:
+        emb = np.concatenate([s["emb"] for s in shards if s["emb"] is not None])[keep]
+    labels = np.concatenate([s["labels"] for s in shards])[keep]
+    parts = [p for s in shards for p in s["parts"]]
+    paths = [p for s in shards for p in s["paths"]]
+    skipped = sorted({p for s in shards for p in s["skipped"]})
+    return Scores(probs, labels, [parts[i] for i in keep], [paths[i] for i in keep], emb, skipped)
+
+
+def score_metrics(scores: Scores) -> EvalResult:
+    """``evaluate_scores`` on collected scores (participant metrics only where ids are known)."""
+    known = any(scores.participants)
+    return evaluate_scores(scores.probs, scores.labels, scores.participants if known else None)
+
+
+def write_predictions_csv(path: Path, scores: Scores, top: int = 5) -> None:
+    """Per-clip ``predictions.csv``: file, participant, true label, top-k labels with probabilities."""
+    k = min(top, scores.probs.shape[1]) if scores.probs.size else 0
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["file", "participant", "label", "label_name"]
+                   + [c for i in range(1, k + 1) for c in (f"pred_{i}", f"prob_{i}")])
+        for n in range(len(scores.paths)):
+            order = np.argsort(-scores.probs[n], kind="stable")[:k]
+            lab = int(scores.labels[n])
+            row: list[Any] = [Path(scores.paths[n]).name, scores.participants[n], lab, ACTION_NAMES[lab]]
+            for j in order:
+                row += [int(j), f"{float(scores.probs[n, j]):.6f}"]
+            w.writerow(row)
+
+
+def evaluate_checkpoint(
+    model: nn.Module, cfg: TrainConfig, *, split: Literal["train", "val", "test"], out_dir: Path | None,
+    device: torch.device, views: int = 1, batch_size: int | None = None, progress: bool = True,
+    data: DataConfig | None = None,
+) -> tuple[EvalResult, Scores]:
+    """Evaluate ``model`` on ``split`` of ``data`` (default: the config's); write
+    ``metrics.json`` and ``predictions.csv`` into ``out_dir`` when given."""
+    run_cfg = cfg if data is None else cfg.model_copy(update={"data": data})
+    resolve_root(run_cfg.data, progress)
+    records = load_split(run_cfg.data, split, progress)
+    scores = collect_scores(model, eval_loader(run_cfg, records, views=views, batch_size=batch_size), device,
+                            amp=run_cfg.optim.amp)
+    result = score_metrics(scores)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        payload = {"split": split, "views": views, "clips": len(scores.labels), "skipped": scores.skipped,
+                   **result.to_json()}
+        (out_dir / "metrics.json").write_text(json.dumps(payload, indent=2))
+        write_predictions_csv(out_dir / "predictions.csv", scores)
+    return result, scores

@@ -1,0 +1,120 @@
+"""The PIUmr network: X3D features -> TFAM -> X3D head (§3, Fig. 2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from piumr.config import ModelConfig, TFAMConfig, get_preset
+from piumr.model.backbone import build_x3d, load_kinetics_checkpoint, stage_channels
+from piumr.model.tfam import TFAM
+
+__all__ = ["PIUmrOutput", "PIUmrNet", "build_model", "build_tfam", "attach_tfam"]
+
+
+class PIUmrOutput(NamedTuple):
+    """Model output: ``logits`` (B, num_classes), ``embedding`` f (B, D) before the classifier."""
+
+    logits: Tensor
+    embedding: Tensor
+
+
+def build_tfam(channels: int, cfg: TFAMConfig) -> TFAM:
+    """A ``TFAM`` for ``channels`` from a ``TFAMConfig`` (``enabled`` is the caller's business)."""
+    kw = cfg.model_dump(exclude={"enabled", "stage"})
+    return TFAM(channels, **kw)
+
+
+class PIUmrNet(nn.Module):
+    """X3D split as ``forward_features`` -> TFAM -> ``forward_head``.
+
+    Input (B, 3, T, H, W) float, normalised. Output ``PIUmrOutput`` with
+    logits (B, num_classes) and the pre-classifier embedding (B, head_dim_out),
+    2048 for the paper's X3D-M. The pytorchvideo net is kept whole under
+    ``backbone`` (its parameter names are unchanged, so Kinetics checkpoints
+    load); TFAM runs after residual stage ``cfg.tfam.stage`` (1-4).
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = build_x3d(cfg.backbone, num_classes=cfg.num_classes, frames=cfg.frames,
+                                  crop=cfg.crop, dropout=cfg.dropout)
+        blocks: Any = getattr(self.backbone, "blocks")
+        self.tfam_stage = cfg.tfam.stage
+        self.tfam: TFAM | None = (
+            build_tfam(stage_channels(blocks[cfg.tfam.stage]), cfg.tfam) if cfg.tfam.enabled else None
+        )
+        self.embed_dim = int(blocks[5].proj.in_features)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """(B, 3, T, H, W) -> feature map (B, C, T', H', W') after the last residual stage."""
+        blocks: Any = getattr(self.backbone, "blocks")
+        for i in range(5):
+            x = blocks[i](x)
+            if self.tfam is not None and i == self.tfam_stage:
+                x = self.tfam(x)
+        return x
+
+    def embed(self, feats: Tensor) -> Tensor:
+        """Feature map (B, C, T', H', W') -> embedding f (B, D) (X3D projected pool + ReLU)."""
+        head: Any = getattr(self.backbone, "blocks")[5]
+        return torch.flatten(head.pool(feats), 1)
+
+    def forward_head(self, emb: Tensor) -> Tensor:
+        """Embedding (B, D) -> logits (B, num_classes) (dropout + linear; no softmax)."""
+        head: Any = getattr(self.backbone, "blocks")[5]
+        logits: Tensor = head.proj(head.dropout(emb))
+        return logits
+
+    def forward(self, x: Tensor) -> PIUmrOutput:
+        if x.dim() != 5 or x.shape[1] != 3:
+            raise ValueError(f"expected video input (B, 3, T, H, W), got {tuple(x.shape)}")
+        emb = self.embed(self.forward_features(x))
+        return PIUmrOutput(self.forward_head(emb), emb)
+
+
+def build_model(
+    preset: str | None = "paper", *, config: ModelConfig | None = None, pretrained: str | Path | None = None,
+    **overrides: Any,
+) -> PIUmrNet:
+    """Build the PIUmr network.
+
+    ``build_model(preset="paper")`` gives X3D-M + TFAM for 16x224 input and 52
+    classes; ``config`` takes a full ``ModelConfig`` instead; keyword overrides
+    replace ``ModelConfig`` fields (``num_classes=10``, ``backbone="x3d_s"``,
+    ``tfam=TFAMConfig(enabled=False)`` ...). ``pretrained`` is a local Kinetics
+    ``.pyth`` file (never downloaded); the classifier is re-initialised when the
+    class count differs.
+    """
+    cfg = config if config is not None else get_preset(preset or "paper").model
+    if overrides:
+        cfg = ModelConfig.model_validate({**cfg.model_dump(), **{k: (v.model_dump() if hasattr(v, "model_dump") else v)
+                                                                 for k, v in overrides.items()}})
+    weights = pretrained if pretrained is not None else cfg.pretrained
+    net = PIUmrNet(cfg)
+    if weights is not None:
+        load_kinetics_checkpoint(net.backbone, Path(weights))
+    return net
+
+
+def attach_tfam(net: nn.Module, block: int, tfam: TFAM) -> nn.Module:
+    """Plug ``tfam`` after ``net.blocks[block]`` of any pytorchvideo ``Net``.
+
+    The module is registered as ``net.tfam`` and applied through a forward hook,
+    so existing parameter names (and checkpoints) are untouched. Returns ``net``.
+    """
+    blocks: Any = getattr(net, "blocks", None)
+    if blocks is None or not 0 <= block < len(blocks):
+        raise ValueError(f"net has no blocks[{block}]")
+    net.add_module("tfam", tfam)
+
+    def _hook(_m: nn.Module, _inp: tuple[Tensor, ...], out: Tensor) -> Tensor:
+        res: Tensor = tfam(out)
+        return res
+
+    blocks[block].register_forward_hook(_hook)
+    return net

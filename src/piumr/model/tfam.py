@@ -1,0 +1,297 @@
+"""Temporal-Frequency Alignment Module (TFAM), paper §3.1, eq. (1)-(5).
+
+Layout convention: tensors are (B, C, T, H, W) as Conv3d and X3D want them;
+the paper's x[b, t, c, h, w] is x[b, c, t, h, w] here.
+
+``TFAM(channels=C)`` maps (B, C, T, H, W) -> (B, C, T, H, W) for any C, T, H, W
+and can be placed after any stage of any 3-D CNN. Every choice the paper leaves
+open is listed in ``docs/method_fidelity.md``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["TFAM", "FrequencyBranch", "TemporalBranch", "DyT", "dct_bank", "sinkhorn"]
+
+
+def dct_bank(num: int, kernel: int) -> Tensor:
+    """The ``num`` lowest-frequency orthonormal 2-D DCT-II basis filters.
+
+    Returns (num, kernel, kernel), bases in zig-zag order (by u + v, then u).
+    Raises ``ValueError`` when ``num > kernel**2``.
+    """
+    if num > kernel * kernel:
+        raise ValueError(f"num_dct={num} exceeds the {kernel * kernel} bases of a {kernel}x{kernel} DCT")
+    n = torch.arange(kernel, dtype=torch.float64)
+    freqs = sorted(((u, v) for u in range(kernel) for v in range(kernel)), key=lambda p: (p[0] + p[1], p[0]))
+    out = torch.empty(num, kernel, kernel, dtype=torch.float64)
+    for d, (u, v) in enumerate(freqs[:num]):
+        cu = math.sqrt((1 if u == 0 else 2) / kernel)
+        cv = math.sqrt((1 if v == 0 else 2) / kernel)
+        bu = cu * torch.cos(math.pi * (2 * n + 1) * u / (2 * kernel))
+        bv = cv * torch.cos(math.pi * (2 * n + 1) * v / (2 * kernel))
+        out[d] = bu[:, None] * bv[None, :]
+    return out.float()
+
+
+def sinkhorn(k: Tensor, iters: int) -> Tensor:
+    """Sinkhorn-Knopp normalisation towards a doubly-stochastic matrix.
+
+    k: (B, T, T) positive. Alternates row and column normalisation ``iters``
+    times (ending on columns). Returns (B, T, T).
+    """
+    for _ in range(iters):
+        k = k / k.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+        k = k / k.sum(dim=-2, keepdim=True).clamp_min(1e-12)
+    return k
+
+
+class DyT(nn.Module):
+    """Adaptive tanh ``gamma * tanh(a * x) + b`` (Zhu et al. 2025), per channel.
+
+    x: (B, D, H, W) -> (B, D, H, W). ``a`` is a learnable scalar, ``gamma`` and
+    ``b`` learnable per channel.
+    """
+
+    def __init__(self, channels: int, init: float = 0.5) -> None:
+        super().__init__()
+        self.a = nn.Parameter(torch.tensor(float(init)))
+        self.gamma = nn.Parameter(torch.ones(channels))
+        self.b = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.gamma[:, None, None] * torch.tanh(self.a * x) + self.b[:, None, None]
+
+
+class FrequencyBranch(nn.Module):
+    """Spectral robustness with perturbation, §3.1.1, eq. (1)-(2)."""
+
+    dct: Tensor
+
+    def __init__(
+        self, channels: int, *, num_dct: int = 16, dct_kernel: int = 7, beta: float = 0.1,
+        alpha: float = 0.1, eps_low: float = 1e-4, eps_high: float = 1.0, dyt_init: float = 0.5,
+        attn_kernel: int = 3,
+    ) -> None:
+        super().__init__()
+        self.num_dct, self.beta, self.alpha = num_dct, beta, alpha
+        self.eps_low, self.eps_high = eps_low, eps_high
+        # C -> D: the paper does not say how C channels become D spectral channels.
+        self.proj = nn.Conv2d(channels, num_dct, kernel_size=1, bias=False)
+        self.pad = dct_kernel // 2
+        self.register_buffer("dct", dct_bank(num_dct, dct_kernel)[:, None], persistent=False)
+        self.dyt = DyT(num_dct, dyt_init)
+        self.attn = nn.Conv2d(num_dct, 1, kernel_size=attn_kernel, padding="same")
+
+    def spectrum(self, x: Tensor) -> Tensor:
+        """eq. (1): x (B, C, T, H, W) -> E (B, D, H, W) (temporal mean, then DCT bank)."""
+        xm = self.proj(x.mean(dim=2))
+        h, w = xm.shape[-2:]
+        e = F.conv2d(xm, self.dct.to(xm.dtype), padding=self.pad, groups=self.num_dct)
+        return e[..., :h, :w]  # "same" size for odd and even kernels
+
+    def spectral_variance(self, e: Tensor) -> Tensor:
+        """Var_{h,w}(E_d): (B, D, H, W) -> (B, D, 1, 1) (population variance)."""
+        return e.float().var(dim=(2, 3), keepdim=True, unbiased=False).to(e.dtype)
+
+    def noise_scale(self, var: Tensor) -> Tensor:
+        """eps_d = clamp(Var_hw(E_d), eps_low, eps_high): (B, D, 1, 1)."""
+        return var.clamp(self.eps_low, self.eps_high)
+
+    def attention(self, x: Tensor, e: Tensor | None = None) -> Tensor:
+        """A_s = sigmoid(Conv2D(E_rob)): x (B, C, T, H, W) -> (B, 1, H, W)."""
+        e = self.spectrum(x) if e is None else e
+        var = self.spectral_variance(e)
+        e_var = self.beta * var * torch.sign(e)  # variance-weighted modulation
+        total = e + e_var
+        if self.training:  # stochastic, variance-scaled perturbation: training only
+            total = total + self.alpha * self.noise_scale(var) * torch.randn_like(e)
+        e_rob = self.dyt(total)
+        return torch.sigmoid(self.attn(e_rob))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """eq. (2): x_s = x * Broadcast_T^C(A_s) + x; (B, C, T, H, W) -> same."""
+        a_s = self.attention(x)
+        return x * a_s[:, :, None] + x
+
+
+def _frame_affinity(desc: Tensor) -> Tensor:
+    """Cosine affinity between frame descriptors: (B, C, T) -> (B, T, T)."""
+    d = F.normalize(desc, dim=1, eps=1e-6)
+    return torch.einsum("bct,bcs->bts", d, d)
+
+
+def _row_col_var(k: Tensor) -> Tensor:
+    """Mean row- and column-variance of kernels: (B, T, T) -> (B, 2)."""
+    return torch.stack([k.var(dim=-1, unbiased=False).mean(-1), k.var(dim=-2, unbiased=False).mean(-1)], dim=-1)
+
+
+class TemporalBranch(nn.Module):
+    """Consistent dynamics via regularised transport, §3.1.2, eq. (3)-(4)."""
+
+    def __init__(
+        self, channels: int, *, tau_min: float = 0.05, tau_scale: float = 1.0, sinkhorn_iters: int = 5,
+        gamma_w: float = 0.1, attn_dim: int = 64, attn_heads: int = 4,
+    ) -> None:
+        super().__init__()
+        if attn_dim % attn_heads:
+            raise ValueError(f"attn_dim={attn_dim} is not divisible by attn_heads={attn_heads}")
+        self.tau_min, self.tau_scale = tau_min, tau_scale
+        self.sinkhorn_iters, self.gamma_w = sinkhorn_iters, gamma_w
+        # lambda_g, lambda_l "predicted from row-column variances": zero init -> 0.5 / 0.5
+        self.mix = nn.Linear(4, 2)
+        nn.init.zeros_(self.mix.weight)
+        nn.init.zeros_(self.mix.bias)
+        self.scale = nn.Parameter(torch.tensor(1.0))  # Gamma in A_t = sigmoid(Gamma K_mix + beta)
+        self.shift = nn.Parameter(torch.tensor(0.0))  # beta
+        self.proj = nn.Linear(channels, attn_dim)  # "linear projection"
+        self.attn = nn.MultiheadAttention(attn_dim, attn_heads, batch_first=True)  # "self-attention block"
+        self.norm = nn.LayerNorm(attn_dim)
+        self.out = nn.Linear(attn_dim, 1)
+
+    def kernels(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """eq. (3) and the transport kernels: x (B, C, T, H, W) -> (K_mix, A_t), each (B, T, T).
+
+        Computed in float32 whatever the autocast state (T x T maps are tiny).
+        """
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            xf = x.float()
+            m_avg = _frame_affinity(xf.mean(dim=(3, 4)))
+            m_max = _frame_affinity(xf.amax(dim=(3, 4)))
+            m_avg = m_avg - m_avg.mean(dim=(1, 2), keepdim=True)  # mean-centring
+            m_max = m_max - m_max.mean(dim=(1, 2), keepdim=True)
+            joint = 0.5 * (m_avg.var(dim=(1, 2), unbiased=False) + m_max.var(dim=(1, 2), unbiased=False))
+            tau = (self.tau_min + self.tau_scale * torch.sqrt(joint + 1e-6))[:, None, None]  # eq. (3)
+            k_g = torch.softmax(-m_avg.pow(2) / tau, dim=-1)
+            k_l = torch.softmax(-m_max.pow(2) / tau, dim=-1)
+            k_g = sinkhorn(0.5 * (k_g + k_g.transpose(1, 2)), self.sinkhorn_iters)
+            k_l = sinkhorn(0.5 * (k_l + k_l.transpose(1, 2)), self.sinkhorn_iters)
+            lam = torch.softmax(self.mix(torch.cat([_row_col_var(k_g), _row_col_var(k_l)], dim=-1)), dim=-1)
+            k_mix = lam[:, 0, None, None] * k_g + lam[:, 1, None, None] * k_l
+            dev = (k_mix - k_mix.mean(dim=-1, keepdim=True)).abs().mean(dim=-1, keepdim=True)
+            k_mix = k_mix - self.gamma_w * dev  # Wasserstein-style deviation penalty
+            a_t = torch.sigmoid(self.scale * k_mix + self.shift)
+        return k_mix, a_t
+
+    def attention(self, x: Tensor) -> Tensor:
+        """Per-frame gate: x (B, C, T, H, W) -> (B, T) in (0, 1).
+
+        A_t (B, T, T) transports the frame descriptors (tokens_t = sum_s A_t[t, s] a_s,
+        a_s the spatial-average descriptor), then Linear + self-attention + Linear(->1).
+        """
+        _, a_t = self.kernels(x)
+        desc = x.mean(dim=(3, 4)).transpose(1, 2)  # (B, T, C)
+        tokens = torch.bmm(a_t.to(desc.dtype), desc) / a_t.shape[-1]
+        h = self.proj(tokens)
+        h = h + self.attn(self.norm(h), self.norm(h), self.norm(h), need_weights=False)[0]
+        return torch.sigmoid(self.out(h)).squeeze(-1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """eq. (4): x_t = x * Broadcast_C^{H,W}(gate) + x; (B, C, T, H, W) -> same."""
+        gate = self.attention(x)
+        return x * gate[:, None, :, None, None].to(x.dtype) + x
+
+
+def _cos_to_unit(cos: Tensor, mode: Literal["shifted", "clamped"]) -> Tensor:
+    return (1.0 + cos) / 2.0 if mode == "shifted" else cos.clamp_min(0.0)
+
+
+class TFAM(nn.Module):
+    """Temporal-Frequency Alignment Module: (B, C, T, H, W) -> (B, C, T, H, W).
+
+    Args:
+        channels: C of the feature map it is placed on.
+        frequency / temporal: enable each branch (Table 3 settings b-e).
+        fusion: "consistency" (eq. 5, perturbation-stability weights) or "mean".
+        Remaining keywords: see ``piumr.config.TFAMConfig`` (all marked "not in paper").
+
+    Eval mode is deterministic: the random perturbations run only in training,
+    and consistency fusion then uses an exponential moving average of
+    (lambda_t, lambda_s) collected in training (like BatchNorm statistics).
+    """
+
+    lam: Tensor
+
+    def __init__(
+        self, channels: int, *, frequency: bool = True, temporal: bool = True,
+        fusion: Literal["consistency", "mean"] = "consistency", num_dct: int = 16, dct_kernel: int = 7,
+        beta: float = 0.1, alpha: float = 0.1, eps_low: float = 1e-4, eps_high: float = 1.0,
+        dyt_init: float = 0.5, attn_kernel: int = 3, tau_min: float = 0.05, tau_scale: float = 1.0,
+        sinkhorn_iters: int = 5, gamma_w: float = 0.1, attn_dim: int = 64, attn_heads: int = 4,
+        temporal_perturb: Literal["shuffle", "mask"] = "shuffle", mask_ratio: float = 0.25,
+        fusion_momentum: float = 0.1, fusion_grad: bool = False,
+        fusion_cos: Literal["shifted", "clamped"] = "shifted", eps: float = 1e-6,
+    ) -> None:
+        super().__init__()
+        if not (frequency or temporal):
+            raise ValueError("TFAM needs at least one branch (frequency or temporal)")
+        self.channels, self.fusion = channels, fusion
+        self.temporal_perturb, self.mask_ratio = temporal_perturb, mask_ratio
+        self.fusion_momentum, self.fusion_grad, self.fusion_cos, self.eps = fusion_momentum, fusion_grad, fusion_cos, eps
+        self.freq: FrequencyBranch | None = (
+            FrequencyBranch(channels, num_dct=num_dct, dct_kernel=dct_kernel, beta=beta, alpha=alpha,
+                            eps_low=eps_low, eps_high=eps_high, dyt_init=dyt_init, attn_kernel=attn_kernel)
+            if frequency else None
+        )
+        self.temp: TemporalBranch | None = (
+            TemporalBranch(channels, tau_min=tau_min, tau_scale=tau_scale, sinkhorn_iters=sinkhorn_iters,
+                           gamma_w=gamma_w, attn_dim=attn_dim, attn_heads=attn_heads)
+            if temporal else None
+        )
+        # running (lambda_t, lambda_s) used at eval time; starts at the mean fusion
+        self.register_buffer("lam", torch.tensor([0.5, 0.5]))
+
+    def _perturb_frames(self, x: Tensor) -> Tensor:
+        """Temporal perturbation x_hat_t (§3.1.3): random frame shuffle or mask. Same shape."""
+        t = x.shape[2]
+        if self.temporal_perturb == "shuffle":
+            return x[:, :, torch.randperm(t, device=x.device)]
+        keep = (torch.rand(t, device=x.device) >= self.mask_ratio).to(x.dtype)
+        return x * keep[None, None, :, None, None]
+
+    def _stability(self, x: Tensor, x_t: Tensor, e: Tensor | None) -> Tensor:
+        """(lambda_t, lambda_s) from branch stability (§3.1.3), batch-averaged: (2,)."""
+        assert self.temp is not None and self.freq is not None and e is not None
+        x_hat: Tensor = self.temp(self._perturb_frames(x))
+        s_t = F.cosine_similarity(x_t.float().amax(dim=(2, 3, 4)), x_hat.float().amax(dim=(2, 3, 4)), dim=1)
+        var = self.freq.spectral_variance(e)
+        e_hat = e + self.freq.noise_scale(var) * torch.randn_like(e)  # variance-scaled noise
+        s_s = F.cosine_similarity(e.float().mean(dim=(2, 3)), e_hat.float().mean(dim=(2, 3)), dim=1)
+        s_t, s_s = _cos_to_unit(s_t, self.fusion_cos), _cos_to_unit(s_s, self.fusion_cos)
+        # normalised so lambda_t + lambda_s == 1 exactly; equal weights when both are 0
+        denom = s_t + s_s + 2 * self.eps
+        return torch.stack([((s_t + self.eps) / denom).mean(), ((s_s + self.eps) / denom).mean()])
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x (B, C, T, H, W) -> x_out (B, C, T, H, W), eq. (5)."""
+        if x.dim() != 5 or x.shape[1] != self.channels:
+            raise ValueError(f"TFAM(channels={self.channels}) expects (B, {self.channels}, T, H, W), got {tuple(x.shape)}")
+        if self.freq is None:
+            assert self.temp is not None
+            out: Tensor = self.temp(x)
+            return out
+        e = self.freq.spectrum(x)
+        x_s = x * self.freq.attention(x, e)[:, :, None] + x
+        if self.temp is None:
+            return x_s
+        x_t: Tensor = self.temp(x)
+        if self.fusion == "mean":
+            return 0.5 * (x_t + x_s)
+        if self.training:
+            if self.fusion_grad:
+                lam = self._stability(x, x_t, e)
+            else:
+                with torch.no_grad():
+                    lam = self._stability(x.detach(), x_t.detach(), e.detach())
+            with torch.no_grad():
+                self.lam.lerp_(lam.detach().to(self.lam.dtype), self.fusion_momentum)
+        else:
+            lam = self.lam
+        lam = lam.to(x.dtype)
+        return lam[0] * x_t + lam[1] * x_s

@@ -1,0 +1,118 @@
+"""``piumr predict``: top-5 actions and the body group for clips, and Codabench submissions."""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from piumr.config import TrainConfig
+from piumr.data import ACTION_NAMES, ACTION_TO_BODY, BODY_NAMES, VideoDataset, VideoError, build_transform
+from piumr.data.ma52 import ClipRecord, DatasetError, read_split
+from piumr.evaluate import collect_scores, eval_loader
+from piumr.metrics import SUBMISSION_HEADER, topk_submission_rows
+
+__all__ = ["VIDEO_SUFFIXES", "ClipPrediction", "ClipFailure", "find_latest_checkpoint", "expand_inputs",
+           "predict_clips", "write_submission"]
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
+
+
+@dataclass(frozen=True)
+class ClipPrediction:
+    """Prediction for one clip: ``top`` = [(label, name, probability)] best first."""
+
+    path: Path
+    top: list[tuple[int, str, float]]
+    body: int
+    body_name: str
+    body_prob: float
+
+    def to_json(self) -> dict[str, object]:
+        return {"file": str(self.path), "top5": [{"label": i, "name": n, "prob": p} for i, n, p in self.top],
+                "body": {"label": self.body, "name": self.body_name, "prob": self.body_prob}}
+
+
+@dataclass(frozen=True)
+class ClipFailure:
+    """A clip that could not be read; ``reason`` names the file."""
+
+    path: Path
+    reason: str
+
+
+def find_latest_checkpoint(artifacts: Path) -> Path | None:
+    """The ``best.safetensors`` most recently written anywhere under ``artifacts`` (or None)."""
+    if not artifacts.is_dir():
+        return None
+    found = sorted(artifacts.rglob("best.safetensors"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
+def expand_inputs(inputs: Sequence[Path]) -> list[Path]:
+    """Files as given; folders expanded to their video files (sorted). Missing paths raise."""
+    out: list[Path] = []
+    for p in inputs:
+        if p.is_dir():
+            out += sorted(q for q in p.iterdir() if q.suffix.lower() in VIDEO_SUFFIXES and q.is_file())
+        elif p.exists():
+            out.append(p)
+        else:
+            raise FileNotFoundError(f"{p}: no such file or folder")
+    return out
+
+
+def predict_clips(model: nn.Module, cfg: TrainConfig, paths: Sequence[Path], device: torch.device, *,
+                  views: int = 1, top: int = 5) -> Iterator[ClipPrediction | ClipFailure]:
+    """Predict each clip in turn (eval sampling, centre crop); unreadable clips yield ``ClipFailure``."""
+    records = [ClipRecord(Path(p), 0, 0, None, None, None) for p in paths]
+    ds = VideoDataset(records, frames=cfg.model.frames, train=False,
+                      transform=build_transform(train=False, crop=cfg.model.crop, short_side=cfg.data.short_side,
+                                                hflip=False),
+                      backend=cfg.data.backend, on_error="raise", views=views, decode_short_side=cfg.data.short_side)
+    model.eval()
+    for i, rec in enumerate(records):
+        try:
+            video = ds[i]["video"]
+        except VideoError as e:
+            yield ClipFailure(rec.path, str(e))
+            continue
+        batch = video if views > 1 else video[None]
+        with torch.no_grad():
+            probs = torch.softmax(model(batch.to(device)).logits.float(), dim=1).mean(0).cpu().numpy()
+        order = np.argsort(-probs, kind="stable")[:top]
+        best = int(order[0])
+        body = ACTION_TO_BODY[best] if best < len(ACTION_TO_BODY) else -1
+        body_prob = float(sum(probs[a] for a in range(min(len(probs), len(ACTION_TO_BODY))) if ACTION_TO_BODY[a] == body))
+        yield ClipPrediction(
+            rec.path, [(int(j), ACTION_NAMES[j] if j < len(ACTION_NAMES) else str(j), float(probs[j])) for j in order],
+            body, BODY_NAMES[body] if body >= 0 else "?", body_prob)
+
+
+def write_submission(model: nn.Module, cfg: TrainConfig, test_root: Path, out_zip: Path, device: torch.device, *,
+                     views: int = 1) -> int:
+    """Score the official test list of ``test_root`` and write ``out_zip`` holding ``prediction.csv``
+    (Codabench format, at the zip root). Returns the number of rows. Broken clips raise."""
+    records = read_split(test_root, "test")
+    run_cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"on_error": "raise"})})
+    scores = collect_scores(model, eval_loader(run_cfg, records, views=views), device, amp=cfg.optim.amp)
+    if scores.probs.shape[1] != 52:
+        raise DatasetError(f"{test_root}: a submission needs a 52-class model, this one has {scores.probs.shape[1]}")
+    rows = topk_submission_rows([Path(p).name for p in scores.paths], scores.probs)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(SUBMISSION_HEADER)
+    w.writerows(rows)
+    out_zip.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_zip.with_suffix(out_zip.suffix + ".tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("prediction.csv", buf.getvalue())
+    tmp.replace(out_zip)
+    return len(rows)

@@ -1,0 +1,166 @@
+"""TFAM (eq. 1-5): shapes, identity, gradients, determinism, Sinkhorn."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch import Tensor
+
+from piumr import TFAM
+from piumr.model.tfam import dct_bank, sinkhorn
+
+# a different size per axis so swapped axes fail
+B, C, T, H, W = 2, 12, 5, 7, 11
+
+
+def small_tfam(**kw: object) -> TFAM:
+    return TFAM(channels=C, num_dct=6, dct_kernel=3, attn_dim=8, attn_heads=2, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [{}, {"frequency": False}, {"temporal": False}, {"fusion": "mean"}, {"temporal_perturb": "mask"}],
+)
+def test_shape_preserved(kw: dict[str, object]) -> None:
+    torch.manual_seed(0)
+    m = small_tfam(**kw)
+    x = torch.randn(B, C, T, H, W)
+    for mode in (True, False):
+        m.train(mode)
+        y = m(x)
+        assert y.shape == x.shape
+        assert torch.isfinite(y).all()
+
+
+def test_rejects_wrong_channels() -> None:
+    with pytest.raises(ValueError, match="channels=12"):
+        small_tfam()(torch.randn(B, C + 1, T, H, W))
+
+
+def test_no_branch_is_an_error() -> None:
+    with pytest.raises(ValueError):
+        small_tfam(frequency=False, temporal=False)
+
+
+@pytest.mark.parametrize("fusion", ["consistency", "mean"])
+def test_zero_attention_is_identity(fusion: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(0)
+    m = small_tfam(fusion=fusion)
+    assert m.freq is not None and m.temp is not None
+    monkeypatch.setattr(m.freq, "attention", lambda x, e=None: torch.zeros(x.shape[0], 1, x.shape[3], x.shape[4]))
+    monkeypatch.setattr(m.temp, "attention", lambda x: torch.zeros(x.shape[0], x.shape[2]))
+    x = torch.randn(B, C, T, H, W)
+    for mode in (True, False):
+        m.train(mode)
+        torch.testing.assert_close(m(x), x, rtol=1e-5, atol=1e-5)
+    # and the non-patched module is NOT the identity (the test can fail)
+    m2 = small_tfam(fusion=fusion).eval()
+    assert (m2(x) - x).abs().max() > 1e-3
+
+
+def test_every_parameter_gets_gradient() -> None:
+    torch.manual_seed(0)
+    m = small_tfam(fusion_grad=True).train()
+    x = torch.randn(B, C, T, H, W)
+    m(x).pow(2).mean().backward()
+    missing = [n for n, p in m.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert not missing, f"no gradient: {missing}"
+
+
+def test_every_parameter_gets_gradient_default_fusion() -> None:
+    torch.manual_seed(1)
+    m = small_tfam().train()
+    m(torch.randn(B, C, T, H, W)).pow(2).mean().backward()
+    missing = [n for n, p in m.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert not missing, f"no gradient: {missing}"
+
+
+def test_eval_is_deterministic_train_is_not() -> None:
+    torch.manual_seed(0)
+    m = small_tfam()
+    x = torch.randn(B, C, T, H, W)
+    m.train()
+    for _ in range(3):
+        m(x)  # collect running fusion weights
+    a, b = m(x), m(x)
+    assert (a - b).abs().max() > 0, "training mode should be stochastic (perturbations)"
+    m.eval()
+    torch.manual_seed(1)
+    a = m(x)
+    torch.manual_seed(2)
+    b = m(x)
+    assert torch.equal(a, b)
+
+
+def test_running_fusion_weights_sum_to_one_and_move() -> None:
+    torch.manual_seed(0)
+    m = small_tfam()
+    lam0 = m.lam.clone()
+    m.train()
+    m(torch.randn(B, C, T, H, W) * 3)
+    assert not torch.equal(lam0, m.lam)
+    assert abs(float(m.lam.sum()) - 1.0) < 1e-5
+
+
+def test_sinkhorn_doubly_stochastic() -> None:
+    torch.manual_seed(0)
+    k = torch.rand(3, 9, 9) + 0.05
+    k = 0.5 * (k + k.transpose(1, 2))
+    s = sinkhorn(k, 50)
+    torch.testing.assert_close(s.sum(-1), torch.ones(3, 9), atol=1e-4, rtol=0)
+    torch.testing.assert_close(s.sum(-2), torch.ones(3, 9), atol=1e-4, rtol=0)
+    assert not torch.allclose(k.sum(-1), torch.ones(3, 9), atol=1e-2)
+
+
+def test_temporal_kernels_are_valid() -> None:
+    torch.manual_seed(0)
+    m = small_tfam(sinkhorn_iters=30)
+    assert m.temp is not None
+    k_mix, a_t = m.temp.kernels(torch.randn(B, C, T, H, W))
+    assert k_mix.shape == (B, T, T) and a_t.shape == (B, T, T)
+    assert ((a_t > 0) & (a_t < 1)).all()
+
+
+def test_dct_bank_orthonormal() -> None:
+    bank = dct_bank(9, 3).reshape(9, 9).double()
+    torch.testing.assert_close(bank @ bank.t(), torch.eye(9, dtype=torch.float64), atol=1e-6, rtol=0)
+    with pytest.raises(ValueError):
+        dct_bank(10, 3)
+
+
+def test_bf16_autocast_runs() -> None:
+    m = small_tfam().train()
+    x = torch.randn(B, C, T, H, W)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = m(x)
+    assert torch.isfinite(y.float()).all()
+
+
+def test_plugs_into_x3d_and_resnet() -> None:
+    """TFAM after any stage of X3D and of a pytorchvideo ResNet (via attach_tfam)."""
+    from piumr.model import attach_tfam
+    from piumr.model.backbone import build_x3d, stage_channels
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pytorchvideo.models.resnet import create_resnet
+    x = torch.randn(1, 3, 4, 32, 32)
+    for stage in range(1, 5):
+        net = build_x3d("x3d_tiny", num_classes=5, frames=4, crop=32)
+        attach_tfam(net, stage, small_tfam_for(stage_channels(net.blocks[stage])))
+        assert net(x).shape == (1, 5)
+    res = create_resnet(model_depth=50, model_num_class=5, head_pool_kernel_size=(1, 1, 1),
+                        stem_dim_out=8, head_activation=None)
+    res.blocks[5].pool = torch.nn.AdaptiveAvgPool3d(1)
+    called: list[Tensor] = []
+    t = small_tfam_for(stage_channels(res.blocks[2]))
+    t.register_forward_hook(lambda _m, _i, out: called.append(out))
+    attach_tfam(res, 2, t)
+    assert res(torch.randn(1, 3, 4, 64, 64)).shape == (1, 5)
+    assert called, "TFAM was not run inside the ResNet"
+
+
+def small_tfam_for(c: int) -> TFAM:
+    return TFAM(channels=c, num_dct=4, dct_kernel=3, attn_dim=8, attn_heads=2)
