@@ -1,0 +1,445 @@
+"""Prepared cache: every clip decoded once, resized, stored as per-frame JPEGs.
+
+Raw MA-52 clips are 1080x1296 H.264; decoding 16 frames costs ~0.2 s per clip per
+core, too slow to feed a GPU. ``prepare_dataset`` converts each clip into one file
+``<out>/<split>/<name>.mp4.jpgs``::
+
+    header  "<8sIIIId": magic b"PIUMRJPG", version, num_frames, height, width, fps
+    offsets (num_frames + 1) little-endian uint64, relative to the end of the offsets
+    data    num_frames concatenated baseline JPEGs (RGB, short side ``short_side``)
+
+A loader seeks to the sampled frames only and batch-decodes them with
+:func:`torchvision.io.decode_jpeg`. ``piumr_manifest.json`` lists every clip (frame
+count, size, byte count, sha256); the list files and label_name.txt are copied, so
+the cache is itself a dataset root for :func:`piumr.data.ma52.find_layout`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import struct
+import time
+import warnings
+from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg  # type: ignore[import-untyped]
+
+from piumr.data import video
+from piumr.data.ma52 import (
+    LABEL_FILE, MANIFEST_NAME, PREPARED_SUFFIX, SPLITS, DatasetError, Split, find_layout, read_split,
+)
+from piumr.data.video import Backend, VideoError
+
+MAGIC = b"PIUMRJPG"
+VERSION = 1
+FORMAT = "piumr-jpeg-v1"
+_HEADER = struct.Struct("<8sIIIId")
+_SAVE_EVERY = 256  # clips between intermediate manifest writes
+
+
+@dataclass(frozen=True)
+class ClipHeader:
+    """Header of one cache file; ``offsets`` has ``num_frames + 1`` entries."""
+
+    num_frames: int
+    height: int
+    width: int
+    fps: float
+    offsets: np.ndarray[Any, np.dtype[np.uint64]]
+
+    @property
+    def data_start(self) -> int:
+        return _HEADER.size + 8 * (self.num_frames + 1)
+
+    @property
+    def file_size(self) -> int:
+        return self.data_start + int(self.offsets[-1])
+
+
+@contextmanager
+def _torchvision_jpeg() -> Iterator[None]:
+    """Silence only torchvision 0.29's deprecation notice for its JPEG codec (TorchCodec is
+    the suggested successor but is not a dependency; the functions still work)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities",
+                                category=DeprecationWarning)
+        yield
+
+
+def encode_clip(frames: torch.Tensor, fps: float, quality: int = 90) -> bytes:
+    """uint8 ``(N, H, W, 3)`` frames -> bytes of one cache file."""
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
+        raise ValueError(f"expected (N, H, W, 3) frames with N > 0, got {tuple(frames.shape)}")
+    with _torchvision_jpeg():
+        jpegs = encode_jpeg([f.permute(2, 0, 1).contiguous() for f in frames], quality=quality)
+    sizes = np.array([0] + [j.numel() for j in jpegs], dtype=np.uint64)
+    n, h, w = frames.shape[:3]
+    head = _HEADER.pack(MAGIC, VERSION, n, h, w, float(fps))
+    return b"".join([head, np.cumsum(sizes).astype("<u8").tobytes()] + [j.numpy().tobytes() for j in jpegs])
+
+
+def read_header(path: Path) -> ClipHeader:
+    """Parse and sanity-check a cache file's header (raises :class:`VideoError`)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_HEADER.size)
+            if len(head) != _HEADER.size:
+                raise VideoError(f"{path}: truncated cache file (no header)")
+            magic, version, n, h, w, fps = _HEADER.unpack(head)
+            if magic != MAGIC or version != VERSION or n == 0:
+                raise VideoError(f"{path}: not a piumr cache file (magic {magic!r}, version {version})")
+            raw = f.read(8 * (n + 1))
+    except OSError as e:
+        raise VideoError(f"{path}: cannot read cache file ({e})") from e
+    if len(raw) != 8 * (n + 1):
+        raise VideoError(f"{path}: truncated cache file (offset table)")
+    offsets = np.frombuffer(raw, dtype="<u8").astype(np.uint64)
+    header = ClipHeader(int(n), int(h), int(w), float(fps), offsets)
+    if np.any(np.diff(offsets.astype(np.int64)) <= 0) or path.stat().st_size != header.file_size:
+        raise VideoError(f"{path}: corrupt or truncated cache file (offsets disagree with size)")
+    return header
+
+
+def _split_dir(name: str) -> str:
+    return name[len("videos_"):] if name.startswith("videos_") else name
+
+
+class PreparedCache:
+    """Read-only access to a prepared cache folder (see module docstring)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        manifest_path = self.root / MANIFEST_NAME
+        try:
+            self.manifest: dict[str, Any] = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            raise DatasetError(f"{manifest_path}: cannot read the cache manifest ({e})") from e
+        if self.manifest.get("format") != FORMAT:
+            raise DatasetError(f"{manifest_path}: unknown cache format {self.manifest.get('format')!r}")
+        self.clips: dict[str, dict[str, Any]] = self.manifest["clips"]
+        self.short_side = int(self.manifest["short_side"])
+        self._by_name: dict[str, str | None] = {}
+        for key in self.clips:
+            name = key.rsplit("/", 1)[-1]
+            self._by_name[name] = None if name in self._by_name else key  # None = ambiguous
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __contains__(self, path_or_name: object) -> bool:
+        if not isinstance(path_or_name, (str, Path)):
+            return False
+        try:
+            self.key(path_or_name)
+        except KeyError:
+            return False
+        return True
+
+    def key(self, path_or_name: str | Path) -> str:
+        """Manifest key ``split/name`` of a raw path, a cache path, or a bare file name."""
+        text = str(path_or_name)
+        if text in self.clips:
+            return text
+        p = Path(text)
+        name = p.name[: -len(PREPARED_SUFFIX)] if p.name.endswith(PREPARED_SUFFIX) else p.name
+        if p.parent.name:
+            key = f"{_split_dir(p.parent.name)}/{name}"
+            if key in self.clips:
+                return key
+        found = self._by_name.get(name)
+        if found is None:
+            raise KeyError(f"{self.root}: {text!r} {self._missing_reason(p, name)}")
+        return found
+
+    def _missing_reason(self, p: Path, name: str) -> str:
+        failed: dict[str, str] = self.manifest.get("failed", {})
+        key = f"{_split_dir(p.parent.name)}/{name}"
+        if key in failed:
+            return f"failed during prepare: {failed[key]}"
+        return "matches clips in several splits" if name in self._by_name else "is not in the cache"
+
+    def file(self, path_or_name: str | Path) -> Path:
+        """The cache file holding a clip."""
+        return self.root / (self.key(path_or_name) + PREPARED_SUFFIX)
+
+    def num_frames(self, path_or_name: str | Path) -> int:
+        """Frame count recorded in the manifest."""
+        return int(self.clips[self.key(path_or_name)]["frames"])
+
+    def read(self, path_or_name: str | Path, indices: Sequence[int]) -> torch.Tensor:
+        """Decode frames ``indices`` -> uint8 ``(T, H, W, 3)``; only those JPEGs are read."""
+        try:
+            path = self.file(path_or_name)
+        except KeyError as e:
+            raise VideoError(str(e.args[0])) from e
+        header = read_header(path)
+        idx = [int(i) for i in indices]
+        if not idx or min(idx) < 0 or max(idx) >= header.num_frames:
+            raise VideoError(f"{path}: frames {idx} outside 0..{header.num_frames - 1}")
+        wanted = sorted(set(idx))
+        blobs = _read_blobs(path, header, wanted)
+        try:
+            with _torchvision_jpeg():
+                images = decode_jpeg(blobs, mode=ImageReadMode.RGB)
+        except RuntimeError as e:
+            raise VideoError(f"{path}: corrupt JPEG data ({e})") from e
+        frame_of = dict(zip(wanted, images))
+        return torch.stack([frame_of[i] for i in idx]).permute(0, 2, 3, 1).contiguous()
+
+
+def _read_blobs(path: Path, header: ClipHeader, wanted: list[int]) -> list[torch.Tensor]:
+    blobs = []
+    with open(path, "rb") as f:
+        for i in wanted:
+            start, end = int(header.offsets[i]), int(header.offsets[i + 1])
+            f.seek(header.data_start + start)
+            blobs.append(torch.frombuffer(bytearray(f.read(end - start)), dtype=torch.uint8))
+    return blobs
+
+
+def open_cache_if_any(root: Path) -> PreparedCache | None:
+    """A :class:`PreparedCache` when ``root`` holds a manifest, else None (raw dataset)."""
+    return PreparedCache(root) if (Path(root) / MANIFEST_NAME).is_file() else None
+
+
+# ----------------------------------------------------------------------------- building
+
+
+@dataclass
+class PrepareReport:
+    """Outcome of :func:`prepare_dataset`; ``failed`` maps clip key -> error message."""
+
+    out: Path
+    done: int = 0
+    skipped: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    verified: int = 0
+    frames: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    missing_splits: list[str] = field(default_factory=list)
+
+    @property
+    def num_failed(self) -> int:
+        return len(self.failed)
+
+
+@dataclass(frozen=True)
+class _Task:
+    key: str
+    src: Path
+    dst: Path
+    expected_sha: str | None
+
+
+@dataclass(frozen=True)
+class _Result:
+    key: str
+    status: str  # "done" | "skipped" | "failed"
+    entry: dict[str, Any] | None
+    error: str | None
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _entry(header: ClipHeader, data: bytes) -> dict[str, Any]:
+    return {"frames": header.num_frames, "height": header.height, "width": header.width,
+            "fps": header.fps, "bytes": len(data), "sha256": _sha256(data)}
+
+
+def _existing_ok(task: _Task) -> dict[str, Any] | None:
+    """Manifest entry of an already written, verified cache file; None if it must be redone."""
+    if not task.dst.is_file():
+        return None
+    try:
+        header = read_header(task.dst)
+    except VideoError:
+        return None
+    entry = _entry(header, task.dst.read_bytes())
+    if task.expected_sha is not None and entry["sha256"] != task.expected_sha:
+        return None
+    return entry
+
+
+def _convert(task: _Task, short_side: int, quality: int, backend: Backend) -> _Result:
+    """Worker: decode + encode + atomically write one clip."""
+    try:
+        info = video.probe(task.src, "pyav")
+        frames = video.read_frames(task.src, range(info.num_frames), backend=backend, short_side=short_side)
+    except VideoError as e:
+        return _Result(task.key, "failed", None, str(e))
+    data = encode_clip(frames, info.fps, quality)
+    task.dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = task.dst.with_name(f"{task.dst.name}.tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, task.dst)
+    return _Result(task.key, "done", _entry(read_header(task.dst), data), None)
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)
+    video.DECODER_THREADS = 1
+
+
+def prepare_dataset(
+    root: Path,
+    out: Path,
+    splits: Sequence[Split] = SPLITS,
+    short_side: int = 256,
+    workers: int = 2,
+    progress: bool = True,
+    list_dir: Path | None = None,
+    quality: int = 90,
+    backend: Backend = "auto",
+) -> PrepareReport:
+    """Convert the raw clips of ``splits`` under ``root`` into a cache at ``out``.
+
+    Resumable: clips whose cache file exists and verifies (header, sha256 from an
+    earlier manifest) are skipped. A clip that cannot be decoded is listed in
+    ``report.failed``, not fatal. Ends by re-reading every file and checking its
+    size and sha256 against the manifest.
+    """
+    start = time.perf_counter()
+    out = Path(out)
+    layout = find_layout(root, list_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = _load_manifest(out, short_side, quality, layout.root)
+    report = PrepareReport(out=out)
+    tasks: list[_Task] = []
+    for split in splits:
+        if split not in layout.lists:
+            report.missing_splits.append(split)
+            continue
+        shutil.copyfile(layout.lists[split], out / layout.lists[split].name)
+        (out / split).mkdir(exist_ok=True)
+        tasks.extend(_tasks(root, split, list_dir, out, manifest))
+    if layout.label_names is not None:
+        shutil.copyfile(layout.label_names, out / LABEL_FILE)
+    results = _run(tasks, short_side, quality, backend, workers, progress)
+    for n, result in enumerate(results, 1):
+        _record(manifest, report, result)
+        if n % _SAVE_EVERY == 0:
+            _save_manifest(out, manifest)
+    _verify(out, manifest, report)
+    manifest["complete"] = True
+    _save_manifest(out, manifest)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _load_manifest(out: Path, short_side: int, quality: int, source: Path) -> dict[str, Any]:
+    path = out / MANIFEST_NAME
+    if path.is_file():
+        try:
+            manifest: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise DatasetError(f"{path}: unreadable manifest; delete it to rebuild ({e})") from e
+        if manifest.get("format") != FORMAT or manifest.get("short_side") != short_side:
+            raise DatasetError(
+                f"{path}: cache was built with format {manifest.get('format')!r}, short side "
+                f"{manifest.get('short_side')}; asked for {FORMAT!r}, {short_side}: use another --out"
+            )
+        manifest["failed"] = {}
+        return manifest
+    return {"format": FORMAT, "short_side": short_side, "quality": quality, "source": str(source),
+            "complete": False, "clips": {}, "failed": {}}
+
+
+def _tasks(root: Path, split: Split, list_dir: Path | None, out: Path, manifest: dict[str, Any]) -> list[_Task]:
+    tasks = []
+    for rec in read_split(root, split, list_dir, check_files=False):
+        key = f"{split}/{rec.path.name}"
+        old = manifest["clips"].get(key)
+        sha = old["sha256"] if old else None
+        tasks.append(_Task(key, rec.path, out / (key + PREPARED_SUFFIX), sha))
+    return tasks
+
+
+def _run(
+    tasks: list[_Task], short_side: int, quality: int, backend: Backend, workers: int, progress: bool
+) -> Iterator[_Result]:
+    """Yield results (any order) with a rich progress bar; ``workers <= 1`` runs inline."""
+    columns = (TextColumn("prepare"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, disable=not progress) as bar:
+        job = bar.add_task("clips", total=len(tasks))
+        for result in _results(tasks, short_side, quality, backend, workers):
+            bar.advance(job)
+            yield result
+
+
+def _results(
+    tasks: list[_Task], short_side: int, quality: int, backend: Backend, workers: int
+) -> Iterable[_Result]:
+    """Verified existing files first (main process), then conversions (worker processes)."""
+    todo = []
+    for task in tasks:
+        old = _existing_ok(task)
+        if old is None:
+            todo.append(task)
+        else:
+            yield _Result(task.key, "skipped", old, None)
+    if workers <= 1 or len(todo) <= 1:
+        yield from (_convert(t, short_side, quality, backend) for t in todo)
+        return
+    ctx = get_context("spawn")  # fork after torch/FFmpeg threads start can deadlock
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
+        pending: list[Future[_Result]] = [
+            pool.submit(_convert, t, short_side, quality, backend) for t in todo
+        ]
+        for fut in pending:
+            yield fut.result()
+
+
+def _record(manifest: dict[str, Any], report: PrepareReport, result: _Result) -> None:
+    if result.status == "failed":
+        manifest["clips"].pop(result.key, None)
+        manifest["failed"][result.key] = result.error
+        report.failed[result.key] = result.error or "unknown error"
+        return
+    assert result.entry is not None
+    manifest["clips"][result.key] = result.entry
+    if result.status == "done":
+        report.done += 1
+    else:
+        report.skipped += 1
+
+
+def _verify(out: Path, manifest: dict[str, Any], report: PrepareReport) -> None:
+    """Re-read every cache file: size and sha256 must match the manifest."""
+    for key, entry in list(manifest["clips"].items()):
+        path = out / (key + PREPARED_SUFFIX)
+        data = path.read_bytes() if path.is_file() else b""
+        if len(data) != entry["bytes"] or _sha256(data) != entry["sha256"]:
+            del manifest["clips"][key]
+            manifest["failed"][key] = report.failed[key] = f"{path}: verification failed"
+            continue
+        report.verified += 1
+        report.frames += int(entry["frames"])
+        report.bytes += len(data)
+
+
+def _save_manifest(out: Path, manifest: dict[str, Any]) -> None:
+    tmp = out / (MANIFEST_NAME + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, out / MANIFEST_NAME)
+
+
+def report_dict(report: PrepareReport) -> dict[str, Any]:
+    """JSON-friendly view of a report (for the CLI)."""
+    d = asdict(report)
+    d["out"] = str(report.out)
+    return d
