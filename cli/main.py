@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Optional, cast
 
 import typer
 from rich.console import Console
@@ -135,7 +134,11 @@ def prepare(
     from piumr.data.prepare import report_dict
 
     with user_errors():
-        rep = prepare_dataset(data, out_dir, splits=tuple(s.strip() for s in splits.split(",")),  # type: ignore[arg-type]
+        wanted = tuple(s.strip() for s in splits.split(","))
+        bad = [s for s in wanted if s not in ("train", "val", "test")]
+        if bad:
+            raise ValueError(f"--splits: unknown split(s) {bad}; use train, val, test")
+        rep = prepare_dataset(data, out_dir, splits=cast(Any, wanted),
                               short_side=short_side, workers=workers, progress=True)
         out.print_json(json.dumps(report_dict(rep)))
         if rep.failed:
@@ -373,4 +376,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

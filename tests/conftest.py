@@ -28,3 +28,9 @@ def ma52_lists() -> Path:
     if not (MA52_LISTS / "train_list_videos.txt").is_file():
         pytest.skip("../shared/ma52 lists are absent")
     return MA52_LISTS
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Generated datasets go to a per-session folder, never the user's ~/.cache."""
+    os.environ["PIUMR_CACHE"] = str(tmp_path_factory.mktemp("piumr_cache"))

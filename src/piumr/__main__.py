@@ -1,6 +1,6 @@
 """``python -m piumr ...`` (what ``torchrun -m piumr train ...`` runs): the CLI entry point."""
 
-from piumr_cli.main import main
+import importlib
 
 if __name__ == "__main__":
-    main()
+    importlib.import_module("piumr_cli.main").main()

@@ -79,11 +79,11 @@ def bench_variant(cfg: TrainConfig, variant: str, mode: Mode, batch: int, device
                 return
             out = model(x)
         logits, emb = (out.logits, out.embedding) if hasattr(out, "logits") else (out, None)
-        loss = F.cross_entropy(logits.float(), y)
+        loss: torch.Tensor = F.cross_entropy(logits.float(), y)
         if girl is not None and emb is not None:
             loss = loss + girl(emb, y)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        torch.autograd.backward([loss])
         opt.step()
 
     for _ in range(warmup):
