@@ -1,0 +1,34 @@
+"""Hand-written (Triton) kernels for the X3D training fast path.
+
+- ``depthwise``: forward / backward-input / backward-weight kernels of X3D's depthwise 3x3x3 conv, the autograd
+  Function and the drop-in ``TritonDepthwiseConv3d`` module (falls back to ``F.conv3d`` off-GPU).
+- ``fastpath``: ``apply_fast_path(model, mode)`` swaps the module into a model, sharing weights.
+"""
+
+from piumr.kernels.depthwise import (
+    DepthwiseConv3dFunction,
+    TritonDepthwiseConv3d,
+    bench_depthwise,
+    depthwise_conv3d,
+    depthwise_conv3d_backward_input,
+    depthwise_conv3d_backward_weight,
+    is_x3d_depthwise_conv,
+    triton_available,
+    triton_interpreted,
+)
+from piumr.kernels.fastpath import FastPathMode, apply_fast_path, find_depthwise_convs
+
+__all__ = [
+    "DepthwiseConv3dFunction",
+    "FastPathMode",
+    "TritonDepthwiseConv3d",
+    "apply_fast_path",
+    "bench_depthwise",
+    "depthwise_conv3d",
+    "depthwise_conv3d_backward_input",
+    "depthwise_conv3d_backward_weight",
+    "find_depthwise_convs",
+    "is_x3d_depthwise_conv",
+    "triton_available",
+    "triton_interpreted",
+]
