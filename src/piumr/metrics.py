@@ -35,6 +35,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from piumr.data.ma52 import ACTION_TO_BODY, NUM_ACTIONS, NUM_BODIES
+
 __all__ = [
     "PAPER_COLUMNS",
     "SUBMISSION_HEADER",
@@ -53,15 +55,10 @@ ArrayLike = npt.ArrayLike | torch.Tensor
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 
-# Official 52 -> 7 mapping (action label -> body group), as in the official evaluation script:
-# body 0: actions 0-4, 1: 5-10, 2: 11-23, 3: 24-31, 4: 32-37, 5: 38-47, 6: 48-51.
-# TODO: replace by piumr.data.ma52.ACTION_TO_BODY once that module lands.
-_BODY_RANGES: tuple[tuple[int, int], ...] = ((0, 4), (5, 10), (11, 23), (24, 31), (32, 37), (38, 47), (48, 51))
-_ACTION_TO_BODY: tuple[int, ...] = tuple(
-    body for body, (lo, hi) in enumerate(_BODY_RANGES) for _ in range(lo, hi + 1)
-)
-_NUM_ACTIONS = 52
-_NUM_BODIES = 7
+# Official 52 -> 7 mapping (action label -> body group), as in the official evaluation script.
+_ACTION_TO_BODY: tuple[int, ...] = ACTION_TO_BODY
+_NUM_ACTIONS = NUM_ACTIONS
+_NUM_BODIES = NUM_BODIES
 _TOPK = 5
 
 #: ``(metric key, display name)`` in the column order of the paper's Table 1.

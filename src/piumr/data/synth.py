@@ -74,6 +74,9 @@ import av
 import numpy as np
 import numpy.typing as npt
 
+from piumr.data.ma52 import ACTION_NAMES as _ACTION_NAMES
+from piumr.data.ma52 import ACTION_TO_BODY as _ACTION_TO_BODY
+
 __all__ = ["SynthInfo", "PersonAttrs", "GENERATOR_VERSION", "generate", "ensure_synth", "render_clip"]
 
 GENERATOR_VERSION = "1"
@@ -82,29 +85,6 @@ F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 U8 = npt.NDArray[np.uint8]
 
-# TODO(dedupe): these constants duplicate piumr.data.ma52 (ACTION_NAMES / ACTION_TO_BODY); kept
-# private here to avoid a dependency race while both modules were written in parallel.
-_ACTION_NAMES: tuple[str, ...] = (
-    "shaking body", "sitting straightly", "shrugging", "turning around", "rising up",
-    "bowing head", "head up", "tilting head", "turning head", "nodding", "shaking head",
-    "scratching arms", "playing objects", "putting hands together", "rubbing hands",
-    "pointing oneself", "clenching fist", "stretching arms", "retracting arms", "waving",
-    "spreading hands", "hands touching fingers", "other finger movements",
-    "illustrative gestures",
-    "shaking legs", "curling legs", "spread legs", "closing legs", "crossing legs",
-    "stretching feet", "retracting feet", "tiptoe",
-    "scratching or touching neck", "scratching or touching chest",
-    "scratching or touching back", "scratching or touching shoulder", "arms akimbo",
-    "crossing arms",
-    "playing or tidying hair", "scratching or touching hindbrain",
-    "scratching or touching forehead", "scratching or touching face", "rubbing eyes",
-    "touching nose", "touching ears", "covering face", "covering mouth", "pushing glasses",
-    "patting legs", "touching legs", "scratching legs", "scratching feet",
-)
-_BODY_STARTS: tuple[int, ...] = (0, 5, 11, 24, 32, 38, 48)
-_ACTION_TO_BODY: tuple[int, ...] = tuple(
-    sum(1 for s in _BODY_STARTS if a >= s) - 1 for a in range(len(_ACTION_NAMES))
-)
 # Per body group, the order in which classes are taken when classes_per_body < group size.
 _PRIORITY: tuple[tuple[int, ...], ...] = (
     (0, 4, 2, 3, 1),
