@@ -92,6 +92,7 @@ class DataConfig(_Frozen):
     fold_seed: int = 0  # not in paper: seed of the person -> fold assignment
     short_side: int = Field(256, ge=16)  # not in paper: resize before the random crop
     hflip: bool = True  # not in paper
+    crop_min_scale: float = Field(0.25, gt=0.0, le=1.0)  # not in paper: RandomResizedCrop area scale (min, 1)
     backend: Literal["decord", "pyav", "auto"] = "auto"
     on_error: OnError = "skip"
     num_workers: int = Field(2, ge=0)

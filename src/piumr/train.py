@@ -163,7 +163,7 @@ def train(
     train_ds = VideoDataset(
         train_records, frames=cfg.model.frames, train=True,
         transform=build_transform(train=True, crop=cfg.model.crop, short_side=cfg.data.short_side,
-                                  hflip=cfg.data.hflip),
+                                  hflip=cfg.data.hflip, min_scale=cfg.data.crop_min_scale),
         backend=cfg.data.backend, on_error=cfg.data.on_error, seed=cfg.seed, cache=open_cache_if_any(root),
         decode_short_side=cfg.data.short_side,
     )

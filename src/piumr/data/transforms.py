@@ -61,19 +61,19 @@ class ClipTransform:
 
 
 def build_transform(
-    train: bool, crop: int, short_side: int, hflip: bool = True
+    train: bool, crop: int, short_side: int, hflip: bool = True, min_scale: float = TRAIN_CROP_SCALE[0]
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """Clip transform: uint8 ``(T, H, W, 3)`` -> normalised float32 ``(3, T, crop, crop)``.
 
     Train: short-side resize to ``short_side``, RandomResizedCrop(``crop``, scale
-    :data:`TRAIN_CROP_SCALE`), optional horizontal flip. Eval: short-side resize, centre
+    (``min_scale``, 1), default :data:`TRAIN_CROP_SCALE`), optional horizontal flip. Eval: short-side resize, centre
     crop. Randomness comes from torch's global generator (the dataset seeds it per item).
     """
     if crop > short_side:
         raise ValueError(f"crop {crop} is larger than short_side {short_side}")
     steps: list[v2.Transform]
     if train:
-        steps = [v2.RandomResizedCrop(crop, scale=TRAIN_CROP_SCALE, ratio=TRAIN_CROP_RATIO, antialias=True)]
+        steps = [v2.RandomResizedCrop(crop, scale=(min_scale, 1.0), ratio=TRAIN_CROP_RATIO, antialias=True)]
         if hflip:
             steps.append(v2.RandomHorizontalFlip(p=0.5))
     else:

@@ -67,7 +67,9 @@ class PIUmrNet(nn.Module):
     def forward_head(self, emb: Tensor) -> Tensor:
         """Embedding (B, D) -> logits (B, num_classes) (dropout + linear; no softmax)."""
         head: Any = getattr(self.backbone, "blocks")[5]
-        logits: Tensor = head.proj(head.dropout(emb))
+        if head.dropout is not None:  # pytorchvideo builds no dropout module for rate 0
+            emb = head.dropout(emb)
+        logits: Tensor = head.proj(emb)
         return logits
 
     def forward(self, x: Tensor) -> PIUmrOutput:

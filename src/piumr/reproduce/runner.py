@@ -1,0 +1,554 @@
+"""Run the rows of a spec (skip finished runs, resume interrupted ones), aggregate seeds, write results.
+
+Layout under the output root (default ``artifacts/reproduce/<data-tag>/``)::
+
+    runs/<slug>-<config key>/seed<k>/   one training run: config.json, log.jsonl, last/best.safetensors,
+                                        summary.json, result.json (metrics, full config, seed, provenance)
+    <experiment>/table.json, table.tex  the table (measured rows, reported rows, marks)
+    <experiment>/rows/<row>.json        every seed's result + the aggregate of one row
+    <experiment>/<figure>.png, .pdf     figures (+ <figure>.json with the plotted numbers)
+
+Runs are keyed by their canonical config (``specs.config_key``), so a model
+two tables need (Table 2 row c = Table 3 row a; the X3D baseline and PIUmr of
+Table 1, Table 2 and Fig. 4-6) is trained once. A run whose ``result.json``
+exists is skipped; one with ``last.safetensors`` but no result is resumed
+(``train(resume=True)``); anything else is trained from scratch.
+
+Measured numbers are the *final* model (``last.safetensors``, end of the
+schedule) evaluated on the ``val`` split of its config (the held-out persons
+for ``data.split="cross-subject"``): no checkpoint selection on the data that
+is reported. MA-52's test labels are hidden (test scores come from the
+challenge server: ``piumr predict --submission``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from piumr.config import PRESETS, TrainConfig, get_preset, with_overrides
+from piumr.metrics import EvalResult
+from piumr.reproduce import specs
+from piumr.reproduce.specs import ExperimentSpec, RowSpec
+from piumr.reproduce.writers import Cell, ResultTable, TableRow, cells_from_values, table_to_rich, write_table
+from piumr.train import TrainResult
+
+__all__ = [
+    "RESULT_FILE", "TrainFn", "EvalFn", "Settings", "Job", "ExperimentOutput", "make_settings", "data_tag",
+    "jobs_for", "ensure_run", "run_experiment", "run_many", "plan", "plan_table", "estimate_gpu_hours",
+    "build_table", "evaluate_run", "expand_names", "print_result", "PlanRow",
+]
+
+RESULT_FILE = "result.json"
+CHECKPOINT = "last.safetensors"
+State = Literal["done", "resume", "new"]
+
+# Measured anchors (/work/shared/DESIGN.md §5): plain pytorchvideo X3D-M 16x224, bf16, batch 80, one H100.
+ANCHOR_TRAIN_CLIPS_PER_S = 125.0
+ANCHOR_EVAL_CLIPS_PER_S = 874.0
+#: NOT measured on a GPU: assumed slowdown of X3D-M + TFAM (after the last stage, 7x7 maps) vs plain X3D-M.
+TFAM_OVERHEAD_ASSUMED = 1.15
+MA52_TRAIN_CLIPS, MA52_VAL_CLIPS = 11_250, 5_586
+
+
+class TrainFn(Protocol):
+    """``piumr.train.train``'s calling convention (what the runner uses of it)."""
+
+    def __call__(self, cfg: TrainConfig, out_dir: Path, *, resume: bool = ..., device: str | None = ...,
+                 progress: bool = ..., console: Console | None = ...) -> TrainResult: ...
+
+
+class EvalFn(Protocol):
+    """Evaluate the finished run in ``run_dir`` (config ``cfg``) on its val split."""
+
+    def __call__(self, run_dir: Path, cfg: TrainConfig, device: str | None) -> EvalResult: ...
+
+
+def evaluate_run(run_dir: Path, cfg: TrainConfig, device: str | None) -> EvalResult:
+    """Final model (``last.safetensors``) of ``run_dir`` on the val split of ``cfg.data``."""
+    from piumr.checkpoint import load_model
+    from piumr.evaluate import evaluate_checkpoint
+    from piumr.train import pick_device
+
+    dev = pick_device(device)
+    model, ck = load_model(run_dir / CHECKPOINT)
+    result, _ = evaluate_checkpoint(model.to(dev), ck.config, split="val", out_dir=None, device=dev,
+                                    progress=False, data=cfg.data)
+    return result
+
+
+def _default_train() -> TrainFn:
+    from piumr.train import train
+
+    return train
+
+
+@dataclass
+class Settings:
+    """Everything a reproduce command needs besides the experiment name."""
+
+    root: Path
+    base: TrainConfig
+    preset: str = "paper"
+    seeds: tuple[int, ...] = (0,)
+    device: str | None = None
+    progress: bool = True
+    console: Console = field(default_factory=lambda: Console(stderr=True))
+    train_fn: TrainFn = field(default_factory=_default_train)
+    eval_fn: EvalFn = evaluate_run
+    landscape_steps: int = 7  # Fig. 6 grid (steps x steps)
+    landscape_batches: int = 2  # Fig. 6 val batches
+    max_points: int = 2000  # Fig. 4 / 5 embeddings (random subset of val)
+    _embeddings: dict[Path, tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]] = field(default_factory=dict)
+
+
+def data_tag(data: str, preset: str) -> str:
+    """Folder name for a data root + preset: ``synth-tiny``, ``MA-52`` (the paper preset adds nothing)."""
+    name = "synth" if data == "synth" else (Path(data).expanduser().resolve().name or "data")
+    return name if preset == "paper" else f"{name}-{preset}"
+
+
+def make_settings(*, data: str, preset: str = "paper", seeds: Sequence[int] = (0,), epochs: int | None = None,
+                  out: Path | None = None, device: str | None = None, max_steps_per_epoch: int | None = None,
+                  progress: bool = True, console: Console | None = None) -> Settings:
+    """Validate the user's choices and build ``Settings``.
+
+    Raises ``ValueError`` (no seeds, repeated seeds, bad epochs, unknown preset via
+    ``KeyError``) or ``FileNotFoundError`` (a data root that is not a folder).
+    """
+    if not seeds:
+        raise ValueError("--seeds is empty: give at least one seed, e.g. --seeds 0 1 2")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds repeats a seed: {list(seeds)}")
+    if epochs is not None and epochs < 1:
+        raise ValueError(f"--epochs must be >= 1, got {epochs}")
+    if data != "synth" and not Path(data).expanduser().is_dir():
+        raise FileNotFoundError(f"{data}: data root does not exist (give an MA-52 folder, a prepared cache, or 'synth')")
+    over: dict[str, Any] = {"data.root": data if data == "synth" else str(Path(data).expanduser())}
+    if epochs is not None:
+        over["optim.epochs"] = epochs
+    if max_steps_per_epoch is not None:
+        over["max_steps_per_epoch"] = max_steps_per_epoch
+    base = with_overrides(get_preset(preset), over)
+    root = out if out is not None else Path("artifacts") / "reproduce" / data_tag(data, preset)
+    return Settings(root=root, base=base, preset=preset, seeds=tuple(seeds), device=device, progress=progress,
+                    console=console or Console(stderr=True))
+
+
+# ----------------------------------------------------------------------------------------------
+# runs
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Job:
+    """One (row, seed) training run."""
+
+    row: RowSpec
+    seed: int
+    cfg: TrainConfig
+    run_dir: Path
+
+    @property
+    def state(self) -> State:
+        """``done`` (result.json exists), ``resume`` (last.safetensors, no result) or ``new``."""
+        if (self.run_dir / RESULT_FILE).is_file():
+            return "done"
+        if (self.run_dir / CHECKPOINT).is_file():
+            return "resume"
+        return "new"
+
+
+def jobs_for(settings: Settings, spec: ExperimentSpec, seeds: Sequence[int] | None = None) -> list[Job]:
+    """The (row, seed) runs ``spec`` needs; figures use the first seed only."""
+    use = tuple(seeds) if seeds is not None else (settings.seeds[:1] if spec.kind == "figure" else settings.seeds)
+    jobs = []
+    for row in spec.rows:
+        for seed in use:
+            cfg = specs.build_config(settings.base, row, seed)
+            jobs.append(Job(row, seed, cfg, settings.root / "runs" / specs.run_slug(cfg) / f"seed{seed}"))
+    return jobs
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    """Atomic JSON write (temporary file + rename), so a killed run never leaves half a result."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(payload, indent=2) + "\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def ensure_run(settings: Settings, job: Job) -> dict[str, Any]:
+    """The result of ``job``: read when finished, else trained (or resumed), evaluated and written."""
+    from piumr.checkpoint import provenance
+    from piumr.train import pick_device
+
+    state = job.state
+    con = settings.console
+    if state == "done":
+        con.print(f"[dim]skip[/] {job.row.key} seed {job.seed}: {job.run_dir / RESULT_FILE} exists")
+        loaded: dict[str, Any] = json.loads((job.run_dir / RESULT_FILE).read_text())
+        return loaded
+    verb = "resume" if state == "resume" else "train"
+    con.print(f"[bold]{verb}[/] {job.row.key} ({job.row.label}) seed {job.seed} -> {job.run_dir}")
+    t0 = time.time()
+    tr = settings.train_fn(job.cfg, job.run_dir, resume=state == "resume", device=settings.device,
+                           progress=settings.progress, console=con)
+    ev = settings.eval_fn(job.run_dir, job.cfg, settings.device)
+    payload: dict[str, Any] = {
+        "run": job.run_dir.parent.name,
+        "seed": job.seed,
+        "split": "val",
+        "checkpoint": CHECKPOINT,
+        "metrics": {k: float(v) for k, v in ev.official.items()},
+        "participants": None if ev.participants is None else {
+            k: (dict(v) if isinstance(v, dict) else v) for k, v in ev.participants.items()},
+        "train": {"epochs": tr.epochs, "steps": tr.steps, "best_val_f1_mean": _finite(tr.best_metric),
+                  "final_val": tr.final, "skipped_clips": len(tr.skipped), "seconds": tr.seconds,
+                  "resumed": state == "resume"},
+        "seconds_this_invocation": time.time() - t0,
+        "config": job.cfg.model_dump(mode="json"),
+        "provenance": provenance(str(pick_device(settings.device))),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    _write_json(job.run_dir / RESULT_FILE, payload)
+    return payload
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+# ----------------------------------------------------------------------------------------------
+# tables
+# ----------------------------------------------------------------------------------------------
+def _row_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """Official metrics + participant summaries (``p_*``) of one run result."""
+    m = dict(result["metrics"])
+    p = result.get("participants")
+    if p:
+        m.update(p_mean=p["mean"], p_std=p["std"], p_worst=p["worst_acc"], p_worst10=p["worst10_acc"])
+    return m
+
+
+def build_table(spec: ExperimentSpec, results: dict[str, list[dict[str, Any]]]) -> ResultTable:
+    """The table of ``spec`` from run results (``{row key: [result per seed]}``) plus the reported rows."""
+    rows: list[TableRow] = []
+    for rep in spec.reported:
+        cells = {c: Cell((v,)) for c, v in rep.values.items() if c in spec.columns}
+        rows.append(TableRow(rep.name, rep.name, cells, reported=True, citation=f"{rep.citation}; paper {rep.source}"))
+    for row in spec.rows:
+        res = results.get(row.key, [])
+        if not res:
+            continue
+        paper_vals = row.paper.values if row.paper is not None else None
+        cells = cells_from_values([_row_metrics(r) for r in res], spec.columns, paper_vals)
+        rows.append(TableRow(row.key, row.label, cells, switches=row.switches,
+                             seeds=tuple(int(r["seed"]) for r in res)))
+    return ResultTable(spec.name, spec.title, spec.columns, specs.COLUMN_NAMES, tuple(rows), spec.switch_columns,
+                       spec.source, spec.notes, specs.LOWER_IS_BETTER)
+
+
+@dataclass
+class ExperimentOutput:
+    """What one experiment produced."""
+
+    name: str
+    out_dir: Path
+    files: list[Path]
+    table: ResultTable | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _run_jobs(settings: Settings, jobs: list[Job]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for job in jobs:
+        out.setdefault(job.row.key, []).append(ensure_run(settings, job))
+    return out
+
+
+def _write_rows(out_dir: Path, spec: ExperimentSpec, jobs: list[Job], table: ResultTable,
+                results: dict[str, list[dict[str, Any]]]) -> list[Path]:
+    paths = []
+    by_key = {r.key: r for r in table.rows if not r.reported}
+    for row in spec.rows:
+        if row.key not in results:
+            continue
+        tr = by_key[row.key]
+        payload = {
+            "experiment": spec.name, "row": row.key, "label": row.label, "overrides": row.overrides,
+            "run_dirs": [str(j.run_dir) for j in jobs if j.row.key == row.key],
+            "paper": None if row.paper is None else {"values": row.paper.values, "source": row.paper.source,
+                                                     "notes": list(row.paper.notes)},
+            "aggregate": {c: {"mean": cell.mean, "std": cell.std, "n": cell.n, "paper": cell.paper,
+                              "diff": cell.diff} for c, cell in tr.cells.items()},
+            "seeds": results[row.key],
+        }
+        p = out_dir / "rows" / f"{row.key}.json"
+        _write_json(p, payload)
+        paths.append(p)
+    return paths
+
+
+def _table_experiment(settings: Settings, spec: ExperimentSpec, out_dir: Path) -> ExperimentOutput:
+    jobs = jobs_for(settings, spec)
+    results = _run_jobs(settings, jobs)
+    table = build_table(spec, results)
+    files = write_table(table, out_dir) + _write_rows(out_dir, spec, jobs, table, results)
+    summary: dict[str, Any] = {}
+    if spec.kind == "person-shift":
+        from piumr.reproduce.figures import participant_figure
+
+        per: dict[str, list[float]] = {}
+        for row in spec.rows:
+            for r in results.get(row.key, []):
+                if r.get("participants"):
+                    per.setdefault(row.label.split(" (")[0], []).extend(r["participants"]["per_participant"].values())
+        if per:
+            files += participant_figure(per, out_dir / "per_participant")
+        summary = {r.key: {c: cell.mean for c, cell in r.cells.items()} for r in table.rows}
+    return ExperimentOutput(spec.name, out_dir, files, table, summary)
+
+
+# ----------------------------------------------------------------------------------------------
+# figures
+# ----------------------------------------------------------------------------------------------
+def _embeddings(settings: Settings, job: Job) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """Val embeddings (N, D) and action labels (N,) of a finished run (cached per process)."""
+    from piumr.checkpoint import load_model
+    from piumr.data.splits import load_split
+    from piumr.evaluate import collect_scores, eval_loader
+    from piumr.train import pick_device
+
+    key = job.run_dir.resolve()
+    if key not in settings._embeddings:
+        dev = pick_device(settings.device)
+        model, _ = load_model(job.run_dir / CHECKPOINT)
+        records = load_split(job.cfg.data, "val", progress=False)
+        scores = collect_scores(model.to(dev), eval_loader(job.cfg, records), dev, amp=job.cfg.optim.amp,
+                                keep_embeddings=True)
+        if scores.embeddings is None:
+            raise RuntimeError(f"{job.run_dir}: no embeddings were collected")
+        settings._embeddings[key] = (scores.embeddings.astype(np.float64), scores.labels.astype(np.int64))
+    return settings._embeddings[key]
+
+
+def _figure_experiment(settings: Settings, spec: ExperimentSpec, out_dir: Path) -> ExperimentOutput:
+    from piumr.reproduce import figures as F
+
+    jobs = jobs_for(settings, spec)
+    for job in jobs:
+        ensure_run(settings, job)
+    names = {job.row.key: job.row.label.split(" (")[0] for job in jobs}
+    used = {names[j.row.key]: str(j.run_dir / CHECKPOINT) for j in jobs}
+    seed = settings.seeds[0]
+    data: dict[str, Any] = {"checkpoints": used, "seed": seed, "split": "val"}
+    if spec.name in ("fig4", "fig5"):
+        emb = {names[j.row.key]: _embeddings(settings, j) for j in jobs}
+        n = min(len(e[1]) for e in emb.values())
+        idx = F.subsample(n, settings.max_points, seed)
+        data["clips"] = int(idx.size)
+        if spec.name == "fig4":
+            pts = {k: (F.tsne_2d(e[idx], seed), y[idx]) for k, (e, y) in emb.items()}
+            files = F.tsne_figure(pts, out_dir / "fig4_tsne")
+        else:
+            sims = {k: F.cosine_similarities(e[idx], y[idx]) for k, (e, y) in emb.items()}
+            data["similarity"] = {k: {"inter_mean": _mean(a), "intra_mean": _mean(b),
+                                      "gap_intra_minus_inter": _mean(b) - _mean(a),
+                                      "inter_pairs": int(a.size), "intra_pairs": int(b.size)}
+                                  for k, (a, b) in sims.items()}
+            files = F.similarity_figure(sims, out_dir / "fig5_similarity")
+    else:
+        files, data["landscape"] = _landscape(settings, jobs, names, out_dir)
+    p = out_dir / f"{spec.name}.json"
+    _write_json(p, data)
+    return ExperimentOutput(spec.name, out_dir, [*files, p], None, data)
+
+
+def _mean(x: npt.NDArray[np.float64]) -> float:
+    return float(x.mean()) if x.size else float("nan")
+
+
+def _landscape(settings: Settings, jobs: list[Job], names: dict[str, str],
+               out_dir: Path) -> tuple[list[Path], dict[str, Any]]:
+    import torch
+
+    from piumr.checkpoint import load_model
+    from piumr.data.splits import load_split
+    from piumr.evaluate import eval_loader
+    from piumr.reproduce import figures as F
+    from piumr.train import pick_device
+
+    dev = pick_device(settings.device)
+    cfg = jobs[0].cfg
+    records = load_split(cfg.data, "val", progress=False)
+    batches: list[tuple[torch.Tensor, torch.Tensor]] = []
+    for b in eval_loader(cfg, records):
+        batches.append((b["video"].to(dev), b["action"].to(dev)))
+        if len(batches) >= settings.landscape_batches:
+            break
+    surfaces = {}
+    for job in jobs:
+        model, _ = load_model(job.run_dir / CHECKPOINT)
+        coords, surf = F.loss_landscape(model.to(dev), batches, steps=settings.landscape_steps,
+                                        seed=settings.seeds[0])
+        surfaces[names[job.row.key]] = (coords, surf)
+    files = F.landscape_figure(surfaces, out_dir / "fig6_landscape")
+    data: dict[str, Any] = {k: {"coords": c.tolist(), "loss": s.tolist(), "centre": float(s[len(c) // 2, len(c) // 2]),
+                "mean_rise": float(s.mean() - s[len(c) // 2, len(c) // 2])} for k, (c, s) in surfaces.items()}
+    data["clips"] = sum(int(b[1].shape[0]) for b in batches)
+    return files, data
+
+
+# ----------------------------------------------------------------------------------------------
+# entry points
+# ----------------------------------------------------------------------------------------------
+def expand_names(names: Sequence[str]) -> list[str]:
+    """Resolve aliases and ``all``; unknown names raise ``ValueError``; duplicates dropped, order kept."""
+    out: list[str] = []
+    for n in names:
+        for m in (specs.ALL_ORDER if n == "all" else (n,)):
+            key = specs.get_experiment(m).name
+            if key not in out:
+                out.append(key)
+    return out
+
+
+def run_experiment(settings: Settings, name: str) -> ExperimentOutput:
+    """Run (or finish) experiment ``name`` and write its files under ``settings.root / name``."""
+    t0 = time.time()
+    spec = specs.get_experiment(name)
+    out_dir = settings.root / spec.name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if spec.kind == "figure":
+        res = _figure_experiment(settings, spec, out_dir)
+    else:
+        res = _table_experiment(settings, spec, out_dir)
+    res.seconds = time.time() - t0
+    return res
+
+
+def run_many(settings: Settings, names: Sequence[str],
+             on_done: Callable[[ExperimentOutput], None] | None = None) -> list[ExperimentOutput]:
+    """``run_experiment`` for each of ``names`` (``all`` and aliases expanded), in order."""
+    outs = []
+    for n in expand_names(names):
+        res = run_experiment(settings, n)
+        if on_done is not None:
+            on_done(res)
+        outs.append(res)
+    return outs
+
+
+def print_result(res: ExperimentOutput, console: Console) -> None:
+    """Print a finished experiment: its table (if any) and where its files are."""
+    if res.table is not None:
+        console.print(table_to_rich(res.table))
+    if res.name == "fig5" and "similarity" in res.summary:
+        for k, v in res.summary["similarity"].items():
+            console.print(f"{k}: mean cosine inter-class {v['inter_mean']:.3f}, intra-class {v['intra_mean']:.3f}")
+    console.print(f"[bold]{res.name}[/] done in {res.seconds:.0f} s; files:")
+    for f in res.files:
+        console.print(f"  {f}")
+
+
+# ----------------------------------------------------------------------------------------------
+# plan and cost estimate
+# ----------------------------------------------------------------------------------------------
+def estimate_gpu_hours(cfg: TrainConfig) -> float:
+    """Estimated hours of one run of ``cfg`` on MA-52 with the paper's X3D-M 16x224 on one H100.
+
+    An ESTIMATE from measured anchors (DESIGN.md §5: plain X3D-M trains at ~125
+    clips/s and infers at ~874 clips/s in bf16 at batch 80 on an H100), times an
+    ASSUMED, unmeasured TFAM overhead of ``TFAM_OVERHEAD_ASSUMED``; it counts
+    the training epochs, each validation pass and our final evaluation, and
+    assumes data loading keeps up (a prepared cache, ``piumr prepare``). The
+    backbone in ``cfg`` is ignored: the anchors are X3D-M's.
+    """
+    if cfg.data.split == "cross-subject":
+        pool = MA52_TRAIN_CLIPS + MA52_VAL_CLIPS
+        val = pool // cfg.data.folds
+        train = pool - val
+    else:
+        train, val = MA52_TRAIN_CLIPS, MA52_VAL_CLIPS
+    steps = train // cfg.optim.batch_size
+    if cfg.max_steps_per_epoch is not None:
+        steps = min(steps, cfg.max_steps_per_epoch)
+    epochs = cfg.optim.epochs
+    speed = ANCHOR_TRAIN_CLIPS_PER_S / (TFAM_OVERHEAD_ASSUMED if cfg.model.tfam.enabled else 1.0)
+    evals = len({e for e in range(epochs) if (e + 1) % cfg.eval_every == 0 or e + 1 == epochs}) + 1
+    seconds = epochs * steps * cfg.optim.batch_size / speed + evals * val / ANCHOR_EVAL_CLIPS_PER_S
+    return seconds / 3600.0
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    """One line of ``--plan``."""
+
+    experiment: str
+    row: str
+    seed: int
+    run_dir: Path
+    state: State
+    paper_gpu_hours: float
+    shared_with: str  # an earlier experiment that needs the same run ("" if none)
+
+
+def plan(settings: Settings, names: Sequence[str]) -> list[PlanRow]:
+    """What ``names`` would run (rows x seeds, shared runs flagged) and each run's paper-preset GPU estimate.
+
+    The estimate is for the paper preset on MA-52 with the same row switches,
+    ``--epochs`` and seeds (``estimate_gpu_hours``), whatever preset is chosen.
+    """
+    paper_base = PRESETS["paper"]
+    if settings.base.optim.epochs != get_preset(settings.preset).optim.epochs:
+        paper_base = with_overrides(paper_base, {"optim.epochs": settings.base.optim.epochs})
+    first_seen: dict[Path, str] = {}
+    rows = []
+    for name in expand_names(names):
+        spec = specs.get_experiment(name)
+        for job in jobs_for(settings, spec):
+            est = estimate_gpu_hours(specs.build_config(paper_base, job.row, job.seed))
+            shared = first_seen.setdefault(job.run_dir, spec.name)
+            rows.append(PlanRow(spec.name, job.row.key, job.seed, job.run_dir, job.state, est,
+                                "" if shared == spec.name else shared))
+    return rows
+
+
+def plan_table(settings: Settings, rows: Sequence[PlanRow]) -> tuple[RichTable, str]:
+    """(rich table of the plan, one-line totals)."""
+    t = RichTable(title=f"reproduce plan: preset {settings.preset}, data {settings.base.data.root}, "
+                  f"epochs {settings.base.optim.epochs}, seeds {list(settings.seeds)}, out {settings.root}",
+                  caption="run folders are relative to the output root")
+    for c in ("experiment", "row", "seed", "state", "run folder", "paper-preset GPU h (est.)"):
+        t.add_column(c)
+    unique: dict[Path, PlanRow] = {}
+    for r in rows:
+        state = f"same run as {r.shared_with}" if r.shared_with else r.state
+        rel = r.run_dir.relative_to(settings.root) if r.run_dir.is_relative_to(settings.root) else r.run_dir
+        t.add_row(r.experiment, r.row, str(r.seed), state, str(rel), f"{r.paper_gpu_hours:.1f}")
+        unique.setdefault(r.run_dir, r)
+    todo = [r for r in unique.values() if r.state != "done"]
+    total = sum(r.paper_gpu_hours for r in unique.values())
+    left = sum(r.paper_gpu_hours for r in todo)
+    line = (f"{len(rows)} (row, seed) entries, {len(unique)} distinct runs, {len(todo)} still to train or resume. "
+            f"Paper preset on MA-52, one H100: ~{total:.1f} GPU h in all, ~{left:.1f} GPU h left "
+            f"(ESTIMATE: measured plain X3D-M throughput x assumed TFAM overhead {TFAM_OVERHEAD_ASSUMED}; "
+            "resumed runs counted whole).")
+    return t, line

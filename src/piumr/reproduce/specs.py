@@ -1,0 +1,198 @@
+"""One spec per paper table / figure: which runs (rows = name + config overrides) it needs.
+
+A row's config is ``preset + command-line overrides + row overrides + seed``,
+then canonicalised (switches that cannot matter are reset, so that identical
+models share one run folder: Table 2 row c *is* Table 3 row a, Table 2 row a
+*is* Table 1's X3D baseline and every figure's baseline).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from piumr.config import TFAMConfig, TrainConfig, with_overrides
+from piumr.metrics import PAPER_COLUMNS
+from piumr.reproduce import paper
+
+__all__ = [
+    "Kind", "RowSpec", "ExperimentSpec", "EXPERIMENTS", "ALIASES", "ALL_ORDER", "PERSON_SHIFT_COLUMNS",
+    "get_experiment", "build_config", "canonical", "config_key", "run_slug", "COLUMN_NAMES", "LOWER_IS_BETTER",
+    "BASELINE", "PIUMR",
+]
+
+Kind = Literal["table", "figure", "person-shift"]
+
+#: Display names of every metric key a table may show.
+COLUMN_NAMES: dict[str, str] = {
+    **dict(PAPER_COLUMNS),
+    "p_mean": "Mean acc.",
+    "p_std": "Std over persons",
+    "p_worst": "Worst person",
+    "p_worst10": "Worst 10%",
+}
+
+#: person-shift table columns: official action Top-1 / F1_mean + per-participant action Top-1 summaries.
+PERSON_SHIFT_COLUMNS: tuple[str, ...] = ("action_top1", "f1_mean", "p_mean", "p_std", "p_worst", "p_worst10")
+
+#: columns where lower is better (bold = smallest)
+LOWER_IS_BETTER: frozenset[str] = frozenset({"p_std"})
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    """One row: a short ``key`` ("a"), a ``label``, dotted config ``overrides`` and the paper's values."""
+
+    key: str
+    label: str
+    overrides: dict[str, Any]
+    paper: paper.ReportedRow | None = None
+    switches: tuple[str, ...] = ()  # cell texts of the switch columns ("on"/"off"/"mean" ...)
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """A paper table or figure: its rows (trained here) and reported rows (copied from the paper)."""
+
+    name: str
+    title: str
+    kind: Kind
+    rows: tuple[RowSpec, ...]
+    columns: tuple[str, ...] = ()
+    switch_columns: tuple[str, ...] = ()
+    reported: tuple[paper.ReportedRow, ...] = ()
+    source: str = ""  # the paper's table / figure this reproduces
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+_OFF = {"model.tfam.enabled": False}
+_NO_GIRL = {"girl.enabled": False}
+BASELINE = RowSpec("x3d", "X3D baseline (TFAM off, GIRL off)", {**_OFF, **_NO_GIRL},
+                   paper.TABLE1_BASELINE_FROM_TABLE2)
+PIUMR = RowSpec("piumr", "PIUmr (X3D + TFAM + GIRL)", {}, paper.TABLE1_PIUMR)
+
+_COLUMN_NOTE = ("The paper's Table 2/3 headers read 'Body F1_micro, F1_macro, Action F1_micro, F1_macro'; the "
+                "values are Body F1_macro, Body F1_micro, Action F1_macro, Action F1_micro (row d of Table 2 "
+                "equals PIUmr's Table 1 values 75.51 / 80.95 / 52.79 / 63.18 / 68.11).")
+
+
+def _table2() -> ExperimentSpec:
+    rows = (
+        RowSpec("a", "TFAM off, GIRL off (X3D)", {**_OFF, **_NO_GIRL}, paper.TABLE2["a"], ("off", "off")),
+        RowSpec("b", "TFAM on, GIRL off", {**_NO_GIRL}, paper.TABLE2["b"], ("on", "off")),
+        RowSpec("c", "TFAM off, GIRL on", {**_OFF}, paper.TABLE2["c"], ("off", "on")),
+        RowSpec("d", "TFAM on, GIRL on (PIUmr)", {}, paper.TABLE2["d"], ("on", "on")),
+    )
+    return ExperimentSpec("table2", "Ablation of TFAM and GIRL (paper Table 2)", "table", rows,
+                          paper.ABLATION_COLUMNS, ("TFAM", "GIRL"), source="Table 2", notes=(_COLUMN_NOTE,))
+
+
+def _table3() -> ExperimentSpec:
+    rows = (
+        RowSpec("a", "no TFAM branch (TFAM off), GIRL on", {**_OFF}, paper.TABLE3["a"], ("off", "off", "off")),
+        RowSpec("b", "frequency only", {"model.tfam.temporal": False}, paper.TABLE3["b"], ("on", "off", "off")),
+        RowSpec("c", "temporal only", {"model.tfam.frequency": False}, paper.TABLE3["c"], ("off", "on", "off")),
+        RowSpec("d", "both, mean fusion", {"model.tfam.fusion": "mean"}, paper.TABLE3["d"], ("on", "on", "off")),
+        RowSpec("e", "both, consistency fusion (PIUmr)", {"model.tfam.fusion": "consistency"}, paper.TABLE3["e"],
+                ("on", "on", "on")),
+    )
+    return ExperimentSpec(
+        "ablation-tfam", "Ablation of TFAM's branches and fusion, GIRL on (paper Table 3)", "table", rows,
+        paper.ABLATION_COLUMNS, ("Fre.", "Tim.", "Fus."), source="Table 3",
+        notes=(_COLUMN_NOTE, "Row a trains no TFAM at all (TFAM off, GIRL on): the paper's Table 3 row a "
+               "equals its Table 2 row c, and here it is the same run."))
+
+
+def _table1() -> ExperimentSpec:
+    return ExperimentSpec(
+        "table1", "Comparison on MA-52 (paper Table 1)", "table", (BASELINE, PIUMR),
+        tuple(k for k, _ in PAPER_COLUMNS), reported=paper.TABLE1_REPORTED, source="Table 1",
+        notes=("Rows marked 'reported' are copied from the paper (never trained here); best / second best marks "
+               "are computed over the measured rows only.",
+               "The X3D baseline's paper values are Table 2 row a; its Top-1 values follow from micro-F1; "
+               "Top-5 is not reported."))
+
+
+def _figure(name: str, title: str, source: str) -> ExperimentSpec:
+    return ExperimentSpec(name, title, "figure", (BASELINE, PIUMR), source=source)
+
+
+EXPERIMENTS: dict[str, ExperimentSpec] = {
+    "table1": _table1(),
+    "table2": _table2(),
+    "ablation-tfam": _table3(),
+    "fig4": _figure("fig4", "t-SNE of validation embeddings, baseline vs PIUmr (paper Fig. 4)", "Fig. 4"),
+    "fig5": _figure("fig5", "Inter-/intra-class cosine similarity, baseline vs PIUmr (paper Fig. 5)", "Fig. 5"),
+    "fig6": _figure("fig6", "Loss landscape, baseline vs PIUmr (paper Fig. 6)", "Fig. 6"),
+    "person-shift": ExperimentSpec(
+        "person-shift", "Person-disjoint split: per-participant action Top-1, baseline vs PIUmr", "person-shift",
+        tuple(RowSpec(r.key, r.label, {**r.overrides, "data.split": "cross-subject"}) for r in (BASELINE, PIUMR)),
+        PERSON_SHIFT_COLUMNS, source="not in the paper (its claim of person independence, tested)",
+        notes=("Participant columns are action Top-1 per held-out person: mean, population std over persons, "
+               "the worst person and the mean of the worst 10% of persons.",)),
+}
+
+#: alternative names accepted on the command line
+ALIASES: dict[str, str] = {"table3": "ablation-tfam"}
+
+#: what ``all`` runs, in order
+ALL_ORDER: tuple[str, ...] = ("table1", "table2", "ablation-tfam", "fig4", "fig5", "fig6", "person-shift")
+
+
+def get_experiment(name: str) -> ExperimentSpec:
+    """The spec named ``name`` (aliases accepted); ``ValueError`` listing the valid names otherwise."""
+    key = ALIASES.get(name, name)
+    if key not in EXPERIMENTS:
+        valid = ", ".join([*EXPERIMENTS, *ALIASES])
+        raise ValueError(f"unknown experiment {name!r}; choose one of: {valid}")
+    return EXPERIMENTS[key]
+
+
+def canonical(cfg: TrainConfig) -> TrainConfig:
+    """Reset switches that have no effect, so equal models get equal configs.
+
+    TFAM off: its branch / fusion switches go back to the defaults. One TFAM
+    branch only: the fusion switch goes back to its default (nothing to fuse).
+    """
+    tf = cfg.model.tfam
+    default = TFAMConfig()
+    if not tf.enabled:
+        tf = tf.model_copy(update={"frequency": default.frequency, "temporal": default.temporal,
+                                   "fusion": default.fusion})
+    elif not (tf.frequency and tf.temporal):
+        tf = tf.model_copy(update={"fusion": default.fusion})
+    if tf is cfg.model.tfam:
+        return cfg
+    return cfg.model_copy(update={"model": cfg.model.model_copy(update={"tfam": tf})})
+
+
+def build_config(base: TrainConfig, row: RowSpec, seed: int) -> TrainConfig:
+    """``base`` + the row's overrides + ``seed`` (training seed and GIRL's group-permutation seed), canonical."""
+    cfg = with_overrides(base, {**row.overrides, "seed": seed, "girl.seed": seed})
+    return canonical(cfg)
+
+
+def config_key(cfg: TrainConfig) -> str:
+    """12-hex digest of the config without its seeds (all seeds of one row share it)."""
+    data = cfg.model_dump(mode="json")
+    data.pop("seed")
+    data["girl"].pop("seed")
+    data.pop("name")
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def run_slug(cfg: TrainConfig) -> str:
+    """Readable, unique run-folder name: ``<switches>-<config_key>``, e.g. ``tfam-ft-cons_girl-1a2b3c4d5e6f``."""
+    tf = cfg.model.tfam
+    if not tf.enabled:
+        t = "notfam"
+    else:
+        t = "tfam-" + ("f" if tf.frequency else "") + ("t" if tf.temporal else "")
+        if tf.frequency and tf.temporal:
+            t += "-cons" if tf.fusion == "consistency" else "-mean"
+    g = "girl" if cfg.girl.enabled else "nogirl"
+    split = "_xsub" if cfg.data.split == "cross-subject" else ""
+    return f"{t}_{g}{split}-{config_key(cfg)}"
