@@ -22,7 +22,7 @@ app = typer.Typer(help="PIUmr: person-independent micro-action recognition (X3D 
 bench_app = typer.Typer(help="Speed and memory benchmarks (print numbers; never timed tests).", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 ARTIFACTS = Path("artifacts")
 
@@ -164,6 +164,8 @@ def train(
     tfam_temporal: Annotated[Optional[bool], typer.Option("--tfam-temporal/--no-tfam-temporal")] = None,
     fusion: Annotated[Optional[str], typer.Option(help="consistency | mean")] = None,
     girl_var_grad: Annotated[bool, typer.Option("--girl-var-grad", help="let GIRL's variance term carry gradient")] = False,
+    girl_detach_weights: Annotated[bool, typer.Option("--girl-detach-weights",
+                                                      help="GIRL's Gaussian weights as constants (recommended)")] = False,
     split: Annotated[Optional[str], typer.Option(help="official | cross-subject")] = None,
     fold: Annotated[Optional[int], typer.Option()] = None,
     seed: Annotated[Optional[int], typer.Option()] = None,
@@ -187,6 +189,7 @@ def train(
             "model.tfam.enabled": False if no_tfam else None, "girl.enabled": False if no_girl else None,
             "model.tfam.frequency": tfam_frequency, "model.tfam.temporal": tfam_temporal,
             "model.tfam.fusion": fusion, "girl.var_grad": True if girl_var_grad else None,
+            "girl.detach_weights": True if girl_detach_weights else None,
             "data.split": split, "data.fold": fold, "seed": seed, "data.num_workers": workers,
             "optim.amp": amp, "optim.grad_clip": grad_clip, "eval_every": eval_every,
             "max_steps_per_epoch": max_steps_per_epoch, "data.on_error": on_error,

@@ -41,7 +41,7 @@ def test_version_and_help() -> None:
 def test_info_tiny() -> None:
     res = runner.invoke(app, ["info", "--preset", "tiny"])
     assert res.exit_code == 0, res.output
-    assert "(2, 52)" in res.output and "(2, 128)" in res.output
+    assert "(2, 52)" in res.output and "(2, 256)" in res.output
 
 
 def test_unknown_preset_is_one_line() -> None:

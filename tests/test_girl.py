@@ -149,3 +149,15 @@ def test_piumr_loss_is_sum() -> None:
     torch.testing.assert_close(parts.total, ce + girl)
     off = PIUmrLoss(GIRLConfig(enabled=False))(logits, emb, y)
     torch.testing.assert_close(off.total, ce)
+
+
+def test_detach_weights_changes_gradient_not_value() -> None:
+    torch.manual_seed(0)
+    f = torch.randn(12, 6, requires_grad=True)
+    y = torch.randint(0, 3, (12,))
+    a = GIRLLoss(groups=2, seed=3)(f, y)
+    b = GIRLLoss(groups=2, seed=3, detach_weights=True)(f, y)
+    torch.testing.assert_close(a, b)
+    (ga,) = torch.autograd.grad(a, f)
+    (gb,) = torch.autograd.grad(GIRLLoss(groups=2, seed=3, detach_weights=True)(f, y), f)
+    assert (ga - gb).abs().max() > 1e-4, "detaching the weights must change the gradient"

@@ -27,7 +27,7 @@ def test_tiny_shapes_and_logits_in_training() -> None:
     torch.manual_seed(0)
     m = build_model(preset="tiny", num_classes=7).train()
     out = m(torch.randn(3, 3, 4, 32, 32))
-    assert out.logits.shape == (3, 7) and out.embedding.shape == (3, 128)
+    assert out.logits.shape == (3, 7) and out.embedding.shape == (3, 256)
     sums = out.logits.sum(dim=1)
     assert not torch.allclose(sums, torch.ones(3), atol=1e-3), "training outputs must be logits, not probabilities"
     assert (out.logits < 0).any()
@@ -42,7 +42,7 @@ def test_tfam_off_and_stage() -> None:
     off = build_model(preset="tiny", tfam=TFAMConfig(enabled=False))
     assert off.tfam is None
     s2 = build_model(preset="tiny", tfam=TFAMConfig(stage=2, num_dct=4, dct_kernel=3, attn_dim=8, attn_heads=2))
-    assert s2.tfam is not None and s2.tfam.channels == 16
+    assert s2.tfam is not None and s2.tfam.channels == 48
     assert s2(torch.randn(1, 3, 4, 32, 32)).logits.shape == (1, 52)
 
 
@@ -55,7 +55,7 @@ def test_kinetics_checkpoint_loads_and_reinitialises_head(tmp_path: Path) -> Non
     own = m.backbone.state_dict()
     ref = kin.state_dict()
     assert torch.equal(own["blocks.1.res_blocks.0.branch2.conv_b.weight"], ref["blocks.1.res_blocks.0.branch2.conv_b.weight"])
-    assert own["blocks.5.proj.weight"].shape == (52, 128)
+    assert own["blocks.5.proj.weight"].shape == (52, 256)
 
 
 def test_kinetics_checkpoint_errors(tmp_path: Path) -> None:

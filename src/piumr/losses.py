@@ -36,6 +36,13 @@ class GIRLLoss(nn.Module):
     included (as written in the paper; ``exclude_self=True`` drops self-pairs).
     eq. (7): L = mean_g L_g + lambda_var * Var_g(r_g), r_g = stopgrad(L_g).
 
+    NOTE (faithful by default): the weights w_ij are functions of s_ij and, as
+    written, carry gradient. Then the loss can also fall by moving positive pairs
+    AWAY from eta (which shrinks their weight) rather than pulling them together;
+    measured on the synthetic set this stops a small X3D from learning at all
+    (``docs/method_fidelity.md``). ``detach_weights=True`` treats them as
+    importance weights (no gradient), the usual DRO reweighting.
+
     NOTE (faithful by default): because the paper detaches r_g, the variance
     term R_var carries NO gradient: it changes the reported loss value but not
     training. ``var_grad=True`` lets it carry gradient (our recommended variant).
@@ -50,18 +57,21 @@ class GIRLLoss(nn.Module):
         self, groups: int = 4, tau: float = 0.07, eta: float = 0.2, lambda_var: float = 1.0, *,
         var_grad: bool = False, exclude_self: bool = False,
         weight_on: Literal["scaled", "cosine"] = "scaled", eps: float = 1e-8, seed: int = 0,
+        detach_weights: bool = False,
     ) -> None:
         super().__init__()
         if groups < 1 or tau <= 0 or eta <= 0:
             raise ValueError(f"need groups >= 1, tau > 0, eta > 0 (got {groups}, {tau}, {eta})")
         self.groups, self.tau, self.eta, self.lambda_var = groups, tau, eta, lambda_var
         self.var_grad, self.exclude_self, self.weight_on, self.eps = var_grad, exclude_self, weight_on, eps
+        self.detach_weights = detach_weights
         self.generator = torch.Generator().manual_seed(seed)
 
     @classmethod
     def from_config(cls, cfg: GIRLConfig) -> GIRLLoss:
         return cls(cfg.groups, cfg.tau, cfg.eta, cfg.lambda_var, var_grad=cfg.var_grad,
-                   exclude_self=cfg.exclude_self, weight_on=cfg.weight_on, eps=cfg.eps, seed=cfg.seed)
+                   exclude_self=cfg.exclude_self, weight_on=cfg.weight_on, eps=cfg.eps, seed=cfg.seed,
+                   detach_weights=cfg.detach_weights)
 
     def partition(self, batch: int) -> list[Tensor]:
         """Random pseudo-groups: list of index tensors (CPU, int64), sizes ~batch/G, none empty."""
@@ -84,6 +94,8 @@ class GIRLLoss(nn.Module):
         else:
             s_den = s
         w = torch.softmax(logw, dim=1)
+        if self.detach_weights:
+            w = w.detach()
         log_prob = s - torch.logsumexp(s_den, dim=1, keepdim=True)
         num = -(pos * w * log_prob).sum(dim=1)
         return (num / (pos.sum(dim=1) + self.eps)).mean()
