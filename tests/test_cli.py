@@ -141,3 +141,10 @@ def test_submission_zip(trained: Path, tmp_path: Path, monkeypatch: pytest.Monke
     n_test = len((root / "test_list_videos.txt").read_text().split())
     assert len(lines) - 1 == n_test // 2
     assert lines[1].split(",")[0].endswith(".mp4")
+
+
+def test_bad_data_leaves_no_run_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["train", "--preset", "tiny", "--data", str(tmp_path / "nowhere"), "--quiet"])
+    assert res.exit_code == 2
+    assert not (tmp_path / "artifacts").exists()

@@ -149,16 +149,16 @@ def train(
         cfg = ckpt.config
     if cfg.optim.batch_size % dinfo.world:
         raise ValueError(f"batch size {cfg.optim.batch_size} is not divisible by {dinfo.world} processes")
+    seed_everything(cfg.seed + dinfo.rank)
+
+    # data (checked before anything is written, so a bad --data leaves no run folder behind)
+    resolve_root(cfg.data, progress and dinfo.main)
+    train_records = load_split(cfg.data, "train", progress)
+    val_records = load_split(cfg.data, "val", progress)
     if dinfo.main:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.json").write_text(cfg.model_dump_json(indent=2))
     log = _Log(out_dir / "log.jsonl" if dinfo.main else None)
-    seed_everything(cfg.seed + dinfo.rank)
-
-    # data
-    resolve_root(cfg.data, progress and dinfo.main)
-    train_records = load_split(cfg.data, "train", progress)
-    val_records = load_split(cfg.data, "val", progress)
     root = train_records[0].path.parent.parent
     train_ds = VideoDataset(
         train_records, frames=cfg.model.frames, train=True,
