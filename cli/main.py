@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Optional, cast
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from .errors import err, user_errors
 
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
 warnings.filterwarnings("ignore", message=".*saved_variables.*", category=DeprecationWarning)
@@ -22,28 +22,8 @@ app = typer.Typer(help="PIUmr: person-independent micro-action recognition (X3D 
 bench_app = typer.Typer(help="Speed and memory benchmarks (print numbers; never timed tests).", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 out = Console()
-err = Console(stderr=True, soft_wrap=True)
 
 ARTIFACTS = Path("artifacts")
-
-
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn the errors users cause (bad paths, bad data, bad checkpoints) into one line + exit 2."""
-    from piumr.checkpoint import CheckpointError
-    from piumr.data import DatasetError, VideoError
-
-    try:
-        yield
-    except (CheckpointError, DatasetError, VideoError, FileNotFoundError, KeyError, ValueError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        err.print(f"[bold red]error:[/] {msg}", highlight=False)
-        raise typer.Exit(2) from None
-    except RuntimeError as e:
-        if "out of memory" in str(e).lower():
-            err.print("[bold red]error:[/] the GPU ran out of memory; try a smaller --batch-size")
-            raise typer.Exit(3) from None
-        raise
 
 
 def _cfg(preset: str, overrides: dict[str, Any]) -> Any:

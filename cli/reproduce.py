@@ -3,35 +3,21 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 
+from .errors import err as _err
+from .errors import user_errors
+
 reproduce_app = typer.Typer(
     help="Regenerate the paper's tables and figures (see reproduce/README.md). Runs are shared between "
          "experiments; a rerun skips finished runs and resumes interrupted ones.",
     no_args_is_help=True)
 _out = Console()
-_err = Console(stderr=True)
-
-
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    """Errors the user caused (unknown experiment or preset, no seeds, missing data root, bad checkpoint)
-    become one line on stderr and exit code 2; anything else propagates with its traceback."""
-    from piumr.checkpoint import CheckpointError
-    from piumr.data import DatasetError, VideoError
-
-    try:
-        yield
-    except (CheckpointError, DatasetError, VideoError, FileNotFoundError, KeyError, ValueError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        _err.print(f"[bold red]error:[/] {msg}", highlight=False)
-        raise typer.Exit(2) from None
 
 
 def parse_seeds(seeds: list[str] | None, extra: list[str] | None) -> tuple[int, ...]:
@@ -71,7 +57,7 @@ def _run(names: list[str], data: str, preset: str, seeds: list[str] | None, extr
     from piumr.reproduce import expand_names, make_settings, plan_table, print_result, run_many
     from piumr.reproduce import plan as make_plan
 
-    with _user_errors():
+    with user_errors():
         settings = make_settings(data=data, preset=preset, seeds=parse_seeds(seeds, extra), epochs=epochs, out=out,
                                  device=device, max_steps_per_epoch=max_steps_per_epoch, progress=not quiet,
                                  console=_err)

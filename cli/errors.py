@@ -1,0 +1,31 @@
+"""One place that turns the errors users cause into one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+from rich.console import Console
+
+err = Console(stderr=True, soft_wrap=True)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Bad paths, data, checkpoints, presets or options -> ``error: ...`` and exit 2; a GPU out of
+    memory -> a hint and exit 3; anything else propagates with its traceback (a bug)."""
+    from piumr.checkpoint import CheckpointError
+    from piumr.data import DatasetError, VideoError
+
+    try:
+        yield
+    except (CheckpointError, DatasetError, VideoError, FileNotFoundError, KeyError, ValueError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        err.print(f"[bold red]error:[/] {msg}", highlight=False)
+        raise typer.Exit(2) from None
+    except RuntimeError as e:
+        if "out of memory" in str(e).lower():
+            err.print("[bold red]error:[/] the GPU ran out of memory; try a smaller --batch-size")
+            raise typer.Exit(3) from None
+        raise
