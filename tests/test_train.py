@@ -67,3 +67,25 @@ def test_ddp_gloo_two_processes(tmp_path: Path) -> None:
     from piumr.data.splits import load_split
 
     assert metrics["clips"] == len(load_split(PRESETS["tiny"].data, "val"))
+
+
+def test_broken_clip_is_skipped_and_counted(tmp_path: Path) -> None:
+    """A multi-epoch run never dies on one bad file (on_error=skip) and says which file it skipped."""
+    import shutil
+
+    from piumr.data.splits import resolve_root
+
+    root = tmp_path / "data"
+    shutil.copytree(resolve_root(PRESETS["tiny"].data), root, symlinks=False)
+    first = (root / "train_list_videos.txt").read_text().split()[0]
+    (root / "train" / first).write_bytes(b"not a video at all")
+    cfg = with_overrides(PRESETS["tiny"], {"data.root": str(root), "optim.epochs": 1, "data.num_workers": 0})
+    res = train(cfg, tmp_path / "run", progress=False)
+    assert any(p.endswith(first) for p in res.skipped)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert any(p.endswith(first) for p in summary["skipped_clips"])
+    raising = with_overrides(cfg, {"data.on_error": "raise"})
+    from piumr.data import VideoError
+
+    with pytest.raises(VideoError, match=first):
+        train(raising, tmp_path / "run2", progress=False)

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from piumr.checkpoint import read_checkpoint, restore_rng, save_checkpoint
 from piumr.config import OptimConfig, TrainConfig
-from piumr.data import VideoDataset, build_transform, collate, open_cache_if_any, worker_init
+from piumr.data import VideoDataset, VideoError, build_transform, collate, open_cache_if_any, worker_init
 from piumr.data.splits import load_split, resolve_root
 from piumr.evaluate import collect_scores, eval_loader, score_metrics, write_predictions_csv
 from piumr.losses import PIUmrLoss
@@ -167,6 +167,16 @@ def train(
         backend=cfg.data.backend, on_error=cfg.data.on_error, seed=cfg.seed, cache=open_cache_if_any(root),
         decode_short_side=cfg.data.short_side,
     )
+    if train_ds.cache is None:
+        # probe clip lengths once here: forked loader workers inherit them instead of re-probing every
+        # clip in every worker every epoch (a prepared cache keeps lengths in its manifest)
+        for i in range(len(train_ds)):
+            try:
+                train_ds.num_frames(i)
+            except VideoError:
+                if cfg.data.on_error == "raise":
+                    raise
+                # left unprobed on purpose: the loader meets it again, skips it and counts it
     val_loader = eval_loader(cfg, val_records, batch_size=max(1, cfg.optim.batch_size // dinfo.world),
                              shard=(dinfo.rank, dinfo.world) if dinfo.world > 1 else None)
     if len(train_ds) < cfg.optim.batch_size:
