@@ -42,7 +42,7 @@ def test_tfam_off_and_stage() -> None:
     off = build_model(preset="tiny", tfam=TFAMConfig(enabled=False))
     assert off.tfam is None
     s2 = build_model(preset="tiny", tfam=TFAMConfig(stage=2, num_dct=4, dct_kernel=3, attn_dim=8, attn_heads=2))
-    assert s2.tfam is not None and s2.tfam.channels == 48
+    assert s2.tfam is not None and s2.tfam.channels == 16
     assert s2(torch.randn(1, 3, 4, 32, 32)).logits.shape == (1, 52)
 
 

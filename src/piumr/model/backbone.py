@@ -38,7 +38,9 @@ X3D_SPECS: dict[str, X3DSpec] = {
     "x3d_m": X3DSpec(16, 224, 2.2),
     "x3d_l": X3DSpec(16, 312, 5.0),
     # not a paper model: a very small X3D for CPU demos and tests
-    "x3d_tiny": X3DSpec(4, 64, 1.0, head_dim_out=256),  # X3D-XS widths, depth 1.0, 256-d head
+    "x3d_tiny": X3DSpec(4, 64, 1.0, width_factor=1.0, stem_dim_in=8, head_dim_out=256),
+    # not a paper model either: X3D-XS widths at depth 1.0, for the CPU person-shift check
+    "x3d_mini": X3DSpec(4, 64, 1.0, head_dim_out=256),
 }
 
 
