@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from piumr.data import video as video_module
 from piumr.data.ma52 import ClipRecord
-from piumr.data.prepare import PreparedCache
+from piumr.data.memory import FrameSource
 from piumr.data.video import (
     Backend, VideoError, probe, read_frames, seeded_rng, segment_indices, uniform_indices, views_offsets,
 )
@@ -40,7 +40,8 @@ class VideoDataset(Dataset[dict[str, Any]]):
             by the next index (deterministic) and lists its path in ``skipped``.
         seed: base seed of all sampling randomness.
         views: evaluation temporal views (uniform offsets); > 1 stacks them as dim 0.
-        cache: read frames from a prepared cache instead of decoding videos.
+        cache: read frames from a prepared cache or a decoded-clip memory cache instead of
+            decoding videos (anything with ``num_frames(path)`` and ``read(path, indices)``).
         decode_short_side: ask the video decoder to resize (raw clips only); usually
             the transform's short side.
     """
@@ -55,7 +56,7 @@ class VideoDataset(Dataset[dict[str, Any]]):
         on_error: OnError = "skip",
         seed: int = 0,
         views: int = 1,
-        cache: PreparedCache | None = None,
+        cache: FrameSource | None = None,
         decode_short_side: int | None = None,
     ) -> None:
         if frames < 1 or views < 1:
