@@ -12,6 +12,6 @@ Plug-and-play API::
 
 from piumr.losses import GIRLLoss
 from piumr.model import TFAM, build_model
+from piumr.version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["TFAM", "GIRLLoss", "build_model", "__version__"]

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from piumr.checkpoint import CheckpointError
+from piumr.errors import CheckpointError
 
 __all__ = ["X3DSpec", "X3D_SPECS", "build_x3d", "stage_channels", "load_kinetics_checkpoint", "CheckpointError"]
 
