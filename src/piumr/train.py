@@ -37,10 +37,9 @@ from piumr.files import write_json_atomic, write_text_atomic
 from piumr.losses import PIUmrLoss
 from piumr.metrics import format_table
 from piumr.model import PIUmrNet, build_model
-from piumr.runtime import DistInfo, pick_device, seed_everything, setup_distributed
+from piumr.runtime import DistInfo, seed_everything, setup_distributed
 
-# DistInfo, setup_distributed, seed_everything and pick_device live in piumr.runtime; re-exported here
-__all__ = ["TrainResult", "DistInfo", "setup_distributed", "lr_at", "seed_everything", "train", "pick_device"]
+__all__ = ["TrainResult", "lr_at", "train"]
 
 
 @dataclass
