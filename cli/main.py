@@ -12,12 +12,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from piumr.config import DataConfig, TrainConfig
+
 from .errors import err, user_errors
 from .options import DeviceOpt, ThreadsOpt
 
 if TYPE_CHECKING:  # the CLI imports torch-heavy modules inside commands, so --help stays fast
     from piumr.checkpoint import Checkpoint
-    from piumr.config import TrainConfig
     from piumr.model import PIUmrNet
 
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
@@ -133,7 +134,7 @@ def synth(
 def prepare(
     data: Annotated[Path, typer.Option(help="MA-52 root (raw videos)")],
     out_dir: Annotated[Path, typer.Option("--out", help="cache folder to write")],
-    short_side: Annotated[int, typer.Option(help="resize frames to this short side")] = 256,
+    short_side: Annotated[int, typer.Option(help="resize frames to this short side")] = DataConfig().short_side,
     workers: Annotated[int, typer.Option(help="parallel processes")] = 2,
     splits: Annotated[str, typer.Option(help="comma-separated splits")] = "train,val,test",
     threads: ThreadsOpt = None,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Literal
 
+from piumr.config import DataConfig
 from piumr.errors import DatasetError as DatasetError  # re-exported: raised by this module
 
 Split = Literal["train", "val", "test"]
@@ -242,7 +243,7 @@ def read_label_names(path: Path) -> tuple[str, ...]:
 
 
 def cross_subject_folds(
-    records: Sequence[ClipRecord], k: int = 5, seed: int = 0
+    records: Sequence[ClipRecord], k: int = DataConfig().folds, seed: int = DataConfig().fold_seed
 ) -> list[tuple[list[ClipRecord], list[ClipRecord]]]:
     """k person-disjoint (train, held-out) folds over the participants of ``records``.
 

@@ -19,6 +19,7 @@ from typing import Any
 import av
 import numpy as np
 
+from piumr.config import DataConfig
 from piumr.data.ma52 import ACTION_NAMES as _ACTION_NAMES
 from piumr.data.ma52 import ACTION_TO_BODY as _ACTION_TO_BODY
 from piumr.data.synth.actions import select_classes
@@ -28,6 +29,7 @@ from piumr.data.synth.rendering import render_clip
 __all__ = ["GENERATOR_VERSION", "SynthInfo", "generate", "synth_key", "ensure_synth"]
 
 GENERATOR_VERSION = "1"
+_DATA = DataConfig()  # the dataset-size defaults live in DataConfig (synth_*)
 
 
 def _crlf(lines: Sequence[str]) -> bytes:
@@ -163,12 +165,12 @@ def _iter_results(jobs: list[_ClipJob], workers: int) -> Iterator[str]:
 def generate(
     out: Path,
     *,
-    persons: int = 24,
-    clips_per_person: int = 40,
-    classes_per_body: int = 2,
-    frames: int = 32,
-    size: int = 112,
-    seed: int = 0,
+    persons: int = _DATA.synth_persons,
+    clips_per_person: int = _DATA.synth_clips_per_person,
+    classes_per_body: int = _DATA.synth_classes_per_body,
+    frames: int = _DATA.synth_frames,
+    size: int = _DATA.synth_size,
+    seed: int = _DATA.synth_seed,
     workers: int = 2,
     progress: bool = True,
     fps: int = 15,
