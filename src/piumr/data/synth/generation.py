@@ -18,6 +18,7 @@ from typing import Any
 
 import av
 import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
 from piumr.config import DataConfig
 from piumr.data.ma52 import ACTION_NAMES as _ACTION_NAMES
@@ -162,6 +163,52 @@ def _iter_results(jobs: list[_ClipJob], workers: int) -> Iterator[str]:
         yield from ex.map(_run_job, jobs, chunksize=max(1, min(16, len(jobs) // (workers * 8) or 1)))
 
 
+def _check_params(persons: int, clips_per_person: int, frames: int, size: int, fps: int) -> None:
+    if not 2 <= persons <= 9999:
+        raise ValueError(f"persons must be in 2..9999, got {persons}")
+    if not 2 <= clips_per_person <= 9999:
+        raise ValueError(f"clips_per_person must be in 2..9999, got {clips_per_person}")
+    if frames < 2:
+        raise ValueError(f"frames must be >= 2, got {frames}")
+    if size < 16 or size % 2:
+        raise ValueError(f"size must be an even number >= 16 (yuv420p), got {size}")
+    if fps < 1:
+        raise ValueError(f"fps must be >= 1, got {fps}")
+
+
+def _render_all(jobs: list[_ClipJob], workers: int, progress: bool) -> None:
+    """Render and encode every clip (``workers`` processes), with a progress bar if asked."""
+    if not progress:
+        for _ in _iter_results(jobs, workers):
+            pass
+        return
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TimeRemainingColumn()) as bar:
+        task = bar.add_task("synthetic MA-52", total=len(jobs))
+        for _ in _iter_results(jobs, workers):
+            bar.advance(task)
+
+
+def _cross_subject(out: Path, clips: list[_Clip], persons: int, seed: int,
+                   counts: dict[str, int]) -> tuple[list[int], list[int]]:
+    """Write ``out/cross_subject``: person-disjoint, self-contained root with hard links.
+
+    Adds its clip counts to ``counts``; returns (train persons, val persons)."""
+    r = np.random.default_rng([seed, 4])
+    pids = [int(x) for x in r.permutation(np.arange(1, persons + 1))]
+    n_val = max(1, round(persons / 3))
+    val_p = sorted(pids[:n_val])
+    train_p = sorted(pids[n_val:])
+    cs = out / "cross_subject"
+    for split, members in (("train", set(train_p)), ("val", set(val_p))):
+        sel = [c for c in clips if c.person in members]
+        for c in sel:
+            _link(out / c.split / c.name, cs / split / c.name)
+        (cs / f"{split}_list_videos.txt").write_bytes(_crlf([f"{c.name} {c.label}" for c in sel]))
+        counts[f"cross_subject_{split}"] = len(sel)
+    return train_p, val_p
+
+
 def generate(
     out: Path,
     *,
@@ -180,16 +227,7 @@ def generate(
     ``out`` may exist but must not already contain a dataset. ``workers`` and ``progress`` do not
     affect the output. Raises ValueError for invalid parameters.
     """
-    if not 2 <= persons <= 9999:
-        raise ValueError(f"persons must be in 2..9999, got {persons}")
-    if not 2 <= clips_per_person <= 9999:
-        raise ValueError(f"clips_per_person must be in 2..9999, got {clips_per_person}")
-    if frames < 2:
-        raise ValueError(f"frames must be >= 2, got {frames}")
-    if size < 16 or size % 2:
-        raise ValueError(f"size must be an even number >= 16 (yuv420p), got {size}")
-    if fps < 1:
-        raise ValueError(f"fps must be >= 1, got {fps}")
+    _check_params(persons, clips_per_person, frames, size, fps)
     classes = select_classes(classes_per_body)
     out = Path(out)
     if (out / "synth_meta.json").exists():
@@ -205,37 +243,14 @@ def generate(
         for c in clips
     ]
 
-    if progress:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
-
-        with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), TimeRemainingColumn()) as bar:
-            task = bar.add_task("synthetic MA-52", total=len(jobs))
-            for _ in _iter_results(jobs, workers):
-                bar.advance(task)
-    else:
-        for _ in _iter_results(jobs, workers):
-            pass
-
+    _render_all(jobs, workers, progress)
     counts: dict[str, int] = {}
     for split in ("train", "val", "test"):
         sel = [c for c in clips if c.split == split]
         (out / f"{split}_list_videos.txt").write_bytes(_crlf([f"{c.name} {c.label}" for c in sel]))
         counts[split] = len(sel)
-
-    # cross-subject: person-disjoint, self-contained root with hard links
-    r = np.random.default_rng([seed, 4])
-    pids = [int(x) for x in r.permutation(np.arange(1, persons + 1))]
-    n_val = max(1, round(persons / 3))
-    val_p = sorted(pids[:n_val])
-    train_p = sorted(pids[n_val:])
+    train_p, val_p = _cross_subject(out, clips, persons, seed, counts)
     cs = out / "cross_subject"
-    for split, members in (("train", set(train_p)), ("val", set(val_p))):
-        sel = [c for c in clips if c.person in members]
-        for c in sel:
-            _link(out / c.split / c.name, cs / split / c.name)
-        (cs / f"{split}_list_videos.txt").write_bytes(_crlf([f"{c.name} {c.label}" for c in sel]))
-        counts[f"cross_subject_{split}"] = len(sel)
     label_bytes = _crlf([f"{i}\t{n}" for i, n in enumerate(_ACTION_NAMES)])
     (out / "label_name.txt").write_bytes(label_bytes)
     (cs / "label_name.txt").write_bytes(label_bytes)
