@@ -15,6 +15,7 @@ from typing import Any, Literal
 import torch
 from torch.utils.data import Dataset
 
+from piumr.config import DataConfig, TrainConfig
 from piumr.data import video as video_module
 from piumr.data.ma52 import ClipRecord
 from piumr.data.memory import FrameSource
@@ -24,6 +25,7 @@ from piumr.data.video import (
 
 OnError = Literal["raise", "skip"]
 Transform = Callable[[torch.Tensor], torch.Tensor]
+_DATA = DataConfig()  # sampling/decoding defaults live in the config
 MAX_REPLACEMENTS = 16  # consecutive broken clips tolerated before giving up on one item
 
 
@@ -52,9 +54,9 @@ class VideoDataset(Dataset[dict[str, Any]]):
         frames: int,
         train: bool,
         transform: Transform,
-        backend: Backend = "auto",
-        on_error: OnError = "skip",
-        seed: int = 0,
+        backend: Backend = _DATA.backend,
+        on_error: OnError = _DATA.on_error,
+        seed: int = TrainConfig().seed,
         views: int = 1,
         cache: FrameSource | None = None,
         decode_short_side: int | None = None,
