@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .doctor import doctor
 from .errors import err, user_errors
 
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
@@ -22,6 +23,7 @@ app = typer.Typer(help="PIUmr: person-independent micro-action recognition (X3D 
 bench_app = typer.Typer(help="Speed and memory benchmarks (print numbers; never timed tests).", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 out = Console()
+app.command()(doctor)
 
 ARTIFACTS = Path("artifacts")
 
