@@ -7,6 +7,7 @@ import importlib.metadata
 import os
 import platform
 import sys
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -37,6 +38,7 @@ def versions() -> dict[str, Any]:
     cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
     return {
         "piumr": piumr.__version__,
+        "piumr_path": str(Path(piumr.__file__).parent),
         "python": platform.python_version(),
         "executable": sys.executable,
         "platform": platform.platform(),
