@@ -71,7 +71,7 @@ def doctor(
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON (docs/doctor.md)")] = False,
     full: Annotated[bool, typer.Option("--full", help="also the GPU checks: kernels, 50 bf16 paper steps, inference")] = False,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 (default: cuda if available)")] = None,
-    batch: Annotated[Optional[int], typer.Option(help="training-speed batch (default: preset's on GPU, 4 on CPU)")] = None,
+    batch: Annotated[Optional[int], typer.Option(min=1, help="training-speed batch (default: preset's on GPU, 4 on CPU)")] = None,
     iters: Annotated[int, typer.Option(min=1, help="timed training steps per variant")] = 5,
     warmup: Annotated[int, typer.Option(min=0, help="untimed steps before them")] = 2,
     loader_seconds: Annotated[float, typer.Option(min=0.0, help="seconds of loader measurement")] = 10.0,

@@ -35,7 +35,8 @@ def versions() -> dict[str, Any]:
     import piumr
     from piumr.kernels import triton_available, triton_interpreted
 
-    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    cudnn_ok = torch.backends.cudnn.is_available()  # type: ignore[no-untyped-call]
+    cudnn = torch.backends.cudnn.version() if cudnn_ok else None  # type: ignore[no-untyped-call]
     return {
         "piumr": piumr.__version__,
         "piumr_path": str(Path(piumr.__file__).parent),

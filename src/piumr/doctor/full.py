@@ -126,7 +126,7 @@ def synthetic_steps(cfg: TrainConfig, device: torch.device, steps: int, batch: i
             out = model(x)
         loss = loss_fn(out.logits.float(), out.embedding.float(), y).total
         opt.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[no-untyped-call]
+        loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
     seconds = time.perf_counter() - start
