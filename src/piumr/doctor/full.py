@@ -22,8 +22,10 @@ from piumr.kernels import DepthwiseConv3dFunction, apply_fast_path, bench_depthw
 
 __all__ = ["TOLERANCE", "check_kernels", "rel_err", "synthetic_steps", "x3d_depthwise_shapes"]
 
-TOLERANCE = {"float32": 1e-5, "bfloat16": 1e-2}
-"""Relative L2 error allowed per dtype (the CPU interpreter tests use the same bounds)."""
+TOLERANCE = {"float32": 1e-4, "bfloat16": 1e-2}
+"""Relative L2 error allowed per dtype. bf16: the interpreter tests' bound (output rounding is ~3e-3). fp32:
+10x the interpreter tests' bound, because at X3D-M sizes grad_w sums up to 80*16*56*56 = 4M products per tap and
+two valid fp32 summation orders differ by up to ~sqrt(n) * 6e-8 ~ 1e-4 relative; an indexing bug gives ~1."""
 
 Shape = tuple[int, int, int, int, int]  # (C, T, H, W, stride)
 
@@ -120,6 +122,8 @@ def synthetic_steps(cfg: TrainConfig, device: torch.device, steps: int, batch: i
     x = torch.randn(batch, 3, m.frames, m.crop, m.crop, device=device)
     y = torch.arange(batch, device=device) % m.num_classes
     losses: list[float] = []
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
     for _ in range(steps):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
