@@ -34,7 +34,7 @@ if [ "$CPU_MODE" = "1" ]; then
   SYNTH_PRESET=tiny
 else
   DOCTOR=(--full --iters 10 --warmup 3 --loader-seconds 10)
-  DOCTOR_TIMEOUT=330
+  DOCTOR_TIMEOUT=300
   SYNTH_PRESET=paper
 fi
 
@@ -90,7 +90,7 @@ echo "[doctor] exit ${RC[doctor]} (json: $OUT/doctor.json, log: $OUT/doctor.log)
 
 # 5. the GPU tests (skipped, not failed, on a machine without CUDA)
 : >"$OUT/pytest.log"
-step pytest 150 "$OUT/pytest.log" "$VPY" -m pytest -m gpu -q -p no:cacheprovider
+step pytest 120 "$OUT/pytest.log" "$VPY" -m pytest -m gpu -q -p no:cacheprovider
 
 # 6. summary
 FAILED=0
