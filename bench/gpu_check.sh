@@ -18,8 +18,8 @@ if [ $# -ne 1 ]; then
   echo "usage: bench/gpu_check.sh OUT_DIR" >&2
   exit 2
 fi
-cd "$(dirname "$0")/.."
 OUT=$(mkdir -p "$1" && cd "$1" && pwd) || { echo "error: cannot create OUT_DIR $1" >&2; exit 2; }
+cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 WHEELS=${PIUMR_WHEELS:-.whl}
 WORK=${PIUMR_GPU_WORK:-.gpu}
