@@ -14,6 +14,7 @@ from rich.table import Table
 
 from piumr.config import DataConfig, TrainConfig
 
+from .doctor import doctor
 from .errors import err, user_errors
 from .options import DeviceOpt, ThreadsOpt
 
@@ -29,6 +30,7 @@ app = typer.Typer(help="PIUmr: person-independent micro-action recognition (X3D 
 bench_app = typer.Typer(help="Speed and memory benchmarks (print numbers; never timed tests).", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 out = Console()
+app.command()(doctor)
 
 ARTIFACTS = Path("artifacts")
 
