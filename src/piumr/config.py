@@ -113,6 +113,12 @@ class DataConfig(_Frozen):
     backend: Literal["decord", "pyav", "auto"] = "auto"
     on_error: OnError = "skip"
     num_workers: int = Field(2, ge=0)
+    # not in paper: decode every clip once and keep its frames in RAM ("auto": when the dataset fits the
+    # budget of piumr.data.memory and no prepared cache exists; the synthetic CPU datasets always do)
+    memory_cache: Literal["auto", "on", "off"] = "auto"
+    # not in paper: with split="cross-subject", every k-th clip of each training person (by file name) is
+    # held out of training as the seen-persons evaluation set "val_seen"; 0 = no such set
+    seen_holdout: int = Field(4, ge=0)
     synth_persons: int = Field(24, ge=2)  # synthetic dataset size (not in paper)
     synth_clips_per_person: int = Field(40, ge=1)
     synth_classes_per_body: int = Field(2, ge=1, le=13)

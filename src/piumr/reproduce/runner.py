@@ -23,10 +23,13 @@ challenge server: ``piumr predict --submission``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import multiprocessing
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -38,7 +41,7 @@ from rich.console import Console
 
 from piumr.checkpoint import load_model, provenance
 from piumr.config import TrainConfig, get_preset, with_overrides
-from piumr.data.loaders import eval_loader
+from piumr.data.loaders import build_dataset, eval_loader
 from piumr.data.ma52 import ClipRecord
 from piumr.data.splits import load_split
 from piumr.evaluate import collect_scores, evaluate_checkpoint
@@ -49,11 +52,12 @@ from piumr.reproduce import figures as F
 from piumr.reproduce import specs
 from piumr.reproduce.specs import ExperimentSpec, RowSpec
 from piumr.reproduce.writers import Cell, ResultTable, TableRow, cells_from_values, table_to_rich, write_table
-from piumr.runtime import pick_device
+from piumr.runtime import physical_cores, pick_device
 from piumr.train import TrainResult, train
 
 __all__ = [
-    "RESULT_FILE", "TrainFn", "EvalFn", "Settings", "Job", "ExperimentOutput", "make_settings", "data_tag",
+    "RESULT_FILE", "SYNTH_BANNER", "TrainFn", "EvalFn", "SeenEvalFn", "Settings", "evaluate_seen_run",
+    "warm_memory_cache", "with_banner", "Job", "ExperimentOutput", "make_settings", "data_tag",
     "jobs_for", "ensure_run", "run_experiment", "run_many", "build_table", "evaluate_run", "expand_names",
     "print_result",
 ]
@@ -77,11 +81,29 @@ class EvalFn(Protocol):
     def __call__(self, run_dir: Path, cfg: TrainConfig, device: str | None) -> EvalResult: ...
 
 
+class SeenEvalFn(Protocol):
+    """Evaluate the finished run in ``run_dir`` on its seen-persons set (``None`` when it has none)."""
+
+    def __call__(self, run_dir: Path, cfg: TrainConfig, device: str | None) -> EvalResult | None: ...
+
+
 def evaluate_run(run_dir: Path, cfg: TrainConfig, device: str | None) -> EvalResult:
     """Final model (``last.safetensors``) of ``run_dir`` on the val split of ``cfg.data``."""
     dev = pick_device(device)
     model, ck = load_model(run_dir / CHECKPOINT, map_location=dev)
     result, _ = evaluate_checkpoint(model, ck.config, split="val", out_dir=None, device=dev,
+                                    progress=False, data=cfg.data)
+    return result
+
+
+def evaluate_seen_run(run_dir: Path, cfg: TrainConfig, device: str | None) -> EvalResult | None:
+    """Final model of ``run_dir`` on the seen-persons set ("val_seen": held-out clips of the training
+    persons) when ``cfg`` is a person-disjoint run that has one; else ``None``."""
+    if cfg.data.split != "cross-subject" or cfg.data.seen_holdout <= 0:
+        return None
+    dev = pick_device(device)
+    model, ck = load_model(run_dir / CHECKPOINT, map_location=dev)
+    result, _ = evaluate_checkpoint(model, ck.config, split="val_seen", out_dir=None, device=dev,
                                     progress=False, data=cfg.data)
     return result
 
@@ -107,6 +129,9 @@ class Settings:
     console: Console = field(default_factory=lambda: Console(stderr=True))
     train_fn: TrainFn = train
     eval_fn: EvalFn = evaluate_run
+    seen_fn: SeenEvalFn = evaluate_seen_run
+    jobs: int = 1  # trainings run at once (processes; each gets physical cores // jobs threads)
+    banner: str | None = None  # printed on every table and figure (synthetic data)
     landscape_steps: int = 7  # Fig. 6 grid (steps x steps)
     landscape_batches: int = 2  # Fig. 6 val batches
     max_points: int = 2000  # Fig. 4 / 5 embeddings (random subset of val)
@@ -119,9 +144,13 @@ def data_tag(data: str, preset: str) -> str:
     return name if preset == "paper" else f"{name}-{preset}"
 
 
+SYNTH_BANNER = "Synthetic MA-52-format data at CPU scale, not MA-52"
+
+
 def make_settings(*, data: str, preset: str = "paper", seeds: Sequence[int] = (0,), epochs: int | None = None,
                   out: Path | None = None, device: str | None = None, max_steps_per_epoch: int | None = None,
-                  progress: bool = True, console: Console | None = None) -> Settings:
+                  progress: bool = True, console: Console | None = None, split: str | None = None,
+                  jobs: int = 1) -> Settings:
     """Validate the user's choices and build ``Settings``.
 
     Raises ``ValueError`` (no seeds, repeated seeds, bad epochs, unknown preset via
@@ -133,6 +162,8 @@ def make_settings(*, data: str, preset: str = "paper", seeds: Sequence[int] = (0
         raise ValueError(f"--seeds repeats a seed: {list(seeds)}")
     if epochs is not None and epochs < 1:
         raise ValueError(f"--epochs must be >= 1, got {epochs}")
+    if jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {jobs}")
     if data != "synth" and not Path(data).expanduser().is_dir():
         raise FileNotFoundError(f"{data}: data root does not exist (give an MA-52 folder, a prepared cache, or 'synth')")
     over: dict[str, Any] = {"data.root": data if data == "synth" else str(Path(data).expanduser())}
@@ -140,10 +171,13 @@ def make_settings(*, data: str, preset: str = "paper", seeds: Sequence[int] = (0
         over["optim.epochs"] = epochs
     if max_steps_per_epoch is not None:
         over["max_steps_per_epoch"] = max_steps_per_epoch
+    if split is not None:
+        over["data.split"] = split
     base = with_overrides(get_preset(preset), over)
     root = out if out is not None else Path("artifacts") / "reproduce" / data_tag(data, preset)
     return Settings(root=root, base=base, preset=preset, seeds=tuple(seeds), device=device, progress=progress,
-                    console=console or Console(stderr=True))
+                    console=console or Console(stderr=True), jobs=jobs,
+                    banner=SYNTH_BANNER if data == "synth" else None)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -193,6 +227,7 @@ def ensure_run(settings: Settings, job: Job) -> dict[str, Any]:
     tr = settings.train_fn(job.cfg, job.run_dir, resume=state == "resume", device=settings.device,
                            progress=settings.progress, console=con)
     ev = settings.eval_fn(job.run_dir, job.cfg, settings.device)
+    seen = settings.seen_fn(job.run_dir, job.cfg, settings.device)
     payload: dict[str, Any] = {
         "run": job.run_dir.parent.name,
         "seed": job.seed,
@@ -201,6 +236,10 @@ def ensure_run(settings: Settings, job: Job) -> dict[str, Any]:
         "metrics": {k: float(v) for k, v in ev.official.items()},
         "participants": None if ev.participants is None else {
             k: (dict(v) if isinstance(v, dict) else v) for k, v in ev.participants.items()},
+        "seen": None if seen is None else {
+            "split": "val_seen", "metrics": {k: float(v) for k, v in seen.official.items()},
+            "participants": None if seen.participants is None else {
+                k: (dict(v) if isinstance(v, dict) else v) for k, v in seen.participants.items()}},
         "train": {"epochs": tr.epochs, "steps": tr.steps, "best_val_f1_mean": _finite(tr.best_metric),
                   "final_val": tr.final, "skipped_clips": len(tr.skipped), "seconds": tr.seconds,
                   "resumed": state == "resume"},
@@ -226,6 +265,10 @@ def _row_metrics(result: dict[str, Any]) -> dict[str, float]:
     p = result.get("participants")
     if p:
         m.update(p_mean=p["mean"], p_std=p["std"], p_worst=p["worst_acc"], p_worst10=p["worst10_acc"])
+    seen = result.get("seen")
+    if seen:
+        m.update(seen_top1=seen["metrics"]["action_top1"], seen_f1_mean=seen["metrics"]["f1_mean"],
+                 gap_top1=seen["metrics"]["action_top1"] - m["action_top1"])
     return m
 
 
@@ -247,6 +290,13 @@ def build_table(spec: ExperimentSpec, results: dict[str, list[dict[str, Any]]]) 
                        spec.source, spec.notes, specs.LOWER_IS_BETTER)
 
 
+def with_banner(table: ResultTable, banner: str | None) -> ResultTable:
+    """``table`` with ``banner`` prefixed to its title (JSON, LaTeX caption, console) and first in its notes."""
+    if not banner:
+        return table
+    return dataclasses.replace(table, title=f"[{banner}] {table.title}", notes=(banner, *table.notes))
+
+
 @dataclass
 class ExperimentOutput:
     """What one experiment produced."""
@@ -259,10 +309,56 @@ class ExperimentOutput:
     seconds: float = 0.0
 
 
-def _run_jobs(settings: Settings, jobs: list[Job]) -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = {}
+_PARALLEL: tuple[Settings, list[Job]] | None = None  # what forked workers read (set before the pool starts)
+
+
+def _worker_init(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def _run_in_worker(index: int) -> dict[str, Any]:
+    assert _PARALLEL is not None, "worker started without its jobs"
+    settings, jobs = _PARALLEL
+    return ensure_run(settings, jobs[index])
+
+
+def warm_memory_cache(settings: Settings, jobs: Sequence[Job]) -> None:
+    """Decode the clips the jobs will read into the process-wide memory cache (before forking workers)."""
+    seen: set[tuple[str, ...]] = set()
     for job in jobs:
-        out.setdefault(job.row.key, []).append(ensure_run(settings, job))
+        d = job.cfg.data
+        key = (d.root, d.split, str(d.fold), str(d.seen_holdout), d.backend, str(d.short_side))
+        if key in seen:
+            continue
+        seen.add(key)
+        for split in ("train", "val", "val_seen"):
+            records = load_split(d, split, progress=settings.progress)
+            if records:
+                build_dataset(job.cfg, records, "eval")
+
+
+def _run_jobs(settings: Settings, jobs: list[Job]) -> dict[str, list[dict[str, Any]]]:
+    """Results of ``jobs`` by row key; pending jobs run ``settings.jobs`` at a time in forked processes."""
+    global _PARALLEL
+    pending = [i for i, j in enumerate(jobs) if j.state != "done"]
+    results: dict[int, dict[str, Any]] = {}
+    if settings.jobs > 1 and len(pending) > 1 and "fork" in multiprocessing.get_all_start_methods():
+        warm_memory_cache(settings, [jobs[i] for i in pending])
+        workers = min(settings.jobs, len(pending))
+        threads = max(1, physical_cores() // workers)
+        quiet = dataclasses.replace(settings, progress=False)
+        _PARALLEL = (quiet, jobs)
+        settings.console.print(f"running {len(pending)} trainings, {workers} at a time ({threads} thread(s) each)")
+        try:
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                     initializer=_worker_init, initargs=(threads,)) as pool:
+                for i, res in zip(pending, pool.map(_run_in_worker, pending)):
+                    results[i] = res
+        finally:
+            _PARALLEL = None
+    out: dict[str, list[dict[str, Any]]] = {}
+    for i, job in enumerate(jobs):
+        out.setdefault(job.row.key, []).append(results[i] if i in results else ensure_run(settings, job))
     return out
 
 
@@ -292,7 +388,7 @@ def _write_rows(out_dir: Path, spec: ExperimentSpec, jobs: list[Job], table: Res
 def _table_experiment(settings: Settings, spec: ExperimentSpec, out_dir: Path) -> ExperimentOutput:
     jobs = jobs_for(settings, spec)
     results = _run_jobs(settings, jobs)
-    table = build_table(spec, results)
+    table = with_banner(build_table(spec, results), settings.banner)
     files = write_table(table, out_dir) + _write_rows(out_dir, spec, jobs, table, results)
     summary: dict[str, Any] = {}
     if spec.kind == "person-shift":
@@ -302,7 +398,7 @@ def _table_experiment(settings: Settings, spec: ExperimentSpec, out_dir: Path) -
                 if r.get("participants"):
                     per.setdefault(row.label.split(" (")[0], []).extend(r["participants"]["per_participant"].values())
         if per:
-            files += F.participant_figure(per, out_dir / "per_participant")
+            files += F.participant_figure(per, out_dir / "per_participant", settings.banner)
         summary = {r.key: {c: cell.mean for c, cell in r.cells.items()} for r in table.rows}
     return ExperimentOutput(spec.name, out_dir, files, table, summary)
 
@@ -325,8 +421,7 @@ def _embeddings(settings: Settings, job: Job) -> tuple[npt.NDArray[np.float64], 
 
 def _figure_experiment(settings: Settings, spec: ExperimentSpec, out_dir: Path) -> ExperimentOutput:
     jobs = jobs_for(settings, spec)
-    for job in jobs:
-        ensure_run(settings, job)
+    _run_jobs(settings, jobs)
     names = {job.row.key: job.row.label.split(" (")[0] for job in jobs}
     used = {names[j.row.key]: str(j.run_dir / CHECKPOINT) for j in jobs}
     seed = settings.seeds[0]
@@ -338,14 +433,14 @@ def _figure_experiment(settings: Settings, spec: ExperimentSpec, out_dir: Path) 
         data["clips"] = int(idx.size)
         if spec.name == "fig4":
             pts = {k: (F.tsne_2d(e[idx], seed), y[idx]) for k, (e, y) in emb.items()}
-            files = F.tsne_figure(pts, out_dir / "fig4_tsne")
+            files = F.tsne_figure(pts, out_dir / "fig4_tsne", settings.banner)
         else:
             sims = {k: F.cosine_similarities(e[idx], y[idx]) for k, (e, y) in emb.items()}
             data["similarity"] = {k: {"inter_mean": _mean(a), "intra_mean": _mean(b),
                                       "gap_intra_minus_inter": _mean(b) - _mean(a),
                                       "inter_pairs": int(a.size), "intra_pairs": int(b.size)}
                                   for k, (a, b) in sims.items()}
-            files = F.similarity_figure(sims, out_dir / "fig5_similarity")
+            files = F.similarity_figure(sims, out_dir / "fig5_similarity", settings.banner)
     else:
         files, data["landscape"] = _landscape(settings, jobs, names, out_dir)
     p = out_dir / f"{spec.name}.json"
@@ -372,7 +467,7 @@ def _landscape(settings: Settings, jobs: list[Job], names: dict[str, str],
         coords, surf = F.loss_landscape(model, batches, steps=settings.landscape_steps,
                                         seed=settings.seeds[0])
         surfaces[names[job.row.key]] = (coords, surf)
-    files = F.landscape_figure(surfaces, out_dir / "fig6_landscape")
+    files = F.landscape_figure(surfaces, out_dir / "fig6_landscape", settings.banner)
     data: dict[str, Any] = {k: {"coords": c.tolist(), "loss": s.tolist(), "centre": float(s[len(c) // 2, len(c) // 2]),
                 "mean_rise": float(s.mean() - s[len(c) // 2, len(c) // 2])} for k, (c, s) in surfaces.items()}
     data["clips"] = sum(int(b[1].shape[0]) for b in batches)
