@@ -13,20 +13,13 @@ err = Console(stderr=True, soft_wrap=True)
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Bad paths, data, checkpoints, presets or options -> ``error: ...`` (options by their flag) and
-    exit 2; a GPU out of memory -> a hint and exit 3; anything else propagates with its traceback (a bug)."""
-    from pydantic import ValidationError
-
+    """Bad paths, data, checkpoints, presets or options -> ``error: ...`` and exit 2; a GPU out of
+    memory -> a hint and exit 3; anything else propagates with its traceback (a bug)."""
     from piumr.checkpoint import CheckpointError
     from piumr.data import DatasetError, VideoError
 
-    from .flags import describe
-
     try:
         yield
-    except ValidationError as e:  # options checked by the config: name the flag, not the config key
-        err.print(f"[bold red]error:[/] {describe(e)}", highlight=False)
-        raise typer.Exit(2) from None
     except (CheckpointError, DatasetError, VideoError, FileNotFoundError, KeyError, ValueError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         err.print(f"[bold red]error:[/] {msg}", highlight=False)

@@ -15,7 +15,7 @@ from rich.table import Table
 from piumr.config import MAX_CROP, MAX_FRAMES, MAX_SHORT_SIDE, MAX_VIEWS, MAX_WORKERS, MIN_SHORT_SIDE
 
 from .errors import err, user_errors
-from .flags import refuse_combined
+from .flags import describe, refuse_combined
 
 if TYPE_CHECKING:
     from piumr.predict import ClipFailure, ClipPrediction
@@ -33,9 +33,14 @@ ARTIFACTS = Path("artifacts")
 
 
 def _cfg(preset: str, overrides: dict[str, Any]) -> Any:
+    from pydantic import ValidationError
+
     from piumr.config import get_preset, with_overrides
 
-    return with_overrides(get_preset(preset), {k: v for k, v in overrides.items() if v is not None})
+    try:
+        return with_overrides(get_preset(preset), {k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as e:  # one line naming the flag the user typed, not the config key
+        raise ValueError(describe(e)) from None
 
 
 @app.command()

@@ -56,7 +56,6 @@ MANIFEST_NAME = "piumr_manifest.json"
 PREPARED_SUFFIX = ".jpgs"
 
 _TRAIN_NAME = re.compile(r"^(?P<person>[0-9]{4})_(?P<body>[0-9]{2})_(?P<clip>[0-9]+)\.[A-Za-z0-9]+$")
-_LABEL = re.compile(r"-?[0-9]+")  # ASCII digits only (int() would also take "٣", "+3", " 3" or "1_0")
 
 
 class DatasetError(ValueError):
@@ -181,6 +180,9 @@ def _lines(list_file: Path) -> list[tuple[int, str]]:
         raise DatasetError(f"{list_file}: cannot read ({e})") from e
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     return [(i + 1, ln.strip()) for i, ln in enumerate(lines) if ln.strip()]
+
+
+_LABEL = re.compile(r"-?[0-9]+")  # ASCII digits only (int() would also take "٣", "+3", " 3" or "1_0")
 
 
 def _parse_line(list_file: Path, line_no: int, text: str) -> tuple[str, int]:

@@ -39,16 +39,10 @@ import torch
 Backend = Literal["decord", "pyav", "auto"]
 # Threads per decoder. 0 = FFmpeg's choice (all cores); DataLoader workers may set 1.
 DECODER_THREADS = 0
-BUDGET_ENV = "PIUMR_DECODE_BUDGET_MIB"
-DEFAULT_BUDGET_MIB = 1024
 
 
 class VideoError(RuntimeError):
     """A clip that cannot be decoded as asked; the message names the file."""
-
-
-class DecodeBudgetError(VideoError):
-    """The decoded frames asked for would exceed the memory budget (raised before decoding them)."""
 
 
 class _Rng(Protocol):
@@ -105,6 +99,16 @@ def resized_size(height: int, width: int, short_side: int) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
+# ----------------------------------------------------------------------------- memory budget
+
+BUDGET_ENV = "PIUMR_DECODE_BUDGET_MIB"
+DEFAULT_BUDGET_MIB = 1024
+
+
+class DecodeBudgetError(VideoError):
+    """The decoded frames asked for would exceed the memory budget (raised before decoding them)."""
+
+
 def decode_budget() -> int:
     """Bytes one :func:`read_frames` call may return: ``$PIUMR_DECODE_BUDGET_MIB`` MiB (default 1024)."""
     text = os.environ.get(BUDGET_ENV, "").strip()
@@ -116,7 +120,7 @@ def decode_budget() -> int:
 
 
 def check_budget(path: Path, frames: int, height: int, width: int, budget: int, what: str = "") -> None:
-    """Raise :class:`VideoError` if ``frames`` uint8 RGB frames of ``height x width`` exceed ``budget`` bytes."""
+    """Raise :class:`DecodeBudgetError` if ``frames`` uint8 RGB ``height x width`` frames exceed ``budget`` bytes."""
     need = frames * height * width * 3
     if need > budget:
         raise DecodeBudgetError(
