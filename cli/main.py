@@ -278,13 +278,13 @@ def predict(
     with user_errors():
         if submission is None and not clips:
             raise ValueError("give one or more clips or folders (or --submission)")
+        model, ck, _ = _load(checkpoint)
         inputs = expand_inputs(clips or [])
         bad = [p for p in inputs if isinstance(p, ClipFailure)]
         if clips and len(bad) == len(inputs):
             for f in bad:
                 _show_prediction(f, as_json)
             raise ValueError("no clip to predict in " + ", ".join(map(str, clips)))
-        model, ck, _ = _load(checkpoint)
         dev = pick_device(device)
         model = model.to(dev)
         if submission is not None:
