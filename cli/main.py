@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional, cast
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -33,8 +34,6 @@ ARTIFACTS = Path("artifacts")
 
 
 def _cfg(preset: str, overrides: dict[str, Any]) -> Any:
-    from pydantic import ValidationError
-
     from piumr.config import get_preset, with_overrides
 
     try:
@@ -260,7 +259,7 @@ def evaluate(
 def predict(
     clips: Annotated[Optional[list[Path]], typer.Argument(help="video files or folders")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option(help="best.safetensors (default: latest under artifacts/)")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line (file, top5, body, error) instead of tables")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line instead of tables")] = False,
     views: Annotated[int, typer.Option(help="temporal views averaged per clip", min=1, max=MAX_VIEWS)] = 1,
     submission: Annotated[Optional[Path], typer.Option(help="write a Codabench submission zip for --data's test list")] = None,
     data: Annotated[Optional[Path], typer.Option(help="MA-52 root whose test list --submission scores")] = None,
