@@ -8,17 +8,21 @@ from contextlib import contextmanager
 import typer
 from rich.console import Console
 
-from piumr.errors import CheckpointError, DatasetError, DeviceError, VideoError
+from piumr.errors import CheckpointError, DatasetError, DeviceError, RunError, VideoError
 
 err = Console(stderr=True, soft_wrap=True)
 
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Bad paths, data, checkpoints, presets or options -> ``error: ...`` and exit 2; a GPU out of
-    memory -> a hint and exit 3; anything else propagates with its traceback (a bug)."""
+    """Bad paths, data, checkpoints, presets, options or run folders -> ``error: ...`` and exit 2; a GPU out
+    of memory -> a hint and exit 3; a training run stopped by a fault (``RunError``: divergence, a failed
+    write, a vanished run folder) -> exit 4; anything else propagates with its traceback (a bug)."""
     try:
         yield
+    except RunError as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        raise typer.Exit(4) from None
     except (CheckpointError, DatasetError, DeviceError, VideoError, FileNotFoundError, KeyError, ValueError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         err.print(f"[bold red]error:[/] {msg}", highlight=False)

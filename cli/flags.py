@@ -24,6 +24,7 @@ FLAGS: dict[str, str] = {
     "optim.epochs": "--epochs",
     "optim.batch_size": "--batch-size",
     "optim.lr": "--lr",
+    "optim.milestones": "--milestones",
     "optim.amp": "--amp/--no-amp",
     "optim.grad_clip": "--grad-clip",
     "model.frames": "--frames",

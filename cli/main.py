@@ -14,18 +14,20 @@ from rich.console import Console
 from rich.table import Table
 
 from piumr.config import (
-    MAX_CROP, MAX_FRAMES, MAX_SHORT_SIDE, MAX_VIEWS, MAX_WORKERS, MIN_SHORT_SIDE, DataConfig, TrainConfig,
+    CHECKPOINT_EVERY_MIN, MAX_CHECKPOINT_EVERY_MIN, MAX_CROP, MAX_FRAMES, MAX_SHORT_SIDE, MAX_VIEWS, MAX_WORKERS,
+    MIN_SHORT_SIDE, DataConfig, TrainConfig,
 )
 
 from .doctor import doctor
 from .errors import err, user_errors
-from .flags import describe, refuse_combined
+from .flags import FLAGS, describe, refuse_combined
 from .options import DeviceOpt, ThreadsOpt
 
 if TYPE_CHECKING:  # the CLI imports torch-heavy modules inside commands, so --help stays fast
     from piumr.checkpoint import Checkpoint
     from piumr.model import PIUmrNet
     from piumr.predict import ClipFailure, ClipPrediction
+    from piumr.train import TrainResult
 
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
 warnings.filterwarnings("ignore", message=".*saved_variables.*", category=DeprecationWarning)
@@ -41,10 +43,17 @@ ARTIFACTS = Path("artifacts")
 
 
 def _cfg(preset: str, overrides: dict[str, Any]) -> TrainConfig:
-    from piumr.config import get_preset, with_overrides
+    from piumr.config import get_preset
+
+    return with_overrides_described(get_preset(preset), overrides)
+
+
+def with_overrides_described(base: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
+    """``base`` with the non-None ``overrides``; a validation error names the flag the user typed."""
+    from piumr.config import with_overrides
 
     try:
-        return with_overrides(get_preset(preset), {k: v for k, v in overrides.items() if v is not None})
+        return with_overrides(base, {k: v for k, v in overrides.items() if v is not None})
     except ValidationError as e:  # one line naming the flag the user typed, not the config key
         raise ValueError(describe(e)) from None
 
@@ -169,13 +178,20 @@ def prepare(
 
 @app.command()
 def train(
-    preset: Annotated[str, typer.Option(help="config preset: paper, smoke, tiny")] = "paper",
+    preset: Annotated[Optional[str], typer.Option(help="config preset: paper, smoke, tiny (default paper)")] = None,
     data: Annotated[Optional[str], typer.Option(help="MA-52 root, prepared cache, or 'synth'")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="run folder (default artifacts/runs/<preset>-<time>)")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="continue the run in this folder")] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="start over in a non-empty --out: the old run is moved "
+                                                        "to <out>.old-<time>")] = False,
     epochs: Annotated[Optional[int], typer.Option()] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="global batch size")] = None,
     lr: Annotated[Optional[float], typer.Option()] = None,
+    milestones: Annotated[Optional[str], typer.Option(help="epochs where the lr is multiplied by 0.1, e.g. 30,60 "
+                                                           "('' = none)")] = None,
+    checkpoint_every_min: Annotated[float, typer.Option(
+        help="minutes between mid-epoch checkpoints (0 = epoch ends only)", min=0.0,
+        max=MAX_CHECKPOINT_EVERY_MIN)] = CHECKPOINT_EVERY_MIN,
     frames: Annotated[Optional[int], typer.Option()] = None,
     crop: Annotated[Optional[int], typer.Option()] = None,
     backbone: Annotated[Optional[str], typer.Option(help="x3d_xs | x3d_s | x3d_m | x3d_l | x3d_tiny")] = None,
@@ -201,17 +217,42 @@ def train(
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
     threads: ThreadsOpt = None,
 ) -> None:
-    """Train PIUmr (or an ablation) and keep best/last checkpoints, logs and metrics."""
+    """Train PIUmr (or an ablation) and keep best/last checkpoints, logs and metrics.
+
+    A new run needs an empty --out (--fresh moves an old run aside); --resume DIR continues a run and
+    accepts --epochs, --lr, --milestones and --workers (recorded as amendments). Exit status: 0 done (or
+    already finished); 2 a bad option, data or run folder (occupied, locked, unwritable); 3 the GPU ran out
+    of memory; 4 the run stopped on a fault (divergence, a failed write, a vanished run folder), after its
+    last checkpoint.
+    """
     from piumr.train import train as run_train
 
     with user_errors():
+        typed = {"--preset": preset, "--data": data, "--epochs": epochs, "--batch-size": batch_size, "--lr": lr,
+                 "--milestones": milestones, "--frames": frames, "--crop": crop, "--backbone": backbone,
+                 "--pretrained": pretrained, "--no-tfam": no_tfam or None, "--no-girl": no_girl or None,
+                 "--tfam-frequency/--no-tfam-frequency": tfam_frequency,
+                 "--tfam-temporal/--no-tfam-temporal": tfam_temporal, "--fusion": fusion,
+                 "--girl-var-grad": girl_var_grad or None, "--girl-detach-weights": girl_detach_weights or None,
+                 "--split": split, "--fold": fold, "--seed": seed, "--workers": workers, "--amp/--no-amp": amp,
+                 "--grad-clip": grad_clip, "--eval-every": eval_every, "--max-steps-per-epoch": max_steps_per_epoch,
+                 "--on-error": on_error, "--fresh": fresh or None}
+        if resume is not None:
+            if out_dir is not None and out_dir.resolve() != resume.resolve():
+                raise ValueError(f"--out {out_dir} cannot be combined with --resume {resume} (a resumed run stays "
+                                 "in its folder)")
+            res = _resume(resume, {k: v for k, v in typed.items() if v is not None}, device, quiet, threads,
+                          checkpoint_every_min)
+            out.print(f"run folder: {res.out_dir}  (best val F1_mean {res.best_metric:.2f})")
+            return
         refuse_combined("--no-tfam", no_tfam, {"--tfam-frequency/--no-tfam-frequency": tfam_frequency is not None,
                                                "--tfam-temporal/--no-tfam-temporal": tfam_temporal is not None,
                                                "--fusion": fusion is not None})
         refuse_combined("--no-girl", no_girl, {"--girl-var-grad": girl_var_grad,
                                                "--girl-detach-weights": girl_detach_weights})
-        cfg = _cfg(preset, {
+        cfg = _cfg(preset or "paper", {
             "data.root": data, "optim.epochs": epochs, "optim.batch_size": batch_size, "optim.lr": lr,
+            "optim.milestones": _milestones(milestones),
             "model.frames": frames, "model.crop": crop, "model.backbone": backbone,
             "model.pretrained": str(pretrained) if pretrained else None,
             "model.tfam.enabled": False if no_tfam else None, "girl.enabled": False if no_girl else None,
@@ -224,15 +265,56 @@ def train(
         })
         if fold is not None and cfg.data.split != "cross-subject":
             raise ValueError(f"--fold {fold} applies to --split cross-subject only (this run uses {cfg.data.split!r})")
-        if resume is not None:
-            if not (resume / "last.safetensors").is_file():
-                raise FileNotFoundError(f"{resume}: no last.safetensors to resume from")
-            run_dir = resume
-        else:
-            run_dir = out_dir or ARTIFACTS / "runs" / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_dir = out_dir or ARTIFACTS / "runs" / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         _threads(threads, cfg.data.num_workers)
-        res = run_train(cfg, run_dir, resume=resume is not None, device=device, progress=not quiet)
+        res = run_train(cfg, run_dir, device=device, progress=not quiet, fresh=fresh,
+                        checkpoint_every_min=checkpoint_every_min)
         out.print(f"run folder: {res.out_dir}  (best val F1_mean {res.best_metric:.2f}, {res.seconds:.0f} s)")
+
+
+# the options a resumed run accepts (the config keys they set); the others would change the run mid-way
+RESUME_OPTIONS = {"--epochs": "optim.epochs", "--lr": "optim.lr", "--milestones": "optim.milestones",
+                  "--workers": "data.num_workers"}
+
+
+def _milestones(text: Optional[str]) -> Optional[tuple[int, ...]]:
+    """``--milestones 30,60`` -> (30, 60); '' -> (); ``ValueError`` naming the flag otherwise."""
+    if text is None:
+        return None
+    try:
+        return tuple(int(m) for m in text.replace(" ", "").split(",") if m)
+    except ValueError:
+        raise ValueError(f"--milestones {text!r}: give epochs as integers separated by commas, e.g. 30,60") from None
+
+
+def _resume(folder: Path, typed: dict[str, Any], device: Optional[str], quiet: bool, threads: Optional[int],
+            checkpoint_every_min: float) -> TrainResult:
+    """``train --resume``: the run's own config with the options ``RESUME_OPTIONS`` allows, as amendments."""
+    from piumr.checkpoint import read_checkpoint
+    from piumr.run_folder import AmendmentError, read_config
+    from piumr.train import train as run_train
+
+    refused = [flag for flag in typed if flag not in RESUME_OPTIONS]
+    if refused:
+        raise ValueError(f"{refused[0]} cannot be used with --resume (the run in {folder} keeps its settings; "
+                         f"--resume accepts {', '.join(RESUME_OPTIONS)})")
+    last = folder / "last.safetensors"
+    if last.is_file():
+        base = read_checkpoint(last).config
+    elif (folder / "config.json").is_file():
+        base = read_config(folder)[0]
+    else:
+        raise FileNotFoundError(f"{folder}: no run to resume here (no last.safetensors or config.json)")
+    values = {key: typed[flag] for flag, key in RESUME_OPTIONS.items() if flag in typed}
+    if "optim.milestones" in values:
+        values["optim.milestones"] = _milestones(values["optim.milestones"])
+    try:
+        cfg = with_overrides_described(base, values)
+        _threads(threads, cfg.data.num_workers)
+        return run_train(cfg, folder, resume=True, device=device, progress=not quiet,
+                         checkpoint_every_min=checkpoint_every_min)
+    except AmendmentError as e:
+        raise ValueError(f"{FLAGS.get(e.key, e.key)} {e}") from None
 
 
 def _load(checkpoint: Optional[Path], device: Optional[str]) -> tuple[PIUmrNet, Checkpoint, Path]:

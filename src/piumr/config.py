@@ -30,6 +30,10 @@ MIN_SHORT_SIDE, MAX_SHORT_SIDE = 16, 4096  # decode / cache short side in pixels
 MAX_WORKERS = 256  # loader / conversion processes
 MAX_VIEWS = 64  # temporal evaluation views per clip
 MAX_SEED = 2**32 - 1
+# not in paper, and not part of a run's config (it changes no result): minutes between the mid-epoch
+# checkpoints of a training run (a kill loses at most that much work; 0 = at epoch ends only)
+CHECKPOINT_EVERY_MIN = 5.0
+MAX_CHECKPOINT_EVERY_MIN = 7 * 24 * 60.0
 
 
 class ConfigFieldError(ValueError):

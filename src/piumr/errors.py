@@ -7,7 +7,7 @@ another piumr module.
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "DatasetError", "VideoError", "DeviceError"]
+__all__ = ["CheckpointError", "DatasetError", "VideoError", "DeviceError", "RunFolderError", "RunError"]
 
 
 class CheckpointError(ValueError):
@@ -24,3 +24,13 @@ class VideoError(RuntimeError):
 
 class DeviceError(ValueError):
     """A device that does not exist or is not available here; the message names it."""
+
+
+class RunFolderError(ValueError):
+    """A run folder that cannot be used as asked (occupied, locked, unwritable, nothing to resume);
+    the message names the folder and the way out."""
+
+
+class RunError(RuntimeError):
+    """A training run that cannot go on (divergence, a failed write, a vanished run folder); the message
+    names the epoch, the step and the last good checkpoint."""

@@ -1,7 +1,8 @@
 """Atomic result files: a temporary file in the target folder, then ``os.replace``.
 
 A run killed mid-write leaves either the old file or the new one, never half of
-one. Every result file piumr writes (checkpoints, ``metrics.json``,
+one; the new file is flushed to disk before it replaces the old one, and a write
+that fails (a full disk) leaves the old file and no temporary. Every result file piumr writes (checkpoints, ``metrics.json``,
 ``summary.json``, ``result.json``, tables, figures, predictions, submissions)
 goes through ``atomic_write``.
 """
@@ -30,6 +31,11 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
     os.close(fd)
     try:
         write(Path(tmp))
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # as an ordinary new file (mkstemp creates it private)
+        with open(tmp, "rb+") as fh:  # on disk before it replaces the old file
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

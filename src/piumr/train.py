@@ -1,4 +1,5 @@
-"""Training (§4.1) as a recipe: set up -> restore -> for each epoch: one epoch, validate, save.
+"""Training (§4.1) as a recipe: open the run folder -> set up -> restore -> for each epoch: one epoch,
+validate, save -> finish.
 
 Runs on one device, or under ``torchrun`` with DistributedDataParallel
 (``torchrun --nproc-per-node N -m piumr train ...``): rank-0 logs and writes
@@ -6,40 +7,55 @@ checkpoints, validation scores are gathered over all ranks. ``batch_size`` in
 the config is the GLOBAL batch (split evenly over ranks).
 
 Files in ``out_dir``: ``config.json``, ``log.jsonl`` (one JSON object per
-logged step and per epoch), ``last.safetensors`` (model + optimiser + RNG:
-``resume=True`` continues exactly), ``best.safetensors`` (best validation
-F1_mean), ``metrics.json`` (final validation metrics), ``summary.json``.
+logged step, per epoch, per resume and per amendment), ``last.safetensors``
+(model + optimiser + RNG, written at every epoch end and every
+``checkpoint_every_min`` minutes within an epoch: ``resume=True`` continues
+exactly), ``best.safetensors`` (best validation F1_mean), ``metrics.json``
+(validation metrics of the best epoch), ``summary.json``.
+
+The run folder's rules (``piumr.run_folder``): one process at a time (a lock),
+a new run only into an empty folder (``fresh=True`` moves an old run aside),
+a resumed run drops the log rows after its checkpoint and records every change
+of its config as an amendment. Faults that stop a run (divergence, a failed
+write, a vanished run folder) raise ``RunError`` naming the epoch, the step and
+the last good checkpoint.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import numpy as np
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from piumr import run_folder
 from piumr.checkpoint import Checkpoint, read_checkpoint, restore_rng, save_checkpoint
-from piumr.config import OptimConfig, TrainConfig
+from piumr.config import CHECKPOINT_EVERY_MIN, OptimConfig, TrainConfig
 from piumr.data.dataset import VideoDataset
 from piumr.data.loaders import build_dataset, eval_loader, probe_lengths, train_loader
 from piumr.data.splits import load_split, resolve_root
-from piumr.evaluate import collect_scores, score_metrics, write_predictions_csv
-from piumr.files import write_json_atomic, write_text_atomic
+from piumr.errors import RunError
+from piumr.evaluate import Scores, collect_scores, score_metrics, write_predictions_csv
+from piumr.files import write_json_atomic
 from piumr.losses import PIUmrLoss
 from piumr.metrics import format_table
 from piumr.model import PIUmrNet, build_model
 from piumr.runtime import DistInfo, seed_everything, setup_distributed
 
 __all__ = ["TrainResult", "lr_at", "train"]
+
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -76,6 +92,25 @@ class _Log:
 
 
 @dataclass
+class _Opened:
+    """The run folder, opened: what to train and where to start from."""
+
+    cfg: TrainConfig
+    ckpt: Checkpoint | None
+    lock: run_folder.RunLock | None
+    history: list[dict[str, Any]]
+    changes: list[run_folder.Amendment]
+    resumed: bool = False
+
+    def start(self) -> tuple[int, int, int]:
+        """(epoch, batches of it already trained, step) where training goes on."""
+        if self.ckpt is None:
+            return 0, 0, 0
+        batches = int(self.ckpt.meta.get("extra", {}).get("epoch_batches", 0))
+        return int(self.ckpt.meta["epoch"]) + (0 if batches else 1), batches, int(self.ckpt.meta["step"])
+
+
+@dataclass
 class _Run:
     """Everything set-up builds: fixed for the whole run."""
 
@@ -90,6 +125,8 @@ class _Run:
     criterion: PIUmrLoss
     opt: torch.optim.Optimizer
     steps_per_epoch: int
+    checkpoint_every_s: float = math.inf
+    folder_id: tuple[int, int] | None = None
 
 
 @dataclass
@@ -101,13 +138,97 @@ class _State:
     best: float = -math.inf
     final: dict[str, float] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    batches_done: int = 0  # batches of ``start_epoch`` already trained (a mid-epoch checkpoint)
+    partial: dict[str, Any] = field(default_factory=dict)  # that epoch's running sums
+    val_reference: int | None = None  # clips of the first validation: selection runs on a fixed set
+    val_missing: list[str] = field(default_factory=list)
+    val_shrank: list[dict[str, Any]] = field(default_factory=list)
+    last_good: str = "none (no checkpoint was written yet)"
+    last_save: float = field(default_factory=time.monotonic)
+
+
+# ------------------------------------------------------------------------------------------ run folder
+
+
+def _open(cfg: TrainConfig, out_dir: Path, dinfo: DistInfo, resume: bool, fresh: bool,
+          console: Console) -> _Opened:
+    """Lock the folder (rank 0), read what a resume continues from, and check the config's changes."""
+    lock = None
+    if dinfo.main:
+        if resume:
+            lock = run_folder.RunLock(out_dir).acquire()
+        else:
+            lock, moved = run_folder.claim(out_dir, fresh=fresh)
+            if moved is not None:
+                console.print(f"moved the previous run in {out_dir} to {moved}")
+        if lock.stale:
+            console.print(f"[yellow]took over the lock of a training that is no longer running ({lock.stale})[/]")
+    if not resume:
+        return _Opened(cfg, None, lock, [], [])
+    try:
+        last = out_dir / "last.safetensors"
+        ckpt = read_checkpoint(last) if last.is_file() else None
+        has_config = (out_dir / run_folder.CONFIG).is_file()
+        base, history = run_folder.read_config(out_dir) if has_config else (cfg, [])
+        if ckpt is not None:
+            base = ckpt.config
+        epochs_done = int(ckpt.meta["epoch"]) + 1 if ckpt is not None else 0
+        changes = run_folder.amendments(base, cfg, epochs_done=epochs_done)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    return _Opened(cfg, ckpt, lock, history, changes, resumed=True)
+
+
+def _finished(opened: _Opened, out_dir: Path, dinfo: DistInfo, console: Console) -> TrainResult | None:
+    """A resumed run whose checkpoint is the end of its last epoch: say so and change nothing."""
+    ck = opened.ckpt
+    epochs, batches, _ = opened.start()
+    if ck is None or batches or epochs < opened.cfg.optim.epochs:
+        return None
+    best = ck.meta.get("best_metric")
+    summary = out_dir / "summary.json"
+    res = TrainResult(out_dir, epochs, int(ck.meta["step"]), -math.inf if best is None else float(best),
+                      dict(ck.meta.get("metrics", {})))
+    if summary.is_file():
+        s = json.loads(summary.read_text())
+        res.skipped, res.seconds = list(s.get("skipped_clips", [])), float(s.get("seconds", 0.0))
+    elif dinfo.main:  # killed between the last checkpoint and the summary: write what the run ended with
+        write_json_atomic(summary, _summary_payload(res, dinfo, ck.meta.get("extra", {})))
+    if dinfo.main:
+        unused = "; ".join(f"{c.key} {c.old!r} -> {c.new!r}" for c in opened.changes)
+        console.print(f"{out_dir} is a finished run ({epochs} of {epochs} epochs, step {res.steps}); nothing to do, "
+                      f"nothing changed (to train it longer: --resume {out_dir} --epochs N)"
+                      + (f"; not applied: {unused}" if unused else ""), highlight=False)
+    return res
+
+
+def _guarded(run: _Run, state: _State, epoch: int, what: str, write: Callable[[], _T]) -> _T:
+    """Run a write into the run folder; a vanished folder or a failed write is a ``RunError``."""
+    where = f"at epoch {epoch}, step {state.step}"
+    if run.folder_id is not None:
+        try:
+            st = os.stat(run.out_dir)
+            same = (st.st_dev, st.st_ino) == run.folder_id
+        except OSError:
+            same = False
+        if not same:
+            raise RunError(f"run folder {run.out_dir} vanished or was replaced {where}; the last good checkpoint "
+                           f"was {state.last_good}")
+    try:
+        return write()
+    except OSError as e:
+        raise RunError(f"{run.out_dir}: could not write {what} {where} ({e.strerror or e}); the last good "
+                       f"checkpoint is {state.last_good}") from None
 
 
 # ------------------------------------------------------------------------------------------ set-up
 
 
-def _set_up(cfg: TrainConfig, out_dir: Path, dinfo: DistInfo, progress: bool, console: Console) -> _Run:
+def _set_up(opened: _Opened, out_dir: Path, dinfo: DistInfo, progress: bool, console: Console) -> _Run:
     """Data, run folder, model, loss and optimiser (in this order: the global RNG sees the same draws)."""
+    cfg = opened.cfg
     if cfg.optim.batch_size % dinfo.world:
         raise ValueError(f"batch size {cfg.optim.batch_size} is not divisible by {dinfo.world} processes")
     seed_everything(cfg.seed + dinfo.rank)
@@ -115,39 +236,67 @@ def _set_up(cfg: TrainConfig, out_dir: Path, dinfo: DistInfo, progress: bool, co
     resolve_root(cfg.data, progress and dinfo.main)
     train_records = load_split(cfg.data, "train", progress)
     val_records = load_split(cfg.data, "val", progress)
-    if dinfo.main:
-        write_text_atomic(out_dir / "config.json", cfg.model_dump_json(indent=2))
+    if dinfo.main and (opened.ckpt is None or opened.changes or not (out_dir / run_folder.CONFIG).is_file()):
+        epoch, _, step = opened.start()
+        opened.history += [c.to_json(epoch, step) for c in opened.changes]
+        run_folder.write_config(out_dir, cfg, opened.history)
     train_ds = build_dataset(cfg, train_records, "train")
     probe_lengths(train_ds)
     val_loader = eval_loader(cfg, val_records, batch_size=max(1, cfg.optim.batch_size // dinfo.world),
                              shard=(dinfo.rank, dinfo.world) if dinfo.world > 1 else None)
     if len(train_ds) < cfg.optim.batch_size:
         raise ValueError(f"train split has {len(train_ds)} clips, fewer than one batch of {cfg.optim.batch_size}")
-    model = build_model(config=cfg.model).to(dinfo.device)
+    # a resumed run takes its weights from the checkpoint: the --pretrained file is not read (it may have moved)
+    model_cfg = cfg.model if opened.ckpt is None else cfg.model.model_copy(update={"pretrained": None})
+    model = build_model(config=model_cfg).to(dinfo.device)
     criterion = PIUmrLoss(cfg.girl, cfg.ce_weight)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     steps = len(train_ds) // cfg.optim.batch_size
     if cfg.max_steps_per_epoch is not None:
         steps = min(steps, cfg.max_steps_per_epoch)
+    st = os.stat(out_dir) if dinfo.main else None
     return _Run(cfg, out_dir, dinfo, console, _Log(out_dir / "log.jsonl" if dinfo.main else None), train_ds,
-                val_loader, model, criterion, opt, steps)
+                val_loader, model, criterion, opt, steps,
+                folder_id=(st.st_dev, st.st_ino) if st is not None else None)
 
 
-def _restore(run: _Run, ckpt: Checkpoint | None) -> _State:
-    """Model, optimiser, GIRL generator, RNGs and counters from ``last.safetensors`` (fresh state if None)."""
-    if ckpt is None:
-        return _State()
-    run.model.load_state_dict(ckpt.model_state)
-    if ckpt.optim_state is not None:
-        run.opt.load_state_dict(ckpt.optim_state)
-    best = ckpt.meta.get("best_metric")
-    state = _State(int(ckpt.meta["epoch"]) + 1, int(ckpt.meta["step"]), -math.inf if best is None else float(best))
-    gen_state = ckpt.meta["extra_tensors"].get("girl_generator")
-    if gen_state is not None and run.criterion.girl is not None:
-        run.criterion.girl.generator.set_state(gen_state)
-    restore_rng(ckpt)
-    if run.dinfo.main:
-        run.console.print(f"[bold]resuming[/] {run.out_dir} at epoch {state.start_epoch} (step {state.step})")
+def _restore(run: _Run, opened: _Opened) -> _State:
+    """Model, optimiser, GIRL generator, RNGs and counters from ``last.safetensors`` (fresh state if None);
+    the log loses its rows after the checkpoint's step and records the resume and its amendments."""
+    ckpt, state = opened.ckpt, _State()
+    if ckpt is not None:
+        run.model.load_state_dict(ckpt.model_state)
+        if ckpt.optim_state is not None:
+            run.opt.load_state_dict(ckpt.optim_state)
+        extra = ckpt.meta.get("extra", {})
+        best = ckpt.meta.get("best_metric")
+        state.start_epoch, state.batches_done, state.step = opened.start()
+        state.best = -math.inf if best is None else float(best)
+        state.final = dict(ckpt.meta.get("metrics", {}))
+        state.partial = dict(extra.get("partial", {}))
+        state.skipped = list(extra.get("skipped", []))
+        state.val_reference = extra.get("val_reference")
+        state.val_missing = list(extra.get("val_missing", []))
+        state.val_shrank = list(extra.get("val_shrank", []))
+        state.last_good = f"{ckpt.path} (epoch {ckpt.meta['epoch']}, step {state.step})"
+        gen_state = ckpt.meta["extra_tensors"].get("girl_generator")
+        if gen_state is not None and run.criterion.girl is not None:
+            run.criterion.girl.generator.set_state(gen_state)
+        restore_rng(ckpt)
+    log = run.out_dir / "log.jsonl"
+    if not run.dinfo.main or not opened.resumed or (opened.ckpt is None and not log.is_file()):
+        return state
+    dropped = _guarded(run, state, state.start_epoch, "log.jsonl", lambda: run_folder.trim_log(log, state.step))
+    where = f"epoch {state.start_epoch}" + (f" batch {state.batches_done}" if state.batches_done else "")
+    rows = [{"type": "resume", "epoch": state.start_epoch, "step": state.step, "batch": state.batches_done,
+             "dropped_rows": dropped}]
+    rows += [{"type": "amendment", **c.to_json(state.start_epoch, state.step)} for c in opened.changes]
+    for row in rows:
+        _guarded(run, state, state.start_epoch, "log.jsonl", lambda: run.log(**row))
+    for c in opened.changes:
+        run.console.print(f"[bold]amended[/] {c.key}: {c.old!r} -> {c.new!r}", highlight=False)
+    run.console.print(f"[bold]resuming[/] {run.out_dir} at {where} (step {state.step})"
+                      + (f"; dropped {dropped} log row(s) written after that checkpoint" if dropped else ""))
     return state
 
 
@@ -164,8 +313,8 @@ def _wrap(run: _Run) -> torch.nn.Module:
 
 def _train_one_epoch(run: _Run, net: torch.nn.Module, state: _State, epoch: int, prog: Progress, task: TaskID,
                      log_every: int) -> dict[str, Any]:
-    """One pass of ``net`` (the model, DDP-wrapped under torch.distributed) over the training loader;
-    returns the epoch's log row (mean losses, rate, skipped clips)."""
+    """One pass of ``net`` (the model, DDP-wrapped under torch.distributed) over the training loader
+    (from ``state.batches_done`` when the run resumed mid-epoch); returns the epoch's log row."""
     cfg, dinfo = run.cfg, run.dinfo
     lr = lr_at(cfg.optim, epoch)
     for g in run.opt.param_groups:
@@ -173,55 +322,90 @@ def _train_one_epoch(run: _Run, net: torch.nn.Module, state: _State, epoch: int,
     run.train_ds.set_epoch(epoch)
     net.train()
     use_amp = cfg.optim.amp and dinfo.device.type == "cuda"
-    skipped: list[str] = []
-    sums = {"loss": 0.0, "ce": 0.0, "girl": 0.0}
-    n_batches, clips, t_ep = 0, 0, time.time()
+    skip, state.batches_done = state.batches_done, 0
+    acc: dict[str, Any] = {"sums": {"loss": 0.0, "ce": 0.0, "girl": 0.0}, "n_batches": 0, "clips": 0, "skipped": []}
+    if skip:
+        acc.update(state.partial)
+    t_ep, clips0 = time.time(), acc["clips"]
     loader = train_loader(cfg, run.train_ds, epoch=epoch, rank=dinfo.rank, world=dinfo.world,
-                          pin_memory=dinfo.device.type == "cuda")
-    for i, batch in enumerate(loader):
+                          pin_memory=dinfo.device.type == "cuda", skip_batches=skip)
+    for i, batch in enumerate(loader, start=skip):
         if i >= run.steps_per_epoch:
             break
         video = batch["video"].to(dinfo.device, non_blocking=True)  # (B, 3, T, H, W)
         labels = batch["action"].to(dinfo.device, non_blocking=True)  # (B,)
-        skipped += batch["skipped"]
+        acc["skipped"] += batch["skipped"]
         with torch.autocast(dinfo.device.type, dtype=torch.bfloat16, enabled=use_amp):
             out = net(video)
         parts = run.criterion(out.logits, out.embedding, labels)
         if not torch.isfinite(parts.total):
-            raise FloatingPointError(f"non-finite loss at epoch {epoch} step {state.step}: {parts}")
+            raise RunError(f"training diverged: non-finite loss ({float(parts.total)}) at epoch {epoch}, step "
+                           f"{state.step + 1}; the last good checkpoint is {state.last_good} (resume from it "
+                           f"with a lower --lr: --resume {run.out_dir} --lr ...)")
         run.opt.zero_grad(set_to_none=True)
         parts.total.backward()
         if cfg.optim.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.optim.grad_clip)
         run.opt.step()
         state.step += 1
-        n_batches += 1
-        clips += video.shape[0] * dinfo.world
+        acc["n_batches"] += 1
+        acc["clips"] += video.shape[0] * dinfo.world
         vals = {k: float(v.detach()) for k, v in parts._asdict().items()}
         for k, name in (("loss", "total"), ("ce", "ce"), ("girl", "girl")):
-            sums[k] += vals[name]
-        rate = clips / max(time.time() - t_ep, 1e-9)
+            acc["sums"][k] += vals[name]
+        rate = (acc["clips"] - clips0) / max(time.time() - t_ep, 1e-9)
         prog.update(task, advance=1, info=f"loss {vals['total']:.3f} lr {lr:.1e} {rate:.1f} clips/s")
-        if state.step % log_every == 0:
-            run.log(type="step", epoch=epoch, step=state.step, loss=vals["total"], ce=vals["ce"],
-                    girl=vals["girl"], girl_var=vals["girl_var"], lr=lr, clips_per_s=rate)
-    if skipped and dinfo.main:
-        run.console.print(f"[yellow]epoch {epoch}: skipped {len(skipped)} broken clip(s)[/]: "
-                          + ", ".join(sorted(set(skipped))[:5]))
-    state.skipped += skipped
+        if state.step % log_every == 0 and dinfo.main:
+            _guarded(run, state, epoch, "log.jsonl", lambda: run.log(
+                type="step", epoch=epoch, step=state.step, loss=vals["total"], ce=vals["ce"], girl=vals["girl"],
+                girl_var=vals["girl_var"], lr=lr, clips_per_s=rate))
+        if (dinfo.main and i + 1 < run.steps_per_epoch
+                and time.monotonic() - state.last_save >= run.checkpoint_every_s):
+            _save_last(run, state, epoch, batches=i + 1, partial=acc)
+    if acc["skipped"] and dinfo.main:
+        run.console.print(f"[yellow]epoch {epoch}: skipped {len(acc['skipped'])} broken clip(s)[/]: "
+                          + ", ".join(sorted(set(acc["skipped"]))[:5]))
+    state.skipped += acc["skipped"]
+    n = max(acc["n_batches"], 1)
     return {"type": "epoch", "epoch": epoch, "step": state.step, "lr": lr,
-            **{k: v / max(n_batches, 1) for k, v in sums.items()},
-            "clips_per_s": clips / max(time.time() - t_ep, 1e-9), "skipped": len(skipped)}
+            **{k: v / n for k, v in acc["sums"].items()},
+            "clips_per_s": (acc["clips"] - clips0) / max(time.time() - t_ep, 1e-9), "skipped": len(acc["skipped"])}
 
 
 # ------------------------------------------------------------------------------------------ validate, save
 
 
+def _account_val(run: _Run, state: _State, epoch: int, scores: Scores, row: dict[str, Any]) -> None:
+    """Count and name the validation clips left out (unreadable); warn loudly when the evaluated set is
+    smaller than at the first validation (best-checkpoint selection then compares different sets)."""
+    records = run.val_loader.dataset.records if isinstance(run.val_loader.dataset, VideoDataset) else []
+    state.val_missing = sorted({str(r.path) for r in records} - set(scores.paths))
+    n = len(scores.labels)
+    row.update(val_clips=n, val_listed=len(records), val_skipped=state.val_missing)
+    if state.val_missing and run.dinfo.main:
+        run.console.print(f"[yellow]epoch {epoch}: {len(state.val_missing)} of {len(records)} validation clip(s) "
+                          "could not be read and were left out[/]: " + ", ".join(state.val_missing[:5])
+                          + (" ..." if len(state.val_missing) > 5 else ""), highlight=False)
+    if state.val_reference is None:
+        state.val_reference = n
+    elif n < state.val_reference:
+        state.val_shrank.append({"epoch": epoch, "from": state.val_reference, "to": n, "missing": state.val_missing})
+        row["val_shrank_from"] = state.val_reference
+        if run.dinfo.main:
+            run.console.print(f"[bold red]warning: the validation set shrank from {state.val_reference} to {n} "
+                              f"clips at epoch {epoch}; best-checkpoint selection now compares F1 over different "
+                              "sets (recorded in log.jsonl, metrics.json and summary.json)[/]", highlight=False)
+
+
 def _validate(run: _Run, state: _State, epoch: int, row: dict[str, Any], prog: Progress) -> None:
     """Score the val split; on a new best F1_mean write ``best.safetensors``, ``metrics.json`` and the
-    per-clip predictions (rank 0). Adds the scores to the epoch's log ``row``."""
+    per-clip predictions (rank 0). Adds the scores and the clip accounting to the epoch's log ``row``."""
     cfg, dinfo = run.cfg, run.dinfo
     scores = collect_scores(run.model, run.val_loader, dinfo.device, amp=cfg.optim.amp)
+    if not np.isfinite(scores.probs).all():
+        raise RunError(f"validation scores are not finite (NaN or inf) at epoch {epoch}, step {state.step}: the "
+                       f"model diverged; the last good checkpoint is {state.last_good}")
+    _account_val(run, state, epoch, scores, row)
     result = score_metrics(scores)
     state.final = result.official
     row["val"] = state.final
@@ -229,24 +413,47 @@ def _validate(run: _Run, state: _State, epoch: int, row: dict[str, Any], prog: P
         row["val_worst_participant"] = result.participants["worst_acc"]
     if dinfo.main and state.final["f1_mean"] > state.best:
         state.best = state.final["f1_mean"]
-        save_checkpoint(run.out_dir / "best.safetensors", run.model, cfg, epoch=epoch, step=state.step,
-                        metrics=state.final, best_metric=state.best, device=str(dinfo.device))
-        write_json_atomic(run.out_dir / "metrics.json",
-                          {"epoch": epoch, "split": "val", "clips": len(scores.labels), **result.to_json()})
-        write_predictions_csv(run.out_dir / "predictions_val.csv", scores)
+        _guarded(run, state, epoch, "best.safetensors", lambda: save_checkpoint(
+            run.out_dir / "best.safetensors", run.model, cfg, epoch=epoch, step=state.step, metrics=state.final,
+            best_metric=state.best, device=str(dinfo.device)))
+        payload = {"epoch": epoch, "split": "val", "clips": len(scores.labels), "listed": row["val_listed"],
+                   "skipped": state.val_missing, "shrank": state.val_shrank, **result.to_json()}
+        _guarded(run, state, epoch, "metrics.json",
+                 lambda: write_json_atomic(run.out_dir / "metrics.json", payload))
+        _guarded(run, state, epoch, "predictions_val.csv",
+                 lambda: write_predictions_csv(run.out_dir / "predictions_val.csv", scores))
     if dinfo.main:
         prog.console.print(f"epoch {epoch}: val F1_mean {state.final['f1_mean']:.2f} "
                            f"(action top-1 {state.final['action_top1']:.2f}, best {state.best:.2f})")
 
 
-def _save_last(run: _Run, state: _State, epoch: int) -> None:
-    """``last.safetensors``: model, optimiser, GIRL generator and RNG states (exact resume)."""
-    extra = {}
+def _save_last(run: _Run, state: _State, epoch: int, *, batches: int = 0, partial: dict[str, Any] | None = None) -> None:
+    """``last.safetensors``: model, optimiser, GIRL generator, RNG states and counters (exact resume); at an
+    epoch end (``batches`` 0) or after ``batches`` batches of ``epoch`` with its running sums ``partial``."""
+    if not all(bool(torch.isfinite(p).all()) for p in run.model.parameters()):
+        raise RunError(f"training diverged: non-finite weights at epoch {epoch}, step {state.step}; the last good "
+                       f"checkpoint is {state.last_good}")
+    tensors = {}
     if run.criterion.girl is not None:
-        extra["girl_generator"] = run.criterion.girl.generator.get_state()
-    save_checkpoint(run.out_dir / "last.safetensors", run.model, run.cfg, epoch=epoch, step=state.step,
-                    metrics=state.final, best_metric=state.best if state.best > -math.inf else None,
-                    optimizer=run.opt, extra_tensors=extra, device=str(run.dinfo.device), with_rng=True)
+        tensors["girl_generator"] = run.criterion.girl.generator.get_state()
+    # the clips skipped in earlier epochs; those of an unfinished epoch travel in ``partial``
+    extra = {"epoch_batches": batches, "partial": partial or {}, "skipped": state.skipped,
+             "val_reference": state.val_reference, "val_missing": state.val_missing, "val_shrank": state.val_shrank}
+    path = run.out_dir / "last.safetensors"
+    _guarded(run, state, epoch, "the checkpoint last.safetensors", lambda: save_checkpoint(
+        path, run.model, run.cfg, epoch=epoch, step=state.step, metrics=state.final,
+        best_metric=state.best if state.best > -math.inf else None, optimizer=run.opt, extra_tensors=tensors,
+        extra=extra, device=str(run.dinfo.device), with_rng=True))
+    state.last_good = f"{path} (epoch {epoch}, step {state.step})"
+    state.last_save = time.monotonic()
+
+
+def _summary_payload(res: TrainResult, dinfo: DistInfo, extra: dict[str, Any]) -> dict[str, Any]:
+    return {"epochs": res.epochs, "steps": res.steps,
+            "best_f1_mean": res.best_metric if res.best_metric > -math.inf else None, "final_val": res.final,
+            "skipped_clips": res.skipped, "val_clips": extra.get("val_reference"),
+            "val_skipped_clips": extra.get("val_missing", []), "val_set_shrank": extra.get("val_shrank", []),
+            "seconds": res.seconds, "device": str(dinfo.device), "world_size": dinfo.world}
 
 
 def _finish(run: _Run, state: _State, seconds: float) -> TrainResult:
@@ -254,10 +461,10 @@ def _finish(run: _Run, state: _State, seconds: float) -> TrainResult:
     res = TrainResult(run.out_dir, run.cfg.optim.epochs, state.step, state.best, state.final,
                       sorted(set(state.skipped)), seconds)
     if run.dinfo.main:
-        write_json_atomic(run.out_dir / "summary.json", {
-            "epochs": res.epochs, "steps": res.steps, "best_f1_mean": res.best_metric if res.best_metric > -math.inf
-            else None, "final_val": res.final, "skipped_clips": res.skipped, "seconds": res.seconds,
-            "device": str(run.dinfo.device), "world_size": run.dinfo.world})
+        extra = {"val_reference": state.val_reference, "val_missing": state.val_missing,
+                 "val_shrank": state.val_shrank}
+        _guarded(run, state, run.cfg.optim.epochs - 1, "summary.json", lambda: write_json_atomic(
+            run.out_dir / "summary.json", _summary_payload(res, run.dinfo, extra)))
         if res.final:
             run.console.print(format_table(res.final))
     return res
@@ -269,34 +476,53 @@ def _finish(run: _Run, state: _State, seconds: float) -> TrainResult:
 def train(
     cfg: TrainConfig, out_dir: Path, *, resume: bool = False, device: str | None = None, progress: bool = True,
     console: Console | None = None, log_every: int = 10, stop_after_epoch: int | None = None,
-    on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
+    on_epoch: Callable[[int, dict[str, Any]], None] | None = None, fresh: bool = False,
+    checkpoint_every_min: float = CHECKPOINT_EVERY_MIN,
 ) -> TrainResult:
-    """Train ``cfg`` into ``out_dir``; with ``resume`` continue from ``out_dir/last.safetensors``.
+    """Train ``cfg`` into ``out_dir`` (which must be empty unless ``fresh``, which moves an old run aside).
 
-    ``stop_after_epoch`` ends the run early after that epoch (used to test
-    resumption); the checkpoint is then exactly what a killed run leaves.
+    With ``resume``, continue the run in ``out_dir`` from its ``last.safetensors`` (from the start when it has
+    none yet): ``cfg`` is the run's config with the changes ``piumr.run_folder.AMENDABLE`` allows (more
+    epochs, the learning-rate schedule), each recorded as an amendment; a finished run is reported and left
+    unchanged. ``checkpoint_every_min`` (0 = epoch ends only) bounds the work a kill loses.
+    ``stop_after_epoch`` ends the run early after that epoch (used to test resumption); the checkpoint is
+    then exactly what a killed run leaves.
     """
     t0 = time.time()
     console = console or Console(stderr=True)
     dinfo = setup_distributed(device)
     out_dir = Path(out_dir)
-    last = out_dir / "last.safetensors"
-    ckpt = read_checkpoint(last) if resume and last.is_file() else None
-    run = _set_up(ckpt.config if ckpt is not None else cfg, out_dir, dinfo, progress, console)
-    state = _restore(run, ckpt)
-    net = _wrap(run)
-    epochs, per_epoch = run.cfg.optim.epochs, run.steps_per_epoch
+    opened = _open(cfg, out_dir, dinfo, resume, fresh, console)
+    try:
+        done = _finished(opened, out_dir, dinfo, console)
+        if done is not None:
+            return done
+        run = _set_up(opened, out_dir, dinfo, progress, console)
+        run.checkpoint_every_s = checkpoint_every_min * 60.0 if checkpoint_every_min > 0 else math.inf
+        state = _restore(run, opened)
+        return _loop(run, state, _wrap(run), progress, log_every, stop_after_epoch, on_epoch, t0)
+    finally:
+        if opened.lock is not None:
+            opened.lock.release()
+
+
+def _loop(run: _Run, state: _State, net: torch.nn.Module, progress: bool, log_every: int,
+          stop_after_epoch: int | None, on_epoch: Callable[[int, dict[str, Any]], None] | None,
+          t0: float) -> TrainResult:
+    """For each epoch: one epoch, validate, log, save; then finish."""
+    epochs, per_epoch, dinfo = run.cfg.optim.epochs, run.steps_per_epoch, run.dinfo
     prog = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console,
+                    TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=run.console,
                     disable=not (progress and dinfo.main))
     with prog:
-        task = prog.add_task(run.cfg.name, total=epochs * per_epoch, completed=state.start_epoch * per_epoch, info="")
+        task = prog.add_task(run.cfg.name, total=epochs * per_epoch,
+                             completed=state.start_epoch * per_epoch + state.batches_done, info="")
         for epoch in range(state.start_epoch, epochs):
             row = _train_one_epoch(run, net, state, epoch, prog, task, log_every)
             if (epoch + 1) % run.cfg.eval_every == 0 or epoch + 1 == epochs:
                 _validate(run, state, epoch, row, prog)
-            run.log(**row)
             if dinfo.main:
+                _guarded(run, state, epoch, "log.jsonl", lambda: run.log(**row))
                 _save_last(run, state, epoch)
             if on_epoch is not None:
                 on_epoch(epoch, row)

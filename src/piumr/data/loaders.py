@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from piumr.config import TrainConfig
 from piumr.data.dataset import VideoDataset, collate, worker_init
@@ -87,20 +87,37 @@ def probe_lengths(ds: VideoDataset) -> None:
 
 
 def train_loader(cfg: TrainConfig, ds: VideoDataset, *, epoch: int, rank: int = 0, world: int = 1,
-                 pin_memory: bool = False) -> DataLoader[dict[str, Any]]:
+                 pin_memory: bool = False, skip_batches: int = 0) -> DataLoader[dict[str, Any]]:
     """Shuffled, drop-last loader for one epoch: ``cfg.optim.batch_size // world`` clips per rank.
 
     The shuffle order is seeded from ``(cfg.seed, epoch)``; under torch.distributed
-    (``world > 1``) a ``DistributedSampler`` gives each rank its part."""
+    (``world > 1``) a ``DistributedSampler`` gives each rank its part. ``skip_batches`` leaves out
+    the epoch's first batches without loading them (a run resumed mid-epoch): the loader then yields
+    exactly the batches ``skip_batches, skip_batches + 1, ...`` of the full epoch."""
     gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
-    sampler: DistributedSampler[int] | None = None
+    dist_sampler: DistributedSampler[int] | None = None
+    per_rank = cfg.optim.batch_size // world
     if world > 1:
-        sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True)
-        sampler.set_epoch(epoch)
+        dist_sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed,
+                                          drop_last=True)
+        dist_sampler.set_epoch(epoch)
+    sampler: DistributedSampler[int] | list[int] | None = dist_sampler
+    if skip_batches > 0:
+        sampler = _epoch_order(ds, gen, dist_sampler)[skip_batches * per_rank:]
+        gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
     nw = cfg.data.num_workers
-    return DataLoader(ds, batch_size=cfg.optim.batch_size // world, shuffle=sampler is None, sampler=sampler,
+    return DataLoader(ds, batch_size=per_rank, shuffle=sampler is None, sampler=sampler,
                       drop_last=True, num_workers=nw, collate_fn=collate, worker_init_fn=worker_init if nw else None,
                       generator=gen, pin_memory=pin_memory, persistent_workers=False)
+
+
+def _epoch_order(ds: VideoDataset, gen: torch.Generator, sampler: DistributedSampler[int] | None) -> list[int]:
+    """The item order a loader over ``ds`` draws for one epoch: the distributed sampler's, else what
+    ``DataLoader(shuffle=True, generator=gen)`` draws (one seed for its workers, then the permutation)."""
+    if sampler is not None:
+        return list(sampler)
+    torch.empty((), dtype=torch.int64).random_(generator=gen)  # the loader's worker base seed comes first
+    return list(RandomSampler(ds, generator=gen))
 
 
 def eval_loader(cfg: TrainConfig, records: list[ClipRecord], *, views: int = 1, batch_size: int | None = None,

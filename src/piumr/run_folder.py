@@ -1,0 +1,225 @@
+"""The rules of a training run folder: one owner at a time, no silent overwrite, an honest log.
+
+* ``RunLock``: an exclusive ``flock`` on ``<run>/.lock`` (the file names the holder's pid). The kernel
+  releases it when its process dies, even by kill -9, so a lock left by a dead process is stale and
+  taken over (the holder named in the file is reported).
+* ``claim``: a new run needs an empty folder; a non-empty one is refused unless ``fresh``, which moves
+  it aside to ``<run>.old-<YYYYmmdd-HHMMSS>`` (the old run is kept).
+* ``trim_log``: on resume, ``log.jsonl`` rows after the checkpoint's step (and a half-written last
+  line) are dropped, so a resumed run never logs a step twice.
+* ``amendments``: what may change when a run is resumed (``AMENDABLE``); anything else is refused.
+* ``write_config`` / ``read_config``: ``config.json`` = the run's current config, plus the list of its
+  amendments (key ``"amendments"``) once it has any.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from pydantic import ValidationError
+
+from piumr.config import TrainConfig
+from piumr.errors import RunFolderError
+from piumr.files import write_text_atomic
+
+__all__ = ["AMENDABLE", "Amendment", "AmendmentError", "RunLock", "amendments", "claim", "is_empty",
+           "read_config", "trim_log", "write_config"]
+
+LOCK = ".lock"
+CONFIG = "config.json"
+# config keys a resumed run may change: the length of the run, the learning-rate schedule, and the
+# number of loader processes (which does not change any result)
+AMENDABLE = ("optim.epochs", "optim.lr", "optim.milestones", "optim.gamma", "data.num_workers")
+
+
+class AmendmentError(ValueError):
+    """A change that a resumed run refuses; ``key`` is the dotted config key (the CLI names its flag)."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+def is_empty(folder: Path) -> bool:
+    """True when ``folder`` is missing or holds nothing but a lock file."""
+    return not folder.is_dir() or all(p.name == LOCK for p in folder.iterdir())
+
+
+def _aside(folder: Path) -> Path:
+    """A free ``<folder>.old-<time>[-n]`` next to ``folder``."""
+    base = folder.with_name(f"{folder.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+    dest, n = base, 1
+    while dest.exists():
+        dest, n = base.with_name(f"{base.name}-{n}"), n + 1
+    return dest
+
+
+class RunLock:
+    """Exclusive ownership of a run folder by one process (see the module docstring).
+
+    ``acquire`` creates the folder if needed; ``RunFolderError`` names the folder and the pid that holds it,
+    or the reason the folder cannot be written. ``stale`` is the pid of a dead holder taken over (or None).
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.path = self.folder / LOCK
+        self.fd: int | None = None
+        self.stale: str | None = None
+
+    def acquire(self) -> RunLock:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            for _ in range(5):  # the file may be replaced between open and flock: retry on a new inode
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    holder = os.read(fd, 200).decode("utf-8", "replace").strip() or "unknown"
+                    os.close(fd)
+                    raise RunFolderError(f"{self.folder}: another training ({holder}) is running in this run "
+                                         "folder; wait for it to finish or use another --out") from None
+                if os.path.exists(self.path) and os.stat(self.path).st_ino == os.fstat(fd).st_ino:
+                    break
+                os.close(fd)
+            else:
+                raise RunFolderError(f"{self.folder}: could not take the lock {self.path} (it keeps changing)")
+            old = os.read(fd, 200).decode("utf-8", "replace").strip()
+            self.stale = old or None
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+            self.fd = fd
+        except OSError as e:
+            raise RunFolderError(f"{self.folder}: cannot write to the run folder ({e.strerror or e})") from None
+        return self
+
+    def release(self) -> None:
+        """Remove the lock file (if it is still ours) and unlock."""
+        if self.fd is None:
+            return
+        try:
+            if os.path.exists(self.path) and os.stat(self.path).st_ino == os.fstat(self.fd).st_ino:
+                os.unlink(self.path)
+        except OSError:
+            pass  # the folder vanished or was moved: nothing of ours left to remove
+        os.close(self.fd)
+        self.fd = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.release()
+
+
+def claim(folder: Path, *, fresh: bool = False) -> tuple[RunLock, Path | None]:
+    """Lock ``folder`` for a new run: it must be empty, or ``fresh`` moves its content aside.
+
+    Returns the held lock and where an old run was moved (None when nothing was moved).
+    """
+    lock = RunLock(folder).acquire()
+    if is_empty(folder):
+        return lock, None
+    if not fresh:
+        lock.release()
+        what = ", ".join(sorted(p.name for p in folder.iterdir() if p.name != LOCK)[:4])
+        raise RunFolderError(f"{folder} already holds a run ({what}, ...); continue it with --resume {folder}, "
+                             f"or start over with --fresh (moves it to {folder.name}.old-<time>)")
+    dest = _aside(folder)
+    try:
+        os.rename(folder, dest)
+        (dest / LOCK).unlink(missing_ok=True)
+    except OSError as e:
+        lock.release()
+        raise RunFolderError(f"{folder}: could not move the old run aside to {dest} ({e.strerror or e})") from None
+    lock.release()
+    return RunLock(folder).acquire(), dest
+
+
+def trim_log(path: Path, step: int) -> int:
+    """Keep the rows of ``log.jsonl`` up to ``step`` (rows without a step are kept, an unreadable line is
+    dropped); rewrites the file atomically. Returns the number of rows dropped."""
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            dropped += 1
+            continue
+        if isinstance(row, dict) and int(row.get("step", 0)) > step:
+            dropped += 1
+            continue
+        kept.append(line)
+    if dropped:
+        write_text_atomic(path, "".join(line + "\n" for line in kept))
+    return dropped
+
+
+@dataclass(frozen=True)
+class Amendment:
+    """One change of a resumed run's config."""
+
+    key: str
+    old: Any
+    new: Any
+
+    def to_json(self, epoch: int, step: int) -> dict[str, Any]:
+        return {"key": self.key, "old": self.old, "new": self.new, "epoch": epoch, "step": step,
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def amendments(old: TrainConfig, new: TrainConfig, *, epochs_done: int) -> list[Amendment]:
+    """The changes from ``old`` (the run's config) to ``new``; ``AmendmentError`` for a key outside
+    ``AMENDABLE`` or fewer ``epochs`` than the run has already done."""
+    a, b = _flat(old.model_dump(mode="json")), _flat(new.model_dump(mode="json"))
+    changes = [Amendment(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    for c in changes:
+        if c.key not in AMENDABLE:
+            raise AmendmentError(c.key, f"{c.key} cannot change when a run is resumed (it was {c.old!r}); start a "
+                                        "new run for it")
+    if new.optim.epochs < epochs_done:
+        raise AmendmentError("optim.epochs", f"{new.optim.epochs}: the run has already done {epochs_done} epoch(s)")
+    return changes
+
+
+def read_config(folder: Path) -> tuple[TrainConfig, list[dict[str, Any]]]:
+    """``config.json`` of a run folder: (config, its amendments so far); ``RunFolderError`` if unreadable."""
+    path = folder / CONFIG
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+        history = list(payload.pop("amendments", []))
+        return TrainConfig.model_validate(payload), history
+    except FileNotFoundError:
+        raise RunFolderError(f"{folder}: no run to resume here (no last.safetensors or {CONFIG})") from None
+    except (ValueError, ValidationError, AttributeError) as e:
+        first = str(e).splitlines()[0]
+        raise RunFolderError(f"{path}: not a piumr run config ({first})") from None
+
+
+def write_config(folder: Path, cfg: TrainConfig, history: list[dict[str, Any]]) -> None:
+    """``config.json``: ``cfg``, with ``"amendments": history`` when there are any."""
+    payload = cfg.model_dump(mode="json")
+    if history:
+        payload["amendments"] = history
+    write_text_atomic(folder / CONFIG, json.dumps(payload, indent=2) + "\n")
