@@ -366,7 +366,9 @@ def evaluate(
             out.print(f"participants: {p['num_participants']}, mean {p['mean']:.2f}, std {p['std']:.2f}, "
                       f"worst {p['worst_id']} {p['worst_acc']:.2f}, worst-10% {p['worst10_acc']:.2f}")
         if scores.skipped:
-            err.print(f"[yellow]skipped {len(scores.skipped)} broken clip(s)[/]")
+            err.print(f"[yellow]warning: {len(scores.skipped)} clip(s) of the {split} split could not be read and "
+                      f"were left out (metrics over {len(scores.labels)} clips)[/]: " + ", ".join(scores.skipped),
+                      highlight=False)
         out.print(f"wrote {dest / 'metrics.json'} and {dest / 'predictions.csv'}")
 
 

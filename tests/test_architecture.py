@@ -17,10 +17,10 @@ ROOTS = {"piumr": REPO / "src" / "piumr", "piumr_cli": REPO / "cli"}
 LAYERS: list[tuple[str, int]] = [
     ("piumr.errors", 0), ("piumr.version", 0), ("piumr.files", 0),
     ("piumr.config", 1),
-    ("piumr.runtime", 2), ("piumr.run_folder", 2),
+    ("piumr.runtime", 2),
     ("piumr.data", 3),
     ("piumr.model", 4), ("piumr.losses", 4), ("piumr.kernels", 4), ("piumr.metrics", 4),
-    ("piumr.checkpoint", 5),
+    ("piumr.checkpoint", 5), ("piumr.run_folder", 5),
     ("piumr.evaluate", 6),
     ("piumr.train", 7), ("piumr.predict", 7), ("piumr.bench", 7),
     ("piumr.reproduce", 8),

@@ -143,8 +143,8 @@ def evaluate_checkpoint(
                             amp=run_cfg.optim.amp)
     result = score_metrics(scores)
     if out_dir is not None:
-        payload = {"split": split, "views": views, "clips": len(scores.labels), "skipped": scores.skipped,
-                   **result.to_json()}
+        payload = {"split": split, "views": views, "clips": len(scores.labels), "listed": len(records),
+                   "skipped": scores.skipped, **result.to_json()}
         write_json_atomic(out_dir / "metrics.json", payload)
         write_predictions_csv(out_dir / "predictions.csv", scores)
     return result, scores

@@ -10,6 +10,8 @@
 * ``amendments``: what may change when a run is resumed (``AMENDABLE``); anything else is refused.
 * ``write_config`` / ``read_config``: ``config.json`` = the run's current config, plus the list of its
   amendments (key ``"amendments"``) once it has any.
+* ``open_run``: all of the above for one training: lock or claim, the checkpoint to continue from, and
+  the amendments of a resumed run's config.
 """
 
 from __future__ import annotations
@@ -25,13 +27,15 @@ from types import TracebackType
 from typing import Any
 
 from pydantic import ValidationError
+from rich.console import Console
 
+from piumr.checkpoint import Checkpoint, read_checkpoint
 from piumr.config import TrainConfig
 from piumr.errors import RunFolderError
 from piumr.files import write_text_atomic
 
-__all__ = ["AMENDABLE", "Amendment", "AmendmentError", "RunLock", "amendments", "claim", "is_empty",
-           "read_config", "trim_log", "write_config"]
+__all__ = ["AMENDABLE", "Amendment", "AmendmentError", "Opened", "RunLock", "amendments", "claim", "is_empty",
+           "open_run", "read_config", "trim_log", "write_config"]
 
 LOCK = ".lock"
 CONFIG = "config.json"
@@ -166,6 +170,26 @@ def trim_log(path: Path, step: int) -> int:
     return dropped
 
 
+@dataclass
+class Opened:
+    """A run folder opened for training: the config to train, the checkpoint to continue from (None: from
+    the start), the lock (held by the main process) and the config's amendments (earlier ones and new)."""
+
+    cfg: TrainConfig
+    ckpt: Checkpoint | None
+    lock: RunLock | None
+    history: list[dict[str, Any]]
+    changes: list[Amendment]
+    resumed: bool = False
+
+    def start(self) -> tuple[int, int, int]:
+        """(epoch, batches of it already trained, step) where training goes on."""
+        if self.ckpt is None:
+            return 0, 0, 0
+        batches = int(self.ckpt.meta.get("extra", {}).get("epoch_batches", 0))
+        return int(self.ckpt.meta["epoch"]) + (0 if batches else 1), batches, int(self.ckpt.meta["step"])
+
+
 @dataclass(frozen=True)
 class Amendment:
     """One change of a resumed run's config."""
@@ -223,3 +247,34 @@ def write_config(folder: Path, cfg: TrainConfig, history: list[dict[str, Any]]) 
     if history:
         payload["amendments"] = history
     write_text_atomic(folder / CONFIG, json.dumps(payload, indent=2) + "\n")
+
+
+def open_run(cfg: TrainConfig, out_dir: Path, *, main: bool, resume: bool, fresh: bool, console: Console) -> Opened:
+    """Lock ``out_dir`` (the ``main`` process only; a new run claims it), read the checkpoint a resume
+    continues from and check ``cfg``'s changes against the run's config (``AmendmentError``)."""
+    lock = None
+    if main:
+        if resume:
+            lock = RunLock(out_dir).acquire()
+        else:
+            lock, moved = claim(out_dir, fresh=fresh)
+            if moved is not None:
+                console.print(f"moved the previous run in {out_dir} to {moved}")
+        if lock.stale:
+            console.print(f"[yellow]took over the lock of a training that is no longer running ({lock.stale})[/]")
+    if not resume:
+        return Opened(cfg, None, lock, [], [])
+    try:
+        last = out_dir / "last.safetensors"
+        ckpt = read_checkpoint(last) if last.is_file() else None
+        has_config = (out_dir / CONFIG).is_file()
+        base, history = read_config(out_dir) if has_config else (cfg, [])
+        if ckpt is not None:
+            base = ckpt.config
+        epochs_done = int(ckpt.meta["epoch"]) + 1 if ckpt is not None else 0
+        changes = amendments(base, cfg, epochs_done=epochs_done)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    return Opened(cfg, ckpt, lock, history, changes, resumed=True)

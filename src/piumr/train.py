@@ -40,7 +40,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from piumr import run_folder
-from piumr.checkpoint import Checkpoint, read_checkpoint, restore_rng, save_checkpoint
+from piumr.checkpoint import restore_rng, save_checkpoint
 from piumr.config import CHECKPOINT_EVERY_MIN, OptimConfig, TrainConfig
 from piumr.data.dataset import VideoDataset
 from piumr.data.loaders import build_dataset, eval_loader, probe_lengths, train_loader
@@ -92,25 +92,6 @@ class _Log:
 
 
 @dataclass
-class _Opened:
-    """The run folder, opened: what to train and where to start from."""
-
-    cfg: TrainConfig
-    ckpt: Checkpoint | None
-    lock: run_folder.RunLock | None
-    history: list[dict[str, Any]]
-    changes: list[run_folder.Amendment]
-    resumed: bool = False
-
-    def start(self) -> tuple[int, int, int]:
-        """(epoch, batches of it already trained, step) where training goes on."""
-        if self.ckpt is None:
-            return 0, 0, 0
-        batches = int(self.ckpt.meta.get("extra", {}).get("epoch_batches", 0))
-        return int(self.ckpt.meta["epoch"]) + (0 if batches else 1), batches, int(self.ckpt.meta["step"])
-
-
-@dataclass
 class _Run:
     """Everything set-up builds: fixed for the whole run."""
 
@@ -150,38 +131,7 @@ class _State:
 # ------------------------------------------------------------------------------------------ run folder
 
 
-def _open(cfg: TrainConfig, out_dir: Path, dinfo: DistInfo, resume: bool, fresh: bool,
-          console: Console) -> _Opened:
-    """Lock the folder (rank 0), read what a resume continues from, and check the config's changes."""
-    lock = None
-    if dinfo.main:
-        if resume:
-            lock = run_folder.RunLock(out_dir).acquire()
-        else:
-            lock, moved = run_folder.claim(out_dir, fresh=fresh)
-            if moved is not None:
-                console.print(f"moved the previous run in {out_dir} to {moved}")
-        if lock.stale:
-            console.print(f"[yellow]took over the lock of a training that is no longer running ({lock.stale})[/]")
-    if not resume:
-        return _Opened(cfg, None, lock, [], [])
-    try:
-        last = out_dir / "last.safetensors"
-        ckpt = read_checkpoint(last) if last.is_file() else None
-        has_config = (out_dir / run_folder.CONFIG).is_file()
-        base, history = run_folder.read_config(out_dir) if has_config else (cfg, [])
-        if ckpt is not None:
-            base = ckpt.config
-        epochs_done = int(ckpt.meta["epoch"]) + 1 if ckpt is not None else 0
-        changes = run_folder.amendments(base, cfg, epochs_done=epochs_done)
-    except BaseException:
-        if lock is not None:
-            lock.release()
-        raise
-    return _Opened(cfg, ckpt, lock, history, changes, resumed=True)
-
-
-def _finished(opened: _Opened, out_dir: Path, dinfo: DistInfo, console: Console) -> TrainResult | None:
+def _finished(opened: run_folder.Opened, out_dir: Path, dinfo: DistInfo, console: Console) -> TrainResult | None:
     """A resumed run whose checkpoint is the end of its last epoch: say so and change nothing."""
     ck = opened.ckpt
     epochs, batches, _ = opened.start()
@@ -190,7 +140,7 @@ def _finished(opened: _Opened, out_dir: Path, dinfo: DistInfo, console: Console)
     best = ck.meta.get("best_metric")
     summary = out_dir / "summary.json"
     res = TrainResult(out_dir, epochs, int(ck.meta["step"]), -math.inf if best is None else float(best),
-                      dict(ck.meta.get("metrics", {})))
+                      dict(ck.meta.get("metrics", {})), sorted(set(ck.meta.get("extra", {}).get("skipped", []))))
     if summary.is_file():
         s = json.loads(summary.read_text())
         res.skipped, res.seconds = list(s.get("skipped_clips", [])), float(s.get("seconds", 0.0))
@@ -226,7 +176,7 @@ def _guarded(run: _Run, state: _State, epoch: int, what: str, write: Callable[[]
 # ------------------------------------------------------------------------------------------ set-up
 
 
-def _set_up(opened: _Opened, out_dir: Path, dinfo: DistInfo, progress: bool, console: Console) -> _Run:
+def _set_up(opened: run_folder.Opened, out_dir: Path, dinfo: DistInfo, progress: bool, console: Console) -> _Run:
     """Data, run folder, model, loss and optimiser (in this order: the global RNG sees the same draws)."""
     cfg = opened.cfg
     if cfg.optim.batch_size % dinfo.world:
@@ -260,7 +210,7 @@ def _set_up(opened: _Opened, out_dir: Path, dinfo: DistInfo, progress: bool, con
                 folder_id=(st.st_dev, st.st_ino) if st is not None else None)
 
 
-def _restore(run: _Run, opened: _Opened) -> _State:
+def _restore(run: _Run, opened: run_folder.Opened) -> _State:
     """Model, optimiser, GIRL generator, RNGs and counters from ``last.safetensors`` (fresh state if None);
     the log loses its rows after the checkpoint's step and records the resume and its amendments."""
     ckpt, state = opened.ckpt, _State()
@@ -339,7 +289,7 @@ def _train_one_epoch(run: _Run, net: torch.nn.Module, state: _State, epoch: int,
             out = net(video)
         parts = run.criterion(out.logits, out.embedding, labels)
         if not torch.isfinite(parts.total):
-            raise RunError(f"training diverged: non-finite loss ({float(parts.total)}) at epoch {epoch}, step "
+            raise RunError(f"training diverged: non-finite loss ({float(parts.total.detach())}) at epoch {epoch}, step "
                            f"{state.step + 1}; the last good checkpoint is {state.last_good} (resume from it "
                            f"with a lower --lr: --resume {run.out_dir} --lr ...)")
         run.opt.zero_grad(set_to_none=True)
@@ -427,7 +377,8 @@ def _validate(run: _Run, state: _State, epoch: int, row: dict[str, Any], prog: P
                            f"(action top-1 {state.final['action_top1']:.2f}, best {state.best:.2f})")
 
 
-def _save_last(run: _Run, state: _State, epoch: int, *, batches: int = 0, partial: dict[str, Any] | None = None) -> None:
+def _save_last(run: _Run, state: _State, epoch: int, *, batches: int = 0,
+               partial: dict[str, Any] | None = None) -> None:
     """``last.safetensors``: model, optimiser, GIRL generator, RNG states and counters (exact resume); at an
     epoch end (``batches`` 0) or after ``batches`` batches of ``epoch`` with its running sums ``partial``."""
     if not all(bool(torch.isfinite(p).all()) for p in run.model.parameters()):
@@ -489,10 +440,10 @@ def train(
     then exactly what a killed run leaves.
     """
     t0 = time.time()
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, soft_wrap=True)
     dinfo = setup_distributed(device)
     out_dir = Path(out_dir)
-    opened = _open(cfg, out_dir, dinfo, resume, fresh, console)
+    opened = run_folder.open_run(cfg, out_dir, main=dinfo.main, resume=resume, fresh=fresh, console=console)
     try:
         done = _finished(opened, out_dir, dinfo, console)
         if done is not None:

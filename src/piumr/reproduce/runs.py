@@ -177,10 +177,11 @@ class Job:
 
     @property
     def state(self) -> State:
-        """``done`` (result.json exists), ``resume`` (last.safetensors, no result) or ``new``."""
+        """``done`` (result.json exists), ``resume`` (a started run: last.safetensors or config.json, no
+        result) or ``new``."""
         if (self.run_dir / RESULT_FILE).is_file():
             return "done"
-        if (self.run_dir / CHECKPOINT).is_file():
+        if (self.run_dir / CHECKPOINT).is_file() or (self.run_dir / "config.json").is_file():
             return "resume"
         return "new"
 
