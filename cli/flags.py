@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from piumr.config import TrainConfig
+
 # config key (dotted) -> the command-line option that sets it
 FLAGS: dict[str, str] = {
     "data.root": "--data",
@@ -80,3 +82,14 @@ def refuse_combined(flag: str, given: bool, others: Mapping[str, bool]) -> None:
     if given and typed:
         raise ValueError(f"{flag} cannot be combined with {', '.join(typed)} "
                          f"(they configure the part that {flag} removes)")
+
+
+def with_overrides_described(base: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
+    """``base`` with the non-None ``overrides``; a validation error names the flag the user typed."""
+    from piumr.config import with_overrides
+
+    try:
+        return with_overrides(base, {k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as e:  # one line naming the flag the user typed, not the config key
+        raise ValueError(describe(e)) from None
+

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, TypeVar
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -20,14 +19,14 @@ from piumr.config import (
 
 from .doctor import doctor
 from .errors import err, user_errors
-from .flags import FLAGS, describe, refuse_combined
+from .flags import refuse_combined, with_overrides_described
+from .resume import parse_milestones, resume_run
 from .options import DeviceOpt, ThreadsOpt
 
 if TYPE_CHECKING:  # the CLI imports torch-heavy modules inside commands, so --help stays fast
     from piumr.checkpoint import Checkpoint
     from piumr.model import PIUmrNet
     from piumr.predict import ClipFailure, ClipPrediction
-    from piumr.train import TrainResult
 
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
 warnings.filterwarnings("ignore", message=".*saved_variables.*", category=DeprecationWarning)
@@ -46,16 +45,6 @@ def _cfg(preset: str, overrides: dict[str, Any]) -> TrainConfig:
     from piumr.config import get_preset
 
     return with_overrides_described(get_preset(preset), overrides)
-
-
-def with_overrides_described(base: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
-    """``base`` with the non-None ``overrides``; a validation error names the flag the user typed."""
-    from piumr.config import with_overrides
-
-    try:
-        return with_overrides(base, {k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as e:  # one line naming the flag the user typed, not the config key
-        raise ValueError(describe(e)) from None
 
 
 def _threads(threads: Optional[int], workers: int) -> int:
@@ -241,8 +230,8 @@ def train(
             if out_dir is not None and out_dir.resolve() != resume.resolve():
                 raise ValueError(f"--out {out_dir} cannot be combined with --resume {resume} (a resumed run stays "
                                  "in its folder)")
-            res = _resume(resume, {k: v for k, v in typed.items() if v is not None}, device, quiet, threads,
-                          checkpoint_every_min)
+            res = resume_run(resume, {k: v for k, v in typed.items() if v is not None}, device=device,
+                             progress=not quiet, threads=threads, checkpoint_every_min=checkpoint_every_min)
             out.print(f"run folder: {res.out_dir}  (best val F1_mean {res.best_metric:.2f})")
             return
         refuse_combined("--no-tfam", no_tfam, {"--tfam-frequency/--no-tfam-frequency": tfam_frequency is not None,
@@ -252,7 +241,7 @@ def train(
                                                "--girl-detach-weights": girl_detach_weights})
         cfg = _cfg(preset or "paper", {
             "data.root": data, "optim.epochs": epochs, "optim.batch_size": batch_size, "optim.lr": lr,
-            "optim.milestones": _milestones(milestones),
+            "optim.milestones": parse_milestones(milestones),
             "model.frames": frames, "model.crop": crop, "model.backbone": backbone,
             "model.pretrained": str(pretrained) if pretrained else None,
             "model.tfam.enabled": False if no_tfam else None, "girl.enabled": False if no_girl else None,
@@ -270,51 +259,6 @@ def train(
         res = run_train(cfg, run_dir, device=device, progress=not quiet, fresh=fresh,
                         checkpoint_every_min=checkpoint_every_min)
         out.print(f"run folder: {res.out_dir}  (best val F1_mean {res.best_metric:.2f}, {res.seconds:.0f} s)")
-
-
-# the options a resumed run accepts (the config keys they set); the others would change the run mid-way
-RESUME_OPTIONS = {"--epochs": "optim.epochs", "--lr": "optim.lr", "--milestones": "optim.milestones",
-                  "--workers": "data.num_workers"}
-
-
-def _milestones(text: Optional[str]) -> Optional[tuple[int, ...]]:
-    """``--milestones 30,60`` -> (30, 60); '' -> (); ``ValueError`` naming the flag otherwise."""
-    if text is None:
-        return None
-    try:
-        return tuple(int(m) for m in text.replace(" ", "").split(",") if m)
-    except ValueError:
-        raise ValueError(f"--milestones {text!r}: give epochs as integers separated by commas, e.g. 30,60") from None
-
-
-def _resume(folder: Path, typed: dict[str, Any], device: Optional[str], quiet: bool, threads: Optional[int],
-            checkpoint_every_min: float) -> TrainResult:
-    """``train --resume``: the run's own config with the options ``RESUME_OPTIONS`` allows, as amendments."""
-    from piumr.checkpoint import read_checkpoint
-    from piumr.run_folder import AmendmentError, read_config
-    from piumr.train import train as run_train
-
-    refused = [flag for flag in typed if flag not in RESUME_OPTIONS]
-    if refused:
-        raise ValueError(f"{refused[0]} cannot be used with --resume (the run in {folder} keeps its settings; "
-                         f"--resume accepts {', '.join(RESUME_OPTIONS)})")
-    last = folder / "last.safetensors"
-    if last.is_file():
-        base = read_checkpoint(last).config
-    elif (folder / "config.json").is_file():
-        base = read_config(folder)[0]
-    else:
-        raise FileNotFoundError(f"{folder}: no run to resume here (no last.safetensors or config.json)")
-    values = {key: typed[flag] for flag, key in RESUME_OPTIONS.items() if flag in typed}
-    if "optim.milestones" in values:
-        values["optim.milestones"] = _milestones(values["optim.milestones"])
-    try:
-        cfg = with_overrides_described(base, values)
-        _threads(threads, cfg.data.num_workers)
-        return run_train(cfg, folder, resume=True, device=device, progress=not quiet,
-                         checkpoint_every_min=checkpoint_every_min)
-    except AmendmentError as e:
-        raise ValueError(f"{FLAGS.get(e.key, e.key)} {e}") from None
 
 
 def _load(checkpoint: Optional[Path], device: Optional[str]) -> tuple[PIUmrNet, Checkpoint, Path]:

@@ -78,9 +78,14 @@ class RunLock:
         self.path = self.folder / LOCK
         self.fd: int | None = None
         self.stale: str | None = None
+        self.created: list[Path] = []  # folders this lock created, deepest first (removed again if left empty)
 
     def acquire(self) -> RunLock:
         try:
+            missing = self.folder
+            while not missing.exists() and missing != missing.parent:
+                self.created.append(missing)
+                missing = missing.parent
             self.folder.mkdir(parents=True, exist_ok=True)
             for _ in range(5):  # the file may be replaced between open and flock: retry on a new inode
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -107,7 +112,8 @@ class RunLock:
         return self
 
     def release(self) -> None:
-        """Remove the lock file (if it is still ours) and unlock."""
+        """Remove the lock file (if it is still ours), unlock, and remove the folders ``acquire`` created
+        when nothing was written into them (a run that failed before writing anything leaves no trace)."""
         if self.fd is None:
             return
         try:
@@ -117,6 +123,11 @@ class RunLock:
             pass  # the folder vanished or was moved: nothing of ours left to remove
         os.close(self.fd)
         self.fd = None
+        for folder in self.created:
+            try:
+                folder.rmdir()  # only empty folders go
+            except OSError:
+                break
 
     def __enter__(self) -> RunLock:
         return self.acquire()
