@@ -485,6 +485,8 @@ def test_lock_refuses_a_second_process_and_takes_over_a_stale_one(run_copy: Path
         res = invoke(*RUN, "--out", run)
         assert res.exit_code == 2 and "another training" in res.output
     # a lock file left by a killed process is no lock: the kernel released it with the process
+    assert not run.exists()  # the refused run left nothing behind
+    run.mkdir()
     (run / ".lock").write_text("pid 999999 on elsewhere\n")
     res = invoke(*RUN, "--out", run)
     assert res.exit_code == 0, res.output
@@ -519,12 +521,14 @@ def test_resume_drops_log_rows_written_after_the_checkpoint(tmp_path: Path) -> N
     # a run killed after logging epoch 1's first steps, one of them half-written, but before its checkpoint
     with open(run / "log.jsonl", "a") as fh:
         fh.write(full_rows[4] + "\n" + full_rows[5][:20])
+    (run / ".last.safetensors.x1y2.tmp").write_bytes(b"a checkpoint write the kill interrupted")
     res = train(cfg, run, resume=True, progress=False, log_every=1, checkpoint_every_min=0)
     assert res.steps == 6
     rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     steps = [r["step"] for r in rows if r["type"] == "step"]
     assert steps == [1, 2, 3, 4, 5, 6]  # no step twice
     assert next(r for r in rows if r["type"] == "resume")["dropped_rows"] == 2
+    assert not list(run.glob(".*"))
 
 
 def _strip(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -599,6 +603,7 @@ def test_kill_9_at_random_points_then_resume_equals_uninterrupted(tmp_path: Path
             break
         assert proc.returncode == -signal.SIGKILL, err[-2000:]
     assert proc.returncode == 0 and kills >= 1
+    assert not list(run.glob(".*")), "a lock or temporary file was left behind"
     a, b = (json.loads((tmp_path / r / "summary.json").read_text()) for r in ("full", "run"))
     assert all(a[k] == b[k] for k in ("epochs", "steps", "best_f1_mean", "final_val", "skipped_clips"))
     assert json.loads((tmp_path / "full" / "metrics.json").read_text()) == \
