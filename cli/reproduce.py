@@ -106,6 +106,8 @@ _command("fig5", "Fig. 5: inter-/intra-class cosine-similarity distributions, ba
 _command("fig6", "Fig. 6: 2-D loss landscape (filter-normalised random directions), baseline vs PIUmr.", ["fig6"])
 _command("person-shift", "Person-disjoint split: mean, spread and worst-participant accuracy, baseline vs PIUmr.",
          ["person-shift"])
+_command("girl-units", "GIRL's Gaussian weights: literal units (cos/tau around eta) vs shifted vs cosine, "
+         "on the person-disjoint split (the measurement behind the defaults).", ["girl-units"])
 _command("all", "Every table and figure above, plus person-shift (runs shared between them are trained once).",
          ["all"])
 

@@ -42,6 +42,10 @@ class PIUmrNet(nn.Module):
         self.cfg = cfg
         self.backbone = build_x3d(cfg.backbone, num_classes=cfg.num_classes, frames=cfg.frames,
                                   crop=cfg.crop, dropout=cfg.dropout)
+        if not cfg.zero_init_residual:
+            for m in self.backbone.modules():  # pytorchvideo marks each residual branch's last BatchNorm
+                if getattr(m, "block_final_bn", False) and isinstance(m, nn.BatchNorm3d):
+                    nn.init.ones_(m.weight)
         blocks: Any = getattr(self.backbone, "blocks")
         self.tfam_stage = cfg.tfam.stage
         self.tfam: TFAM | None = (

@@ -126,6 +126,26 @@ def _demo() -> ExperimentSpec:
         notes=(_PERSON_NOTE,))
 
 
+def _girl_units() -> ExperimentSpec:
+    """What GIRL's Gaussian is centred on (eq. 6): the measurement behind GIRLConfig's defaults."""
+    xs = {"data.split": "cross-subject"}
+    rows = (
+        RowSpec("ce", "TFAM on, GIRL off (CE only)", {**_NO_GIRL, **xs}),
+        RowSpec("literal", "GIRL as written: Gaussian on cos/tau, tau 0.07, eta 0.2, gradient through w",
+                {**xs, "girl.weight_on": "scaled", "girl.tau": 0.07, "girl.eta": 0.2, "girl.detach_weights": False}),
+        RowSpec("literal-detached", "as written, weights detached",
+                {**xs, "girl.weight_on": "scaled", "girl.tau": 0.07, "girl.eta": 0.2, "girl.detach_weights": True}),
+        RowSpec("shifted", "Gaussian on cos/tau - row max (related code), eta 0.2, gradient through w",
+                {**xs, "girl.weight_on": "shifted", "girl.tau": 0.07, "girl.eta": 0.2, "girl.detach_weights": False}),
+        RowSpec("cosine", "Gaussian on the cosine, eta 0.5, gradient through w (default)",
+                {**xs, "girl.weight_on": "cosine", "girl.tau": 0.07, "girl.eta": 0.5, "girl.detach_weights": False}),
+    )
+    return ExperimentSpec(
+        "girl-units", "GIRL's Gaussian reweighting: literal units vs alternatives (TFAM on)", "person-shift",
+        rows, DEMO_COLUMNS, source="eq. (6) (the paper gives neither tau nor eta nor eta's unit)",
+        notes=(_PERSON_NOTE,))
+
+
 def _table1() -> ExperimentSpec:
     return ExperimentSpec(
         "table1", "Comparison on MA-52 (paper Table 1)", "table", (BASELINE, PIUMR),
@@ -154,6 +174,7 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         notes=("Participant columns are action Top-1 per held-out person: mean, population std over persons, "
                "the worst person and the mean of the worst 10% of persons.", _PERSON_NOTE)),
     "demo": _demo(),
+    "girl-units": _girl_units(),
 }
 
 #: alternative names accepted on the command line
