@@ -12,6 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from piumr.config import BACKBONES
+
 from .errors import err, user_errors
 
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
@@ -26,10 +28,14 @@ out = Console()
 ARTIFACTS = Path("artifacts")
 
 
-def _cfg(preset: str, overrides: dict[str, Any]) -> Any:
-    from piumr.config import get_preset, with_overrides
+def _cfg(preset: str, overrides: dict[str, Any], backbone: str | None = None) -> Any:
+    """``preset`` + ``overrides`` (None = not given). A ``backbone`` also moves TFAM to its default stage
+    and, for the full-size ``paper`` preset only, the input to its own clip length and crop; explicit
+    overrides win."""
+    from piumr.config import backbone_overrides, get_preset, with_overrides
 
-    return with_overrides(get_preset(preset), {k: v for k, v in overrides.items() if v is not None})
+    base = backbone_overrides(backbone, native_input=preset == "paper") if backbone is not None else {}
+    return with_overrides(get_preset(preset), {**base, **{k: v for k, v in overrides.items() if v is not None}})
 
 
 @app.command()
@@ -136,8 +142,11 @@ def train(
     lr: Annotated[Optional[float], typer.Option()] = None,
     frames: Annotated[Optional[int], typer.Option()] = None,
     crop: Annotated[Optional[int], typer.Option()] = None,
-    backbone: Annotated[Optional[str], typer.Option(help="x3d_xs | x3d_s | x3d_m | x3d_l | x3d_tiny")] = None,
-    pretrained: Annotated[Optional[Path], typer.Option(help="local Kinetics .pyth checkpoint")] = None,
+    backbone: Annotated[Optional[str], typer.Option(
+        help=f"{' | '.join(BACKBONES)} (with --preset paper: the backbone's own clip length and crop)")] = None,
+    pretrained: Annotated[Optional[Path], typer.Option(
+        help="local Kinetics checkpoint: pytorchvideo .pyth (X3D) or torchvision .pth state dict")] = None,
+    tfam_stage: Annotated[Optional[int], typer.Option(help="stage TFAM follows (default: the backbone's, README)")] = None,
     no_tfam: Annotated[bool, typer.Option("--no-tfam", help="drop TFAM")] = False,
     no_girl: Annotated[bool, typer.Option("--no-girl", help="drop GIRL (CE only)")] = False,
     tfam_frequency: Annotated[Optional[bool], typer.Option("--tfam-frequency/--no-tfam-frequency")] = None,
@@ -164,7 +173,7 @@ def train(
     with user_errors():
         cfg = _cfg(preset, {
             "data.root": data, "optim.epochs": epochs, "optim.batch_size": batch_size, "optim.lr": lr,
-            "model.frames": frames, "model.crop": crop, "model.backbone": backbone,
+            "model.frames": frames, "model.crop": crop, "model.tfam.stage": tfam_stage,
             "model.pretrained": str(pretrained) if pretrained else None,
             "model.tfam.enabled": False if no_tfam else None, "girl.enabled": False if no_girl else None,
             "model.tfam.frequency": tfam_frequency, "model.tfam.temporal": tfam_temporal,
@@ -173,7 +182,7 @@ def train(
             "data.split": split, "data.fold": fold, "seed": seed, "data.num_workers": workers,
             "optim.amp": amp, "optim.grad_clip": grad_clip, "eval_every": eval_every,
             "max_steps_per_epoch": max_steps_per_epoch, "data.on_error": on_error,
-        })
+        }, backbone)
         if resume is not None:
             if not (resume / "last.safetensors").is_file():
                 raise FileNotFoundError(f"{resume}: no last.safetensors to resume from")
