@@ -287,18 +287,20 @@ def predict(
             raise typer.Exit(1)
 
 
-def _bench(kind: str, preset: str, batch: Optional[int], device: Optional[str], iters: int, variants: str) -> None:
+def _bench(kind: str, preset: str, batch: Optional[int], device: Optional[str], iters: int, variants: str,
+           backbone: Optional[str] = None) -> None:
     from piumr.bench import run_bench
     from piumr.train import pick_device
 
     with user_errors():
-        cfg = _cfg(preset, {})
+        cfg = _cfg(preset, {}, backbone)
         dev = pick_device(device)
         b = batch or (cfg.optim.batch_size if dev.type == "cuda" else 4)
         rows = run_bench(cfg, kind, batch=b, device=str(dev), iters=iters,  # type: ignore[arg-type]
                          variants=tuple(v.strip() for v in variants.split(",")))
         base = rows[0]
-        t = Table(title=f"bench {kind}: preset {preset}, batch {b}, {cfg.model.frames}x{cfg.model.crop}, {dev}")
+        t = Table(title=f"bench {kind}: preset {preset}, {cfg.model.backbone}, batch {b}, "
+                        f"{cfg.model.frames}x{cfg.model.crop}, {dev}")
         for c in ("variant", "ms/step", "clips/s", "vs first", "peak GiB"):
             t.add_column(c, justify="right")
         for r in rows:
@@ -315,9 +317,10 @@ def bench_train(
     device: Annotated[Optional[str], typer.Option()] = None,
     iters: Annotated[int, typer.Option()] = 5,
     variants: Annotated[str, typer.Option(help="comma list of x3d, x3d+tfam, x3d+girl, piumr, piumr-fast")] = "x3d,piumr",
+    backbone: Annotated[Optional[str], typer.Option(help="backbone instead of the preset's (x3d = the plain backbone)")] = None,
 ) -> None:
     """Training step (forward+backward+AdamW): plain pytorchvideo X3D vs PIUmr, same run."""
-    _bench("train", preset, batch, device, iters, variants)
+    _bench("train", preset, batch, device, iters, variants, backbone)
 
 
 @bench_app.command("infer")
@@ -327,9 +330,10 @@ def bench_infer(
     device: Annotated[Optional[str], typer.Option()] = None,
     iters: Annotated[int, typer.Option()] = 5,
     variants: Annotated[str, typer.Option()] = "x3d,piumr",
+    backbone: Annotated[Optional[str], typer.Option(help="backbone instead of the preset's (x3d = the plain backbone)")] = None,
 ) -> None:
     """Inference (no grad): plain pytorchvideo X3D vs PIUmr, same run."""
-    _bench("infer", preset, batch, device, iters, variants)
+    _bench("infer", preset, batch, device, iters, variants, backbone)
 
 
 @bench_app.command("loader")

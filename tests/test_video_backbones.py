@@ -172,3 +172,70 @@ def test_cli_train_evaluate_predict(name: str, tmp_path: Path, monkeypatch: pyte
     assert res.exit_code == 0, res.output
     payload = json.loads(res.output[res.output.index("{"):])
     assert len(payload["top5"]) == 5
+
+
+# ----------------------------------------------------------------------------------------------
+# reproduce: Table 1 rows on another backbone, --backbone
+# ----------------------------------------------------------------------------------------------
+def test_table1_with_swin_rows(tmp_path: Path) -> None:
+    from piumr.reproduce import paper
+    from piumr.reproduce.runner import experiment_spec, jobs_for, make_settings
+
+    s = make_settings(data="synth", preset="paper", out=tmp_path, table1_with=("swin3d_t",))
+    spec = experiment_spec(s, "table1")
+    assert [r.key for r in spec.rows] == ["x3d", "piumr", "swin3d_t", "swin3d_t+piumr"]
+    jobs = {j.row.key: j for j in jobs_for(s, spec)}
+    plain, ours = jobs["swin3d_t"].cfg, jobs["swin3d_t+piumr"].cfg
+    assert plain.model.backbone == ours.model.backbone == "swin3d_t"
+    assert (ours.model.frames, ours.model.crop) == (32, 224)  # torchvision's Swin3D-T Kinetics clip
+    assert not plain.model.tfam.enabled and not plain.girl.enabled
+    assert ours.model.tfam.enabled and ours.girl.enabled and ours.model.tfam.stage == 4
+    assert jobs["x3d"].cfg.model.backbone == "x3d_m"  # the X3D rows are unchanged
+    assert spec.rows[2].paper is not None and spec.rows[2].paper.name == "Video Swin T"
+    assert any(r.name == "Video Swin T" for r in spec.reported)  # the paper's row stays, labelled reported
+    assert len({j.run_dir for j in jobs.values()}) == 4
+    smoke = make_settings(data="synth", preset="smoke", out=tmp_path, table1_with=("swin3d_t",))
+    assert jobs_for(smoke, experiment_spec(smoke, "table1"))[2].cfg.model.frames == 8  # the preset's input
+    with pytest.raises(ValueError, match="non-X3D backbone"):
+        make_settings(data="synth", table1_with=("x3d_s",))
+    assert paper.TABLE1_REPORTED  # reported rows untouched
+
+
+def test_table1_with_plan_scales_the_estimate(tmp_path: Path) -> None:
+    from piumr.reproduce.runner import BACKBONE_GMACS, make_settings, plan
+
+    rows = {r.row: r for r in plan(make_settings(data="synth", out=tmp_path, table1_with=("swin3d_t",)), ["table1"])}
+    ratio = BACKBONE_GMACS["swin3d_t"] / BACKBONE_GMACS["x3d_m"]
+    assert rows["swin3d_t"].paper_gpu_hours == pytest.approx(ratio * rows["x3d"].paper_gpu_hours)
+    assert rows["swin3d_t+piumr"].paper_gpu_hours == pytest.approx(ratio * rows["piumr"].paper_gpu_hours)
+
+
+def test_table1_with_cli_plan_and_bad_backbone(tmp_path: Path) -> None:
+    from piumr_cli.main import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["reproduce", "table1", "--data", "synth", "--with", "swin3d_t", "--plan",
+                              "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "swin3d_t+piumr" in res.output and "4 (row, seed) entries" in res.output
+    assert not (tmp_path / "runs").exists()
+    res = runner.invoke(app, ["reproduce", "table1", "--data", "synth", "--with", "resnet", "--plan"])
+    assert res.exit_code == 2 and "non-X3D backbone" in res.output
+    res = runner.invoke(app, ["reproduce", "person-shift", "--data", "synth", "--backbone", "nope", "--plan"])
+    assert res.exit_code == 2 and "unknown backbone 'nope'" in res.output
+
+
+@pytest.mark.slow
+def test_table1_with_tiny_swin_end_to_end(tmp_path: Path) -> None:
+    from piumr.reproduce.runner import make_settings, run_experiment
+
+    s = make_settings(data="synth", preset="tiny", epochs=1, max_steps_per_epoch=1, out=tmp_path, progress=False,
+                      table1_with=("swin3d_tiny",))
+    out = run_experiment(s, "table1")
+    assert out.table is not None
+    measured = [r.key for r in out.table.rows if not r.reported]
+    assert measured == ["x3d", "piumr", "swin3d_tiny", "swin3d_tiny+piumr"]
+    results = sorted((tmp_path / "runs").glob("swin3d_tiny_*/seed0/result.json"))
+    assert len(results) == 2
+    cfgs = [json.loads(p.read_text())["config"]["model"] for p in results]
+    assert {c["backbone"] for c in cfgs} == {"swin3d_tiny"}

@@ -106,7 +106,7 @@ class ModelConfig(_Frozen):
     @model_validator(mode="after")
     def _check_stage(self) -> ModelConfig:
         allowed = TFAM_STAGES[self.backbone]
-        if self.tfam.stage not in allowed:
+        if self.tfam.enabled and self.tfam.stage not in allowed:
             raise ValueError(f"model.tfam.stage={self.tfam.stage} is not allowed for {self.backbone}; "
                              f"choose one of {list(allowed)}")
         return self

@@ -38,7 +38,7 @@ import numpy.typing as npt
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from piumr.config import PRESETS, TrainConfig, get_preset, with_overrides
+from piumr.config import PRESETS, TrainConfig, backbone_overrides, get_preset, with_overrides
 from piumr.metrics import EvalResult
 from piumr.reproduce import specs
 from piumr.reproduce.specs import ExperimentSpec, RowSpec
@@ -58,6 +58,10 @@ State = Literal["done", "resume", "new"]
 # Measured anchors (/work/shared/DESIGN.md §5): plain pytorchvideo X3D-M 16x224, bf16, batch 80, one H100.
 ANCHOR_TRAIN_CLIPS_PER_S = 125.0
 ANCHOR_EVAL_CLIPS_PER_S = 874.0
+#: multiply-accumulates (G) of one clip's forward pass at each backbone's own clip length and crop
+#: (``piumr.config.NATIVE_INPUT``), counted with ``torch.utils.flop_counter``; a torchvision backbone's run is
+#: estimated as X3D-M's times the ratio (an ESTIMATE: per-MAC GPU speed differs between architectures)
+BACKBONE_GMACS: dict[str, float] = {"x3d_m": 4.73, "r2plus1d_18": 40.52, "swin3d_t": 87.76, "mvit_v2_s": 64.22}
 #: NOT measured on a GPU: assumed slowdown of X3D-M + TFAM (after the last stage, 7x7 maps) vs plain X3D-M.
 TFAM_OVERHEAD_ASSUMED = 1.15
 MA52_TRAIN_CLIPS, MA52_VAL_CLIPS = 11_250, 5_586
@@ -111,6 +115,7 @@ class Settings:
     landscape_steps: int = 7  # Fig. 6 grid (steps x steps)
     landscape_batches: int = 2  # Fig. 6 val batches
     max_points: int = 2000  # Fig. 4 / 5 embeddings (random subset of val)
+    table1_with: tuple[str, ...] = ()  # non-X3D backbones whose rows Table 1 measures too (``--with``)
     _embeddings: dict[Path, tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]] = field(default_factory=dict)
 
 
@@ -122,7 +127,8 @@ def data_tag(data: str, preset: str) -> str:
 
 def make_settings(*, data: str, preset: str = "paper", seeds: Sequence[int] = (0,), epochs: int | None = None,
                   out: Path | None = None, device: str | None = None, max_steps_per_epoch: int | None = None,
-                  progress: bool = True, console: Console | None = None) -> Settings:
+                  progress: bool = True, console: Console | None = None,
+                  table1_with: Sequence[str] = (), backbone: str | None = None) -> Settings:
     """Validate the user's choices and build ``Settings``.
 
     Raises ``ValueError`` (no seeds, repeated seeds, bad epochs, unknown preset via
@@ -141,10 +147,23 @@ def make_settings(*, data: str, preset: str = "paper", seeds: Sequence[int] = (0
         over["optim.epochs"] = epochs
     if max_steps_per_epoch is not None:
         over["max_steps_per_epoch"] = max_steps_per_epoch
+    if backbone is not None:  # every row on this backbone (its own input size with the paper preset)
+        over.update(backbone_overrides(backbone, native_input=preset == "paper"))
     base = with_overrides(get_preset(preset), over)
+    for b in table1_with:
+        specs.backbone_rows(b, native_input=False)  # an unknown or X3D backbone fails here
     root = out if out is not None else Path("artifacts") / "reproduce" / data_tag(data, preset)
     return Settings(root=root, base=base, preset=preset, seeds=tuple(seeds), device=device, progress=progress,
-                    console=console or Console(stderr=True))
+                    console=console or Console(stderr=True), table1_with=tuple(table1_with))
+
+
+def experiment_spec(settings: Settings, name: str) -> ExperimentSpec:
+    """The spec of ``name``; Table 1 gains the ``settings.table1_with`` backbones' rows (their own input
+    size with the paper preset, the preset's otherwise)."""
+    spec = specs.get_experiment(name)
+    if spec.name == "table1" and settings.table1_with:
+        return specs.table1_with(settings.table1_with, native_input=settings.preset == "paper")
+    return spec
 
 
 # ----------------------------------------------------------------------------------------------
@@ -433,7 +452,7 @@ def expand_names(names: Sequence[str]) -> list[str]:
 def run_experiment(settings: Settings, name: str) -> ExperimentOutput:
     """Run (or finish) experiment ``name`` and write its files under ``settings.root / name``."""
     t0 = time.time()
-    spec = specs.get_experiment(name)
+    spec = experiment_spec(settings, name)
     out_dir = settings.root / spec.name
     out_dir.mkdir(parents=True, exist_ok=True)
     if spec.kind == "figure":
@@ -479,7 +498,8 @@ def estimate_gpu_hours(cfg: TrainConfig) -> float:
     ASSUMED, unmeasured TFAM overhead of ``TFAM_OVERHEAD_ASSUMED``; it counts
     the training epochs, each validation pass and our final evaluation, and
     assumes data loading keeps up (a prepared cache, ``piumr prepare``). The
-    backbone in ``cfg`` is ignored: the anchors are X3D-M's.
+    anchors are X3D-M's: other X3D sizes are not scaled; a backbone in
+    ``BACKBONE_GMACS`` is scaled by its MACs over X3D-M's (at their own inputs).
     """
     if cfg.data.split == "cross-subject":
         pool = MA52_TRAIN_CLIPS + MA52_VAL_CLIPS
@@ -494,7 +514,8 @@ def estimate_gpu_hours(cfg: TrainConfig) -> float:
     speed = ANCHOR_TRAIN_CLIPS_PER_S / (TFAM_OVERHEAD_ASSUMED if cfg.model.tfam.enabled else 1.0)
     evals = len({e for e in range(epochs) if (e + 1) % cfg.eval_every == 0 or e + 1 == epochs}) + 1
     seconds = epochs * steps * cfg.optim.batch_size / speed + evals * val / ANCHOR_EVAL_CLIPS_PER_S
-    return seconds / 3600.0
+    cost = BACKBONE_GMACS.get(cfg.model.backbone, BACKBONE_GMACS["x3d_m"]) / BACKBONE_GMACS["x3d_m"]
+    return cost * seconds / 3600.0
 
 
 @dataclass(frozen=True)
@@ -519,10 +540,12 @@ def plan(settings: Settings, names: Sequence[str]) -> list[PlanRow]:
     paper_base = PRESETS["paper"]
     if settings.base.optim.epochs != get_preset(settings.preset).optim.epochs:
         paper_base = with_overrides(paper_base, {"optim.epochs": settings.base.optim.epochs})
+    if settings.base.model.backbone != get_preset(settings.preset).model.backbone:  # --backbone
+        paper_base = with_overrides(paper_base, backbone_overrides(settings.base.model.backbone, native_input=True))
     first_seen: dict[Path, str] = {}
     rows = []
     for name in expand_names(names):
-        spec = specs.get_experiment(name)
+        spec = experiment_spec(settings, name)
         for job in jobs_for(settings, spec):
             est = estimate_gpu_hours(specs.build_config(paper_base, job.row, job.seed))
             shared = first_seen.setdefault(job.run_dir, spec.name)
@@ -549,6 +572,7 @@ def plan_table(settings: Settings, rows: Sequence[PlanRow]) -> tuple[RichTable, 
     left = sum(r.paper_gpu_hours for r in todo)
     line = (f"{len(rows)} (row, seed) entries, {len(unique)} distinct runs, {len(todo)} still to train or resume. "
             f"Paper preset on MA-52, one H100: ~{total:.1f} GPU h in all, ~{left:.1f} GPU h left "
-            f"(ESTIMATE: measured plain X3D-M throughput x assumed TFAM overhead {TFAM_OVERHEAD_ASSUMED}; "
+            f"(ESTIMATE: measured plain X3D-M throughput x assumed TFAM overhead {TFAM_OVERHEAD_ASSUMED}, "
+            "x MACs ratio to X3D-M for torchvision backbones; "
             "resumed runs counted whole).")
     return t, line
