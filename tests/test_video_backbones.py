@@ -239,3 +239,42 @@ def test_table1_with_tiny_swin_end_to_end(tmp_path: Path) -> None:
     assert len(results) == 2
     cfgs = [json.loads(p.read_text())["config"]["model"] for p in results]
     assert {c["backbone"] for c in cfgs} == {"swin3d_tiny"}
+
+
+@pytest.mark.parametrize("name", FULL)
+def test_full_size_models_match_torchvision_state_dicts(name: str) -> None:
+    """Same parameter names and shapes as torchvision's own builder, so its Kinetics .pth files load."""
+    import torchvision.models.video as tvv
+
+    frames, crop = NATIVE_INPUT[name]
+    ref = getattr(tvv, name)(weights=None).state_dict()
+    ours = _model(name, TFAM_STAGES[name][-1], frames, crop, enabled=False).backbone.state_dict()
+    cls = set(VIDEO_SPECS[name].classifier)
+    assert set(ref) == set(ours)
+    assert all(ref[k].shape == ours[k].shape for k in ref if k not in cls)
+
+
+def test_paired_difference_t_interval(tmp_path: Path) -> None:
+    from piumr.reproduce.paired import compare_rows, main, paired_difference
+
+    d = paired_difference("m", [50.0, 52.0, 54.0], [51.0, 55.0, 56.0])  # diffs 1, 3, 2
+    assert d.mean == pytest.approx(2.0) and d.n == 3
+    half = 4.302652729911275 * 1.0 / 3 ** 0.5  # t_{0.975, 2} * sd / sqrt(n)
+    assert (d.lo, d.hi) == (pytest.approx(2.0 - half), pytest.approx(2.0 + half))
+    with pytest.raises(ValueError, match="same non-zero number"):
+        paired_difference("m", [1.0], [1.0, 2.0])
+
+    def row(key: str, vals: list[float]) -> dict[str, object]:
+        return {"row": key, "seeds": [{"seed": s, "metrics": {"action_top1": v, "f1_mean": v},
+                                       "participants": {"mean": v, "std": 1.0, "worst_acc": v - 5,
+                                                        "worst10_acc": v - 5}} for s, v in enumerate(vals)]}
+
+    (tmp_path / "rows").mkdir()
+    (tmp_path / "rows" / "x3d.json").write_text(json.dumps(row("x3d", [50.0, 52.0, 54.0])))
+    (tmp_path / "rows" / "piumr.json").write_text(json.dumps(row("piumr", [51.0, 55.0, 56.0])))
+    res = compare_rows(tmp_path, "x3d", "piumr")
+    assert res["seeds"] == [0, 1, 2] and res["diffs"]["p_mean"]["mean"] == pytest.approx(2.0)
+    assert res["diffs"]["p_std"]["mean"] == 0.0
+    assert main([str(tmp_path), "--out", str(tmp_path / "p.json")]) == 0
+    assert json.loads((tmp_path / "p.json").read_text())["diffs"]["f1_mean"]["n"] == 3
+    assert main([str(tmp_path / "nowhere")]) == 2
