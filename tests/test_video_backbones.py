@@ -278,3 +278,14 @@ def test_paired_difference_t_interval(tmp_path: Path) -> None:
     assert main([str(tmp_path), "--out", str(tmp_path / "p.json")]) == 0
     assert json.loads((tmp_path / "p.json").read_text())["diffs"]["f1_mean"]["n"] == 3
     assert main([str(tmp_path / "nowhere")]) == 2
+
+
+def test_reproduce_backbone_relabels_rows(tmp_path: Path) -> None:
+    from piumr.reproduce.runner import experiment_spec, jobs_for, make_settings
+
+    s = make_settings(data="synth", preset="smoke", out=tmp_path, backbone="swin3d_tiny")
+    spec = experiment_spec(s, "person-shift")
+    assert [r.label for r in spec.rows] == ["swin3d_tiny baseline (TFAM off, GIRL off)", "PIUmr (swin3d_tiny + TFAM + GIRL)"]
+    cfgs = [j.cfg for j in jobs_for(s, spec)]
+    assert {c.model.backbone for c in cfgs} == {"swin3d_tiny"} and {c.data.split for c in cfgs} == {"cross-subject"}
+    assert all(r.paper is None for r in experiment_spec(s, "table1").rows)

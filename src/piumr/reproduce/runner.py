@@ -29,7 +29,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -161,8 +161,12 @@ def experiment_spec(settings: Settings, name: str) -> ExperimentSpec:
     """The spec of ``name``; Table 1 gains the ``settings.table1_with`` backbones' rows (their own input
     size with the paper preset, the preset's otherwise)."""
     spec = specs.get_experiment(name)
+    bb = settings.base.model.backbone
+    if not bb.startswith("x3d"):  # --backbone: the X3D rows run on bb; the paper's X3D values do not apply
+        spec = replace(spec, rows=tuple(replace(r, label=r.label.replace("X3D", bb), paper=None) for r in spec.rows))
     if spec.name == "table1" and settings.table1_with:
-        return specs.table1_with(settings.table1_with, native_input=settings.preset == "paper")
+        extra = specs.table1_with(settings.table1_with, native_input=settings.preset == "paper")
+        return replace(extra, rows=spec.rows + extra.rows[len(spec.rows):])
     return spec
 
 
