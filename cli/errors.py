@@ -8,6 +8,8 @@ from contextlib import contextmanager
 import typer
 from rich.console import Console
 
+from piumr.errors import CheckpointError, DatasetError, DeviceError, VideoError
+
 err = Console(stderr=True, soft_wrap=True)
 
 
@@ -15,12 +17,9 @@ err = Console(stderr=True, soft_wrap=True)
 def user_errors() -> Iterator[None]:
     """Bad paths, data, checkpoints, presets or options -> ``error: ...`` and exit 2; a GPU out of
     memory -> a hint and exit 3; anything else propagates with its traceback (a bug)."""
-    from piumr.checkpoint import CheckpointError
-    from piumr.data import DatasetError, VideoError
-
     try:
         yield
-    except (CheckpointError, DatasetError, VideoError, FileNotFoundError, KeyError, ValueError) as e:
+    except (CheckpointError, DatasetError, DeviceError, VideoError, FileNotFoundError, KeyError, ValueError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         err.print(f"[bold red]error:[/] {msg}", highlight=False)
         raise typer.Exit(2) from None

@@ -6,15 +6,20 @@ import json
 import time
 import warnings
 from pathlib import Path
-from typing import Annotated, Any, Optional, cast
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from piumr.config import BACKBONES
+from piumr.config import BACKBONES, DataConfig, TrainConfig
 
 from .errors import err, user_errors
+from .options import DeviceOpt, ThreadsOpt
+
+if TYPE_CHECKING:  # the CLI imports torch-heavy modules inside commands, so --help stays fast
+    from piumr.checkpoint import Checkpoint
+    from piumr.model import PIUmrNet
 
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
 warnings.filterwarnings("ignore", message=".*saved_variables.*", category=DeprecationWarning)
@@ -28,7 +33,7 @@ out = Console()
 ARTIFACTS = Path("artifacts")
 
 
-def _cfg(preset: str, overrides: dict[str, Any], backbone: str | None = None) -> Any:
+def _cfg(preset: str, overrides: dict[str, Any], backbone: str | None = None) -> TrainConfig:
     """``preset`` + ``overrides`` (None = not given). A ``backbone`` also moves TFAM to its default stage
     and, for the full-size ``paper`` preset only, the input to its own clip length and crop; explicit
     overrides win."""
@@ -36,6 +41,24 @@ def _cfg(preset: str, overrides: dict[str, Any], backbone: str | None = None) ->
 
     base = backbone_overrides(backbone, native_input=preset == "paper") if backbone is not None else {}
     return with_overrides(get_preset(preset), {**base, **{k: v for k, v in overrides.items() if v is not None}})
+
+
+def _threads(threads: Optional[int], workers: int) -> int:
+    """``piumr.runtime.configure_threads`` for a command that runs ``workers`` loader workers."""
+    from piumr.runtime import configure_threads
+
+    return configure_threads(threads, workers)
+
+
+_L = TypeVar("_L", bound=str)
+
+
+def _choice(flag: str, value: str, choices: tuple[_L, ...]) -> _L:
+    """``value`` as one of ``choices`` (typed); ``ValueError`` naming the flag otherwise."""
+    for c in choices:
+        if value == c:
+            return c
+    raise ValueError(f"{flag} must be one of {', '.join(choices)}, not {value!r}")
 
 
 @app.command()
@@ -52,6 +75,7 @@ def version() -> None:
 def info(
     preset: Annotated[str, typer.Option(help="config preset")] = "paper",
     batch: Annotated[int, typer.Option(help="batch for the forward/backward check")] = 2,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Build a preset's model and run one forward/backward pass: shapes and parameter counts."""
     import torch
@@ -60,6 +84,7 @@ def info(
 
     with user_errors():
         cfg = _cfg(preset, {})
+        _threads(threads, 0)
         torch.manual_seed(0)
         model = build_model(config=cfg.model).train()
         x = torch.randn(batch, 3, cfg.model.frames, cfg.model.crop, cfg.model.crop)
@@ -93,6 +118,7 @@ def synth(
     size: Annotated[Optional[int], typer.Option(help="frame size in pixels")] = None,
     seed: Annotated[Optional[int], typer.Option(help="generator seed")] = None,
     workers: Annotated[int, typer.Option(help="parallel processes")] = 2,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Generate the synthetic MA-52-format dataset (real mp4 files + official-format lists)."""
     from piumr.data.splits import synth_params
@@ -102,6 +128,7 @@ def synth(
         d = _cfg(preset, {"data.synth_persons": persons, "data.synth_clips_per_person": clips_per_person,
                           "data.synth_classes_per_body": classes_per_body, "data.synth_frames": frames,
                           "data.synth_size": size, "data.synth_seed": seed}).data
+        _threads(threads, workers)
         t = time.perf_counter()
         res = generate(out_dir, workers=workers, progress=True, **synth_params(d))
         out.print(f"wrote {res} in {time.perf_counter() - t:.1f} s")
@@ -111,21 +138,19 @@ def synth(
 def prepare(
     data: Annotated[Path, typer.Option(help="MA-52 root (raw videos)")],
     out_dir: Annotated[Path, typer.Option("--out", help="cache folder to write")],
-    short_side: Annotated[int, typer.Option(help="resize frames to this short side")] = 256,
+    short_side: Annotated[int, typer.Option(help="resize frames to this short side")] = DataConfig().short_side,
     workers: Annotated[int, typer.Option(help="parallel processes")] = 2,
     splits: Annotated[str, typer.Option(help="comma-separated splits")] = "train,val,test",
+    threads: ThreadsOpt = None,
 ) -> None:
     """Convert raw clips once into a compact JPEG-frame cache (resumable, verified)."""
-    from piumr.data import prepare_dataset
+    from piumr.data import SPLITS, prepare_dataset
     from piumr.data.prepare import report_dict
 
     with user_errors():
-        wanted = tuple(s.strip() for s in splits.split(","))
-        bad = [s for s in wanted if s not in ("train", "val", "test")]
-        if bad:
-            raise ValueError(f"--splits: unknown split(s) {bad}; use train, val, test")
-        rep = prepare_dataset(data, out_dir, splits=cast(Any, wanted),
-                              short_side=short_side, workers=workers, progress=True)
+        wanted = tuple(_choice("--splits", s.strip(), SPLITS) for s in splits.split(","))
+        _threads(threads, workers)
+        rep = prepare_dataset(data, out_dir, splits=wanted, short_side=short_side, workers=workers, progress=True)
         out.print_json(json.dumps(report_dict(rep)))
         if rep.failed:
             err.print(f"[yellow]{len(rep.failed)} clip(s) could not be converted (listed above)[/]")
@@ -164,8 +189,9 @@ def train(
     eval_every: Annotated[Optional[int], typer.Option()] = None,
     max_steps_per_epoch: Annotated[Optional[int], typer.Option()] = None,
     on_error: Annotated[Optional[str], typer.Option(help="skip | raise on a broken clip")] = None,
-    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 (default: cuda if available)")] = None,
+    device: DeviceOpt = None,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Train PIUmr (or an ablation) and keep best/last checkpoints, logs and metrics."""
     from piumr.train import train as run_train
@@ -189,14 +215,18 @@ def train(
             run_dir = resume
         else:
             run_dir = out_dir or ARTIFACTS / "runs" / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        _threads(threads, cfg.data.num_workers)
         res = run_train(cfg, run_dir, resume=resume is not None, device=device, progress=not quiet)
         out.print(f"run folder: {res.out_dir}  (best val F1_mean {res.best_metric:.2f}, {res.seconds:.0f} s)")
 
 
-def _load(checkpoint: Optional[Path]) -> tuple[Any, Any, Path]:
+def _load(checkpoint: Optional[Path], device: Optional[str]) -> tuple[PIUmrNet, Checkpoint, Path]:
+    """The checkpoint given (or the latest under artifacts/), loaded onto ``device`` (checked first)."""
     from piumr.checkpoint import load_model
     from piumr.predict import find_latest_checkpoint
+    from piumr.runtime import pick_device
 
+    dev = pick_device(device)
     path = checkpoint or find_latest_checkpoint(ARTIFACTS)
     if path is None:
         raise FileNotFoundError(
@@ -204,7 +234,7 @@ def _load(checkpoint: Optional[Path]) -> tuple[Any, Any, Path]:
             "(e.g. `piumr train --preset smoke --data synth`) or pass --checkpoint PATH")
     if checkpoint is None:
         err.print(f"using the most recent checkpoint: {path}")
-    model, ck = load_model(path)
+    model, ck = load_model(path, map_location=dev)
     return model, ck, path
 
 
@@ -216,21 +246,22 @@ def evaluate(
     views: Annotated[int, typer.Option(help="temporal views averaged per clip")] = 1,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="where metrics.json / predictions.csv go")] = None,
     batch_size: Annotated[Optional[int], typer.Option()] = None,
-    device: Annotated[Optional[str], typer.Option()] = None,
+    device: DeviceOpt = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Official MA-52 metrics (+ per-participant / worst-participant) of a checkpoint on a split."""
+    from piumr.data import SPLITS
     from piumr.evaluate import evaluate_checkpoint
     from piumr.metrics import format_table
-    from piumr.train import pick_device
 
     with user_errors():
-        if split not in ("train", "val", "test"):
-            raise ValueError(f"--split must be train, val or test, not {split!r}")
-        model, ck, path = _load(checkpoint)
-        dev = pick_device(device)
+        which = _choice("--split", split, SPLITS)
+        model, ck, path = _load(checkpoint, device)
+        dev = next(model.parameters()).device
         d = ck.config.data if data is None else ck.config.data.model_copy(update={"root": data})
+        _threads(threads, d.num_workers)
         dest = out_dir or path.parent / f"eval-{split}"
-        res, scores = evaluate_checkpoint(model.to(dev), ck.config, split=split, out_dir=dest, device=dev,  # type: ignore[arg-type]
+        res, scores = evaluate_checkpoint(model, ck.config, split=which, out_dir=dest, device=dev,
                                           views=views, batch_size=batch_size, data=d)
         out.print(format_table(res.official))
         if res.participants is not None:
@@ -250,16 +281,16 @@ def predict(
     views: Annotated[int, typer.Option(help="temporal views averaged per clip")] = 1,
     submission: Annotated[Optional[Path], typer.Option(help="write a Codabench submission zip for --data's test list")] = None,
     data: Annotated[Optional[Path], typer.Option(help="MA-52 root whose test list --submission scores")] = None,
-    device: Annotated[Optional[str], typer.Option()] = None,
+    device: DeviceOpt = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Top-5 actions (names, probabilities) and body group for each clip."""
     from piumr.predict import ClipFailure, expand_inputs, predict_clips, write_submission
-    from piumr.train import pick_device
 
     with user_errors():
-        model, ck, _ = _load(checkpoint)
-        dev = pick_device(device)
-        model = model.to(dev)
+        model, ck, _ = _load(checkpoint, device)
+        dev = next(model.parameters()).device
+        _threads(threads, ck.config.data.num_workers if submission is not None else 0)
         if submission is not None:
             if data is None:
                 raise ValueError("--submission needs --data (the MA-52 root holding test_list_videos.txt)")
@@ -287,16 +318,17 @@ def predict(
             raise typer.Exit(1)
 
 
-def _bench(kind: str, preset: str, batch: Optional[int], device: Optional[str], iters: int, variants: str,
-           backbone: Optional[str] = None) -> None:
+def _bench(kind: Literal["train", "infer"], preset: str, batch: Optional[int], device: Optional[str], iters: int,
+           variants: str, threads: Optional[int], backbone: Optional[str] = None) -> None:
     from piumr.bench import run_bench
-    from piumr.train import pick_device
+    from piumr.runtime import pick_device
 
     with user_errors():
         cfg = _cfg(preset, {}, backbone)
         dev = pick_device(device)
+        n_threads = _threads(threads, 0)
         b = batch or (cfg.optim.batch_size if dev.type == "cuda" else 4)
-        rows = run_bench(cfg, kind, batch=b, device=str(dev), iters=iters,  # type: ignore[arg-type]
+        rows = run_bench(cfg, kind, batch=b, device=str(dev), iters=iters, threads=n_threads,
                          variants=tuple(v.strip() for v in variants.split(",")))
         base = rows[0]
         t = Table(title=f"bench {kind}: preset {preset}, {cfg.model.backbone}, batch {b}, "
@@ -314,26 +346,28 @@ def _bench(kind: str, preset: str, batch: Optional[int], device: Optional[str], 
 def bench_train(
     preset: Annotated[str, typer.Option()] = "paper",
     batch: Annotated[Optional[int], typer.Option(help="default: preset batch on GPU, 4 on CPU")] = None,
-    device: Annotated[Optional[str], typer.Option()] = None,
+    device: DeviceOpt = None,
     iters: Annotated[int, typer.Option()] = 5,
     variants: Annotated[str, typer.Option(help="comma list of x3d, x3d+tfam, x3d+girl, piumr, piumr-fast")] = "x3d,piumr",
+    threads: ThreadsOpt = None,
     backbone: Annotated[Optional[str], typer.Option(help="backbone instead of the preset's (x3d = the plain backbone)")] = None,
 ) -> None:
     """Training step (forward+backward+AdamW): plain pytorchvideo X3D vs PIUmr, same run."""
-    _bench("train", preset, batch, device, iters, variants, backbone)
+    _bench("train", preset, batch, device, iters, variants, threads, backbone)
 
 
 @bench_app.command("infer")
 def bench_infer(
     preset: Annotated[str, typer.Option()] = "paper",
     batch: Annotated[Optional[int], typer.Option()] = None,
-    device: Annotated[Optional[str], typer.Option()] = None,
+    device: DeviceOpt = None,
     iters: Annotated[int, typer.Option()] = 5,
     variants: Annotated[str, typer.Option()] = "x3d,piumr",
+    threads: ThreadsOpt = None,
     backbone: Annotated[Optional[str], typer.Option(help="backbone instead of the preset's (x3d = the plain backbone)")] = None,
 ) -> None:
     """Inference (no grad): plain pytorchvideo X3D vs PIUmr, same run."""
-    _bench("infer", preset, batch, device, iters, variants, backbone)
+    _bench("infer", preset, batch, device, iters, variants, threads, backbone)
 
 
 @bench_app.command("loader")
@@ -344,6 +378,7 @@ def bench_loader(
     seconds: Annotated[float, typer.Option()] = 20.0,
     frames: Annotated[Optional[int], typer.Option()] = None,
     crop: Annotated[Optional[int], typer.Option()] = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Data loader throughput (augmented clips/s) from raw videos or a prepared cache."""
     from piumr.data.bench import loader_throughput
@@ -352,6 +387,7 @@ def bench_loader(
     with user_errors():
         cfg = _cfg(preset, {"data.root": data})
         root = resolve_root(cfg.data)
+        _threads(threads, workers)
         res = loader_throughput(root, "train", frames or cfg.model.frames, crop or cfg.model.crop,
                                 cfg.data.short_side, workers, cfg.optim.batch_size if workers else 8, seconds)
         out.print_json(json.dumps(res))

@@ -12,6 +12,7 @@ from rich.console import Console
 
 from .errors import err as _err
 from .errors import user_errors
+from .options import DeviceOpt, ThreadsOpt
 
 reproduce_app = typer.Typer(
     help="Regenerate the paper's tables and figures (see reproduce/README.md). Runs are shared between "
@@ -45,10 +46,8 @@ EpochsOpt = Annotated[Optional[int], typer.Option(help="override the preset's ep
 OutOpt = Annotated[Optional[Path], typer.Option(
     "--out", help="output root (default artifacts/reproduce/<data-tag>); experiments go to <out>/<name>, runs to <out>/runs")]
 PlanOpt = Annotated[bool, typer.Option("--plan", help="print what would run and the estimated GPU hours; run nothing")]
-DeviceOpt = Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 (default: cuda if available)")]
 StepsOpt = Annotated[Optional[int], typer.Option(help="cap optimiser steps per epoch (quick runs)")]
 QuietOpt = Annotated[bool, typer.Option(help="no progress bars")]
-ThreadsOpt = Annotated[Optional[int], typer.Option(help="torch CPU threads (default: torch's choice)")]
 BackboneOpt = Annotated[Optional[str], typer.Option(
     help="train every row on this backbone instead of the preset's (e.g. swin3d_tiny); with --preset paper at "
          "its own clip length and crop")]
@@ -60,18 +59,15 @@ def _run(names: list[str], data: str, preset: str, seeds: list[str] | None, extr
          backbone: str | None = None) -> None:
     from piumr.reproduce import expand_names, make_settings, plan_table, print_result, run_many
     from piumr.reproduce import plan as make_plan
+    from piumr.runtime import configure_threads, pick_device
 
     with user_errors():
         settings = make_settings(data=data, preset=preset, seeds=parse_seeds(seeds, extra), epochs=epochs, out=out,
                                  device=device, max_steps_per_epoch=max_steps_per_epoch, progress=not quiet,
                                  console=_err, table1_with=table1_with, backbone=backbone)
         expand_names(names)  # unknown names fail here, before anything runs
-        if threads is not None:
-            if threads < 1:
-                raise ValueError(f"--threads must be >= 1, got {threads}")
-            import torch
-
-            torch.set_num_threads(threads)
+        pick_device(device)  # an unknown or absent device fails here, before anything runs
+        configure_threads(threads, settings.base.data.num_workers)
         if plan:
             table, line = plan_table(settings, make_plan(settings, names))
             _out.print(table)

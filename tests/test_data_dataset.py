@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import av
-import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2  # type: ignore[import-untyped]
 
+from conftest import VideoWriter
 from piumr.data import (
     KINETICS_MEAN, KINETICS_STD, VideoDataset, VideoError, build_transform, collate, read_split,
 )
@@ -19,23 +18,8 @@ from piumr.data.dataset import worker_init
 T, CROP, SHORT = 5, 32, 40  # distinct sizes so axis swaps fail
 
 
-def make_video(path: Path, frames: int, width: int = 64, height: int = 48, level: int = 0) -> Path:
-    """Clip whose frame i is grey 20 + 10 i + level, with a white top-left marker."""
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for i in range(frames):
-            img = np.full((height, width, 3), 20 + 10 * i + level, np.uint8)
-            img[: height // 4, : width // 4] = 255
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
-
-
 @pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def root(tmp_path_factory: pytest.TempPathFactory, make_video: VideoWriter) -> Path:
     """Raw root: 4 train clips (the third is a text file named .mp4) and 2 test clips."""
     root = tmp_path_factory.mktemp("ma52")
     (root / "train").mkdir()
@@ -44,7 +28,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for k, (name, label, frames) in enumerate(
         [("0001_00_0001.mp4", 0, 12), ("0001_01_0002.mp4", 9, 7), ("0002_02_0001.mp4", 11, 9),
          ("0003_06_0001.mp4", 51, 3)]):
-        make_video(root / "train" / name, frames, level=k)
+        make_video(root / "train" / name, frames, grey=lambda i, k=k: 20 + 10 * i + k)
         lines.append(f"{name} {label}")
     (root / "train" / "0002_02_0001.mp4").write_text("not a video")
     (root / "train_list_videos.txt").write_text("\r\n".join(lines) + "\r\n")

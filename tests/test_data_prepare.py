@@ -7,11 +7,10 @@ import json
 import shutil
 from pathlib import Path
 
-import av
-import numpy as np
 import pytest
 import torch
 
+from conftest import VideoWriter
 from piumr.data import (
     PreparedCache, VideoDataset, VideoError, build_transform, find_layout, open_cache_if_any,
     prepare_dataset, read_frames, read_split,
@@ -23,23 +22,8 @@ CLIPS = Path(__file__).resolve().parents[1].parent / "shared" / "clips"
 SHORT = 40
 
 
-def make_video(path: Path, frames: int, width: int = 64, height: int = 48) -> Path:
-    """Clip whose frame i is grey 20 + 10 i with a white top-left marker."""
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for i in range(frames):
-            img = np.full((height, width, 3), 20 + 10 * i, np.uint8)
-            img[: height // 4, : width // 4] = 255
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
-
-
 @pytest.fixture()
-def raw(tmp_path: Path) -> Path:
+def raw(tmp_path: Path, make_video: VideoWriter) -> Path:
     """Raw root (videos_* folders, annotations/): train 3 clips (one broken), val 1, test 1."""
     root = tmp_path / "raw"
     for split in ("train", "val", "test"):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import VideoWriter
 from piumr.data.video import (
     VideoError, probe, read_frames, resized_size, segment_indices, uniform_indices, views_offsets,
 )
@@ -22,24 +23,6 @@ BACKENDS = ("decord", "pyav")
 def grey(i: int) -> int:
     """Grey level of generated frame i (distinct per frame, survives compression)."""
     return 16 + (9 * i) % 225
-
-
-def make_video(path: Path, frames: int, width: int = 64, height: int = 48, codec: str = "libx264",
-               fps: int = 25, rotation: int | None = None) -> Path:
-    """Write a clip whose frame i is uniform grey(i) with a white square in the top-left corner."""
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream(codec, rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        if rotation is not None:
-            stream.set_display_rotation(rotation)
-        for i in range(frames):
-            img = np.full((height, width, 3), grey(i), np.uint8)
-            img[: height // 4, : width // 4] = 255  # orientation marker
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
 
 
 def clip(*parts: str) -> Path:
@@ -97,8 +80,8 @@ def test_resized_size() -> None:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_read_frames_returns_the_requested_frames(tmp_path: Path, backend: str) -> None:
-    path = make_video(tmp_path / "a.mp4", 20)
+def test_read_frames_returns_the_requested_frames(tmp_path: Path, backend: str, make_video: VideoWriter) -> None:
+    path = make_video(tmp_path / "a.mp4", 20, grey=grey)
     info = probe(path)
     assert (info.num_frames, info.height, info.width) == (20, 48, 64)
     assert info.fps == pytest.approx(25.0)
@@ -111,16 +94,16 @@ def test_read_frames_returns_the_requested_frames(tmp_path: Path, backend: str) 
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_short_side_resize_in_decoder(tmp_path: Path, backend: str) -> None:
-    path = make_video(tmp_path / "a.mp4", 6, width=128, height=96)
+def test_short_side_resize_in_decoder(tmp_path: Path, backend: str, make_video: VideoWriter) -> None:
+    path = make_video(tmp_path / "a.mp4", 6, width=128, height=96, grey=grey)
     x = read_frames(path, [1, 4], backend=backend, short_side=48)  # type: ignore[arg-type]
     assert tuple(x.shape) == (2, 48, 64, 3)
     assert x[:, 24:, 32:].float().mean(dim=(1, 2, 3)).tolist() == pytest.approx([grey(1), grey(4)], abs=3)
 
 
-def test_auto_falls_back_to_pyav_where_decord_fails(tmp_path: Path) -> None:
+def test_auto_falls_back_to_pyav_where_decord_fails(tmp_path: Path, make_video: VideoWriter) -> None:
     """decord 0.6 cannot output 48-pixel-wide frames; "auto" then decodes with PyAV."""
-    path = make_video(tmp_path / "narrow.mp4", 4, width=48, height=64)
+    path = make_video(tmp_path / "narrow.mp4", 4, width=48, height=64, grey=grey)
     with pytest.raises(VideoError, match="narrow.mp4"):
         read_frames(path, [0], backend="decord")
     x = read_frames(path, [0, 3], backend="auto")
@@ -128,8 +111,8 @@ def test_auto_falls_back_to_pyav_where_decord_fails(tmp_path: Path) -> None:
     assert x[:, 32:, 24:].float().mean(dim=(1, 2, 3)).tolist() == pytest.approx([grey(0), grey(3)], abs=3)
 
 
-def test_generated_rotation_same_orientation_in_both_backends(tmp_path: Path) -> None:
-    path = make_video(tmp_path / "rot.mp4", 4, width=128, height=96, rotation=90)
+def test_generated_rotation_same_orientation_in_both_backends(tmp_path: Path, make_video: VideoWriter) -> None:
+    path = make_video(tmp_path / "rot.mp4", 4, width=128, height=96, rotation=90, grey=grey)
     for short_side in (None, 64):
         a = read_frames(path, [0, 3], backend="decord", short_side=short_side)
         b = read_frames(path, [0, 3], backend="pyav", short_side=short_side)
@@ -141,8 +124,8 @@ def test_generated_rotation_same_orientation_in_both_backends(tmp_path: Path) ->
     assert (probe(path).height, probe(path).width) == (128, 96)
 
 
-def test_mkv_without_frame_count(tmp_path: Path) -> None:
-    path = make_video(tmp_path / "a.mkv", 13)
+def test_mkv_without_frame_count(tmp_path: Path, make_video: VideoWriter) -> None:
+    path = make_video(tmp_path / "a.mkv", 13, grey=grey)
     with av.open(str(path)) as c:
         assert c.streams.video[0].frames == 0  # Matroska header has no count
     assert probe(path).num_frames == 13
@@ -151,9 +134,9 @@ def test_mkv_without_frame_count(tmp_path: Path) -> None:
         [grey(i) for i in uniform_indices(13, 4)], abs=3)
 
 
-def test_wrong_extension_decodes_by_content(tmp_path: Path) -> None:
+def test_wrong_extension_decodes_by_content(tmp_path: Path, make_video: VideoWriter) -> None:
     """Documented behaviour: the container is probed from content, so .avi holding mp4 works."""
-    src = make_video(tmp_path / "a.mp4", 8)
+    src = make_video(tmp_path / "a.mp4", 8, grey=grey)
     dst = tmp_path / "a.avi"
     shutil.copy(src, dst)
     for backend in BACKENDS:
@@ -161,8 +144,8 @@ def test_wrong_extension_decodes_by_content(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("backend", ("decord", "pyav", "auto"))
-def test_truncated_file_is_video_error(tmp_path: Path, backend: str) -> None:
-    src = make_video(tmp_path / "full.mp4", 30, codec="mpeg4")
+def test_truncated_file_is_video_error(tmp_path: Path, backend: str, make_video: VideoWriter) -> None:
+    src = make_video(tmp_path / "full.mp4", 30, codec="mpeg4", grey=grey)
     data = src.read_bytes()
     bad = tmp_path / "half.mp4"
     bad.write_bytes(data[: len(data) // 2])
@@ -195,10 +178,10 @@ def test_zero_frame_video(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_missing_file_and_index_past_end(tmp_path: Path, backend: str) -> None:
+def test_missing_file_and_index_past_end(tmp_path: Path, backend: str, make_video: VideoWriter) -> None:
     with pytest.raises(VideoError, match="nope.mp4"):
         read_frames(tmp_path / "nope.mp4", [0], backend=backend)  # type: ignore[arg-type]
-    path = make_video(tmp_path / "a.mp4", 5)
+    path = make_video(tmp_path / "a.mp4", 5, grey=grey)
     with pytest.raises(VideoError, match="a.mp4"):
         read_frames(path, [5], backend=backend)  # type: ignore[arg-type]
     with pytest.raises(ValueError):

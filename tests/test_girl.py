@@ -13,8 +13,10 @@ from piumr.losses import PIUmrLoss
 
 
 def loop_reference(f: torch.Tensor, y: torch.Tensor, groups: list[list[int]], tau: float, eta: float,
-                   lambda_var: float, eps: float) -> float:
-    """eq. (6)-(7) with plain Python loops in float64, straight from the paper's text."""
+                   lambda_var: float, eps: float, weight_on: str = "scaled") -> float:
+    """eq. (6)-(7) with plain Python loops in float64, straight from the paper's text.
+
+    ``weight_on`` picks what the Gaussian is centred on: s_ij (literal), cos_ij, or s_ij - max_k s_ik."""
     f64 = [[float(v) for v in row] for row in f.double()]
     norm = [math.sqrt(sum(v * v for v in row)) for row in f64]
     fn = [[v / n for v in row] for row, n in zip(f64, norm)]
@@ -23,13 +25,20 @@ def loop_reference(f: torch.Tensor, y: torch.Tensor, groups: list[list[int]], ta
     def s(i: int, j: int) -> float:
         return sum(a * b for a, b in zip(fn[i], fn[j])) / tau
 
+    def u(i: int, k: int, grp: list[int]) -> float:
+        if weight_on == "cosine":
+            return s(i, k) * tau
+        if weight_on == "shifted":
+            return s(i, k) - max(s(i, j) for j in grp)
+        return s(i, k)
+
     risks = []
     for grp in groups:
         total = 0.0
         for i in grp:
-            gauss = {k: math.exp(-0.5 * ((s(i, k) - eta) / eta) ** 2) for k in grp}
+            gauss = {k: math.exp(-0.5 * ((u(i, k, grp) - eta) / eta) ** 2) for k in grp}
             # the softmax form is the same ratio; compute it stably via the max exponent
-            log_g = {k: -0.5 * ((s(i, k) - eta) / eta) ** 2 for k in grp}
+            log_g = {k: -0.5 * ((u(i, k, grp) - eta) / eta) ** 2 for k in grp}
             mx = max(log_g.values())
             z = sum(math.exp(v - mx) for v in log_g.values())
             w = {k: math.exp(log_g[k] - mx) / z for k in grp}
@@ -45,17 +54,18 @@ def loop_reference(f: torch.Tensor, y: torch.Tensor, groups: list[list[int]], ta
     return mean + lambda_var * var
 
 
+@pytest.mark.parametrize("weight_on", ["scaled", "cosine", "shifted"])
 @pytest.mark.parametrize("seed", range(6))
-def test_matches_float64_loop(seed: int) -> None:
+def test_matches_float64_loop(seed: int, weight_on: str) -> None:
     g = torch.Generator().manual_seed(seed)
     b, d, groups = 11, 7, 3
     f = torch.randn(b, d, generator=g)
     y = torch.randint(0, 4, (b,), generator=g)
     tau, eta = (0.07, 0.2) if seed % 2 == 0 else (1.0, 0.5)
-    loss = GIRLLoss(groups=groups, tau=tau, eta=eta, lambda_var=0.7, seed=seed)
+    loss = GIRLLoss(groups=groups, tau=tau, eta=eta, lambda_var=0.7, seed=seed, weight_on=weight_on)  # type: ignore[arg-type]
     ref_groups = [g_.tolist() for g_ in GIRLLoss(groups=groups, seed=seed).partition(b)]
     got = float(loss(f, y))
-    want = loop_reference(f, y, ref_groups, tau, eta, 0.7, 1e-8)
+    want = loop_reference(f, y, ref_groups, tau, eta, 0.7, 1e-8, weight_on)
     assert got == pytest.approx(want, rel=1e-4, abs=1e-5)
 
 
@@ -161,3 +171,35 @@ def test_detach_weights_changes_gradient_not_value() -> None:
     (ga,) = torch.autograd.grad(a, f)
     (gb,) = torch.autograd.grad(GIRLLoss(groups=2, seed=3, detach_weights=True)(f, y), f)
     assert (ga - gb).abs().max() > 1e-4, "detaching the weights must change the gradient"
+
+
+def test_defaults_match_config() -> None:
+    """GIRLLoss's keyword defaults are GIRLConfig's (one source of truth), and from_config passes every field."""
+    import inspect
+
+    cfg = GIRLConfig().model_dump()
+    params = inspect.signature(GIRLLoss.__init__).parameters
+    names = [n for n in params if n != "self"]
+    assert set(names) == set(cfg) - {"enabled", "weight"}
+    for name in names:
+        assert params[name].default == cfg[name], f"GIRLLoss.{name} drifts from GIRLConfig"
+    custom = GIRLConfig(groups=3, tau=0.5, eta=0.3, lambda_var=0.2, var_grad=True, exclude_self=True,
+                        weight_on="shifted", detach_weights=True, seed=7)
+    loss = GIRLLoss.from_config(custom)
+    assert (loss.groups, loss.tau, loss.eta, loss.lambda_var, loss.var_grad, loss.exclude_self, loss.weight_on,
+            loss.detach_weights) == (3, 0.5, 0.3, 0.2, True, True, "shifted", True)
+
+
+def test_literal_weights_sit_on_least_similar_pair() -> None:
+    """Literal units (Gaussian on cos/0.07 around 0.2): w is ~one-hot on the least similar group-mate when
+    cosines are high, as for post-ReLU embeddings; in cosine units (default) the weights stay spread."""
+    g = torch.Generator().manual_seed(0)
+    f = torch.rand(16, 32, generator=g) + 0.5  # positive features: pairwise cosines ~0.9
+    lit = GIRLLoss(weight_on="scaled", tau=0.07, eta=0.2).gaussian_weights(f)
+    cos = torch.nn.functional.normalize(f, dim=1) @ torch.nn.functional.normalize(f, dim=1).t()
+    assert float(lit.max(dim=1).values.mean()) > 0.9
+    assert torch.equal(lit.argmax(dim=1), cos.argmin(dim=1))
+    default = GIRLLoss().gaussian_weights(f)
+    assert float(default.max(dim=1).values.mean()) < 0.2
+    shifted = GIRLLoss(weight_on="shifted", tau=0.07, eta=0.2).gaussian_weights(f)
+    assert torch.equal(shifted.argmax(dim=1), torch.arange(16))  # the self-pair: the most similar one

@@ -20,16 +20,15 @@ from typer.testing import CliRunner
 from piumr.config import PRESETS, TrainConfig, get_preset
 from piumr.metrics import EvalResult
 from piumr.reproduce import figures, paper, specs
+from piumr.reproduce.planning import estimate_gpu_hours, plan
 from piumr.reproduce.runner import (
     RESULT_FILE,
     Settings,
     build_table,
     ensure_run,
-    estimate_gpu_hours,
     expand_names,
     jobs_for,
     make_settings,
-    plan,
     run_experiment,
 )
 from piumr.reproduce.writers import Cell, ResultTable, TableRow, compute_marks, table_to_json, table_to_latex

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from piumr.data import synth
+from piumr.data.ma52 import ACTION_NAMES, ACTION_TO_BODY
 from piumr.data.synth import SynthInfo, ensure_synth, generate, make_person, render_clip, select_classes
 
 TINY = dict(persons=4, clips_per_person=4, frames=8, size=32, seed=0, workers=1, progress=False)
@@ -56,7 +57,7 @@ def test_list_format_and_names(tiny: SynthInfo) -> None:
         assert entries, rel
         for name, label in entries:
             assert label in tiny.classes
-            assert int(name[5:7]) == synth._ACTION_TO_BODY[label]
+            assert int(name[5:7]) == ACTION_TO_BODY[label]
             split_dir = (tiny.out / rel).parent / rel.split("/")[-1].split("_")[0]
             assert (split_dir / name).is_file(), (rel, name)
     total = sum(tiny.counts[s] for s in ("train", "val", "test"))
@@ -81,7 +82,7 @@ def test_label_names(tiny: SynthInfo) -> None:
     assert [ln.split("\t") for ln in lines[:-1]] == [[str(i), n] for i, n in enumerate(ACTION_NAMES)]
     assert lines[9] == "9\tnodding" and lines[45] == "45\tcovering face"
     # the private copies must match the shared ones until they are deduplicated
-    assert synth._ACTION_NAMES == ACTION_NAMES and synth._ACTION_TO_BODY == ACTION_TO_BODY
+    assert ACTION_NAMES == ACTION_NAMES and ACTION_TO_BODY == ACTION_TO_BODY
     assert (tiny.out / "cross_subject" / "label_name.txt").read_bytes() == raw
 
 
@@ -142,7 +143,7 @@ def test_deterministic(tmp_path: Path) -> None:
 
 def test_classes_per_body() -> None:
     one = select_classes(1)
-    assert len(one) == 7 and sorted(synth._ACTION_TO_BODY[c] for c in one) == list(range(7))
+    assert len(one) == 7 and sorted(ACTION_TO_BODY[c] for c in one) == list(range(7))
     assert len(select_classes(2)) == 14
     assert len(select_classes(5)) == 5 + 5 + 5 + 5 + 5 + 5 + 4
     assert select_classes(13) == tuple(range(52))
@@ -215,7 +216,7 @@ def test_ensure_synth_caches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     def boom(*args: object, **kwargs: object) -> SynthInfo:
         raise AssertionError("must not regenerate")
 
-    monkeypatch.setattr(synth, "generate", boom)
+    monkeypatch.setattr(synth.generation, "generate", boom)
     assert ensure_synth(tmp_path, **{**kw, "workers": 2}) == first  # run-only params share the cache
     assert synth.synth_key(**kw) != synth.synth_key(**{**kw, "seed": 1})
     with pytest.raises(TypeError):
@@ -228,7 +229,7 @@ def test_ensure_synth_interrupted_leaves_nothing(tmp_path: Path, monkeypatch: py
         (Path(out) / "train" / "0001_00_0001.mp4").write_bytes(b"partial")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(synth, "generate", half)
+    monkeypatch.setattr(synth.generation, "generate", half)
     with pytest.raises(KeyboardInterrupt):
         ensure_synth(tmp_path, persons=2)
     assert list(tmp_path.iterdir()) == []

@@ -164,3 +164,82 @@ def test_plugs_into_x3d_and_resnet() -> None:
 
 def small_tfam_for(c: int) -> TFAM:
     return TFAM(channels=c, num_dct=4, dct_kernel=3, attn_dim=8, attn_heads=2)
+
+
+def _distinct_frames(b: int = 3, c: int = C, t: int = 8, h: int = 4, w: int = 5) -> torch.Tensor:
+    """Post-ReLU-like features whose frames differ in content: (b, c, t, h, w), non-negative."""
+    g = torch.Generator().manual_seed(0)
+    base = torch.rand(b, c, 1, h, w, generator=g)
+    per_frame = torch.rand(b, c, t, 1, 1, generator=g) * 2.0
+    return torch.relu(base + per_frame + 0.3 * torch.randn(b, c, t, h, w, generator=g))
+
+
+def test_defaults_match_config() -> None:
+    """Every keyword default of TFAM and its branches is TFAMConfig's (one source of truth)."""
+    import inspect
+
+    from piumr.config import TFAMConfig
+    from piumr.model.tfam import FrequencyBranch, TemporalBranch
+
+    cfg = TFAMConfig().model_dump()
+    for cls in (TFAM, FrequencyBranch, TemporalBranch):
+        params = inspect.signature(cls.__init__).parameters
+        checked = [n for n in params if n in cfg]
+        assert checked, cls
+        for name in checked:
+            assert params[name].default == cfg[name], f"{cls.__name__}.{name} drifts from TFAMConfig"
+    extra = {n for n in inspect.signature(TFAM.__init__).parameters if n not in ("self", "channels", "eps")}
+    assert extra == set(cfg) - {"enabled", "stage"}, "TFAM keywords and TFAMConfig fields differ"
+
+
+@pytest.mark.parametrize("perturb", ["mask", "shuffle"])
+def test_stability_below_one_when_perturbed(perturb: str) -> None:
+    """With order-aware pooling, s_t < 1 whenever the perturbation changes the input (issue: s_t was == 1)."""
+    torch.manual_seed(0)
+    m = small_tfam(temporal_perturb=perturb).train()
+    x = _distinct_frames()
+    assert m.temp is not None and m.freq is not None
+    with torch.no_grad():
+        s_t, s_s = m.stability_scores(x, m.temp(x), m.freq.spectrum(x))
+    assert s_t.shape == (3,) and s_s.shape == (3,)
+    assert float(s_t.max()) < 0.999, s_t
+    assert bool(torch.isfinite(s_s).all())
+
+
+def test_literal_stability_is_vacuous_under_shuffle() -> None:
+    """The literal reading (shuffle + one max over (T, H, W)) gives s_t == 1: documented, kept behind switches."""
+    torch.manual_seed(0)
+    m = small_tfam(temporal_perturb="shuffle", stability_pool="global").train()
+    x = _distinct_frames()
+    assert m.temp is not None and m.freq is not None
+    with torch.no_grad():
+        s_t, _ = m.stability_scores(x, m.temp(x), m.freq.spectrum(x))
+    assert torch.allclose(s_t, torch.ones_like(s_t), atol=1e-5)
+
+
+def _gate_spread(m: TFAM, x: torch.Tensor) -> float:
+    assert m.temp is not None
+    with torch.no_grad():
+        gate = m.temp.attention(x)
+    return float((gate.std(dim=1) / gate.mean(dim=1)).mean())
+
+
+def test_temporal_gate_varies_over_frames_at_init() -> None:
+    """Default gate tells frames apart at init; the literal K_mix (~1/T entries) barely does."""
+    x = _distinct_frames()
+    spreads, literal = [], []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        spreads.append(_gate_spread(small_tfam(), x))
+        torch.manual_seed(seed)
+        literal.append(_gate_spread(small_tfam(kernel_scale="none", tokens="mean", gate_scale_init=1.0), x))
+    assert min(spreads) > 3e-3, spreads
+    assert min(spreads) > 10 * max(literal), (spreads, literal)
+
+
+def test_mask_perturbation_masks_some_but_not_all_frames() -> None:
+    m = small_tfam(temporal_perturb="mask", mask_ratio=0.0)
+    x = torch.ones(2, C, 5, 3, 3)
+    for _ in range(10):
+        kept = m._perturb_frames(x).amax(dim=(0, 1, 3, 4))
+        assert 1 <= int((kept == 0).sum()) <= 4

@@ -202,7 +202,8 @@ def test_table1_with_swin_rows(tmp_path: Path) -> None:
 
 
 def test_table1_with_plan_scales_the_estimate(tmp_path: Path) -> None:
-    from piumr.reproduce.runner import BACKBONE_GMACS, make_settings, plan
+    from piumr.reproduce.planning import BACKBONE_GMACS, plan
+    from piumr.reproduce.runner import make_settings
 
     rows = {r.row: r for r in plan(make_settings(data="synth", out=tmp_path, table1_with=("swin3d_t",)), ["table1"])}
     ratio = BACKBONE_GMACS["swin3d_t"] / BACKBONE_GMACS["x3d_m"]

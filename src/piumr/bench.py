@@ -18,6 +18,10 @@ import torch
 import torch.nn.functional as F
 
 from piumr.config import TrainConfig
+from piumr.losses import GIRLLoss
+from piumr.model import PIUmrNet
+from piumr.model.backbone import build_x3d
+from piumr.model.video_backbones import is_torchvision_backbone
 
 __all__ = ["BenchRow", "VARIANTS", "bench_variant", "run_bench"]
 
@@ -41,17 +45,13 @@ class BenchRow:
 def _build(cfg: TrainConfig, variant: str) -> tuple[torch.nn.Module, bool]:
     """(model, use_girl) for a variant; "x3d" is the plain backbone: pytorchvideo X3D (no wrapper), or a
     torchvision backbone in the PIUmr wrapper with TFAM off."""
-    from piumr.model import PIUmrNet
-    from piumr.model.backbone import build_x3d
-    from piumr.model.video_backbones import is_torchvision_backbone
-
     m = cfg.model
     if variant == "x3d" and not is_torchvision_backbone(m.backbone):
         return build_x3d(m.backbone, num_classes=m.num_classes, frames=m.frames, crop=m.crop, dropout=m.dropout), False
     tfam_on = variant in ("x3d+tfam", "piumr", "piumr-fast")
     net = PIUmrNet(m.model_copy(update={"tfam": m.tfam.model_copy(update={"enabled": tfam_on}), "pretrained": None}))
     if variant == "piumr-fast":
-        from piumr.kernels.fastpath import apply_fast_path
+        from piumr.kernels.fastpath import apply_fast_path  # imports triton: only for the fast-path variant
 
         apply_fast_path(net, "auto")
     return net, variant in ("x3d+girl", "piumr", "piumr-fast")
@@ -60,8 +60,6 @@ def _build(cfg: TrainConfig, variant: str) -> tuple[torch.nn.Module, bool]:
 def bench_variant(cfg: TrainConfig, variant: str, mode: Mode, batch: int, device: str, iters: int,
                   warmup: int) -> BenchRow:
     """Time ``iters`` steps (after ``warmup``) of one variant in this process."""
-    from piumr.losses import GIRLLoss
-
     warnings.filterwarnings("ignore")
     dev = torch.device(device)
     torch.manual_seed(0)

@@ -8,12 +8,12 @@ metadata. Nothing is pickled. Writes are atomic (temporary file + ``os.replace``
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import platform
 import random
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -26,14 +26,14 @@ from safetensors.torch import save_file
 from torch import nn
 
 from piumr.config import TrainConfig
+from piumr.errors import CheckpointError
+from piumr.files import atomic_write
+from piumr.model import PIUmrNet
+from piumr.version import __version__
 
 __all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "read_checkpoint", "load_model", "provenance"]
 
 FORMAT = "piumr-checkpoint-v1"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing, unreadable or incompatible; the message names the file."""
 
 
 def _git_commit() -> str:
@@ -55,8 +55,6 @@ def _version(pkg: str) -> str:
 
 def provenance(device: str = "cpu") -> dict[str, Any]:
     """Where a result came from: commit, package versions, device, host, python."""
-    from piumr import __version__
-
     dev = device
     if device.startswith("cuda") and torch.cuda.is_available():
         dev = f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
@@ -119,8 +117,6 @@ def _rng_tensors() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
 
 def restore_rng(ckpt: Checkpoint) -> None:
     """Put the global torch / CUDA / numpy / python RNGs back as they were at save time."""
-    import ast
-
     t = ckpt.rng.get("tensors", {})
     if "rng.torch" in t:
         torch.set_rng_state(t["rng.torch"])
@@ -163,17 +159,8 @@ def save_checkpoint(
         meta["rng"] = rj
     for k, v in (extra_tensors or {}).items():
         tensors[f"extra.{k}"] = v.detach().cpu().contiguous()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"piumr_config": config.model_dump_json(), "piumr_meta": json.dumps(meta)})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    metadata = {"piumr_config": config.model_dump_json(), "piumr_meta": json.dumps(meta)}
+    return atomic_write(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
 def read_checkpoint(path: Path) -> Checkpoint:
@@ -203,10 +190,9 @@ def read_checkpoint(path: Path) -> Checkpoint:
     return Checkpoint(path, config, model_state, meta, optim, rng)
 
 
-def load_model(path: Path, *, expect_classes: int | None = None, map_location: str = "cpu") -> tuple[nn.Module, Checkpoint]:
+def load_model(path: Path, *, expect_classes: int | None = None,
+               map_location: str | torch.device = "cpu") -> tuple[PIUmrNet, Checkpoint]:
     """Rebuild the model from the checkpoint file alone; returns (model in eval mode, checkpoint)."""
-    from piumr.model import PIUmrNet
-
     ckpt = read_checkpoint(path)
     cfg = ckpt.config.model.model_copy(update={"pretrained": None})
     if expect_classes is not None and cfg.num_classes != expect_classes:

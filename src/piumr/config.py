@@ -68,27 +68,41 @@ class TFAMConfig(_Frozen):
     gamma_w: float = 0.1  # not in paper: Wasserstein-style deviation penalty weight
     attn_dim: int = Field(64, ge=1)  # not in paper: width of the Linear + self-attention block
     attn_heads: int = Field(4, ge=1)  # not in paper
-    temporal_perturb: Literal["shuffle", "mask"] = "shuffle"  # §3.1.3 "masking or shuffling"
-    mask_ratio: float = Field(0.25, ge=0.0, lt=1.0)  # not in paper: frames zeroed by "mask"
+    # not in paper: A_t = sigmoid(Gamma * (T * K_mix - 1) + beta); "none" = sigmoid(Gamma * K_mix + beta), flat at init
+    kernel_scale: Literal["frames", "none"] = "frames"
+    gate_scale_init: float = 4.0  # not in paper: initial Gamma (learnable)
+    tokens: Literal["centred", "mean"] = "centred"  # not in paper: A_t transports the T-centred frame descriptors
+    # §3.1.3 "masking or shuffling": masking by default (with a max over (T, H, W), shuffling gives s_t == 1)
+    temporal_perturb: Literal["shuffle", "mask"] = "mask"
+    mask_ratio: float = Field(0.25, ge=0.0, lt=1.0)  # not in paper: frames zeroed by "mask" (at least one)
+    # not in paper: s_t compares per-frame maxima (order-aware); "global" = one max over (T, H, W) (literal)
+    stability_pool: Literal["frame", "global"] = "frame"
     fusion_momentum: float = Field(0.1, gt=0.0, le=1.0)  # not in paper: EMA of (lambda_t, lambda_s) used in eval
     fusion_grad: bool = False  # not in paper: lambda_t, lambda_s are detached weights by default
     fusion_cos: Literal["shifted", "clamped"] = "shifted"  # not in paper: map cos in [-1,1] to [0,1]
 
 
 class GIRLConfig(_Frozen):
-    """Group-Invariant Regularized Loss (§3.2, eq. 6-7)."""
+    """Group-Invariant Regularized Loss (§3.2, eq. 6-7).
+
+    The paper gives none of G, tau, eta, lambda_var, nor the unit of eta; the defaults
+    below were chosen from measurements (docs/method_fidelity.md, "GIRL"). The literal
+    reading is ``weight_on="scaled", tau=0.07, eta=0.2`` (the related code's values).
+    """
 
     enabled: bool = True  # §4.1 "sum of cross-entropy loss and GIRL"
     weight: float = 1.0  # §4.1: plain sum CE + GIRL
     groups: int = Field(4, ge=1)  # not in paper: G pseudo-groups
     tau: float = Field(0.07, gt=0.0)  # not in paper: similarity temperature (HDF_DFER uses 0.07)
-    eta: float = Field(0.2, gt=0.0)  # not in paper: Gaussian centre/width (HDF_DFER uses 0.2)
+    eta: float = Field(0.5, gt=0.0)  # not in paper: Gaussian centre/width, in the units of weight_on
     lambda_var: float = Field(1.0, ge=0.0)  # not in paper: weight of R_var
     var_grad: bool = False  # paper: r_g = stopgrad(L_g) -> R_var carries no gradient
     exclude_self: bool = False  # paper sums j over the whole group, self-pair included
-    weight_on: Literal["scaled", "cosine"] = "scaled"  # paper: Gaussian on s_ij = f_i.f_j / tau
+    # not in paper (unit of eta): Gaussian on the cosine; "scaled" = on s_ij = cos / tau as written;
+    # "shifted" = on s_ij - max_k s_ik (HDF_DFER)
+    weight_on: Literal["cosine", "scaled", "shifted"] = "cosine"
     eps: float = 1e-8  # eq. (6) epsilon
-    detach_weights: bool = False  # paper: w_ij written as a function of s_ij (gradient flows); True = DRO-style constants
+    detach_weights: bool = False  # paper: w_ij is a function of s_ij (gradient flows); True = DRO-style constants
     seed: int = 0  # not in paper: seed of the pseudo-group permutation stream
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-import json
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -12,12 +12,13 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
 from piumr.config import DataConfig, TrainConfig
-from piumr.data import ACTION_NAMES, VideoDataset, build_transform, collate, open_cache_if_any, worker_init
-from piumr.data.ma52 import ClipRecord
+from piumr.data.loaders import eval_loader
+from piumr.data.ma52 import ACTION_NAMES
 from piumr.data.splits import load_split, resolve_root
+from piumr.files import write_json_atomic, write_text_atomic
 from piumr.metrics import EvalResult, evaluate_scores
 
 __all__ = ["Scores", "collect_scores", "eval_loader", "evaluate_checkpoint", "score_metrics", "write_predictions_csv"]
@@ -33,28 +34,6 @@ class Scores:
     paths: list[str]
     embeddings: np.ndarray | None = None
     skipped: list[str] = field(default_factory=list)
-
-
-def eval_loader(cfg: TrainConfig, records: list[ClipRecord], *, views: int = 1, batch_size: int | None = None,
-                workers: int | None = None, shard: tuple[int, int] | None = None) -> DataLoader[dict[str, Any]]:
-    """Deterministic evaluation loader (uniform sampling, centre crop) over ``records``.
-
-    ``shard=(rank, world)`` gives each torch.distributed rank its part (gathered again by
-    ``collect_scores``)."""
-    d = cfg.data
-    root = records[0].path.parent.parent if records else Path(".")
-    ds = VideoDataset(
-        records, frames=cfg.model.frames, train=False,
-        transform=build_transform(train=False, crop=cfg.model.crop, short_side=d.short_side, hflip=False),
-        backend=d.backend, on_error=d.on_error, seed=cfg.seed, views=views, cache=open_cache_if_any(root),
-        decode_short_side=d.short_side,
-    )
-    nw = d.num_workers if workers is None else workers
-    sampler: DistributedSampler[dict[str, Any]] | None = (DistributedSampler(ds, num_replicas=shard[1], rank=shard[0], shuffle=False)
-               if shard is not None else None)
-    return DataLoader(ds, batch_size=batch_size or cfg.optim.batch_size, shuffle=False, sampler=sampler,
-                      num_workers=nw, collate_fn=collate, worker_init_fn=worker_init if nw else None,
-                      generator=torch.Generator().manual_seed(cfg.seed))
 
 
 @torch.no_grad()
@@ -136,17 +115,18 @@ def score_metrics(scores: Scores) -> EvalResult:
 def write_predictions_csv(path: Path, scores: Scores, top: int = 5) -> None:
     """Per-clip ``predictions.csv``: file, participant, true label, top-k labels with probabilities."""
     k = min(top, scores.probs.shape[1]) if scores.probs.size else 0
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["file", "participant", "label", "label_name"]
-                   + [c for i in range(1, k + 1) for c in (f"pred_{i}", f"prob_{i}")])
-        for n in range(len(scores.paths)):
-            order = np.argsort(-scores.probs[n], kind="stable")[:k]
-            lab = int(scores.labels[n])
-            row: list[Any] = [Path(scores.paths[n]).name, scores.participants[n], lab, ACTION_NAMES[lab]]
-            for j in order:
-                row += [int(j), f"{float(scores.probs[n, j]):.6f}"]
-            w.writerow(row)
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(["file", "participant", "label", "label_name"]
+               + [c for i in range(1, k + 1) for c in (f"pred_{i}", f"prob_{i}")])
+    for n in range(len(scores.paths)):
+        order = np.argsort(-scores.probs[n], kind="stable")[:k]
+        lab = int(scores.labels[n])
+        row: list[Any] = [Path(scores.paths[n]).name, scores.participants[n], lab, ACTION_NAMES[lab]]
+        for j in order:
+            row += [int(j), f"{float(scores.probs[n, j]):.6f}"]
+        w.writerow(row)
+    write_text_atomic(path, buf.getvalue())
 
 
 def evaluate_checkpoint(
@@ -163,9 +143,8 @@ def evaluate_checkpoint(
                             amp=run_cfg.optim.amp)
     result = score_metrics(scores)
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
         payload = {"split": split, "views": views, "clips": len(scores.labels), "skipped": scores.skipped,
                    **result.to_json()}
-        (out_dir / "metrics.json").write_text(json.dumps(payload, indent=2))
+        write_json_atomic(out_dir / "metrics.json", payload)
         write_predictions_csv(out_dir / "predictions.csv", scores)
     return result, scores

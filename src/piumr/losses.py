@@ -21,6 +21,10 @@ class GIRLParts(NamedTuple):
     var: Tensor
 
 
+_G = GIRLConfig()  # the one source of GIRL's defaults (tests/test_girl.py::test_defaults_match_config)
+WeightOn = Literal["cosine", "scaled", "shifted"]
+
+
 class GIRLLoss(nn.Module):
     """Group-Invariant Regularized Loss on (features (B, D), labels (B,)) -> scalar.
 
@@ -29,35 +33,46 @@ class GIRLLoss(nn.Module):
     pseudo-groups of size ~B/G (empty groups, when B < G, are dropped). Inside
     group g, eq. (6):
 
-        w_ij = softmax_k(-(s_ik - eta)^2 / (2 eta^2))_j            (Gaussian reweighting)
+        w_ij = softmax_k(-(u_ik - eta)^2 / (2 eta^2))_j            (Gaussian reweighting)
         L_g  = mean_i [ -sum_j I_ij w_ij (s_ij - logsumexp_k s_ik) / (sum_j I_ij + eps) ]
 
     with I_ij = [y_i == y_j] and j, k running over the group, the anchor itself
     included (as written in the paper; ``exclude_self=True`` drops self-pairs).
     eq. (7): L = mean_g L_g + lambda_var * Var_g(r_g), r_g = stopgrad(L_g).
 
-    NOTE (faithful by default): the weights w_ij are functions of s_ij and, as
-    written, carry gradient. Then the loss can also fall by moving positive pairs
-    AWAY from eta (which shrinks their weight) rather than pulling them together;
-    measured on the synthetic set this stops a small X3D from learning at all
-    (``docs/method_fidelity.md``). ``detach_weights=True`` treats them as
-    importance weights (no gradient), the usual DRO reweighting.
+    What the Gaussian is centred on (``weight_on``, u_ij above) decides whether the
+    loss trains; the paper writes u = s = cos / tau but gives neither tau nor eta:
+
+    * ``"scaled"`` (literal, u = cos / tau): with the related code's tau = 0.07,
+      eta = 0.2 the Gaussian sits at cosine tau * eta = 0.014 with width 0.014. X3D's
+      post-ReLU embeddings have pairwise cosines of ~0.6-0.97, so every pair is tens
+      of widths above the centre: w is near one-hot on the LEAST similar group-mate,
+      whatever its label, and d log w / d cos = -(cos - tau*eta) / (tau*eta)^2 is
+      in the thousands, so the gradient through w spikes (measured: the smoke
+      model stays at chance). The fault is this scale, not the sign of anything.
+    * ``"cosine"`` (default, u = cos, eta in cosine units): with eta = 0.5 the
+      Gaussian covers the cosines embeddings actually take, weights stay spread,
+      and the gradient through w is bounded (|d log w / d cos| = |cos - eta| / eta^2 <= 6
+      for cos in [-1, 1]).
+    * ``"shifted"`` (the authors' earlier facial-expression code): u = s - max_k s_ik
+      (row maximum detached), which puts the weight on near-duplicate pairs.
+
+    ``detach_weights=True`` treats w as constant importance weights (DRO-style);
+    by default w carries gradient, as eq. (6) writes it.
 
     NOTE (faithful by default): because the paper detaches r_g, the variance
     term R_var carries NO gradient: it changes the reported loss value but not
-    training. ``var_grad=True`` lets it carry gradient (our recommended variant).
+    training. ``var_grad=True`` lets it carry gradient.
     Var is the population variance over the non-empty groups (0 for one group).
 
     The Gaussian weights are computed as a softmax of log-weights, so they never
-    underflow to 0/0 (with s_ij = cos/tau far from eta every raw weight is 0 in
-    floating point). Inputs in bf16/fp16 are computed in float32.
+    underflow to 0/0. Inputs in bf16/fp16 are computed in float32.
     """
 
     def __init__(
-        self, groups: int = 4, tau: float = 0.07, eta: float = 0.2, lambda_var: float = 1.0, *,
-        var_grad: bool = False, exclude_self: bool = False,
-        weight_on: Literal["scaled", "cosine"] = "scaled", eps: float = 1e-8, seed: int = 0,
-        detach_weights: bool = False,
+        self, groups: int = _G.groups, tau: float = _G.tau, eta: float = _G.eta, lambda_var: float = _G.lambda_var,
+        *, var_grad: bool = _G.var_grad, exclude_self: bool = _G.exclude_self, weight_on: WeightOn = _G.weight_on,
+        eps: float = _G.eps, seed: int = _G.seed, detach_weights: bool = _G.detach_weights,
     ) -> None:
         super().__init__()
         if groups < 1 or tau <= 0 or eta <= 0:
@@ -69,21 +84,35 @@ class GIRLLoss(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: GIRLConfig) -> GIRLLoss:
-        return cls(cfg.groups, cfg.tau, cfg.eta, cfg.lambda_var, var_grad=cfg.var_grad,
-                   exclude_self=cfg.exclude_self, weight_on=cfg.weight_on, eps=cfg.eps, seed=cfg.seed,
-                   detach_weights=cfg.detach_weights)
+        return cls(**cfg.model_dump(exclude={"enabled", "weight"}))
 
     def partition(self, batch: int) -> list[Tensor]:
         """Random pseudo-groups: list of index tensors (CPU, int64), sizes ~batch/G, none empty."""
         perm = torch.randperm(batch, generator=self.generator)
         return [g for g in torch.tensor_split(perm, self.groups) if g.numel() > 0]
 
+    def weight_coordinate(self, cos: Tensor) -> Tensor:
+        """u_ij, what the Gaussian of eq. (6) is centred on: cos (n, n) -> (n, n) (see class docstring)."""
+        if self.weight_on == "cosine":
+            return cos
+        s = cos / self.tau
+        if self.weight_on == "shifted":
+            return s - s.amax(dim=1, keepdim=True).detach()
+        return s
+
+    def gaussian_weights(self, features: Tensor) -> Tensor:
+        """w_ij over the whole batch as one group (diagnostics): features (n, D) -> (n, n), rows sum to 1."""
+        f = F.normalize(features.float(), dim=1, eps=1e-12)
+        logw = -0.5 * ((self.weight_coordinate(f @ f.t()) - self.eta) / self.eta) ** 2
+        if self.exclude_self:
+            logw = logw.masked_fill(torch.eye(len(f), dtype=torch.bool, device=f.device), -1e4)
+        return torch.softmax(logw, dim=1)
+
     def group_risk(self, f: Tensor, y: Tensor) -> Tensor:
         """eq. (6) for one group: f (n, D) l2-normalised float32, y (n,) -> scalar L_g."""
         cos = f @ f.t()
         s = cos / self.tau
-        centre = s if self.weight_on == "scaled" else cos
-        logw = -0.5 * ((centre - self.eta) / self.eta) ** 2
+        logw = -0.5 * ((self.weight_coordinate(cos) - self.eta) / self.eta) ** 2
         pos = (y[:, None] == y[None, :]).to(s.dtype)
         if self.exclude_self:
             eye = torch.eye(len(y), dtype=torch.bool, device=s.device)

@@ -14,9 +14,11 @@ import torch
 from torch import nn
 
 from piumr.config import TrainConfig
-from piumr.data import ACTION_NAMES, ACTION_TO_BODY, BODY_NAMES, VideoDataset, VideoError, build_transform
-from piumr.data.ma52 import ClipRecord, DatasetError, read_split
-from piumr.evaluate import collect_scores, eval_loader
+from piumr.data.loaders import build_dataset, eval_loader
+from piumr.data.ma52 import ACTION_NAMES, ACTION_TO_BODY, BODY_NAMES, ClipRecord, read_split
+from piumr.errors import DatasetError, VideoError
+from piumr.evaluate import collect_scores
+from piumr.files import atomic_write
 from piumr.metrics import SUBMISSION_HEADER, topk_submission_rows
 
 __all__ = ["VIDEO_SUFFIXES", "ClipPrediction", "ClipFailure", "find_latest_checkpoint", "expand_inputs",
@@ -73,10 +75,7 @@ def predict_clips(model: nn.Module, cfg: TrainConfig, paths: Sequence[Path], dev
                   views: int = 1, top: int = 5) -> Iterator[ClipPrediction | ClipFailure]:
     """Predict each clip in turn (eval sampling, centre crop); unreadable clips yield ``ClipFailure``."""
     records = [ClipRecord(Path(p), 0, 0, None, None, None) for p in paths]
-    ds = VideoDataset(records, frames=cfg.model.frames, train=False,
-                      transform=build_transform(train=False, crop=cfg.model.crop, short_side=cfg.data.short_side,
-                                                hflip=False),
-                      backend=cfg.data.backend, on_error="raise", views=views, decode_short_side=cfg.data.short_side)
+    ds = build_dataset(cfg, records, "predict", views=views)
     model.eval()
     for i, rec in enumerate(records):
         try:
@@ -110,9 +109,10 @@ def write_submission(model: nn.Module, cfg: TrainConfig, test_root: Path, out_zi
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(SUBMISSION_HEADER)
     w.writerows(rows)
-    out_zip.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_zip.with_suffix(out_zip.suffix + ".tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("prediction.csv", buf.getvalue())
-    tmp.replace(out_zip)
+
+    def _zip(tmp: Path) -> None:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("prediction.csv", buf.getvalue())
+
+    atomic_write(out_zip, _zip)
     return len(rows)

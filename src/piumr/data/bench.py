@@ -10,10 +10,10 @@ from typing import Any, cast
 import torch
 from torch.utils.data import DataLoader
 
-from piumr.data.dataset import VideoDataset, collate, worker_init
+from piumr.config import DataConfig, ModelConfig, TrainConfig
+from piumr.data.dataset import collate, worker_init
+from piumr.data.loaders import build_dataset
 from piumr.data.ma52 import Split, read_split
-from piumr.data.prepare import open_cache_if_any
-from piumr.data.transforms import build_transform
 from piumr.data.video import Backend, probe, read_frames, uniform_indices
 
 
@@ -34,12 +34,10 @@ def loader_throughput(
     resize to ``short_side``). The first batch (worker start-up) is timed separately;
     then batches are drawn until ``seconds`` have passed or the split is exhausted.
     """
-    cache = open_cache_if_any(root)
     records = read_split(root, cast(Split, split), check_files=True)
-    dataset = VideoDataset(
-        records, frames, train, build_transform(train, crop, short_side), on_error="skip",
-        cache=cache, decode_short_side=None if cache is not None else short_side,
-    )
+    cfg = TrainConfig(model=ModelConfig(frames=frames, crop=crop), data=DataConfig(short_side=short_side, on_error="skip"))
+    dataset = build_dataset(cfg, records, "train" if train else "eval")
+    cache = dataset.cache
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers,
                         collate_fn=collate, worker_init_fn=worker_init if workers > 0 else None,
                         persistent_workers=workers > 0, generator=torch.Generator().manual_seed(0))

@@ -15,15 +15,17 @@ from typing import Any, Literal
 import torch
 from torch.utils.data import Dataset
 
+from piumr.config import DataConfig, TrainConfig
 from piumr.data import video as video_module
 from piumr.data.ma52 import ClipRecord
-from piumr.data.prepare import PreparedCache
+from piumr.data.memory import FrameSource
 from piumr.data.video import (
     Backend, VideoError, probe, read_frames, seeded_rng, segment_indices, uniform_indices, views_offsets,
 )
 
 OnError = Literal["raise", "skip"]
 Transform = Callable[[torch.Tensor], torch.Tensor]
+_DATA = DataConfig()  # sampling/decoding defaults live in the config
 MAX_REPLACEMENTS = 16  # consecutive broken clips tolerated before giving up on one item
 
 
@@ -40,7 +42,8 @@ class VideoDataset(Dataset[dict[str, Any]]):
             by the next index (deterministic) and lists its path in ``skipped``.
         seed: base seed of all sampling randomness.
         views: evaluation temporal views (uniform offsets); > 1 stacks them as dim 0.
-        cache: read frames from a prepared cache instead of decoding videos.
+        cache: read frames from a prepared cache or a decoded-clip memory cache instead of
+            decoding videos (anything with ``num_frames(path)`` and ``read(path, indices)``).
         decode_short_side: ask the video decoder to resize (raw clips only); usually
             the transform's short side.
     """
@@ -51,11 +54,11 @@ class VideoDataset(Dataset[dict[str, Any]]):
         frames: int,
         train: bool,
         transform: Transform,
-        backend: Backend = "auto",
-        on_error: OnError = "skip",
-        seed: int = 0,
+        backend: Backend = _DATA.backend,
+        on_error: OnError = _DATA.on_error,
+        seed: int = TrainConfig().seed,
         views: int = 1,
-        cache: PreparedCache | None = None,
+        cache: FrameSource | None = None,
         decode_short_side: int | None = None,
     ) -> None:
         if frames < 1 or views < 1:

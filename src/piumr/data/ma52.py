@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Literal
 
+from piumr.config import DataConfig
+from piumr.errors import DatasetError as DatasetError  # re-exported: raised by this module
+
 Split = Literal["train", "val", "test"]
 SPLITS: tuple[Split, ...] = ("train", "val", "test")
 
@@ -56,10 +59,6 @@ MANIFEST_NAME = "piumr_manifest.json"
 PREPARED_SUFFIX = ".jpgs"
 
 _TRAIN_NAME = re.compile(r"^(?P<person>\d{4})_(?P<body>\d{2})_(?P<clip>\d+)\.[A-Za-z0-9]+$")
-
-
-class DatasetError(ValueError):
-    """A problem with the dataset files; the message names the file (and line)."""
 
 
 def body_of(action: int) -> int:
@@ -244,7 +243,7 @@ def read_label_names(path: Path) -> tuple[str, ...]:
 
 
 def cross_subject_folds(
-    records: Sequence[ClipRecord], k: int = 5, seed: int = 0
+    records: Sequence[ClipRecord], k: int = DataConfig().folds, seed: int = DataConfig().fold_seed
 ) -> list[tuple[list[ClipRecord], list[ClipRecord]]]:
     """k person-disjoint (train, held-out) folds over the participants of ``records``.
 

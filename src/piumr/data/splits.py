@@ -9,6 +9,7 @@ from typing import Literal
 from piumr.config import DataConfig
 from piumr.data.ma52 import ClipRecord, DatasetError, read_split
 from piumr.data.ma52 import cross_subject_folds as _folds
+from piumr.data.synth import ensure_synth
 
 __all__ = ["cache_dir", "resolve_root", "load_split", "synth_params"]
 
@@ -31,8 +32,6 @@ def synth_params(cfg: DataConfig) -> dict[str, int]:
 def resolve_root(cfg: DataConfig, progress: bool = True) -> Path:
     """The dataset root: generated (and cached) for ``root="synth"``, else the user's path."""
     if cfg.root == "synth":
-        from piumr.data.synth import ensure_synth
-
         return ensure_synth(cache_dir() / "synth", progress=progress, **synth_params(cfg))
     root = Path(cfg.root).expanduser()
     if not root.is_dir():

@@ -18,11 +18,13 @@ import torch
 from torchvision import tv_tensors  # type: ignore[import-untyped]
 from torchvision.transforms import v2  # type: ignore[import-untyped]
 
+from piumr.config import DataConfig
+
 KINETICS_MEAN = (0.45, 0.45, 0.45)  # pytorchvideo X3D (Kinetics-400) statistics
 KINETICS_STD = (0.225, 0.225, 0.225)
 # Area range of RandomResizedCrop: our choice (torchvision's default lower bound 0.08 is
 # too aggressive for micro-actions in a fixed seated framing); not from the paper.
-TRAIN_CROP_SCALE = (0.25, 1.0)
+TRAIN_CROP_SCALE = (DataConfig().crop_min_scale, 1.0)  # the default lives in DataConfig
 TRAIN_CROP_RATIO = (3.0 / 4.0, 4.0 / 3.0)
 
 
@@ -61,7 +63,7 @@ class ClipTransform:
 
 
 def build_transform(
-    train: bool, crop: int, short_side: int, hflip: bool = True, min_scale: float = TRAIN_CROP_SCALE[0]
+    train: bool, crop: int, short_side: int, hflip: bool = DataConfig().hflip, min_scale: float = TRAIN_CROP_SCALE[0]
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """Clip transform: uint8 ``(T, H, W, 3)`` -> normalised float32 ``(3, T, crop, crop)``.
 

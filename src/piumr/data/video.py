@@ -29,13 +29,11 @@ import decord
 import numpy as np
 import torch
 
+from piumr.errors import VideoError
+
 Backend = Literal["decord", "pyav", "auto"]
 # Threads per decoder. 0 = FFmpeg's choice (all cores); DataLoader workers may set 1.
 DECODER_THREADS = 0
-
-
-class VideoError(RuntimeError):
-    """A clip that cannot be decoded as asked; the message names the file."""
 
 
 class _Rng(Protocol):

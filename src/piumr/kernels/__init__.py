@@ -2,13 +2,13 @@
 
 - ``depthwise``: forward / backward-input / backward-weight kernels of X3D's depthwise 3x3x3 conv, the autograd
   Function and the drop-in ``TritonDepthwiseConv3d`` module (falls back to ``F.conv3d`` off-GPU).
+- ``bench``: ``bench_depthwise``, reference vs Triton timing of one layer (CUDA only).
 - ``fastpath``: ``apply_fast_path(model, mode)`` swaps the module into a model, sharing weights.
 """
 
 from piumr.kernels.depthwise import (
     DepthwiseConv3dFunction,
     TritonDepthwiseConv3d,
-    bench_depthwise,
     depthwise_conv3d,
     depthwise_conv3d_backward_input,
     depthwise_conv3d_backward_weight,
@@ -16,6 +16,7 @@ from piumr.kernels.depthwise import (
     triton_available,
     triton_interpreted,
 )
+from piumr.kernels.bench import bench_depthwise
 from piumr.kernels.fastpath import FastPathMode, apply_fast_path, find_depthwise_convs
 
 __all__ = [

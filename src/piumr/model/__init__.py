@@ -1,6 +1,7 @@
 """X3D backbone, TFAM and the full PIUmr network."""
 
-from piumr.model.backbone import CheckpointError, build_x3d, load_kinetics_checkpoint
+from piumr.errors import CheckpointError
+from piumr.model.backbone import build_x3d, load_kinetics_checkpoint
 from piumr.model.piumr import PIUmrNet, PIUmrOutput, attach_tfam, build_model, build_tfam
 from piumr.model.tfam import TFAM
 

@@ -14,7 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from piumr.checkpoint import CheckpointError
+from piumr.config import ModelConfig
+from piumr.errors import CheckpointError
 
 __all__ = ["X3DSpec", "X3D_SPECS", "build_x3d", "stage_channels", "load_kinetics_checkpoint", "CheckpointError"]
 
@@ -44,7 +45,8 @@ X3D_SPECS: dict[str, X3DSpec] = {
 }
 
 
-def build_x3d(name: str, *, num_classes: int, frames: int, crop: int, dropout: float = 0.5) -> nn.Module:
+def build_x3d(name: str, *, num_classes: int, frames: int, crop: int,
+              dropout: float = ModelConfig().dropout) -> nn.Module:
     """Build pytorchvideo's X3D ``name`` for (B, 3, frames, crop, crop) input.
 
     ``head_activation=None`` so training outputs are logits (pytorchvideo's

@@ -27,8 +27,7 @@ class PIUmrOutput(NamedTuple):
 
 def build_tfam(channels: int, cfg: TFAMConfig) -> TFAM:
     """A ``TFAM`` for ``channels`` from a ``TFAMConfig`` (``enabled`` is the caller's business)."""
-    kw = cfg.model_dump(exclude={"enabled", "stage"})
-    return TFAM(channels, **kw)
+    return TFAM.from_config(channels, cfg)
 
 
 class PIUmrNet(nn.Module):

@@ -17,7 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from piumr.config import TFAMConfig
+
 __all__ = ["TFAM", "FrequencyBranch", "TemporalBranch", "DyT", "dct_bank", "sinkhorn"]
+
+# Every keyword default below is read from TFAMConfig, the one source of TFAM's defaults
+# (tests/test_tfam.py::test_defaults_match_config fails if a signature drifts from it).
+_D = TFAMConfig()
 
 
 def dct_bank(num: int, kernel: int) -> Tensor:
@@ -75,9 +81,9 @@ class FrequencyBranch(nn.Module):
     dct: Tensor
 
     def __init__(
-        self, channels: int, *, num_dct: int = 16, dct_kernel: int = 7, beta: float = 0.1,
-        alpha: float = 0.1, eps_low: float = 1e-4, eps_high: float = 1.0, dyt_init: float = 0.5,
-        attn_kernel: int = 3,
+        self, channels: int, *, num_dct: int = _D.num_dct, dct_kernel: int = _D.dct_kernel, beta: float = _D.beta,
+        alpha: float = _D.alpha, eps_low: float = _D.eps_low, eps_high: float = _D.eps_high,
+        dyt_init: float = _D.dyt_init, attn_kernel: int = _D.attn_kernel,
     ) -> None:
         super().__init__()
         self.num_dct, self.beta, self.alpha = num_dct, beta, alpha
@@ -133,22 +139,37 @@ def _row_col_var(k: Tensor) -> Tensor:
 
 
 class TemporalBranch(nn.Module):
-    """Consistent dynamics via regularised transport, §3.1.2, eq. (3)-(4)."""
+    """Consistent dynamics via regularised transport, §3.1.2, eq. (3)-(4).
+
+    Two choices the paper leaves open decide whether the gate can tell frames apart
+    at initialisation (measured on the smoke model, docs/method_fidelity.md):
+
+    * ``kernel_scale="frames"`` feeds ``T * K_mix - 1`` to ``A_t = sigmoid(Gamma * . + beta)``:
+      a (near) doubly-stochastic K_mix has entries ~1/T, so the literal
+      ``sigmoid(K_mix)`` is ~0.5 everywhere; scaled, a uniform kernel maps to 0 and
+      the transport structure spans the sigmoid's range. ``"none"`` is the literal form.
+    * ``tokens="centred"``: A_t transports the frame descriptors after removing their
+      mean over T, so tokens differ by what A_t does, not by a shared mean;
+      ``"mean"`` is the first reading (``A_t @ a / T``, all tokens ~ the clip mean).
+    """
 
     def __init__(
-        self, channels: int, *, tau_min: float = 0.05, tau_scale: float = 1.0, sinkhorn_iters: int = 5,
-        gamma_w: float = 0.1, attn_dim: int = 64, attn_heads: int = 4,
+        self, channels: int, *, tau_min: float = _D.tau_min, tau_scale: float = _D.tau_scale,
+        sinkhorn_iters: int = _D.sinkhorn_iters, gamma_w: float = _D.gamma_w, attn_dim: int = _D.attn_dim,
+        attn_heads: int = _D.attn_heads, kernel_scale: Literal["frames", "none"] = _D.kernel_scale,
+        gate_scale_init: float = _D.gate_scale_init, tokens: Literal["centred", "mean"] = _D.tokens,
     ) -> None:
         super().__init__()
         if attn_dim % attn_heads:
             raise ValueError(f"attn_dim={attn_dim} is not divisible by attn_heads={attn_heads}")
         self.tau_min, self.tau_scale = tau_min, tau_scale
         self.sinkhorn_iters, self.gamma_w = sinkhorn_iters, gamma_w
+        self.kernel_scale, self.tokens = kernel_scale, tokens
         # lambda_g, lambda_l "predicted from row-column variances": zero init -> 0.5 / 0.5
         self.mix = nn.Linear(4, 2)
         nn.init.zeros_(self.mix.weight)
         nn.init.zeros_(self.mix.bias)
-        self.scale = nn.Parameter(torch.tensor(1.0))  # Gamma in A_t = sigmoid(Gamma K_mix + beta)
+        self.scale = nn.Parameter(torch.tensor(float(gate_scale_init)))  # Gamma in A_t = sigmoid(Gamma K + beta)
         self.shift = nn.Parameter(torch.tensor(0.0))  # beta
         self.proj = nn.Linear(channels, attn_dim)  # "linear projection"
         self.attn = nn.MultiheadAttention(attn_dim, attn_heads, batch_first=True)  # "self-attention block"
@@ -176,18 +197,23 @@ class TemporalBranch(nn.Module):
             k_mix = lam[:, 0, None, None] * k_g + lam[:, 1, None, None] * k_l
             dev = (k_mix - k_mix.mean(dim=-1, keepdim=True)).abs().mean(dim=-1, keepdim=True)
             k_mix = k_mix - self.gamma_w * dev  # Wasserstein-style deviation penalty
-            a_t = torch.sigmoid(self.scale * k_mix + self.shift)
+            k_in = k_mix * k_mix.shape[-1] - 1.0 if self.kernel_scale == "frames" else k_mix
+            a_t = torch.sigmoid(self.scale * k_in + self.shift)
         return k_mix, a_t
 
     def attention(self, x: Tensor) -> Tensor:
         """Per-frame gate: x (B, C, T, H, W) -> (B, T) in (0, 1).
 
         A_t (B, T, T) transports the frame descriptors (tokens_t = sum_s A_t[t, s] a_s,
-        a_s the spatial-average descriptor), then Linear + self-attention + Linear(->1).
+        a_s the spatial-average descriptor, centred over T by default), then
+        Linear + self-attention + Linear(->1).
         """
         _, a_t = self.kernels(x)
         desc = x.mean(dim=(3, 4)).transpose(1, 2)  # (B, T, C)
-        tokens = torch.bmm(a_t.to(desc.dtype), desc) / a_t.shape[-1]
+        if self.tokens == "centred":
+            tokens = torch.bmm(a_t.to(desc.dtype), desc - desc.mean(dim=1, keepdim=True))
+        else:
+            tokens = torch.bmm(a_t.to(desc.dtype), desc) / a_t.shape[-1]
         h = self.proj(tokens)
         h = h + self.attn(self.norm(h), self.norm(h), self.norm(h), need_weights=False)[0]
         return torch.sigmoid(self.out(h)).squeeze(-1)
@@ -209,7 +235,8 @@ class TFAM(nn.Module):
         channels: C of the feature map it is placed on.
         frequency / temporal: enable each branch (Table 3 settings b-e).
         fusion: "consistency" (eq. 5, perturbation-stability weights) or "mean".
-        Remaining keywords: see ``piumr.config.TFAMConfig`` (all marked "not in paper").
+        Remaining keywords: see ``piumr.config.TFAMConfig``, the one source of every
+        default here (all marked "not in paper" there).
 
     Eval mode is deterministic: the random perturbations run only in training,
     and consistency fusion then uses an exponential moving average of
@@ -219,20 +246,24 @@ class TFAM(nn.Module):
     lam: Tensor
 
     def __init__(
-        self, channels: int, *, frequency: bool = True, temporal: bool = True,
-        fusion: Literal["consistency", "mean"] = "consistency", num_dct: int = 16, dct_kernel: int = 7,
-        beta: float = 0.1, alpha: float = 0.1, eps_low: float = 1e-4, eps_high: float = 1.0,
-        dyt_init: float = 0.5, attn_kernel: int = 3, tau_min: float = 0.05, tau_scale: float = 1.0,
-        sinkhorn_iters: int = 5, gamma_w: float = 0.1, attn_dim: int = 64, attn_heads: int = 4,
-        temporal_perturb: Literal["shuffle", "mask"] = "shuffle", mask_ratio: float = 0.25,
-        fusion_momentum: float = 0.1, fusion_grad: bool = False,
-        fusion_cos: Literal["shifted", "clamped"] = "shifted", eps: float = 1e-6,
+        self, channels: int, *, frequency: bool = _D.frequency, temporal: bool = _D.temporal,
+        fusion: Literal["consistency", "mean"] = _D.fusion, num_dct: int = _D.num_dct,
+        dct_kernel: int = _D.dct_kernel, beta: float = _D.beta, alpha: float = _D.alpha,
+        eps_low: float = _D.eps_low, eps_high: float = _D.eps_high, dyt_init: float = _D.dyt_init,
+        attn_kernel: int = _D.attn_kernel, tau_min: float = _D.tau_min, tau_scale: float = _D.tau_scale,
+        sinkhorn_iters: int = _D.sinkhorn_iters, gamma_w: float = _D.gamma_w, attn_dim: int = _D.attn_dim,
+        attn_heads: int = _D.attn_heads, kernel_scale: Literal["frames", "none"] = _D.kernel_scale,
+        gate_scale_init: float = _D.gate_scale_init, tokens: Literal["centred", "mean"] = _D.tokens,
+        temporal_perturb: Literal["shuffle", "mask"] = _D.temporal_perturb, mask_ratio: float = _D.mask_ratio,
+        stability_pool: Literal["frame", "global"] = _D.stability_pool,
+        fusion_momentum: float = _D.fusion_momentum, fusion_grad: bool = _D.fusion_grad,
+        fusion_cos: Literal["shifted", "clamped"] = _D.fusion_cos, eps: float = 1e-6,
     ) -> None:
         super().__init__()
         if not (frequency or temporal):
             raise ValueError("TFAM needs at least one branch (frequency or temporal)")
         self.channels, self.fusion = channels, fusion
-        self.temporal_perturb, self.mask_ratio = temporal_perturb, mask_ratio
+        self.temporal_perturb, self.mask_ratio, self.stability_pool = temporal_perturb, mask_ratio, stability_pool
         self.fusion_momentum, self.fusion_grad, self.fusion_cos, self.eps = fusion_momentum, fusion_grad, fusion_cos, eps
         self.freq: FrequencyBranch | None = (
             FrequencyBranch(channels, num_dct=num_dct, dct_kernel=dct_kernel, beta=beta, alpha=alpha,
@@ -241,28 +272,54 @@ class TFAM(nn.Module):
         )
         self.temp: TemporalBranch | None = (
             TemporalBranch(channels, tau_min=tau_min, tau_scale=tau_scale, sinkhorn_iters=sinkhorn_iters,
-                           gamma_w=gamma_w, attn_dim=attn_dim, attn_heads=attn_heads)
+                           gamma_w=gamma_w, attn_dim=attn_dim, attn_heads=attn_heads, kernel_scale=kernel_scale,
+                           gate_scale_init=gate_scale_init, tokens=tokens)
             if temporal else None
         )
         # running (lambda_t, lambda_s) used at eval time; starts at the mean fusion
         self.register_buffer("lam", torch.tensor([0.5, 0.5]))
 
+    @classmethod
+    def from_config(cls, channels: int, cfg: TFAMConfig) -> TFAM:
+        """A TFAM for ``channels`` from a ``TFAMConfig`` (``enabled``/``stage`` are the caller's business)."""
+        return cls(channels, **cfg.model_dump(exclude={"enabled", "stage"}))
+
     def _perturb_frames(self, x: Tensor) -> Tensor:
-        """Temporal perturbation x_hat_t (§3.1.3): random frame shuffle or mask. Same shape."""
+        """Temporal perturbation x_hat_t (§3.1.3): random frame shuffle or mask. Same shape.
+
+        "mask" zeroes round(mask_ratio * T) frames, at least one and never all (T >= 2).
+        """
         t = x.shape[2]
         if self.temporal_perturb == "shuffle":
             return x[:, :, torch.randperm(t, device=x.device)]
-        keep = (torch.rand(t, device=x.device) >= self.mask_ratio).to(x.dtype)
+        n_mask = min(max(1, round(self.mask_ratio * t)), t - 1) if t > 1 else 0
+        keep = torch.ones(t, device=x.device, dtype=x.dtype)
+        keep[torch.randperm(t, device=x.device)[:n_mask]] = 0
         return x * keep[None, None, :, None, None]
 
-    def _stability(self, x: Tensor, x_t: Tensor, e: Tensor | None) -> Tensor:
-        """(lambda_t, lambda_s) from branch stability (§3.1.3), batch-averaged: (2,)."""
-        assert self.temp is not None and self.freq is not None and e is not None
+    def _pool_t(self, y: Tensor) -> Tensor:
+        """Max-pool a temporal-branch output for s_t: (B, C, T, H, W) -> (B, C*T) or (B, C)."""
+        if self.stability_pool == "frame":  # order-aware: one max per channel and frame
+            return y.float().amax(dim=(3, 4)).flatten(1)
+        return y.float().amax(dim=(2, 3, 4))  # literal reading: one max per channel
+
+    def stability_scores(self, x: Tensor, x_t: Tensor, e: Tensor) -> tuple[Tensor, Tensor]:
+        """Raw stability cosines (s_t, s_s) of §3.1.3, each (B,), in [-1, 1].
+
+        x (B, C, T, H, W) the input, x_t its temporal-branch output, e (B, D, H, W) its spectrum.
+        """
+        assert self.temp is not None and self.freq is not None
         x_hat: Tensor = self.temp(self._perturb_frames(x))
-        s_t = F.cosine_similarity(x_t.float().amax(dim=(2, 3, 4)), x_hat.float().amax(dim=(2, 3, 4)), dim=1)
+        s_t = F.cosine_similarity(self._pool_t(x_t), self._pool_t(x_hat), dim=1)
         var = self.freq.spectral_variance(e)
         e_hat = e + self.freq.noise_scale(var) * torch.randn_like(e)  # variance-scaled noise
         s_s = F.cosine_similarity(e.float().mean(dim=(2, 3)), e_hat.float().mean(dim=(2, 3)), dim=1)
+        return s_t, s_s
+
+    def _stability(self, x: Tensor, x_t: Tensor, e: Tensor | None) -> Tensor:
+        """(lambda_t, lambda_s) from branch stability (§3.1.3), batch-averaged: (2,)."""
+        assert e is not None
+        s_t, s_s = self.stability_scores(x, x_t, e)
         s_t, s_s = _cos_to_unit(s_t, self.fusion_cos), _cos_to_unit(s_s, self.fusion_cos)
         # normalised so lambda_t + lambda_s == 1 exactly; equal weights when both are 0
         denom = s_t + s_s + 2 * self.eps

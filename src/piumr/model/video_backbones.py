@@ -32,7 +32,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from piumr.checkpoint import CheckpointError
+from piumr.errors import CheckpointError
 
 __all__ = [
     "VideoSpec", "VIDEO_SPECS", "VideoSplit", "build_video_backbone", "video_split",

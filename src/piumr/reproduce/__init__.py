@@ -3,6 +3,7 @@
 * ``specs``   one spec per table / figure: rows = name + config overrides
 * ``paper``   the paper's reported numbers, with sources (never mixed with measured rows)
 * ``runner``  runs rows x seeds (skip finished, resume interrupted), aggregates, writes
+* ``planning`` ``--plan``: what would run and its estimated GPU hours
 * ``writers`` JSON + LaTeX (booktabs) tables: mean ± std, paper value and difference per cell
 * ``figures`` matplotlib (Agg) PNG + PDF
 
@@ -12,14 +13,12 @@ Typical use::
     outs = run_many(make_settings(data="synth", preset="tiny"), ["table2", "fig5"])
 """
 
+from piumr.reproduce.planning import estimate_gpu_hours, plan, plan_table
 from piumr.reproduce.runner import (
     ExperimentOutput,
     Settings,
-    estimate_gpu_hours,
     expand_names,
     make_settings,
-    plan,
-    plan_table,
     print_result,
     run_experiment,
     run_many,

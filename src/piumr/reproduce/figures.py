@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from torch import Tensor, nn
 
 from piumr.data.ma52 import ACTION_TO_BODY, BODY_NAMES
+from piumr.files import atomic_write
 
 __all__ = [
     "save_figure", "subsample", "tsne_2d", "tsne_figure", "cosine_similarities", "similarity_figure",
@@ -33,8 +34,8 @@ def save_figure(fig: Figure, stem: Path) -> list[Path]:
     """Write ``stem.png`` (150 dpi) and ``stem.pdf``; returns both paths."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
-    fig.savefig(paths[0], dpi=150, bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight")
+    atomic_write(paths[0], lambda tmp: fig.savefig(tmp, format="png", dpi=150, bbox_inches="tight"))
+    atomic_write(paths[1], lambda tmp: fig.savefig(tmp, format="pdf", bbox_inches="tight"))
     return paths
 
 

@@ -5,7 +5,7 @@ apart from the rows this project trains (they are flagged ``reported`` and
 never take part in the best / second-best marks).
 
 Column mapping (the paper text's table headers are garbled, see
-``/work/shared/ma52/README.md``):
+the MA-52 notes in ``reproduce/README.md``):
 
 * Table 1 columns are, in order, Body Top-1, Action Top-1, Action Top-5,
   Body F1_macro, Body F1_micro, Action F1_macro, Action F1_micro, F1_mean
@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 #: Short citation of the paper every value below comes from.
-PAPER = "PIUmr paper (\"Every Subtlety Counts\", /work/shared/paper/PIUmr_paper.txt)"
+PAPER = "PIUmr paper (\"Every Subtlety Counts\")"
 
 #: Table 1 metric keys in the paper's column order.
 TABLE1_COLUMNS: tuple[str, ...] = tuple(k for k, _ in PAPER_COLUMNS)

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -35,36 +33,35 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
+import torch
 from rich.console import Console
-from rich.table import Table as RichTable
 
-from piumr.config import PRESETS, TrainConfig, backbone_overrides, get_preset, with_overrides
+from piumr.checkpoint import load_model, provenance
+from piumr.config import TrainConfig, backbone_overrides, get_preset, with_overrides
+from piumr.data.loaders import eval_loader
+from piumr.data.ma52 import ClipRecord
+from piumr.data.splits import load_split
+from piumr.evaluate import collect_scores, evaluate_checkpoint
+from piumr.files import write_json_atomic
 from piumr.metrics import EvalResult
+from piumr.model import PIUmrNet
+from piumr.reproduce import figures as F
 from piumr.reproduce import specs
 from piumr.reproduce.specs import ExperimentSpec, RowSpec
 from piumr.reproduce.writers import Cell, ResultTable, TableRow, cells_from_values, table_to_rich, write_table
-from piumr.train import TrainResult
+from piumr.runtime import pick_device
+from piumr.train import TrainResult, train
 
 __all__ = [
     "RESULT_FILE", "TrainFn", "EvalFn", "Settings", "Job", "ExperimentOutput", "make_settings", "data_tag",
-    "jobs_for", "ensure_run", "run_experiment", "run_many", "plan", "plan_table", "estimate_gpu_hours",
-    "build_table", "evaluate_run", "expand_names", "print_result", "PlanRow",
+    "jobs_for", "ensure_run", "run_experiment", "run_many", "build_table", "evaluate_run", "expand_names",
+    "print_result",
 ]
 
 RESULT_FILE = "result.json"
 CHECKPOINT = "last.safetensors"
 State = Literal["done", "resume", "new"]
 
-# Measured anchors (/work/shared/DESIGN.md §5): plain pytorchvideo X3D-M 16x224, bf16, batch 80, one H100.
-ANCHOR_TRAIN_CLIPS_PER_S = 125.0
-ANCHOR_EVAL_CLIPS_PER_S = 874.0
-#: multiply-accumulates (G) of one clip's forward pass at each backbone's own clip length and crop
-#: (``piumr.config.NATIVE_INPUT``), counted with ``torch.utils.flop_counter``; a torchvision backbone's run is
-#: estimated as X3D-M's times the ratio (an ESTIMATE: per-MAC GPU speed differs between architectures)
-BACKBONE_GMACS: dict[str, float] = {"x3d_m": 4.73, "r2plus1d_18": 40.52, "swin3d_t": 87.76, "mvit_v2_s": 64.22}
-#: NOT measured on a GPU: assumed slowdown of X3D-M + TFAM (after the last stage, 7x7 maps) vs plain X3D-M.
-TFAM_OVERHEAD_ASSUMED = 1.15
-MA52_TRAIN_CLIPS, MA52_VAL_CLIPS = 11_250, 5_586
 
 
 class TrainFn(Protocol):
@@ -82,21 +79,19 @@ class EvalFn(Protocol):
 
 def evaluate_run(run_dir: Path, cfg: TrainConfig, device: str | None) -> EvalResult:
     """Final model (``last.safetensors``) of ``run_dir`` on the val split of ``cfg.data``."""
-    from piumr.checkpoint import load_model
-    from piumr.evaluate import evaluate_checkpoint
-    from piumr.train import pick_device
-
     dev = pick_device(device)
-    model, ck = load_model(run_dir / CHECKPOINT)
-    result, _ = evaluate_checkpoint(model.to(dev), ck.config, split="val", out_dir=None, device=dev,
+    model, ck = load_model(run_dir / CHECKPOINT, map_location=dev)
+    result, _ = evaluate_checkpoint(model, ck.config, split="val", out_dir=None, device=dev,
                                     progress=False, data=cfg.data)
     return result
 
 
-def _default_train() -> TrainFn:
-    from piumr.train import train
-
-    return train
+def _final_model_and_val(run_dir: Path, cfg: TrainConfig, device: str | None
+                         ) -> tuple[PIUmrNet, list[ClipRecord], torch.device]:
+    """(final model of ``run_dir`` on the device, val records of ``cfg.data``, the device)."""
+    dev = pick_device(device)
+    model, _ = load_model(run_dir / CHECKPOINT, map_location=dev)
+    return model, load_split(cfg.data, "val", progress=False), dev
 
 
 @dataclass
@@ -110,7 +105,7 @@ class Settings:
     device: str | None = None
     progress: bool = True
     console: Console = field(default_factory=lambda: Console(stderr=True))
-    train_fn: TrainFn = field(default_factory=_default_train)
+    train_fn: TrainFn = train
     eval_fn: EvalFn = evaluate_run
     landscape_steps: int = 7  # Fig. 6 grid (steps x steps)
     landscape_batches: int = 2  # Fig. 6 val batches
@@ -203,24 +198,8 @@ def jobs_for(settings: Settings, spec: ExperimentSpec, seeds: Sequence[int] | No
     return jobs
 
 
-def _write_json(path: Path, payload: Any) -> None:
-    """Atomic JSON write (temporary file + rename), so a killed run never leaves half a result."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps(payload, indent=2) + "\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def ensure_run(settings: Settings, job: Job) -> dict[str, Any]:
     """The result of ``job``: read when finished, else trained (or resumed), evaluated and written."""
-    from piumr.checkpoint import provenance
-    from piumr.train import pick_device
-
     state = job.state
     con = settings.console
     if state == "done":
@@ -249,7 +228,7 @@ def ensure_run(settings: Settings, job: Job) -> dict[str, Any]:
         "provenance": provenance(str(pick_device(settings.device))),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    _write_json(job.run_dir / RESULT_FILE, payload)
+    write_json_atomic(job.run_dir / RESULT_FILE, payload)
     return payload
 
 
@@ -324,7 +303,7 @@ def _write_rows(out_dir: Path, spec: ExperimentSpec, jobs: list[Job], table: Res
             "seeds": results[row.key],
         }
         p = out_dir / "rows" / f"{row.key}.json"
-        _write_json(p, payload)
+        write_json_atomic(p, payload)
         paths.append(p)
     return paths
 
@@ -336,15 +315,13 @@ def _table_experiment(settings: Settings, spec: ExperimentSpec, out_dir: Path) -
     files = write_table(table, out_dir) + _write_rows(out_dir, spec, jobs, table, results)
     summary: dict[str, Any] = {}
     if spec.kind == "person-shift":
-        from piumr.reproduce.figures import participant_figure
-
         per: dict[str, list[float]] = {}
         for row in spec.rows:
             for r in results.get(row.key, []):
                 if r.get("participants"):
                     per.setdefault(row.label.split(" (")[0], []).extend(r["participants"]["per_participant"].values())
         if per:
-            files += participant_figure(per, out_dir / "per_participant")
+            files += F.participant_figure(per, out_dir / "per_participant")
         summary = {r.key: {c: cell.mean for c, cell in r.cells.items()} for r in table.rows}
     return ExperimentOutput(spec.name, out_dir, files, table, summary)
 
@@ -354,17 +331,10 @@ def _table_experiment(settings: Settings, spec: ExperimentSpec, out_dir: Path) -
 # ----------------------------------------------------------------------------------------------
 def _embeddings(settings: Settings, job: Job) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
     """Val embeddings (N, D) and action labels (N,) of a finished run (cached per process)."""
-    from piumr.checkpoint import load_model
-    from piumr.data.splits import load_split
-    from piumr.evaluate import collect_scores, eval_loader
-    from piumr.train import pick_device
-
     key = job.run_dir.resolve()
     if key not in settings._embeddings:
-        dev = pick_device(settings.device)
-        model, _ = load_model(job.run_dir / CHECKPOINT)
-        records = load_split(job.cfg.data, "val", progress=False)
-        scores = collect_scores(model.to(dev), eval_loader(job.cfg, records), dev, amp=job.cfg.optim.amp,
+        model, records, dev = _final_model_and_val(job.run_dir, job.cfg, settings.device)
+        scores = collect_scores(model, eval_loader(job.cfg, records), dev, amp=job.cfg.optim.amp,
                                 keep_embeddings=True)
         if scores.embeddings is None:
             raise RuntimeError(f"{job.run_dir}: no embeddings were collected")
@@ -373,8 +343,6 @@ def _embeddings(settings: Settings, job: Job) -> tuple[npt.NDArray[np.float64], 
 
 
 def _figure_experiment(settings: Settings, spec: ExperimentSpec, out_dir: Path) -> ExperimentOutput:
-    from piumr.reproduce import figures as F
-
     jobs = jobs_for(settings, spec)
     for job in jobs:
         ensure_run(settings, job)
@@ -400,7 +368,7 @@ def _figure_experiment(settings: Settings, spec: ExperimentSpec, out_dir: Path) 
     else:
         files, data["landscape"] = _landscape(settings, jobs, names, out_dir)
     p = out_dir / f"{spec.name}.json"
-    _write_json(p, data)
+    write_json_atomic(p, data)
     return ExperimentOutput(spec.name, out_dir, [*files, p], None, data)
 
 
@@ -410,17 +378,8 @@ def _mean(x: npt.NDArray[np.float64]) -> float:
 
 def _landscape(settings: Settings, jobs: list[Job], names: dict[str, str],
                out_dir: Path) -> tuple[list[Path], dict[str, Any]]:
-    import torch
-
-    from piumr.checkpoint import load_model
-    from piumr.data.splits import load_split
-    from piumr.evaluate import eval_loader
-    from piumr.reproduce import figures as F
-    from piumr.train import pick_device
-
-    dev = pick_device(settings.device)
     cfg = jobs[0].cfg
-    records = load_split(cfg.data, "val", progress=False)
+    _, records, dev = _final_model_and_val(jobs[0].run_dir, cfg, settings.device)
     batches: list[tuple[torch.Tensor, torch.Tensor]] = []
     for b in eval_loader(cfg, records):
         batches.append((b["video"].to(dev), b["action"].to(dev)))
@@ -428,8 +387,8 @@ def _landscape(settings: Settings, jobs: list[Job], names: dict[str, str],
             break
     surfaces = {}
     for job in jobs:
-        model, _ = load_model(job.run_dir / CHECKPOINT)
-        coords, surf = F.loss_landscape(model.to(dev), batches, steps=settings.landscape_steps,
+        model, _ = load_model(job.run_dir / CHECKPOINT, map_location=dev)
+        coords, surf = F.loss_landscape(model, batches, steps=settings.landscape_steps,
                                         seed=settings.seeds[0])
         surfaces[names[job.row.key]] = (coords, surf)
     files = F.landscape_figure(surfaces, out_dir / "fig6_landscape")
@@ -489,94 +448,3 @@ def print_result(res: ExperimentOutput, console: Console) -> None:
     console.print(f"[bold]{res.name}[/] done in {res.seconds:.0f} s; files:")
     for f in res.files:
         console.print(f"  {f}")
-
-
-# ----------------------------------------------------------------------------------------------
-# plan and cost estimate
-# ----------------------------------------------------------------------------------------------
-def estimate_gpu_hours(cfg: TrainConfig) -> float:
-    """Estimated hours of one run of ``cfg`` on MA-52 with the paper's X3D-M 16x224 on one H100.
-
-    An ESTIMATE from measured anchors (DESIGN.md §5: plain X3D-M trains at ~125
-    clips/s and infers at ~874 clips/s in bf16 at batch 80 on an H100), times an
-    ASSUMED, unmeasured TFAM overhead of ``TFAM_OVERHEAD_ASSUMED``; it counts
-    the training epochs, each validation pass and our final evaluation, and
-    assumes data loading keeps up (a prepared cache, ``piumr prepare``). The
-    anchors are X3D-M's: other X3D sizes are not scaled; a backbone in
-    ``BACKBONE_GMACS`` is scaled by its MACs over X3D-M's (at their own inputs).
-    """
-    if cfg.data.split == "cross-subject":
-        pool = MA52_TRAIN_CLIPS + MA52_VAL_CLIPS
-        val = pool // cfg.data.folds
-        train = pool - val
-    else:
-        train, val = MA52_TRAIN_CLIPS, MA52_VAL_CLIPS
-    steps = train // cfg.optim.batch_size
-    if cfg.max_steps_per_epoch is not None:
-        steps = min(steps, cfg.max_steps_per_epoch)
-    epochs = cfg.optim.epochs
-    speed = ANCHOR_TRAIN_CLIPS_PER_S / (TFAM_OVERHEAD_ASSUMED if cfg.model.tfam.enabled else 1.0)
-    evals = len({e for e in range(epochs) if (e + 1) % cfg.eval_every == 0 or e + 1 == epochs}) + 1
-    seconds = epochs * steps * cfg.optim.batch_size / speed + evals * val / ANCHOR_EVAL_CLIPS_PER_S
-    cost = BACKBONE_GMACS.get(cfg.model.backbone, BACKBONE_GMACS["x3d_m"]) / BACKBONE_GMACS["x3d_m"]
-    return cost * seconds / 3600.0
-
-
-@dataclass(frozen=True)
-class PlanRow:
-    """One line of ``--plan``."""
-
-    experiment: str
-    row: str
-    seed: int
-    run_dir: Path
-    state: State
-    paper_gpu_hours: float
-    shared_with: str  # an earlier experiment that needs the same run ("" if none)
-
-
-def plan(settings: Settings, names: Sequence[str]) -> list[PlanRow]:
-    """What ``names`` would run (rows x seeds, shared runs flagged) and each run's paper-preset GPU estimate.
-
-    The estimate is for the paper preset on MA-52 with the same row switches,
-    ``--epochs`` and seeds (``estimate_gpu_hours``), whatever preset is chosen.
-    """
-    paper_base = PRESETS["paper"]
-    if settings.base.optim.epochs != get_preset(settings.preset).optim.epochs:
-        paper_base = with_overrides(paper_base, {"optim.epochs": settings.base.optim.epochs})
-    if settings.base.model.backbone != get_preset(settings.preset).model.backbone:  # --backbone
-        paper_base = with_overrides(paper_base, backbone_overrides(settings.base.model.backbone, native_input=True))
-    first_seen: dict[Path, str] = {}
-    rows = []
-    for name in expand_names(names):
-        spec = experiment_spec(settings, name)
-        for job in jobs_for(settings, spec):
-            est = estimate_gpu_hours(specs.build_config(paper_base, job.row, job.seed))
-            shared = first_seen.setdefault(job.run_dir, spec.name)
-            rows.append(PlanRow(spec.name, job.row.key, job.seed, job.run_dir, job.state, est,
-                                "" if shared == spec.name else shared))
-    return rows
-
-
-def plan_table(settings: Settings, rows: Sequence[PlanRow]) -> tuple[RichTable, str]:
-    """(rich table of the plan, one-line totals)."""
-    t = RichTable(title=f"reproduce plan: preset {settings.preset}, data {settings.base.data.root}, "
-                  f"epochs {settings.base.optim.epochs}, seeds {list(settings.seeds)}, out {settings.root}",
-                  caption="run folders are relative to the output root")
-    for c in ("experiment", "row", "seed", "state", "run folder", "paper-preset GPU h (est.)"):
-        t.add_column(c)
-    unique: dict[Path, PlanRow] = {}
-    for r in rows:
-        state = f"same run as {r.shared_with}" if r.shared_with else r.state
-        rel = r.run_dir.relative_to(settings.root) if r.run_dir.is_relative_to(settings.root) else r.run_dir
-        t.add_row(r.experiment, r.row, str(r.seed), state, str(rel), f"{r.paper_gpu_hours:.1f}")
-        unique.setdefault(r.run_dir, r)
-    todo = [r for r in unique.values() if r.state != "done"]
-    total = sum(r.paper_gpu_hours for r in unique.values())
-    left = sum(r.paper_gpu_hours for r in todo)
-    line = (f"{len(rows)} (row, seed) entries, {len(unique)} distinct runs, {len(todo)} still to train or resume. "
-            f"Paper preset on MA-52, one H100: ~{total:.1f} GPU h in all, ~{left:.1f} GPU h left "
-            f"(ESTIMATE: measured plain X3D-M throughput x assumed TFAM overhead {TFAM_OVERHEAD_ASSUMED}, "
-            "x MACs ratio to X3D-M for torchvision backbones; "
-            "resumed runs counted whole).")
-    return t, line

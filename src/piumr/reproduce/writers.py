@@ -16,7 +16,6 @@ LaTeX needs ``\\usepackage{booktabs,xcolor,amssymb,graphicx}``.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,6 +24,8 @@ from typing import Any, Literal
 
 from rich.markup import escape
 from rich.table import Table as RichTable
+
+from piumr.files import write_json_atomic, write_text_atomic
 
 __all__ = ["Cell", "TableRow", "ResultTable", "Mark", "compute_marks", "table_to_json", "table_to_latex",
            "table_to_rich", "write_table", "fmt"]
@@ -273,8 +274,8 @@ def write_table(table: ResultTable, out_dir: Path, stem: str = "table") -> list[
     """Write ``<stem>.json`` and ``<stem>.tex`` into ``out_dir``; returns both paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     pj, pt = out_dir / f"{stem}.json", out_dir / f"{stem}.tex"
-    pj.write_text(json.dumps(table_to_json(table), indent=2) + "\n")
-    pt.write_text(table_to_latex(table))
+    write_json_atomic(pj, table_to_json(table))
+    write_text_atomic(pt, table_to_latex(table))
     return [pj, pt]
 
 

@@ -1,0 +1,104 @@
+"""From a config and clip records to datasets and DataLoaders: the only place a ``VideoDataset`` is built.
+
+``build_dataset(cfg, records, mode)`` assembles sampling, transform, decoder,
+error policy and cache for ``mode``:
+
+* ``"train"``: random segment sampling, RandomResizedCrop + flip, broken clips per ``cfg.data.on_error``;
+* ``"eval"``: uniform sampling, centre crop, optional temporal views;
+* ``"predict"``: like eval, on arbitrary files: no prepared cache, broken clips raise.
+
+Items are float32 ``(3, T, crop, crop)`` (``(V, 3, T, crop, crop)`` with views > 1);
+loaders batch them to ``(B, 3, T, crop, crop)`` (``(B, V, 3, T, crop, crop)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+from piumr.config import TrainConfig
+from piumr.data.dataset import VideoDataset, collate, worker_init
+from piumr.data.ma52 import ClipRecord
+from piumr.data.prepare import open_cache_if_any
+from piumr.data.transforms import build_transform
+from piumr.errors import VideoError
+
+__all__ = ["Mode", "data_root", "build_dataset", "probe_lengths", "train_loader", "eval_loader"]
+
+Mode = Literal["train", "eval", "predict"]
+
+
+def data_root(records: Sequence[ClipRecord]) -> Path:
+    """The folder holding the split folders of ``records`` (where a prepared cache keeps its manifest);
+    ``.`` for no records."""
+    return records[0].path.parent.parent if records else Path(".")
+
+
+def build_dataset(cfg: TrainConfig, records: Sequence[ClipRecord], mode: Mode, *, views: int = 1) -> VideoDataset:
+    """The ``VideoDataset`` of ``records`` for ``mode`` (see the module docstring)."""
+    d, m = cfg.data, cfg.model
+    train = mode == "train"
+    transform = build_transform(train=train, crop=m.crop, short_side=d.short_side, hflip=train and d.hflip,
+                                min_scale=d.crop_min_scale)
+    if mode == "predict":
+        return VideoDataset(records, frames=m.frames, train=False, transform=transform, backend=d.backend,
+                            on_error="raise", views=views, decode_short_side=d.short_side)
+    # the seam for a decoded-clip cache: every train/eval dataset gets its frame source here
+    cache = open_cache_if_any(data_root(records))
+    return VideoDataset(records, frames=m.frames, train=train, transform=transform, backend=d.backend,
+                        on_error=d.on_error, seed=cfg.seed, views=views, cache=cache,
+                        decode_short_side=d.short_side)
+
+
+def probe_lengths(ds: VideoDataset) -> None:
+    """Probe every clip length of a raw (uncached) dataset once, in this process.
+
+    Forked loader workers inherit the lengths instead of re-probing every clip in
+    every worker every epoch (a prepared cache keeps them in its manifest). A
+    broken clip raises ``VideoError`` with ``on_error="raise"``; with "skip" it is
+    left unprobed: the loader meets it again, skips it and counts it.
+    """
+    if ds.cache is not None:
+        return
+    for i in range(len(ds)):
+        try:
+            ds.num_frames(i)
+        except VideoError:
+            if ds.on_error == "raise":
+                raise
+
+
+def train_loader(cfg: TrainConfig, ds: VideoDataset, *, epoch: int, rank: int = 0, world: int = 1,
+                 pin_memory: bool = False) -> DataLoader[dict[str, Any]]:
+    """Shuffled, drop-last loader for one epoch: ``cfg.optim.batch_size // world`` clips per rank.
+
+    The shuffle order is seeded from ``(cfg.seed, epoch)``; under torch.distributed
+    (``world > 1``) a ``DistributedSampler`` gives each rank its part."""
+    gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
+    sampler: DistributedSampler[int] | None = None
+    if world > 1:
+        sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True)
+        sampler.set_epoch(epoch)
+    nw = cfg.data.num_workers
+    return DataLoader(ds, batch_size=cfg.optim.batch_size // world, shuffle=sampler is None, sampler=sampler,
+                      drop_last=True, num_workers=nw, collate_fn=collate, worker_init_fn=worker_init if nw else None,
+                      generator=gen, pin_memory=pin_memory, persistent_workers=False)
+
+
+def eval_loader(cfg: TrainConfig, records: list[ClipRecord], *, views: int = 1, batch_size: int | None = None,
+                workers: int | None = None, shard: tuple[int, int] | None = None) -> DataLoader[dict[str, Any]]:
+    """Deterministic evaluation loader (uniform sampling, centre crop) over ``records``.
+
+    ``shard=(rank, world)`` gives each torch.distributed rank its part (gathered again by
+    ``piumr.evaluate.collect_scores``)."""
+    ds = build_dataset(cfg, records, "eval", views=views)
+    nw = cfg.data.num_workers if workers is None else workers
+    sampler: DistributedSampler[dict[str, Any]] | None = (
+        DistributedSampler(ds, num_replicas=shard[1], rank=shard[0], shuffle=False) if shard is not None else None)
+    return DataLoader(ds, batch_size=batch_size or cfg.optim.batch_size, shuffle=False, sampler=sampler,
+                      num_workers=nw, collate_fn=collate, worker_init_fn=worker_init if nw else None,
+                      generator=torch.Generator().manual_seed(cfg.seed))

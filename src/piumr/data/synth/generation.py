@@ -1,0 +1,323 @@
+"""Encoding (bit-exact yuv420p H.264), splits, list files and orchestration: ``generate`` and the
+parameter-keyed cache ``ensure_synth``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+
+from piumr.config import DataConfig
+from piumr.data.ma52 import ACTION_NAMES as _ACTION_NAMES
+from piumr.data.ma52 import ACTION_TO_BODY as _ACTION_TO_BODY
+from piumr.data.synth.actions import select_classes
+from piumr.data.synth.geometry import F32, U8
+from piumr.data.synth.persons import PersonAttrs, make_person
+from piumr.data.synth.rendering import render_clip
+__all__ = ["GENERATOR_VERSION", "SynthInfo", "generate", "synth_key", "ensure_synth"]
+
+GENERATOR_VERSION = "1"
+_DATA = DataConfig()  # the dataset-size defaults live in DataConfig (synth_*)
+
+
+def _crlf(lines: Sequence[str]) -> bytes:
+    return "".join(line + "\r\n" for line in lines).encode("utf-8")
+
+
+def _rgb_to_yuv420p(video: U8) -> U8:
+    """BT.601 limited-range RGB -> planar yuv420p, shape (T, H*3/2, W), in plain numpy.
+
+    Done here rather than by libswscale because swscale's SIMD paths made the encoded bytes
+    depend on buffer alignment (intermittently different files for the same frames).
+    """
+    T, H, W, _ = video.shape
+    rgb = video.astype(np.float32) / np.float32(255.0)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    y = 16.0 + 65.481 * r + 128.553 * g + 24.966 * b
+    cb = 128.0 - 37.797 * r - 74.203 * g + 112.0 * b
+    cr = 128.0 + 112.0 * r - 93.786 * g - 18.214 * b
+
+    def sub(c: F32) -> F32:
+        out: F32 = (c[:, 0::2, 0::2] + c[:, 1::2, 0::2] + c[:, 0::2, 1::2] + c[:, 1::2, 1::2]) * np.float32(0.25)
+        return out
+
+    out = np.empty((T, H * 3 // 2, W), dtype=np.uint8)
+    out[:, :H] = np.clip(np.rint(y), 0, 255).astype(np.uint8)
+    out[:, H:H + H // 4] = np.clip(np.rint(sub(cb)), 0, 255).astype(np.uint8).reshape(T, H // 4, W)
+    out[:, H + H // 4:] = np.clip(np.rint(sub(cr)), 0, 255).astype(np.uint8).reshape(T, H // 4, W)
+    return out
+
+
+def _encode(path: Path, video: U8, fps: int) -> None:
+    """Write an H.264 (libx264, yuv420p) mp4, byte-identical for identical input.
+
+    Determinism needs one thread AND ``mbtree=0``: with macroblock-tree rate control this
+    libx264 build produced different bitstreams for the same frames depending on heap contents.
+    """
+    T, H, W, _ = video.shape
+    with av.open(str(path), mode="w", format="mp4") as container:
+        options = {"crf": "20", "preset": "veryfast", "threads": "1", "x264-params": "mbtree=0"}
+        stream = container.add_stream("libx264", rate=fps, options=options)
+        stream.width = W
+        stream.height = H
+        stream.pix_fmt = "yuv420p"
+        stream.thread_count = 1
+        yuv = _rgb_to_yuv420p(video)
+        for i in range(T):
+            frame = av.VideoFrame.from_ndarray(yuv[i], format="yuv420p")
+            frame.pts = i
+            frame.time_base = Fraction(1, fps)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+
+
+@dataclass(frozen=True)
+class _ClipJob:
+    path: str
+    person: PersonAttrs
+    label: int
+    frames: int
+    size: int
+    fps: int
+    clip_seed: int
+
+
+def _run_job(job: _ClipJob) -> str:
+    video = render_clip(job.person, job.label, job.frames, job.size, job.clip_seed)
+    _encode(Path(job.path), video, job.fps)
+    return job.path
+
+
+@dataclass(frozen=True)
+class SynthInfo:
+    """What :func:`generate` wrote."""
+
+    out: Path
+    classes: tuple[int, ...]
+    persons: tuple[str, ...]
+    counts: dict[str, int]
+    cross_subject_train_persons: tuple[str, ...]
+    cross_subject_val_persons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Clip:
+    person: int
+    clip_no: int
+    label: int
+    split: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.person:04d}_{_ACTION_TO_BODY[self.label]:02d}_{self.clip_no:04d}.mp4"
+
+
+def _plan(persons: int, clips_per_person: int, classes: Sequence[int], seed: int) -> list[_Clip]:
+    """Assign labels and official-like splits to every clip (class-stratified per person)."""
+    pattern = ("train", "val", "train", "test")
+    clips: list[_Clip] = []
+    for pid in range(1, persons + 1):
+        r = np.random.default_rng([seed, 3, pid])
+        order = [int(c) for c in r.permutation(np.asarray(classes))]
+        labels = [order[i % len(order)] for i in range(clips_per_person)]
+        # stratify: walk clips grouped by class, dealing train/val/train/test
+        by_class = sorted(range(clips_per_person), key=lambda i: (classes.index(labels[i]), i))
+        split_of: dict[int, str] = {}
+        for j, i in enumerate(by_class):
+            # any 4 consecutive pattern entries hold train, val and test; fewer clips: train, val, test
+            split_of[i] = pattern[(j + pid) % len(pattern)] if clips_per_person >= 4 else ("train", "val", "test")[j]
+        for i in range(clips_per_person):
+            clips.append(_Clip(pid, i + 1, labels[i], split_of[i]))
+    return clips
+
+
+def _link(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError as e:  # file systems without hard links: fall back to a copy, loudly
+        warnings.warn(f"hard link {dst} failed ({e}); copying instead", RuntimeWarning, stacklevel=2)
+        shutil.copy2(src, dst)
+
+
+def _iter_results(jobs: list[_ClipJob], workers: int) -> Iterator[str]:
+    if workers <= 1:
+        for job in jobs:
+            yield _run_job(job)
+        return
+    with ProcessPoolExecutor(max_workers=workers) as ex:
+        yield from ex.map(_run_job, jobs, chunksize=max(1, min(16, len(jobs) // (workers * 8) or 1)))
+
+
+def _check_params(persons: int, clips_per_person: int, frames: int, size: int, fps: int) -> None:
+    if not 2 <= persons <= 9999:
+        raise ValueError(f"persons must be in 2..9999, got {persons}")
+    if not 2 <= clips_per_person <= 9999:
+        raise ValueError(f"clips_per_person must be in 2..9999, got {clips_per_person}")
+    if frames < 2:
+        raise ValueError(f"frames must be >= 2, got {frames}")
+    if size < 16 or size % 2:
+        raise ValueError(f"size must be an even number >= 16 (yuv420p), got {size}")
+    if fps < 1:
+        raise ValueError(f"fps must be >= 1, got {fps}")
+
+
+def _render_all(jobs: list[_ClipJob], workers: int, progress: bool) -> None:
+    """Render and encode every clip (``workers`` processes), with a progress bar if asked."""
+    if not progress:
+        for _ in _iter_results(jobs, workers):
+            pass
+        return
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TimeRemainingColumn()) as bar:
+        task = bar.add_task("synthetic MA-52", total=len(jobs))
+        for _ in _iter_results(jobs, workers):
+            bar.advance(task)
+
+
+def _cross_subject(out: Path, clips: list[_Clip], persons: int, seed: int,
+                   counts: dict[str, int]) -> tuple[list[int], list[int]]:
+    """Write ``out/cross_subject``: person-disjoint, self-contained root with hard links.
+
+    Adds its clip counts to ``counts``; returns (train persons, val persons)."""
+    r = np.random.default_rng([seed, 4])
+    pids = [int(x) for x in r.permutation(np.arange(1, persons + 1))]
+    n_val = max(1, round(persons / 3))
+    val_p = sorted(pids[:n_val])
+    train_p = sorted(pids[n_val:])
+    cs = out / "cross_subject"
+    for split, members in (("train", set(train_p)), ("val", set(val_p))):
+        sel = [c for c in clips if c.person in members]
+        for c in sel:
+            _link(out / c.split / c.name, cs / split / c.name)
+        (cs / f"{split}_list_videos.txt").write_bytes(_crlf([f"{c.name} {c.label}" for c in sel]))
+        counts[f"cross_subject_{split}"] = len(sel)
+    return train_p, val_p
+
+
+def generate(
+    out: Path,
+    *,
+    persons: int = _DATA.synth_persons,
+    clips_per_person: int = _DATA.synth_clips_per_person,
+    classes_per_body: int = _DATA.synth_classes_per_body,
+    frames: int = _DATA.synth_frames,
+    size: int = _DATA.synth_size,
+    seed: int = _DATA.synth_seed,
+    workers: int = 2,
+    progress: bool = True,
+    fps: int = 15,
+) -> SynthInfo:
+    """Generate the synthetic MA-52 dataset into ``out`` (see the module docstring for the layout).
+
+    ``out`` may exist but must not already contain a dataset. ``workers`` and ``progress`` do not
+    affect the output. Raises ValueError for invalid parameters.
+    """
+    _check_params(persons, clips_per_person, frames, size, fps)
+    classes = select_classes(classes_per_body)
+    out = Path(out)
+    if (out / "synth_meta.json").exists():
+        raise ValueError(f"{out}: already holds a generated dataset")
+    for sub in ("train", "val", "test", "cross_subject/train", "cross_subject/val"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+
+    people = [make_person(seed, pid) for pid in range(1, persons + 1)]
+    clips = _plan(persons, clips_per_person, classes, seed)
+    jobs = [
+        _ClipJob(str(out / c.split / c.name), people[c.person - 1], c.label, frames, size, fps,
+                 int(np.random.default_rng([seed, 2, c.person, c.clip_no]).integers(0, 2**63 - 1)))
+        for c in clips
+    ]
+
+    _render_all(jobs, workers, progress)
+    counts: dict[str, int] = {}
+    for split in ("train", "val", "test"):
+        sel = [c for c in clips if c.split == split]
+        (out / f"{split}_list_videos.txt").write_bytes(_crlf([f"{c.name} {c.label}" for c in sel]))
+        counts[split] = len(sel)
+    train_p, val_p = _cross_subject(out, clips, persons, seed, counts)
+    cs = out / "cross_subject"
+    label_bytes = _crlf([f"{i}\t{n}" for i, n in enumerate(_ACTION_NAMES)])
+    (out / "label_name.txt").write_bytes(label_bytes)
+    (cs / "label_name.txt").write_bytes(label_bytes)
+
+    meta: dict[str, Any] = {
+        "generator": "piumr.data.synth",
+        "version": GENERATOR_VERSION,
+        "seed": seed,
+        "params": {"persons": persons, "clips_per_person": clips_per_person,
+                   "classes_per_body": classes_per_body, "frames": frames, "size": size, "fps": fps},
+        "classes": [{"label": c, "name": _ACTION_NAMES[c], "body": _ACTION_TO_BODY[c]} for c in classes],
+        "counts": counts,
+        "cross_subject": {"train_persons": [f"{x:04d}" for x in train_p],
+                          "val_persons": [f"{x:04d}" for x in val_p]},
+        "test_naming": "PPPP_BB_NNNN.mp4 with true labels",
+        "persons": [dict(asdict(pp), id=f"{pp.pid:04d}") for pp in people],
+    }
+    (out / "synth_meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return SynthInfo(
+        out=out,
+        classes=classes,
+        persons=tuple(f"{x:04d}" for x in range(1, persons + 1)),
+        counts=counts,
+        cross_subject_train_persons=tuple(f"{x:04d}" for x in train_p),
+        cross_subject_val_persons=tuple(f"{x:04d}" for x in val_p),
+    )
+
+
+_OUTPUT_PARAMS = ("persons", "clips_per_person", "classes_per_body", "frames", "size", "seed", "fps")
+_RUN_PARAMS = ("workers", "progress")
+
+
+def synth_key(**params: Any) -> str:
+    """Cache directory name for these generation parameters (defaults filled in)."""
+    defaults: dict[str, Any] = {"persons": 24, "clips_per_person": 40, "classes_per_body": 2,
+                                "frames": 32, "size": 112, "seed": 0, "fps": 15}
+    unknown = set(params) - set(_OUTPUT_PARAMS) - set(_RUN_PARAMS)
+    if unknown:
+        raise TypeError(f"unknown synth parameters: {sorted(unknown)}")
+    full = {k: int(params.get(k, defaults[k])) for k in _OUTPUT_PARAMS}
+    blob = json.dumps({"version": GENERATOR_VERSION, **full}, sort_keys=True).encode()
+    return f"synth-v{GENERATOR_VERSION}-{hashlib.sha256(blob).hexdigest()[:16]}"
+
+
+def ensure_synth(cache_dir: Path, **params: Any) -> Path:
+    """Return the dataset directory for ``params`` under ``cache_dir``, generating it if absent.
+
+    Generation happens in a temporary sibling directory that is renamed into place only once
+    complete, so an interrupted run never leaves a half dataset under the final name (stale
+    ``.tmp-*`` directories may remain and can be deleted). If another process finishes first,
+    its copy is used.
+    """
+    cache_dir = Path(cache_dir)
+    final = cache_dir / synth_key(**params)
+    if (final / "synth_meta.json").is_file():
+        return final
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=cache_dir))
+    try:
+        generate(tmp, **params)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not (final / "synth_meta.json").is_file():
+                raise
+            # a concurrent generator won the race; its dataset is identical
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return final

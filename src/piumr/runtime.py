@@ -1,0 +1,159 @@
+"""Where and how a run executes: device choice, CPU threads, torch.distributed, seeding.
+
+Thread rule (``configure_threads``): a process gets ``cores`` PHYSICAL cores
+(``/proc/cpuinfo``, capped by the CPUs this process may run on). Each
+DataLoader worker runs one intra-op thread (``piumr.data.dataset.worker_init``),
+so the main process gets ``max(1, cores - workers)`` intra-op threads and
+``workers + threads <= cores`` whenever ``workers < cores``. An explicit
+``--threads`` (or ``OMP_NUM_THREADS`` when no ``--threads`` is given) asks for
+fewer or more; it is capped by the same rule, never raised above it.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from piumr.errors import DeviceError
+
+__all__ = ["DistInfo", "pick_device", "setup_distributed", "seed_everything", "physical_cores",
+           "thread_budget", "configure_threads"]
+
+_DEVICE_HELP = "use cpu, cuda, cuda:N or auto"
+
+
+def pick_device(device: str | None) -> torch.device:
+    """``None``/"auto" -> CUDA when available, else CPU; otherwise the named device, checked.
+
+    Raises ``DeviceError`` (one line naming the value) for a string that is not a
+    device, a device type piumr does not run on, or a GPU that is not there.
+    """
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise DeviceError(f"--device {device!r}: not a device ({_DEVICE_HELP})") from None
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"--device {device!r}: no CUDA GPU is available here (use --device cpu)")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise DeviceError(f"--device {device!r}: this machine has {count} CUDA GPU(s) (cuda:0..cuda:{count - 1})")
+        return dev
+    if dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise DeviceError(f"--device {device!r}: MPS is not available here (use --device cpu)")
+        return dev
+    raise DeviceError(f"--device {device!r}: device type {dev.type!r} is not supported ({_DEVICE_HELP})")
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """This process's place in a (possibly single-process) run."""
+
+    rank: int
+    world: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the process that logs and writes files."""
+        return self.rank == 0
+
+
+def setup_distributed(device: str | None) -> DistInfo:
+    """Initialise torch.distributed when launched by torchrun (WORLD_SIZE > 1); else rank 0 of 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    dev = pick_device(device)
+    if world <= 1:
+        return DistInfo(0, 1, dev)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    rank = dist.get_rank()
+    if dev.type == "cuda":
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(dev)
+    return DistInfo(rank, dist.get_world_size(), dev)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python's, numpy's and torch's global generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _allowed_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def physical_cores(cpuinfo: Path = Path("/proc/cpuinfo")) -> int:
+    """Physical cores this process can use: distinct (physical id, core id) pairs in ``cpuinfo``,
+    capped by the CPUs in its affinity mask; the logical CPU count where ``cpuinfo`` is unreadable."""
+    allowed = _allowed_cpus()
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return allowed
+    cores: set[tuple[str, str]] = set()
+    phys = core = ""
+    for line in [*text.splitlines(), ""]:
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "physical id":
+            phys = value.strip()
+        elif key == "core id":
+            core = value.strip()
+        elif not key:
+            if core:
+                cores.add((phys, core))
+            phys = core = ""
+    return max(1, min(len(cores), allowed)) if cores else allowed
+
+
+def thread_budget(threads: int | None, workers: int, cores: int, omp: str | None = None) -> int:
+    """Intra-op threads for the main process (the rule in the module docstring).
+
+    ``threads``: the ``--threads`` value or None; ``omp``: ``OMP_NUM_THREADS``
+    or None. Raises ``ValueError`` naming the flag or variable for a value < 1.
+    """
+    if workers < 0:
+        raise ValueError(f"data loader workers must be >= 0, got {workers}")
+    budget = max(1, cores - workers)
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {threads}")
+        return min(threads, budget)
+    if omp is not None and omp.strip():
+        try:
+            n = int(omp)
+        except ValueError:
+            raise ValueError(f"OMP_NUM_THREADS={omp!r} is not a whole number") from None
+        if n < 1:
+            raise ValueError(f"OMP_NUM_THREADS must be >= 1, got {n}")
+        return min(n, budget)
+    return budget
+
+
+def configure_threads(threads: int | None, workers: int) -> int:
+    """Set torch's intra-op threads for a process that also runs ``workers`` DataLoader workers.
+
+    Defaults to the physical cores left after the workers, respects
+    ``OMP_NUM_THREADS`` when set, and never oversubscribes (see the module
+    docstring). Returns the number of threads set.
+    """
+    n = thread_budget(threads, workers, physical_cores(), os.environ.get("OMP_NUM_THREADS"))
+    torch.set_num_threads(n)
+    return n
