@@ -9,17 +9,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from piumr.config import BACKBONES, DataConfig, TrainConfig
+from piumr.config import (
+    BACKBONES, MAX_CROP, MAX_FRAMES, MAX_SHORT_SIDE, MAX_VIEWS, MAX_WORKERS, MIN_SHORT_SIDE, DataConfig, TrainConfig,
+)
 
+from .doctor import doctor
 from .errors import err, user_errors
+from .flags import describe, refuse_combined
 from .options import DeviceOpt, ThreadsOpt
 
 if TYPE_CHECKING:  # the CLI imports torch-heavy modules inside commands, so --help stays fast
     from piumr.checkpoint import Checkpoint
     from piumr.model import PIUmrNet
+    from piumr.predict import ClipFailure, ClipPrediction
 
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
 warnings.filterwarnings("ignore", message=".*saved_variables.*", category=DeprecationWarning)
@@ -29,6 +35,7 @@ app = typer.Typer(help="PIUmr: person-independent micro-action recognition (X3D 
 bench_app = typer.Typer(help="Speed and memory benchmarks (print numbers; never timed tests).", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 out = Console()
+app.command()(doctor)
 
 ARTIFACTS = Path("artifacts")
 
@@ -40,7 +47,10 @@ def _cfg(preset: str, overrides: dict[str, Any], backbone: str | None = None) ->
     from piumr.config import backbone_overrides, get_preset, with_overrides
 
     base = backbone_overrides(backbone, native_input=preset == "paper") if backbone is not None else {}
-    return with_overrides(get_preset(preset), {**base, **{k: v for k, v in overrides.items() if v is not None}})
+    try:
+        return with_overrides(get_preset(preset), {**base, **{k: v for k, v in overrides.items() if v is not None}})
+    except ValidationError as e:  # one line naming the flag the user typed, not the config key
+        raise ValueError(describe(e)) from None
 
 
 def _threads(threads: Optional[int], workers: int) -> int:
@@ -74,7 +84,7 @@ def version() -> None:
 @app.command()
 def info(
     preset: Annotated[str, typer.Option(help="config preset")] = "paper",
-    batch: Annotated[int, typer.Option(help="batch for the forward/backward check")] = 2,
+    batch: Annotated[int, typer.Option(help="batch for the forward/backward check", min=1, max=4096)] = 2,
     threads: ThreadsOpt = None,
 ) -> None:
     """Build a preset's model and run one forward/backward pass: shapes and parameter counts."""
@@ -117,7 +127,7 @@ def synth(
     frames: Annotated[Optional[int], typer.Option(help="frames per clip")] = None,
     size: Annotated[Optional[int], typer.Option(help="frame size in pixels")] = None,
     seed: Annotated[Optional[int], typer.Option(help="generator seed")] = None,
-    workers: Annotated[int, typer.Option(help="parallel processes")] = 2,
+    workers: Annotated[int, typer.Option(help="parallel processes", min=1, max=MAX_WORKERS)] = 2,
     threads: ThreadsOpt = None,
 ) -> None:
     """Generate the synthetic MA-52-format dataset (real mp4 files + official-format lists)."""
@@ -138,9 +148,12 @@ def synth(
 def prepare(
     data: Annotated[Path, typer.Option(help="MA-52 root (raw videos)")],
     out_dir: Annotated[Path, typer.Option("--out", help="cache folder to write")],
-    short_side: Annotated[int, typer.Option(help="resize frames to this short side")] = DataConfig().short_side,
-    workers: Annotated[int, typer.Option(help="parallel processes")] = 2,
+    short_side: Annotated[int, typer.Option(help="resize frames to this short side",
+                                            min=MIN_SHORT_SIDE, max=MAX_SHORT_SIDE)] = DataConfig().short_side,
+    workers: Annotated[int, typer.Option(help="parallel processes", min=0, max=MAX_WORKERS)] = 2,
     splits: Annotated[str, typer.Option(help="comma-separated splits")] = "train,val,test",
+    allow_failures: Annotated[bool, typer.Option("--allow-failures",
+                                                 help="exit 0 even when some clips could not be converted")] = False,
     threads: ThreadsOpt = None,
 ) -> None:
     """Convert raw clips once into a compact JPEG-frame cache (resumable, verified)."""
@@ -154,6 +167,8 @@ def prepare(
         out.print_json(json.dumps(report_dict(rep)))
         if rep.failed:
             err.print(f"[yellow]{len(rep.failed)} clip(s) could not be converted (listed above)[/]")
+            if not allow_failures:
+                raise typer.Exit(1)
 
 
 @app.command()
@@ -197,6 +212,11 @@ def train(
     from piumr.train import train as run_train
 
     with user_errors():
+        refuse_combined("--no-tfam", no_tfam, {"--tfam-frequency/--no-tfam-frequency": tfam_frequency is not None,
+                                               "--tfam-temporal/--no-tfam-temporal": tfam_temporal is not None,
+                                               "--fusion": fusion is not None})
+        refuse_combined("--no-girl", no_girl, {"--girl-var-grad": girl_var_grad,
+                                               "--girl-detach-weights": girl_detach_weights})
         cfg = _cfg(preset, {
             "data.root": data, "optim.epochs": epochs, "optim.batch_size": batch_size, "optim.lr": lr,
             "model.frames": frames, "model.crop": crop, "model.tfam.stage": tfam_stage,
@@ -209,6 +229,8 @@ def train(
             "optim.amp": amp, "optim.grad_clip": grad_clip, "eval_every": eval_every,
             "max_steps_per_epoch": max_steps_per_epoch, "data.on_error": on_error,
         }, backbone)
+        if fold is not None and cfg.data.split != "cross-subject":
+            raise ValueError(f"--fold {fold} applies to --split cross-subject only (this run uses {cfg.data.split!r})")
         if resume is not None:
             if not (resume / "last.safetensors").is_file():
                 raise FileNotFoundError(f"{resume}: no last.safetensors to resume from")
@@ -243,9 +265,9 @@ def evaluate(
     checkpoint: Annotated[Optional[Path], typer.Option(help="best.safetensors (default: latest under artifacts/)")] = None,
     data: Annotated[Optional[str], typer.Option(help="data root (default: the checkpoint's)")] = None,
     split: Annotated[str, typer.Option(help="val | test | train")] = "val",
-    views: Annotated[int, typer.Option(help="temporal views averaged per clip")] = 1,
+    views: Annotated[int, typer.Option(help="temporal views averaged per clip", min=1, max=MAX_VIEWS)] = 1,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="where metrics.json / predictions.csv go")] = None,
-    batch_size: Annotated[Optional[int], typer.Option()] = None,
+    batch_size: Annotated[Optional[int], typer.Option(min=1)] = None,
     device: DeviceOpt = None,
     threads: ThreadsOpt = None,
 ) -> None:
@@ -277,45 +299,66 @@ def evaluate(
 def predict(
     clips: Annotated[Optional[list[Path]], typer.Argument(help="video files or folders")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option(help="best.safetensors (default: latest under artifacts/)")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table")] = False,
-    views: Annotated[int, typer.Option(help="temporal views averaged per clip")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line instead of tables")] = False,
+    views: Annotated[int, typer.Option(help="temporal views averaged per clip", min=1, max=MAX_VIEWS)] = 1,
     submission: Annotated[Optional[Path], typer.Option(help="write a Codabench submission zip for --data's test list")] = None,
     data: Annotated[Optional[Path], typer.Option(help="MA-52 root whose test list --submission scores")] = None,
     device: DeviceOpt = None,
     threads: ThreadsOpt = None,
 ) -> None:
-    """Top-5 actions (names, probabilities) and body group for each clip."""
+    """Top-5 actions (names, probabilities) and body group for each clip.
+
+    Exit status: 0 every clip predicted; 1 some paths or clips failed (each named; the others were
+    predicted); 2 nothing to predict (no clip found) or a bad option, checkpoint or --data; 3 the
+    GPU ran out of memory.
+    """
     from piumr.predict import ClipFailure, expand_inputs, predict_clips, write_submission
 
     with user_errors():
+        if submission is None and not clips:
+            raise ValueError("give one or more clips or folders (or --submission)")
         model, ck, _ = _load(checkpoint, device)
         dev = next(model.parameters()).device
         _threads(threads, ck.config.data.num_workers if submission is not None else 0)
+        inputs = expand_inputs(clips or [])
+        bad = [p for p in inputs if isinstance(p, ClipFailure)]
+        if clips and len(bad) == len(inputs):
+            for f in bad:
+                _show_prediction(f, as_json)
+            raise ValueError("no clip to predict in " + ", ".join(map(str, clips)))
         if submission is not None:
             if data is None:
                 raise ValueError("--submission needs --data (the MA-52 root holding test_list_videos.txt)")
             n = write_submission(model, ck.config, data, submission, dev, views=views)
             out.print(f"wrote {submission} ({n} rows, prediction.csv at the zip root)")
             return
-        if not clips:
-            raise ValueError("give one or more clips or folders (or --submission)")
         failures = 0
-        for res in predict_clips(model, ck.config, expand_inputs(clips), dev, views=views):
-            if isinstance(res, ClipFailure):
-                failures += 1
-                err.print(f"[bold red]error:[/] {res.reason}", highlight=False)
-                continue
-            if as_json:
-                out.print_json(json.dumps(res.to_json()))
-                continue
-            t = Table(title=f"{res.path.name}: body group {res.body_name} ({res.body_prob:.2f})")
-            for c in ("rank", "label", "action", "prob"):
-                t.add_column(c)
-            for r, (i, name, p) in enumerate(res.top, 1):
-                t.add_row(str(r), str(i), name, f"{p:.3f}")
-            out.print(t)
+        for res in predict_clips(model, ck.config, inputs, dev, views=views):
+            failures += isinstance(res, ClipFailure)
+            _show_prediction(res, as_json)
         if failures:
+            err.print(f"[bold red]error:[/] {failures} of {len(inputs)} input(s) failed (named above); "
+                      "the others were predicted", highlight=False)
             raise typer.Exit(1)
+
+
+def _show_prediction(res: ClipPrediction | ClipFailure, as_json: bool) -> None:
+    """One JSON object per line on stdout (``--json``), else a table; a failure as an ``error`` line
+    (on stderr without ``--json``)."""
+    from piumr.predict import ClipFailure
+
+    if as_json:
+        typer.echo(json.dumps(res.to_json(), allow_nan=False))
+        return
+    if isinstance(res, ClipFailure):
+        err.print(f"[bold red]error:[/] {res.reason}", highlight=False)
+        return
+    t = Table(title=f"{res.path.name}: body group {res.body_name} ({res.body_prob:.2f})")
+    for c in ("rank", "label", "action", "prob"):
+        t.add_column(c)
+    for r, (i, name, p) in enumerate(res.top, 1):
+        t.add_row(str(r), str(i), name, f"{p:.3f}")
+    out.print(t)
 
 
 def _bench(kind: Literal["train", "infer"], preset: str, batch: Optional[int], device: Optional[str], iters: int,
@@ -345,9 +388,9 @@ def _bench(kind: Literal["train", "infer"], preset: str, batch: Optional[int], d
 @bench_app.command("train")
 def bench_train(
     preset: Annotated[str, typer.Option()] = "paper",
-    batch: Annotated[Optional[int], typer.Option(help="default: preset batch on GPU, 4 on CPU")] = None,
+    batch: Annotated[Optional[int], typer.Option(help="default: preset batch on GPU, 4 on CPU", min=1)] = None,
     device: DeviceOpt = None,
-    iters: Annotated[int, typer.Option()] = 5,
+    iters: Annotated[int, typer.Option(min=1)] = 5,
     variants: Annotated[str, typer.Option(help="comma list of x3d, x3d+tfam, x3d+girl, piumr, piumr-fast")] = "x3d,piumr",
     threads: ThreadsOpt = None,
     backbone: Annotated[Optional[str], typer.Option(help="backbone instead of the preset's (x3d = the plain backbone)")] = None,
@@ -359,9 +402,9 @@ def bench_train(
 @bench_app.command("infer")
 def bench_infer(
     preset: Annotated[str, typer.Option()] = "paper",
-    batch: Annotated[Optional[int], typer.Option()] = None,
+    batch: Annotated[Optional[int], typer.Option(min=1)] = None,
     device: DeviceOpt = None,
-    iters: Annotated[int, typer.Option()] = 5,
+    iters: Annotated[int, typer.Option(min=1)] = 5,
     variants: Annotated[str, typer.Option()] = "x3d,piumr",
     threads: ThreadsOpt = None,
     backbone: Annotated[Optional[str], typer.Option(help="backbone instead of the preset's (x3d = the plain backbone)")] = None,
@@ -374,10 +417,10 @@ def bench_infer(
 def bench_loader(
     data: Annotated[str, typer.Option(help="data root or prepared cache ('synth' for the generated set)")] = "synth",
     preset: Annotated[str, typer.Option()] = "paper",
-    workers: Annotated[int, typer.Option()] = 2,
-    seconds: Annotated[float, typer.Option()] = 20.0,
-    frames: Annotated[Optional[int], typer.Option()] = None,
-    crop: Annotated[Optional[int], typer.Option()] = None,
+    workers: Annotated[int, typer.Option(min=0, max=MAX_WORKERS)] = 2,
+    seconds: Annotated[float, typer.Option(min=0.1)] = 20.0,
+    frames: Annotated[Optional[int], typer.Option(min=1, max=MAX_FRAMES)] = None,
+    crop: Annotated[Optional[int], typer.Option(min=32, max=MAX_CROP)] = None,
     threads: ThreadsOpt = None,
 ) -> None:
     """Data loader throughput (augmented clips/s) from raw videos or a prepared cache."""

@@ -48,6 +48,10 @@ OutOpt = Annotated[Optional[Path], typer.Option(
 PlanOpt = Annotated[bool, typer.Option("--plan", help="print what would run and the estimated GPU hours; run nothing")]
 StepsOpt = Annotated[Optional[int], typer.Option(help="cap optimiser steps per epoch (quick runs)")]
 QuietOpt = Annotated[bool, typer.Option(help="no progress bars")]
+SplitOpt = Annotated[Optional[str], typer.Option(
+    help="official | cross-subject (person-disjoint; adds seen-persons columns) [default: the preset's]")]
+JobsOpt = Annotated[int, typer.Option(
+    help="trainings run at once, in separate processes (each gets physical cores / jobs threads)")]
 BackboneOpt = Annotated[Optional[str], typer.Option(
     help="train every row on this backbone instead of the preset's (e.g. swin3d_tiny); with --preset paper at "
          "its own clip length and crop")]
@@ -55,16 +59,20 @@ BackboneOpt = Annotated[Optional[str], typer.Option(
 
 def _run(names: list[str], data: str, preset: str, seeds: list[str] | None, extra: list[str] | None,
          epochs: int | None, out: Path | None, plan: bool, device: str | None, max_steps_per_epoch: int | None,
-         quiet: bool, threads: int | None = None, table1_with: tuple[str, ...] = (),
+         quiet: bool, threads: int | None = None, split: str | None = None, jobs: int = 1,
+         default_seeds: tuple[int, ...] = (0,), table1_with: tuple[str, ...] = (),
          backbone: str | None = None) -> None:
     from piumr.reproduce import expand_names, make_settings, plan_table, print_result, run_many
     from piumr.reproduce import plan as make_plan
     from piumr.runtime import configure_threads, pick_device
 
     with user_errors():
-        settings = make_settings(data=data, preset=preset, seeds=parse_seeds(seeds, extra), epochs=epochs, out=out,
+        if split is not None and split not in ("official", "cross-subject"):
+            raise ValueError(f"--split must be official or cross-subject, got {split!r}")
+        chosen = parse_seeds(seeds, extra) if seeds is not None or extra else default_seeds
+        settings = make_settings(data=data, preset=preset, seeds=chosen, epochs=epochs, out=out,
                                  device=device, max_steps_per_epoch=max_steps_per_epoch, progress=not quiet,
-                                 console=_err, table1_with=table1_with, backbone=backbone)
+                                 console=_err, split=split, jobs=jobs, table1_with=table1_with, backbone=backbone)
         expand_names(names)  # unknown names fail here, before anything runs
         pick_device(device)  # an unknown or absent device fails here, before anything runs
         configure_threads(threads, settings.base.data.num_workers)
@@ -82,9 +90,9 @@ def _command(name: str, help_text: str, targets: list[str]) -> Callable[..., Non
     def cmd(data: DataOpt, preset: PresetOpt = "paper", seeds: SeedsOpt = None, extra: ExtraArg = None,
             epochs: EpochsOpt = None, out: OutOpt = None, plan: PlanOpt = False, device: DeviceOpt = None,
             max_steps_per_epoch: StepsOpt = None, quiet: QuietOpt = False, threads: ThreadsOpt = None,
-            backbone: BackboneOpt = None) -> None:
+            split: SplitOpt = None, jobs: JobsOpt = 1, backbone: BackboneOpt = None) -> None:
         _run(targets, data, preset, seeds, extra, epochs, out, plan, device, max_steps_per_epoch, quiet, threads,
-             backbone=backbone)
+             split, jobs, backbone=backbone)
 
     cmd.__doc__ = help_text
     cmd.__name__ = name.replace("-", "_")
@@ -97,14 +105,14 @@ def table1(
     data: DataOpt, preset: PresetOpt = "paper", seeds: SeedsOpt = None, extra: ExtraArg = None,
     epochs: EpochsOpt = None, out: OutOpt = None, plan: PlanOpt = False, device: DeviceOpt = None,
     max_steps_per_epoch: StepsOpt = None, quiet: QuietOpt = False, threads: ThreadsOpt = None,
-    backbone: BackboneOpt = None,
+    split: SplitOpt = None, jobs: JobsOpt = 1, backbone: BackboneOpt = None,
     with_: Annotated[Optional[list[str]], typer.Option(
         "--with", help="also train this backbone plain and + TFAM + GIRL (e.g. swin3d_t = Video Swin-T); "
                        "repeatable")] = None,
 ) -> None:
     """Table 1: X3D baseline and PIUmr trained here (and --with backbones), the paper's other methods as reported rows."""
     _run(["table1"], data, preset, seeds, extra, epochs, out, plan, device, max_steps_per_epoch, quiet, threads,
-         tuple(with_ or ()), backbone)
+         split, jobs, table1_with=tuple(with_ or ()), backbone=backbone)
 
 
 _command("table2", "Table 2: TFAM x GIRL on/off (settings a-d).", ["table2"])
@@ -122,16 +130,19 @@ _command("all", "Every table and figure above, plus person-shift (runs shared be
 @reproduce_app.command("demo")
 def demo(
     preset: PresetOpt = "smoke",
-    epochs: Annotated[int, typer.Option(help="epochs per run")] = 6,
+    epochs: EpochsOpt = None,
     seeds: SeedsOpt = None,
     extra: ExtraArg = None,
     out: Annotated[Path, typer.Option("--out", help="output root")] = Path("artifacts/reproduce/demo"),
     plan: PlanOpt = False,
     device: DeviceOpt = None,
     quiet: QuietOpt = False,
-    threads: Annotated[int, typer.Option(
-        help="torch CPU threads: 1 compute thread + the preset's 1 loader worker fill 2 cores; more threads "
-             "were 5-10x slower per step on a busy 2-core machine")] = 1,
+    threads: ThreadsOpt = None,
+    jobs: JobsOpt = 2,
 ) -> None:
-    """CPU demo on synthetic data: a small Table 2 (4 runs) and Fig. 5, end to end (measured ~6 min on 2 cores)."""
-    _run(["table2", "fig5"], "synth", preset, seeds, extra, epochs, out, plan, device, None, quiet, threads)
+    """CPU demo on synthetic data: Table 2's four settings on unseen and seen persons (2 seeds each) and Fig. 5.
+
+    Generates the data, decodes it once into memory, trains 8 small models 2 at a time on the
+    person-disjoint split, and writes JSON, LaTeX and PNG under --out (see README: Measured numbers)."""
+    _run(["demo", "fig5"], "synth", preset, seeds, extra, epochs, out, plan, device, None, quiet, threads,
+         "cross-subject", jobs, default_seeds=(0, 1))

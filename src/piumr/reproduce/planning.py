@@ -15,7 +15,8 @@ from rich.table import Table as RichTable
 
 from piumr.config import PRESETS, TrainConfig, backbone_overrides, get_preset, with_overrides
 from piumr.reproduce import specs
-from piumr.reproduce.runner import Settings, State, expand_names, experiment_spec, jobs_for
+from piumr.reproduce.runner import expand_names, experiment_spec
+from piumr.reproduce.runs import Settings, State, jobs_for
 
 __all__ = ["ANCHOR_TRAIN_CLIPS_PER_S", "ANCHOR_EVAL_CLIPS_PER_S", "TFAM_OVERHEAD_ASSUMED", "BACKBONE_GMACS",
            "estimate_gpu_hours",
