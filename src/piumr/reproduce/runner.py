@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -233,10 +233,23 @@ def expand_names(names: Sequence[str]) -> list[str]:
     return out
 
 
+def experiment_spec(settings: Settings, name: str) -> ExperimentSpec:
+    """The spec of ``name``; Table 1 gains the ``settings.table1_with`` backbones' rows (their own input
+    size with the paper preset, the preset's otherwise). With ``--backbone`` the rows say so."""
+    spec = specs.get_experiment(name)
+    bb = settings.base.model.backbone
+    if not bb.startswith("x3d"):  # --backbone: the X3D rows run on bb; the paper's X3D values do not apply
+        spec = replace(spec, rows=tuple(replace(r, label=r.label.replace("X3D", bb), paper=None) for r in spec.rows))
+    if spec.name == "table1" and settings.table1_with:
+        extra = specs.table1_with(settings.table1_with, native_input=settings.preset == "paper")
+        return replace(extra, rows=spec.rows + extra.rows[len(spec.rows):])
+    return spec
+
+
 def run_experiment(settings: Settings, name: str) -> ExperimentOutput:
     """Run (or finish) experiment ``name`` and write its files under ``settings.root / name``."""
     t0 = time.time()
-    spec = specs.get_experiment(name)
+    spec = experiment_spec(settings, name)
     out_dir = settings.root / spec.name
     out_dir.mkdir(parents=True, exist_ok=True)
     if spec.kind == "figure":

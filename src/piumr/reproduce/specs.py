@@ -11,16 +11,17 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any, Literal
 
-from piumr.config import TFAMConfig, TrainConfig, with_overrides
+from piumr.config import BACKBONES, TFAMConfig, TrainConfig, backbone_overrides, with_overrides
 from piumr.metrics import PAPER_COLUMNS
 from piumr.reproduce import paper
 
 __all__ = [
     "Kind", "RowSpec", "ExperimentSpec", "EXPERIMENTS", "ALIASES", "ALL_ORDER", "PERSON_SHIFT_COLUMNS",
     "get_experiment", "build_config", "canonical", "config_key", "run_slug", "COLUMN_NAMES", "LOWER_IS_BETTER",
-    "BASELINE", "PIUMR",
+    "BASELINE", "PIUMR", "backbone_rows", "table1_with",
 ]
 
 Kind = Literal["table", "figure", "person-shift"]
@@ -156,6 +157,41 @@ def _table1() -> ExperimentSpec:
                "Top-5 is not reported."))
 
 
+#: display names and Table 1 rows of the backbones ``table1 --with`` can add (torchvision's)
+_BACKBONE_LABELS: dict[str, str] = {"swin3d_t": "Video Swin-T", "r2plus1d_18": "R(2+1)D-18", "mvit_v2_s": "MViTv2-S"}
+_BACKBONE_PAPER_ROW: dict[str, str] = {"swin3d_t": "Video Swin T"}
+
+
+def backbone_rows(backbone: str, *, native_input: bool) -> tuple[RowSpec, RowSpec]:
+    """Two Table 1 rows on ``backbone``: plain (TFAM off, GIRL off) and + TFAM + GIRL.
+
+    Both use ``backbone_overrides`` (TFAM at the backbone's default stage; with
+    ``native_input`` its own clip length and crop) and start from scratch
+    (``model.pretrained`` reset: the preset's weights belong to X3D). The plain
+    row carries the paper's reported values where Table 1 has that method.
+    Raises ``ValueError`` for an X3D or unknown backbone.
+    """
+    if backbone not in BACKBONES or backbone.startswith("x3d"):
+        raise ValueError(f"--with {backbone!r}: choose a non-X3D backbone: "
+                         f"{', '.join(b for b in BACKBONES if not b.startswith('x3d'))}")
+    over = {**backbone_overrides(backbone, native_input=native_input), "model.pretrained": None}
+    label = _BACKBONE_LABELS.get(backbone, backbone)
+    reported = {r.name: r for r in paper.TABLE1_REPORTED}.get(_BACKBONE_PAPER_ROW.get(backbone, ""))
+    return (RowSpec(backbone, f"{label} (TFAM off, GIRL off)", {**over, **_OFF, **_NO_GIRL}, reported),
+            RowSpec(f"{backbone}+piumr", f"{label} + TFAM + GIRL", over))
+
+
+def table1_with(backbones: Sequence[str], *, native_input: bool) -> ExperimentSpec:
+    """Table 1 with measured rows for ``backbones`` (``backbone_rows``) after the X3D rows."""
+    base = _table1()
+    extra = tuple(r for b in dict.fromkeys(backbones) for r in backbone_rows(b, native_input=native_input))
+    note = (f"Rows on {', '.join(dict.fromkeys(backbones))} are trained here on the same data pipeline, metrics and "
+            "seeds as the X3D rows, from scratch, with TFAM at the backbone's default stage"
+            + (" and its own Kinetics clip length and crop." if native_input else " and the preset's input size."))
+    return ExperimentSpec(base.name, base.title, base.kind, base.rows + extra, base.columns, base.switch_columns,
+                          base.reported, base.source, (*base.notes, note))
+
+
 def _figure(name: str, title: str, source: str) -> ExperimentSpec:
     return ExperimentSpec(name, title, "figure", (BASELINE, PIUMR), source=source)
 
@@ -238,4 +274,5 @@ def run_slug(cfg: TrainConfig) -> str:
             t += "-cons" if tf.fusion == "consistency" else "-mean"
     g = "girl" if cfg.girl.enabled else "nogirl"
     split = "_xsub" if cfg.data.split == "cross-subject" else ""
-    return f"{t}_{g}{split}-{config_key(cfg)}"
+    bb = "" if cfg.model.backbone.startswith("x3d") else f"{cfg.model.backbone}_"
+    return f"{bb}{t}_{g}{split}-{config_key(cfg)}"
