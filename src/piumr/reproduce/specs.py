@@ -134,12 +134,12 @@ def _girl_units() -> ExperimentSpec:
         RowSpec("ce", "TFAM on, GIRL off (CE only)", {**_NO_GIRL, **xs}),
         RowSpec("literal", "GIRL as written: Gaussian on cos/tau, tau 0.07, eta 0.2, gradient through w",
                 {**xs, "girl.weight_on": "scaled", "girl.tau": 0.07, "girl.eta": 0.2, "girl.detach_weights": False}),
-        RowSpec("literal-detached", "as written, weights detached",
-                {**xs, "girl.weight_on": "scaled", "girl.tau": 0.07, "girl.eta": 0.2, "girl.detach_weights": True}),
         RowSpec("shifted", "Gaussian on cos/tau - row max (related code), eta 0.2, gradient through w",
                 {**xs, "girl.weight_on": "shifted", "girl.tau": 0.07, "girl.eta": 0.2, "girl.detach_weights": False}),
         RowSpec("cosine", "Gaussian on the cosine, eta 0.5, gradient through w (default)",
                 {**xs, "girl.weight_on": "cosine", "girl.tau": 0.07, "girl.eta": 0.5, "girl.detach_weights": False}),
+        RowSpec("cosine-detached", "Gaussian on the cosine, eta 0.5, weights detached",
+                {**xs, "girl.weight_on": "cosine", "girl.tau": 0.07, "girl.eta": 0.5, "girl.detach_weights": True}),
     )
     return ExperimentSpec(
         "girl-units", "GIRL's Gaussian reweighting: literal units vs alternatives (TFAM on)", "person-shift",
