@@ -21,10 +21,12 @@ from typing import Any
 
 from scipy import stats  # type: ignore[import-untyped]
 
-__all__ = ["PairedDiff", "METRICS", "paired_difference", "seed_values", "compare_rows", "main"]
+__all__ = ["PairedDiff", "METRICS", "SEEN_METRICS", "paired_difference", "seed_values", "compare_rows", "main"]
 
 #: official metrics (from ``metrics``) and per-participant summaries (from ``participants``)
 METRICS: tuple[str, ...] = ("action_top1", "f1_mean", "p_mean", "p_std", "p_worst", "p_worst10")
+#: seen-persons metrics (from ``seen``, person-disjoint runs only)
+SEEN_METRICS: tuple[str, ...] = ("seen_top1",)
 _PARTICIPANT_KEYS = {"p_mean": "mean", "p_std": "std", "p_worst": "worst_acc", "p_worst10": "worst10_acc"}
 
 
@@ -62,7 +64,11 @@ def seed_values(row: dict[str, Any], metric: str) -> dict[int, float]:
     """``{seed: value}`` of ``metric`` from a ``rows/<key>.json`` payload. Raises ``KeyError`` if absent."""
     out: dict[int, float] = {}
     for r in row["seeds"]:
-        if metric in _PARTICIPANT_KEYS:
+        if metric == "seen_top1":
+            if not r.get("seen"):
+                raise KeyError(f"{metric}: row {row['row']!r} seed {r['seed']} has no seen-persons result")
+            out[int(r["seed"])] = float(r["seen"]["metrics"]["action_top1"])
+        elif metric in _PARTICIPANT_KEYS:
             if not r.get("participants"):
                 raise KeyError(f"{metric}: row {row['row']!r} seed {r['seed']} has no per-participant results")
             out[int(r["seed"])] = float(r["participants"][_PARTICIPANT_KEYS[metric]])

@@ -40,7 +40,7 @@ from piumr.data.loaders import eval_loader
 from piumr.evaluate import collect_scores
 from piumr.files import write_json_atomic
 from piumr.reproduce import figures as F
-from piumr.reproduce import specs
+from piumr.reproduce import paired, specs
 from piumr.reproduce.runs import (
     CHECKPOINT, RESULT_FILE, SYNTH_BANNER, EvalFn, Job, SeenEvalFn, Settings, TrainFn, data_tag, ensure_run,
     evaluate_run, evaluate_seen_run, final_model_and_val, jobs_for, make_settings, run_jobs, warm_memory_cache,
@@ -135,7 +135,14 @@ def _table_experiment(settings: Settings, spec: ExperimentSpec, out_dir: Path) -
     results = run_jobs(settings, jobs)
     table = with_banner(build_table(spec, results), settings.banner)
     files = write_table(table, out_dir) + _write_rows(out_dir, spec, jobs, table, results)
-    summary: dict[str, Any] = {}
+    summary: dict[str, Any] = {"speed": _speed(results)}
+    if spec.paired is not None and all(k in results for k in spec.paired):
+        metrics = tuple(m for m in (*paired.METRICS, *paired.SEEN_METRICS)
+                        if all(_has_metric(r, m) for rs in results.values() for r in rs))
+        diff = paired.compare_rows(out_dir, *spec.paired, metrics=metrics)
+        write_json_atomic(out_dir / "paired.json", diff)
+        files.append(out_dir / "paired.json")
+        summary["paired"] = diff
     if spec.kind == "person-shift":
         per: dict[str, list[float]] = {}
         for row in spec.rows:
@@ -144,8 +151,24 @@ def _table_experiment(settings: Settings, spec: ExperimentSpec, out_dir: Path) -
                     per.setdefault(row.label.split(" (")[0], []).extend(r["participants"]["per_participant"].values())
         if per:
             files += F.participant_figure(per, out_dir / "per_participant", settings.banner)
-        summary = {r.key: {c: cell.mean for c, cell in r.cells.items()} for r in table.rows}
+        summary.update({r.key: {c: cell.mean for c, cell in r.cells.items()} for r in table.rows})
     return ExperimentOutput(spec.name, out_dir, files, table, summary)
+
+
+def _has_metric(result: dict[str, Any], metric: str) -> bool:
+    if metric == "seen_top1":
+        return bool(result.get("seen"))
+    return metric in result["metrics"] or bool(result.get("participants"))
+
+
+def _speed(results: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
+    """Training cost of the runs behind a table: count, mean seconds per run, clips/s (from result.json)."""
+    runs = [r for rs in results.values() for r in rs]
+    secs = [float(r["train"]["seconds"]) for r in runs]
+    clips = [float(r["train"]["steps"]) * int(r["config"]["optim"]["batch_size"]) for r in runs]
+    total = sum(secs)
+    return {"runs": len(runs), "mean_seconds_per_run": total / max(len(runs), 1),
+            "clips_per_s": sum(clips) / total if total > 0 else float("nan")}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -276,6 +299,16 @@ def print_result(res: ExperimentOutput, console: Console) -> None:
     """Print a finished experiment: its table (if any) and where its files are."""
     if res.table is not None:
         console.print(table_to_rich(res.table))
+    if "paired" in res.summary:
+        d = res.summary["paired"]
+        console.print(f"paired difference {d['b']} - {d['a']} over seeds {d['seeds']} (mean, 95 % t interval):")
+        for m, v in d["diffs"].items():
+            console.print(f"  {specs.COLUMN_NAMES.get(m, m):22s} {v['a_mean']:6.2f} -> {v['b_mean']:6.2f}  "
+                          f"diff {v['mean']:+6.2f}  [{v['lo']:+6.2f}, {v['hi']:+6.2f}]", highlight=False)
+    if "speed" in res.summary and res.summary["speed"]["runs"]:
+        sp = res.summary["speed"]
+        console.print(f"training: {sp['runs']} runs, {sp['mean_seconds_per_run']:.0f} s per run (wall, one process "
+                      f"each), {sp['clips_per_s']:.1f} clips/s per process", highlight=False)
     if res.name == "fig5" and "similarity" in res.summary:
         for k, v in res.summary["similarity"].items():
             console.print(f"{k}: mean cosine inter-class {v['inter_mean']:.3f}, intra-class {v['intra_mean']:.3f}")

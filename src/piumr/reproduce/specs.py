@@ -73,6 +73,8 @@ class ExperimentSpec:
     reported: tuple[paper.ReportedRow, ...] = ()
     source: str = ""  # the paper's table / figure this reproduces
     notes: tuple[str, ...] = field(default_factory=tuple)
+    #: (reference row, compared row): the paired per-seed difference compared - reference is reported
+    paired: tuple[str, str] | None = None
 
 
 _OFF = {"model.tfam.enabled": False}
@@ -124,7 +126,7 @@ def _demo() -> ExperimentSpec:
     return ExperimentSpec(
         "demo", "TFAM x GIRL (Table 2 settings a-d) on unseen and seen persons", "person-shift", rows,
         DEMO_COLUMNS, ("TFAM", "GIRL"), source="Table 2 settings, person-disjoint split (not the paper's numbers)",
-        notes=(_PERSON_NOTE,))
+        notes=(_PERSON_NOTE,), paired=("a", "d"))
 
 
 def _girl_units() -> ExperimentSpec:
@@ -144,7 +146,7 @@ def _girl_units() -> ExperimentSpec:
     return ExperimentSpec(
         "girl-units", "GIRL's Gaussian reweighting: literal units vs alternatives (TFAM on)", "person-shift",
         rows, DEMO_COLUMNS, source="eq. (6) (the paper gives neither tau nor eta nor eta's unit)",
-        notes=(_PERSON_NOTE,))
+        notes=(_PERSON_NOTE,), paired=("literal", "cosine"))
 
 
 def _table1() -> ExperimentSpec:
@@ -208,7 +210,7 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         tuple(RowSpec(r.key, r.label, {**r.overrides, "data.split": "cross-subject"}) for r in (BASELINE, PIUMR)),
         PERSON_SHIFT_COLUMNS, source="not in the paper (its claim of person independence, tested)",
         notes=("Participant columns are action Top-1 per held-out person: mean, population std over persons, "
-               "the worst person and the mean of the worst 10% of persons.", _PERSON_NOTE)),
+               "the worst person and the mean of the worst 10% of persons.", _PERSON_NOTE), paired=("x3d", "piumr")),
     "demo": _demo(),
     "girl-units": _girl_units(),
 }
