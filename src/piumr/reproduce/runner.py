@@ -208,12 +208,27 @@ def _figure_experiment(settings: Settings, spec: ExperimentSpec, out_dir: Path) 
                                       "gap_intra_minus_inter": _mean(b) - _mean(a),
                                       "inter_pairs": int(a.size), "intra_pairs": int(b.size)}
                                   for k, (a, b) in sims.items()}
-            files = F.similarity_figure(sims, out_dir / "fig5_similarity", settings.banner)
+            data["finding"] = fig5_finding(data["similarity"])
+            note = "\n".join(t for t in (settings.banner, data["finding"]) if t)
+            files = F.similarity_figure(sims, out_dir / "fig5_similarity", note)
     else:
         files, data["landscape"] = _landscape(settings, jobs, names, out_dir)
     p = out_dir / f"{spec.name}.json"
     write_json_atomic(p, data)
     return ExperimentOutput(spec.name, out_dir, [*files, p], None, data)
+
+
+def fig5_finding(sim: dict[str, dict[str, float]]) -> str:
+    """One line comparing the measured Fig. 5 with the paper's claim (PIUmr: lower inter-class and higher
+    intra-class cosine than the baseline), saying plainly when the measurement contradicts it."""
+    if len(sim) != 2:
+        return ""
+    (base, b), (ours, o) = list(sim.items())
+    inter_ok, gap_ok = o["inter_mean"] < b["inter_mean"], o["gap_intra_minus_inter"] > b["gap_intra_minus_inter"]
+    verdict = ("as the paper claims" if inter_ok and gap_ok else
+               "the OPPOSITE of the paper's claim" if not inter_ok and not gap_ok else "partly as the paper claims")
+    return (f"measured: inter-class cosine {ours} {o['inter_mean']:.3f} vs {base} {b['inter_mean']:.3f}, "
+            f"intra - inter gap {o['gap_intra_minus_inter']:.3f} vs {b['gap_intra_minus_inter']:.3f}: {verdict}")
 
 
 def _mean(x: npt.NDArray[np.float64]) -> float:
@@ -312,6 +327,8 @@ def print_result(res: ExperimentOutput, console: Console) -> None:
     if res.name == "fig5" and "similarity" in res.summary:
         for k, v in res.summary["similarity"].items():
             console.print(f"{k}: mean cosine inter-class {v['inter_mean']:.3f}, intra-class {v['intra_mean']:.3f}")
+        if res.summary.get("finding"):
+            console.print(res.summary["finding"], highlight=False)
     console.print(f"[bold]{res.name}[/] done in {res.seconds:.0f} s; files:")
     for f in res.files:
         console.print(f"  {f}")
