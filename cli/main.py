@@ -13,8 +13,8 @@ from rich.console import Console
 from rich.table import Table
 
 from piumr.config import (
-    CHECKPOINT_EVERY_MIN, MAX_CHECKPOINT_EVERY_MIN, MAX_CROP, MAX_FRAMES, MAX_SHORT_SIDE, MAX_VIEWS, MAX_WORKERS,
-    MIN_SHORT_SIDE, DataConfig, TrainConfig,
+    BACKBONES, CHECKPOINT_EVERY_MIN, MAX_CHECKPOINT_EVERY_MIN, MAX_CROP, MAX_FRAMES, MAX_SHORT_SIDE, MAX_VIEWS,
+    MAX_WORKERS, MIN_SHORT_SIDE, DataConfig, TrainConfig,
 )
 
 from .doctor import doctor
@@ -41,10 +41,15 @@ app.command()(doctor)
 ARTIFACTS = Path("artifacts")
 
 
-def _cfg(preset: str, overrides: dict[str, Any]) -> TrainConfig:
-    from piumr.config import get_preset
+def _cfg(preset: str, overrides: dict[str, Any], backbone: str | None = None) -> TrainConfig:
+    """``preset`` + ``overrides`` (None = not given). A ``backbone`` also moves TFAM to its default stage
+    and, for the full-size ``paper`` preset only, the input to its own clip length and crop; explicit
+    overrides win."""
+    from piumr.config import backbone_overrides, get_preset
 
-    return with_overrides_described(get_preset(preset), overrides)
+    base = backbone_overrides(backbone, native_input=preset == "paper") if backbone is not None else {}
+    return with_overrides_described(get_preset(preset), {**base, **{k: v for k, v in overrides.items()
+                                                                    if v is not None}})
 
 
 def _threads(threads: Optional[int], workers: int) -> int:
@@ -183,8 +188,11 @@ def train(
         max=MAX_CHECKPOINT_EVERY_MIN)] = CHECKPOINT_EVERY_MIN,
     frames: Annotated[Optional[int], typer.Option()] = None,
     crop: Annotated[Optional[int], typer.Option()] = None,
-    backbone: Annotated[Optional[str], typer.Option(help="x3d_xs | x3d_s | x3d_m | x3d_l | x3d_tiny")] = None,
-    pretrained: Annotated[Optional[Path], typer.Option(help="local Kinetics .pyth checkpoint")] = None,
+    backbone: Annotated[Optional[str], typer.Option(
+        help=f"{' | '.join(BACKBONES)} (with --preset paper: the backbone's own clip length and crop)")] = None,
+    pretrained: Annotated[Optional[Path], typer.Option(
+        help="local Kinetics checkpoint: pytorchvideo .pyth (X3D) or torchvision .pth state dict")] = None,
+    tfam_stage: Annotated[Optional[int], typer.Option(help="stage TFAM follows (default: the backbone's, README)")] = None,
     no_tfam: Annotated[bool, typer.Option("--no-tfam", help="drop TFAM")] = False,
     no_girl: Annotated[bool, typer.Option("--no-girl", help="drop GIRL (CE only)")] = False,
     tfam_frequency: Annotated[Optional[bool], typer.Option("--tfam-frequency/--no-tfam-frequency")] = None,
@@ -219,7 +227,8 @@ def train(
     with user_errors():
         typed = {"--preset": preset, "--data": data, "--epochs": epochs, "--batch-size": batch_size, "--lr": lr,
                  "--milestones": milestones, "--frames": frames, "--crop": crop, "--backbone": backbone,
-                 "--pretrained": pretrained, "--no-tfam": no_tfam or None, "--no-girl": no_girl or None,
+                 "--pretrained": pretrained, "--tfam-stage": tfam_stage, "--no-tfam": no_tfam or None,
+                 "--no-girl": no_girl or None,
                  "--tfam-frequency/--no-tfam-frequency": tfam_frequency,
                  "--tfam-temporal/--no-tfam-temporal": tfam_temporal, "--fusion": fusion,
                  "--girl-var-grad": girl_var_grad or None, "--girl-detach-weights": girl_detach_weights or None,
@@ -242,7 +251,7 @@ def train(
         cfg = _cfg(preset or "paper", {
             "data.root": data, "optim.epochs": epochs, "optim.batch_size": batch_size, "optim.lr": lr,
             "optim.milestones": parse_milestones(milestones),
-            "model.frames": frames, "model.crop": crop, "model.backbone": backbone,
+            "model.frames": frames, "model.crop": crop, "model.tfam.stage": tfam_stage,
             "model.pretrained": str(pretrained) if pretrained else None,
             "model.tfam.enabled": False if no_tfam else None, "girl.enabled": False if no_girl else None,
             "model.tfam.frequency": tfam_frequency, "model.tfam.temporal": tfam_temporal,
@@ -251,7 +260,7 @@ def train(
             "data.split": split, "data.fold": fold, "seed": seed, "data.num_workers": workers,
             "optim.amp": amp, "optim.grad_clip": grad_clip, "eval_every": eval_every,
             "max_steps_per_epoch": max_steps_per_epoch, "data.on_error": on_error,
-        })
+        }, backbone)
         if fold is not None and cfg.data.split != "cross-subject":
             raise ValueError(f"--fold {fold} applies to --split cross-subject only (this run uses {cfg.data.split!r})")
         run_dir = out_dir or ARTIFACTS / "runs" / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -383,19 +392,20 @@ def _show_prediction(res: ClipPrediction | ClipFailure, as_json: bool) -> None:
 
 
 def _bench(kind: Literal["train", "infer"], preset: str, batch: Optional[int], device: Optional[str], iters: int,
-           variants: str, threads: Optional[int]) -> None:
+           variants: str, threads: Optional[int], backbone: Optional[str] = None) -> None:
     from piumr.bench import run_bench
     from piumr.runtime import pick_device
 
     with user_errors():
-        cfg = _cfg(preset, {})
+        cfg = _cfg(preset, {}, backbone)
         dev = pick_device(device)
         n_threads = _threads(threads, 0)
         b = batch or (cfg.optim.batch_size if dev.type == "cuda" else 4)
         rows = run_bench(cfg, kind, batch=b, device=str(dev), iters=iters, threads=n_threads,
                          variants=tuple(v.strip() for v in variants.split(",")))
         base = rows[0]
-        t = Table(title=f"bench {kind}: preset {preset}, batch {b}, {cfg.model.frames}x{cfg.model.crop}, {dev}")
+        t = Table(title=f"bench {kind}: preset {preset}, {cfg.model.backbone}, batch {b}, "
+                        f"{cfg.model.frames}x{cfg.model.crop}, {dev}")
         for c in ("variant", "ms/step", "clips/s", "vs first", "peak GiB"):
             t.add_column(c, justify="right")
         for r in rows:
@@ -413,9 +423,10 @@ def bench_train(
     iters: Annotated[int, typer.Option(min=1)] = 5,
     variants: Annotated[str, typer.Option(help="comma list of x3d, x3d+tfam, x3d+girl, piumr, piumr-fast")] = "x3d,piumr",
     threads: ThreadsOpt = None,
+    backbone: Annotated[Optional[str], typer.Option(help="backbone instead of the preset's (x3d = the plain backbone)")] = None,
 ) -> None:
     """Training step (forward+backward+AdamW): plain pytorchvideo X3D vs PIUmr, same run."""
-    _bench("train", preset, batch, device, iters, variants, threads)
+    _bench("train", preset, batch, device, iters, variants, threads, backbone)
 
 
 @bench_app.command("infer")
@@ -426,9 +437,10 @@ def bench_infer(
     iters: Annotated[int, typer.Option(min=1)] = 5,
     variants: Annotated[str, typer.Option()] = "x3d,piumr",
     threads: ThreadsOpt = None,
+    backbone: Annotated[Optional[str], typer.Option(help="backbone instead of the preset's (x3d = the plain backbone)")] = None,
 ) -> None:
     """Inference (no grad): plain pytorchvideo X3D vs PIUmr, same run."""
-    _bench("infer", preset, batch, device, iters, variants, threads)
+    _bench("infer", preset, batch, device, iters, variants, threads, backbone)
 
 
 @bench_app.command("loader")
