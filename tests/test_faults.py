@@ -493,6 +493,7 @@ def test_lock_refuses_a_second_process_and_takes_over_a_stale_one(run_copy: Path
     assert "no longer running (pid 999999 on elsewhere)" in res.output and not (run / ".lock").exists()
 
 
+@pytest.mark.slow  # two processes that import torch: ~20 s on 2 busy cores
 def test_two_trainings_into_one_folder_one_is_refused(tmp_path: Path) -> None:
     run = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
