@@ -427,6 +427,18 @@ def test_resume_of_a_finished_run_says_so_and_changes_nothing(run_copy: Path) ->
     assert snapshot(run_copy) == before
 
 
+def test_resume_after_a_kill_before_the_summary_writes_only_the_summary(run_copy: Path) -> None:
+    summary = json.loads((run_copy / "summary.json").read_text())
+    (run_copy / "summary.json").unlink()  # killed after the last checkpoint, before the summary
+    before = snapshot(run_copy)
+    res = invoke("train", "--resume", run_copy, "--quiet")
+    assert res.exit_code == 0, res.output
+    assert snapshot(run_copy).keys() - before.keys() == {"summary.json"}
+    assert {k: v for k, v in snapshot(run_copy).items() if k != "summary.json"} == before
+    again = json.loads((run_copy / "summary.json").read_text())
+    assert all(again[k] == summary[k] for k in ("epochs", "steps", "best_f1_mean", "final_val", "val_clips"))
+
+
 @pytest.mark.parametrize(("args", "flag"), [
     (["--batch-size", "4"], "--batch-size"),
     (["--preset", "smoke"], "--preset"),

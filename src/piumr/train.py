@@ -141,10 +141,10 @@ def _finished(opened: run_folder.Opened, out_dir: Path, dinfo: DistInfo, console
     summary = out_dir / "summary.json"
     res = TrainResult(out_dir, epochs, int(ck.meta["step"]), -math.inf if best is None else float(best),
                       dict(ck.meta.get("metrics", {})), sorted(set(ck.meta.get("extra", {}).get("skipped", []))))
-    if summary.is_file():
-        s = json.loads(summary.read_text())
+    s = json.loads(summary.read_text()) if summary.is_file() else {}
+    if s.get("steps") == res.steps:
         res.skipped, res.seconds = list(s.get("skipped_clips", [])), float(s.get("seconds", 0.0))
-    elif dinfo.main:  # killed between the last checkpoint and the summary: write what the run ended with
+    elif dinfo.main:  # killed between the last checkpoint and its summary: write what the run ended with
         write_json_atomic(summary, _summary_payload(res, dinfo, ck.meta.get("extra", {})))
     if dinfo.main:
         unused = "; ".join(f"{c.key} {c.old!r} -> {c.new!r}" for c in opened.changes)
