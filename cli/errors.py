@@ -1,7 +1,8 @@
-"""One place that turns the errors users cause into one line on stderr and a non-zero exit."""
+"""One place that turns the errors users cause into one line on stderr and a non-zero exit; the consoles."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -10,7 +11,20 @@ from rich.console import Console
 
 from piumr.errors import CheckpointError, DatasetError, DeviceError, VideoError
 
-err = Console(stderr=True, soft_wrap=True)
+#: width of tables when the output is not a terminal (piped or redirected) and COLUMNS is unset
+PIPE_WIDTH = 200
+
+
+def console(stderr: bool = False) -> Console:
+    """A rich console whose lines are never wrapped (paths stay whole when piped); tables get the
+    terminal's width, or ``PIPE_WIDTH`` columns when the output is not a terminal."""
+    c = Console(stderr=stderr, soft_wrap=True)
+    if not c.is_terminal and "COLUMNS" not in os.environ:
+        c.width = PIPE_WIDTH
+    return c
+
+
+err = console(stderr=True)
 
 
 @contextmanager

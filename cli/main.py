@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
 import time
+import typing
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, TypeVar
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from piumr.config import DataConfig, TrainConfig
+from piumr.config import Backbone, DataConfig, Fusion, ListSplit, OnError, Split, TrainConfig
 
-from .errors import err, user_errors
-from .options import DeviceOpt, ThreadsOpt
+from .errors import console, err, user_errors
+from .options import (
+    LIST_SPLITS, PRESET_METAVAR, DeviceOpt, PresetOpt, ThreadsOpt, check_data, check_file, check_inputs, check_preset, choices,
+)
 
 if TYPE_CHECKING:  # the CLI imports torch-heavy modules inside commands, so --help stays fast
     from piumr.checkpoint import Checkpoint
@@ -24,11 +27,15 @@ if TYPE_CHECKING:  # the CLI imports torch-heavy modules inside commands, so --h
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
 warnings.filterwarnings("ignore", message=".*saved_variables.*", category=DeprecationWarning)
 
+#: plain (click) help: full flag names, no type placeholders on switches, words wrapped whole
+HELP_SETTINGS: dict[str, Any] = {"max_content_width": 120}
 app = typer.Typer(help="PIUmr: person-independent micro-action recognition (X3D + TFAM + GIRL).",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
-bench_app = typer.Typer(help="Speed and memory benchmarks (print numbers; never timed tests).", no_args_is_help=True)
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+                  rich_markup_mode=None, context_settings=HELP_SETTINGS)
+bench_app = typer.Typer(help="Speed and memory benchmarks (print numbers; never timed tests).", no_args_is_help=True,
+                        rich_markup_mode=None, context_settings=HELP_SETTINGS)
 app.add_typer(bench_app, name="bench")
-out = Console()
+out = console()
 
 ARTIFACTS = Path("artifacts")
 
@@ -49,12 +56,28 @@ def _threads(threads: Optional[int], workers: int) -> int:
 _L = TypeVar("_L", bound=str)
 
 
-def _choice(flag: str, value: str, choices: tuple[_L, ...]) -> _L:
-    """``value`` as one of ``choices`` (typed); ``ValueError`` naming the flag otherwise."""
-    for c in choices:
+def _choice(flag: str, value: str, allowed: tuple[_L, ...]) -> _L:
+    """``value`` as one of ``allowed`` (typed); ``ValueError`` naming the flag otherwise."""
+    for c in allowed:
         if value == c:
             return c
-    raise ValueError(f"{flag} must be one of {', '.join(choices)}, not {value!r}")
+    raise ValueError(f"{flag} must be one of {', '.join(allowed)}, not {value!r}")
+
+
+def _warn_cpu_time(what: str, cfg: TrainConfig, clips: int, train: bool, threads: int, device: str) -> None:
+    """On CPU, say how long ``clips`` clips of ``cfg`` will take before starting (when over ~10 s)."""
+    if device != "cpu":
+        return
+    from piumr.bench import estimate_cpu_seconds
+
+    secs = estimate_cpu_seconds(cfg.model, clips, train=train, threads=threads)
+    if secs < 10:
+        return
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    busy = (f"; this machine is busy (load {load:.1f} on {cores} CPUs): expect ~{secs * load / cores:.0f} s"
+            if load > cores else "")
+    err.print(f"note: {what} on CPU ({cfg.model.backbone}, {cfg.model.frames}x{cfg.model.crop}, {threads} "
+              f"thread(s)): about {secs:.0f} s on an idle machine (estimate){busy}", highlight=False)
 
 
 @app.command()
@@ -69,18 +92,23 @@ def version() -> None:
 
 @app.command()
 def info(
-    preset: Annotated[str, typer.Option(help="config preset")] = "paper",
+    preset: PresetOpt = "paper",
     batch: Annotated[int, typer.Option(help="batch for the forward/backward check")] = 2,
     threads: ThreadsOpt = None,
 ) -> None:
-    """Build a preset's model and run one forward/backward pass: shapes and parameter counts."""
+    """Build a preset's model and run one forward/backward pass on CPU: shapes and parameter counts
+    (the paper preset takes a minute or more on 2 cores; the time is estimated before it starts)."""
+    with user_errors():
+        cfg = _cfg(preset, {})
+        if batch < 1:
+            raise ValueError(f"--batch must be >= 1, got {batch}")
     import torch
 
     from piumr import GIRLLoss, build_model
 
     with user_errors():
-        cfg = _cfg(preset, {})
-        _threads(threads, 0)
+        n_threads = _threads(threads, 0)
+        _warn_cpu_time(f"one forward/backward pass of {batch} clip(s)", cfg, batch, True, n_threads, "cpu")
         torch.manual_seed(0)
         model = build_model(config=cfg.model).train()
         x = torch.randn(batch, 3, cfg.model.frames, cfg.model.crop, cfg.model.crop)
@@ -106,7 +134,8 @@ def info(
 @app.command()
 def synth(
     out_dir: Annotated[Path, typer.Option("--out", help="folder to write the dataset to")],
-    preset: Annotated[str, typer.Option(help="take the synthetic-data sizes from this preset")] = "paper",
+    preset: Annotated[str, typer.Option(metavar=PRESET_METAVAR,
+                                        help="take the synthetic-data sizes from this preset")] = "paper",
     persons: Annotated[Optional[int], typer.Option(help="participants")] = None,
     clips_per_person: Annotated[Optional[int], typer.Option(help="clips per participant")] = None,
     classes_per_body: Annotated[Optional[int], typer.Option(help="action classes per body group (13 = all 52)")] = None,
@@ -117,6 +146,8 @@ def synth(
     threads: ThreadsOpt = None,
 ) -> None:
     """Generate the synthetic MA-52-format dataset (real mp4 files + official-format lists)."""
+    with user_errors():
+        check_preset(preset)
     from piumr.data.splits import synth_params
     from piumr.data.synth import generate
 
@@ -136,15 +167,18 @@ def prepare(
     out_dir: Annotated[Path, typer.Option("--out", help="cache folder to write")],
     short_side: Annotated[int, typer.Option(help="resize frames to this short side")] = DataConfig().short_side,
     workers: Annotated[int, typer.Option(help="parallel processes")] = 2,
-    splits: Annotated[str, typer.Option(help="comma-separated splits")] = "train,val,test",
+    splits: Annotated[str, typer.Option(help=f"comma-separated splits out of {', '.join(LIST_SPLITS)}")
+                      ] = ",".join(LIST_SPLITS),
     threads: ThreadsOpt = None,
 ) -> None:
     """Convert raw clips once into a compact JPEG-frame cache (resumable, verified)."""
-    from piumr.data import SPLITS, prepare_dataset
+    with user_errors():
+        check_data(str(data))
+        wanted = tuple(_choice("--splits", s.strip(), typing.get_args(ListSplit)) for s in splits.split(","))
+    from piumr.data import prepare_dataset
     from piumr.data.prepare import report_dict
 
     with user_errors():
-        wanted = tuple(_choice("--splits", s.strip(), SPLITS) for s in splits.split(","))
         _threads(threads, workers)
         rep = prepare_dataset(data, out_dir, splits=wanted, short_side=short_side, workers=workers, progress=True)
         out.print_json(json.dumps(report_dict(rep)))
@@ -154,7 +188,7 @@ def prepare(
 
 @app.command()
 def train(
-    preset: Annotated[str, typer.Option(help="config preset: paper, smoke, tiny")] = "paper",
+    preset: PresetOpt = "paper",
     data: Annotated[Optional[str], typer.Option(help="MA-52 root, prepared cache, or 'synth'")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="run folder (default artifacts/runs/<preset>-<time>)")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="continue the run in this folder")] = None,
@@ -163,17 +197,17 @@ def train(
     lr: Annotated[Optional[float], typer.Option()] = None,
     frames: Annotated[Optional[int], typer.Option()] = None,
     crop: Annotated[Optional[int], typer.Option()] = None,
-    backbone: Annotated[Optional[str], typer.Option(help="x3d_xs | x3d_s | x3d_m | x3d_l | x3d_tiny")] = None,
+    backbone: Annotated[Optional[Backbone], typer.Option(help=f"backbone: {choices(Backbone)}")] = None,
     pretrained: Annotated[Optional[Path], typer.Option(help="local Kinetics .pyth checkpoint")] = None,
     no_tfam: Annotated[bool, typer.Option("--no-tfam", help="drop TFAM")] = False,
     no_girl: Annotated[bool, typer.Option("--no-girl", help="drop GIRL (CE only)")] = False,
     tfam_frequency: Annotated[Optional[bool], typer.Option("--tfam-frequency/--no-tfam-frequency")] = None,
     tfam_temporal: Annotated[Optional[bool], typer.Option("--tfam-temporal/--no-tfam-temporal")] = None,
-    fusion: Annotated[Optional[str], typer.Option(help="consistency | mean")] = None,
+    fusion: Annotated[Optional[Fusion], typer.Option(help=f"TFAM fusion: {choices(Fusion)}")] = None,
     girl_var_grad: Annotated[bool, typer.Option("--girl-var-grad", help="let GIRL's variance term carry gradient")] = False,
     girl_detach_weights: Annotated[bool, typer.Option("--girl-detach-weights",
                                                       help="GIRL's Gaussian weights as constants (recommended)")] = False,
-    split: Annotated[Optional[str], typer.Option(help="official | cross-subject")] = None,
+    split: Annotated[Optional[Split], typer.Option(help=f"split: {choices(Split)}")] = None,
     fold: Annotated[Optional[int], typer.Option()] = None,
     seed: Annotated[Optional[int], typer.Option()] = None,
     workers: Annotated[Optional[int], typer.Option(help="data loader processes")] = None,
@@ -181,15 +215,15 @@ def train(
     grad_clip: Annotated[Optional[float], typer.Option()] = None,
     eval_every: Annotated[Optional[int], typer.Option()] = None,
     max_steps_per_epoch: Annotated[Optional[int], typer.Option()] = None,
-    on_error: Annotated[Optional[str], typer.Option(help="skip | raise on a broken clip")] = None,
+    on_error: Annotated[Optional[OnError], typer.Option(help=f"on a broken clip: {choices(OnError)}")] = None,
     device: DeviceOpt = None,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
     threads: ThreadsOpt = None,
 ) -> None:
     """Train PIUmr (or an ablation) and keep best/last checkpoints, logs and metrics."""
-    from piumr.train import train as run_train
-
     with user_errors():
+        check_data(data)
+        check_file(pretrained, "--pretrained")
         cfg = _cfg(preset, {
             "data.root": data, "optim.epochs": epochs, "optim.batch_size": batch_size, "optim.lr": lr,
             "model.frames": frames, "model.crop": crop, "model.backbone": backbone,
@@ -208,7 +242,13 @@ def train(
             run_dir = resume
         else:
             run_dir = out_dir or ARTIFACTS / "runs" / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        _threads(threads, cfg.data.num_workers)
+    from piumr.runtime import pick_device
+    from piumr.train import train as run_train
+
+    with user_errors():
+        n_threads = _threads(threads, cfg.data.num_workers)
+        _warn_cpu_time(f"each training step of batch {cfg.optim.batch_size}", cfg, cfg.optim.batch_size, True,
+                       n_threads, pick_device(device).type)
         res = run_train(cfg, run_dir, resume=resume is not None, device=device, progress=not quiet)
         out.print(f"run folder: {res.out_dir}  (best val F1_mean {res.best_metric:.2f}, {res.seconds:.0f} s)")
 
@@ -235,7 +275,7 @@ def _load(checkpoint: Optional[Path], device: Optional[str]) -> tuple[PIUmrNet, 
 def evaluate(
     checkpoint: Annotated[Optional[Path], typer.Option(help="best.safetensors (default: latest under artifacts/)")] = None,
     data: Annotated[Optional[str], typer.Option(help="data root (default: the checkpoint's)")] = None,
-    split: Annotated[str, typer.Option(help="val | test | train")] = "val",
+    split: Annotated[ListSplit, typer.Option(help=f"which list to score: {choices(ListSplit)}")] = "val",
     views: Annotated[int, typer.Option(help="temporal views averaged per clip")] = 1,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="where metrics.json / predictions.csv go")] = None,
     batch_size: Annotated[Optional[int], typer.Option()] = None,
@@ -243,12 +283,14 @@ def evaluate(
     threads: ThreadsOpt = None,
 ) -> None:
     """Official MA-52 metrics (+ per-participant / worst-participant) of a checkpoint on a split."""
-    from piumr.data import SPLITS
+    with user_errors():
+        check_file(checkpoint, "--checkpoint")
+        check_data(data)
     from piumr.evaluate import evaluate_checkpoint
     from piumr.metrics import format_table
 
     with user_errors():
-        which = _choice("--split", split, SPLITS)
+        which = split
         model, ck, path = _load(checkpoint, device)
         dev = next(model.parameters()).device
         d = ck.config.data if data is None else ck.config.data.model_copy(update={"root": data})
@@ -277,31 +319,41 @@ def predict(
     device: DeviceOpt = None,
     threads: ThreadsOpt = None,
 ) -> None:
-    """Top-5 actions (names, probabilities) and body group for each clip."""
-    from piumr.predict import ClipFailure, expand_inputs, predict_clips, write_submission
+    """Top-5 actions (names, probabilities) and body group for each clip; warns when the checkpoint was not
+    trained on MA-52's 52 classes."""
+    with user_errors():
+        check_file(checkpoint, "--checkpoint")
+        check_inputs(clips)
+        if submission is not None and data is None:
+            raise ValueError("--submission needs --data (the MA-52 root holding test_list_videos.txt)")
+        check_data(str(data) if data is not None else None)
+        if submission is None and not clips:
+            raise ValueError("give one or more clips or folders (or --submission)")
+    from piumr.predict import ClipFailure, expand_inputs, predict_clips, trained_on, write_submission
 
     with user_errors():
-        model, ck, _ = _load(checkpoint, device)
+        model, ck, path = _load(checkpoint, device)
+        seen = trained_on(ck.meta, path)
+        if seen.warning:
+            err.print(f"[yellow]warning:[/] {seen.warning}", highlight=False)
         dev = next(model.parameters()).device
         _threads(threads, ck.config.data.num_workers if submission is not None else 0)
         if submission is not None:
-            if data is None:
-                raise ValueError("--submission needs --data (the MA-52 root holding test_list_videos.txt)")
+            assert data is not None  # checked above
             n = write_submission(model, ck.config, data, submission, dev, views=views)
             out.print(f"wrote {submission} ({n} rows, prediction.csv at the zip root)")
             return
-        if not clips:
-            raise ValueError("give one or more clips or folders (or --submission)")
         failures = 0
-        for res in predict_clips(model, ck.config, expand_inputs(clips), dev, views=views):
+        for res in predict_clips(model, ck.config, expand_inputs(clips or []), dev, views=views):
             if isinstance(res, ClipFailure):
                 failures += 1
                 err.print(f"[bold red]error:[/] {res.reason}", highlight=False)
                 continue
             if as_json:
-                out.print_json(json.dumps(res.to_json()))
+                out.print_json(json.dumps({**res.to_json(), "trained_classes": seen.classes}))
                 continue
-            t = Table(title=f"{res.path.name}: body group {res.body_name} ({res.body_prob:.2f})")
+            t = Table(title=f"{res.path.name}: body group {res.body_name} ({res.body_prob:.2f})",
+                      caption=f"checkpoint {seen.describe()}")
             for c in ("rank", "label", "action", "prob"):
                 t.add_column(c)
             for r, (i, name, p) in enumerate(res.top, 1):
@@ -313,14 +365,18 @@ def predict(
 
 def _bench(kind: Literal["train", "infer"], preset: str, batch: Optional[int], device: Optional[str], iters: int,
            variants: str, threads: Optional[int]) -> None:
+    with user_errors():
+        cfg = _cfg(preset, {})
     from piumr.bench import run_bench
     from piumr.runtime import pick_device
 
     with user_errors():
-        cfg = _cfg(preset, {})
         dev = pick_device(device)
         n_threads = _threads(threads, 0)
         b = batch or (cfg.optim.batch_size if dev.type == "cuda" else 4)
+        n_var = len(variants.split(","))
+        _warn_cpu_time(f"{n_var} variant(s) x {iters + 2} steps of batch {b}", cfg, n_var * (iters + 2) * b,
+                       kind == "train", n_threads, dev.type)
         rows = run_bench(cfg, kind, batch=b, device=str(dev), iters=iters, threads=n_threads,
                          variants=tuple(v.strip() for v in variants.split(",")))
         base = rows[0]
@@ -336,7 +392,7 @@ def _bench(kind: Literal["train", "infer"], preset: str, batch: Optional[int], d
 
 @bench_app.command("train")
 def bench_train(
-    preset: Annotated[str, typer.Option()] = "paper",
+    preset: PresetOpt = "paper",
     batch: Annotated[Optional[int], typer.Option(help="default: preset batch on GPU, 4 on CPU")] = None,
     device: DeviceOpt = None,
     iters: Annotated[int, typer.Option()] = 5,
@@ -349,7 +405,7 @@ def bench_train(
 
 @bench_app.command("infer")
 def bench_infer(
-    preset: Annotated[str, typer.Option()] = "paper",
+    preset: PresetOpt = "paper",
     batch: Annotated[Optional[int], typer.Option()] = None,
     device: DeviceOpt = None,
     iters: Annotated[int, typer.Option()] = 5,
@@ -363,7 +419,7 @@ def bench_infer(
 @bench_app.command("loader")
 def bench_loader(
     data: Annotated[str, typer.Option(help="data root or prepared cache ('synth' for the generated set)")] = "synth",
-    preset: Annotated[str, typer.Option()] = "paper",
+    preset: PresetOpt = "paper",
     workers: Annotated[int, typer.Option()] = 2,
     seconds: Annotated[float, typer.Option()] = 20.0,
     frames: Annotated[Optional[int], typer.Option()] = None,
@@ -371,11 +427,13 @@ def bench_loader(
     threads: ThreadsOpt = None,
 ) -> None:
     """Data loader throughput (augmented clips/s) from raw videos or a prepared cache."""
+    with user_errors():
+        check_data(data)
+        cfg = _cfg(preset, {"data.root": data})
     from piumr.data.bench import loader_throughput
     from piumr.data.splits import resolve_root
 
     with user_errors():
-        cfg = _cfg(preset, {"data.root": data})
         root = resolve_root(cfg.data)
         _threads(threads, workers)
         res = loader_throughput(root, "train", frames or cfg.model.frames, crop or cfg.model.crop,

@@ -8,17 +8,16 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
+from .errors import console, user_errors
 from .errors import err as _err
-from .errors import user_errors
-from .options import DeviceOpt, ThreadsOpt
+from .options import PRESET_HELP, PRESET_METAVAR, DeviceOpt, ThreadsOpt, check_data, check_preset
 
 reproduce_app = typer.Typer(
     help="Regenerate the paper's tables and figures (see reproduce/README.md). Runs are shared between "
          "experiments; a rerun skips finished runs and resumes interrupted ones.",
-    no_args_is_help=True)
-_out = Console()
+    no_args_is_help=True, rich_markup_mode=None, context_settings={"max_content_width": 120})
+_out = console()
 
 
 def parse_seeds(seeds: list[str] | None, extra: list[str] | None) -> tuple[int, ...]:
@@ -37,22 +36,31 @@ def parse_seeds(seeds: list[str] | None, extra: list[str] | None) -> tuple[int, 
         raise ValueError(f"--seeds takes integers, got {' '.join(tokens)!r}") from None
 
 
-DataOpt = Annotated[str, typer.Option(help="MA-52 root, a prepared cache, or 'synth'")]
-PresetOpt = Annotated[str, typer.Option(help="config preset: paper, smoke, tiny")]
+DataOpt = Annotated[Optional[str], typer.Option(
+    help="MA-52 root, a prepared cache, or 'synth' (required to run; --plan without it assumes MA-52)")]
+PresetOpt = Annotated[str, typer.Option(metavar=PRESET_METAVAR, help=PRESET_HELP)]
 SeedsOpt = Annotated[Optional[list[str]], typer.Option(
     help="seeds: --seeds 0 1 2 (or 0,1,2); several seeds give mean ± std per cell [default: 0]")]
 ExtraArg = Annotated[Optional[list[str]], typer.Argument(hidden=True)]
 EpochsOpt = Annotated[Optional[int], typer.Option(help="override the preset's epochs")]
 OutOpt = Annotated[Optional[Path], typer.Option(
     "--out", help="output root (default artifacts/reproduce/<data-tag>); experiments go to <out>/<name>, runs to <out>/runs")]
-PlanOpt = Annotated[bool, typer.Option("--plan", help="print what would run and the estimated GPU hours; run nothing")]
+PlanOpt = Annotated[bool, typer.Option(
+    "--plan", help="print what would run and the estimated GPU hours on the data given; run nothing")]
 StepsOpt = Annotated[Optional[int], typer.Option(help="cap optimiser steps per epoch (quick runs)")]
 QuietOpt = Annotated[bool, typer.Option(help="no progress bars")]
 
 
-def _run(names: list[str], data: str, preset: str, seeds: list[str] | None, extra: list[str] | None,
+def _run(names: list[str], data: str | None, preset: str, seeds: list[str] | None, extra: list[str] | None,
          epochs: int | None, out: Path | None, plan: bool, device: str | None, max_steps_per_epoch: int | None,
          quiet: bool, threads: int | None = None) -> None:
+    with user_errors():
+        check_preset(preset)
+        check_data(data)
+        parse_seeds(seeds, extra)
+        if data is None and not plan:
+            raise ValueError("--data is required to run (an MA-52 root, a prepared cache, or 'synth'); "
+                             "--plan without --data assumes MA-52")
     from piumr.reproduce import expand_names, make_settings, plan_table, print_result, run_many
     from piumr.reproduce import plan as make_plan
     from piumr.runtime import configure_threads, pick_device
@@ -75,7 +83,7 @@ def _run(names: list[str], data: str, preset: str, seeds: list[str] | None, extr
 
 
 def _command(name: str, help_text: str, targets: list[str]) -> Callable[..., None]:
-    def cmd(data: DataOpt, preset: PresetOpt = "paper", seeds: SeedsOpt = None, extra: ExtraArg = None,
+    def cmd(data: DataOpt = None, preset: PresetOpt = "paper", seeds: SeedsOpt = None, extra: ExtraArg = None,
             epochs: EpochsOpt = None, out: OutOpt = None, plan: PlanOpt = False, device: DeviceOpt = None,
             max_steps_per_epoch: StepsOpt = None, quiet: QuietOpt = False, threads: ThreadsOpt = None) -> None:
         _run(targets, data, preset, seeds, extra, epochs, out, plan, device, max_steps_per_epoch, quiet, threads)
@@ -110,9 +118,10 @@ def demo(
     plan: PlanOpt = False,
     device: DeviceOpt = None,
     quiet: QuietOpt = False,
-    threads: Annotated[int, typer.Option(
-        help="torch CPU threads: 1 compute thread + the preset's 1 loader worker fill 2 cores; more threads "
-             "were 5-10x slower per step on a busy 2-core machine")] = 1,
+    threads: Annotated[Optional[int], typer.Option(
+        help="intra-op CPU threads (default: the physical cores left after the preset's 1 loader worker, so 1 on "
+             "2 cores; OMP_NUM_THREADS if lower); more threads than that were 5-10x slower per step on a busy "
+             "2-core machine")] = None,
 ) -> None:
     """CPU demo on synthetic data: a small Table 2 (4 runs) and Fig. 5, end to end (measured ~6 min on 2 cores)."""
     _run(["table2", "fig5"], "synth", preset, seeds, extra, epochs, out, plan, device, None, quiet, threads)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Backbone = Literal["x3d_xs", "x3d_s", "x3d_m", "x3d_l", "x3d_tiny", "x3d_mini"]
 Split = Literal["official", "cross-subject"]
+ListSplit = Literal["train", "val", "test"]  # the three official MA-52 lists
 OnError = Literal["raise", "skip"]
 Fusion = Literal["consistency", "mean"]
 

@@ -113,27 +113,34 @@ class Settings:
     _embeddings: dict[Path, tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]] = field(default_factory=dict)
 
 
+#: the data root of settings made without ``--data`` (plans only): MA-52's published sizes are assumed
+ASSUMED_MA52 = "MA-52"
+
+
 def data_tag(data: str, preset: str) -> str:
     """Folder name for a data root + preset: ``synth-tiny``, ``MA-52`` (the paper preset adds nothing)."""
     name = "synth" if data == "synth" else (Path(data).expanduser().resolve().name or "data")
     return name if preset == "paper" else f"{name}-{preset}"
 
 
-def make_settings(*, data: str, preset: str = "paper", seeds: Sequence[int] = (0,), epochs: int | None = None,
+def make_settings(*, data: str | None, preset: str = "paper", seeds: Sequence[int] = (0,), epochs: int | None = None,
                   out: Path | None = None, device: str | None = None, max_steps_per_epoch: int | None = None,
                   progress: bool = True, console: Console | None = None) -> Settings:
     """Validate the user's choices and build ``Settings``.
 
     Raises ``ValueError`` (no seeds, repeated seeds, bad epochs, unknown preset via
-    ``KeyError``) or ``FileNotFoundError`` (a data root that is not a folder).
+    ``KeyError``) or ``FileNotFoundError`` (a data root that is not a folder). ``data=None``: MA-52
+    assumed, no root (``ASSUMED_MA52``); only a plan can be made from such settings.
     """
+    plan_only = data is None
+    data = ASSUMED_MA52 if data is None else data
     if not seeds:
         raise ValueError("--seeds is empty: give at least one seed, e.g. --seeds 0 1 2")
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"--seeds repeats a seed: {list(seeds)}")
     if epochs is not None and epochs < 1:
         raise ValueError(f"--epochs must be >= 1, got {epochs}")
-    if data != "synth" and not Path(data).expanduser().is_dir():
+    if data != "synth" and not plan_only and not Path(data).expanduser().is_dir():
         raise FileNotFoundError(f"{data}: data root does not exist (give an MA-52 folder, a prepared cache, or 'synth')")
     over: dict[str, Any] = {"data.root": data if data == "synth" else str(Path(data).expanduser())}
     if epochs is not None:
