@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import textwrap
 import time
 import typing
 import warnings
@@ -11,13 +12,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, TypeVar
 
 import typer
+import typer._click._textwrap as typer_textwrap
 from rich.table import Table
 
 from piumr.config import Backbone, DataConfig, Fusion, ListSplit, OnError, Split, TrainConfig
 
 from .errors import console, err, user_errors
 from .options import (
-    LIST_SPLITS, PRESET_METAVAR, DeviceOpt, PresetOpt, ThreadsOpt, check_data, check_file, check_inputs, check_preset, choices,
+    LIST_SPLITS, PRESET_METAVAR, DeviceOpt, PresetOpt, ThreadsOpt, check_data, check_file, check_inputs, check_preset,
+    resolve_checkpoint,
 )
 
 if TYPE_CHECKING:  # the CLI imports torch-heavy modules inside commands, so --help stays fast
@@ -26,6 +29,21 @@ if TYPE_CHECKING:  # the CLI imports torch-heavy modules inside commands, so --h
 
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
 warnings.filterwarnings("ignore", message=".*saved_variables.*", category=DeprecationWarning)
+
+
+
+class _WholeWords(typer_textwrap.TextWrapper):
+    """Help wrapping that never splits a word: not at hyphens, not inside a long path (it gets a line)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{**kwargs, "break_on_hyphens": False, "break_long_words": False})
+
+    def _handle_long_word(self, reversed_chunks: list[str], cur_line: list[str], cur_len: int, width: int) -> None:
+        textwrap.TextWrapper._handle_long_word(self, reversed_chunks, cur_line, cur_len, width)
+
+
+# click's help formatter builds its wrapper from this module attribute (typer 0.29, pinned)
+typer_textwrap.TextWrapper = _WholeWords  # type: ignore[misc]
 
 #: plain (click) help: full flag names, no type placeholders on switches, words wrapped whole
 HELP_SETTINGS: dict[str, Any] = {"max_content_width": 120}
@@ -189,7 +207,8 @@ def prepare(
 @app.command()
 def train(
     preset: PresetOpt = "paper",
-    data: Annotated[Optional[str], typer.Option(help="MA-52 root, prepared cache, or 'synth'")] = None,
+    data: Annotated[Optional[str], typer.Option(metavar="<root|synth>",
+                                                help="MA-52 root, prepared cache, or 'synth'")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="run folder (default artifacts/runs/<preset>-<time>)")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="continue the run in this folder")] = None,
     epochs: Annotated[Optional[int], typer.Option()] = None,
@@ -197,17 +216,17 @@ def train(
     lr: Annotated[Optional[float], typer.Option()] = None,
     frames: Annotated[Optional[int], typer.Option()] = None,
     crop: Annotated[Optional[int], typer.Option()] = None,
-    backbone: Annotated[Optional[Backbone], typer.Option(help=f"backbone: {choices(Backbone)}")] = None,
+    backbone: Annotated[Optional[Backbone], typer.Option(help="X3D backbone")] = None,
     pretrained: Annotated[Optional[Path], typer.Option(help="local Kinetics .pyth checkpoint")] = None,
     no_tfam: Annotated[bool, typer.Option("--no-tfam", help="drop TFAM")] = False,
     no_girl: Annotated[bool, typer.Option("--no-girl", help="drop GIRL (CE only)")] = False,
     tfam_frequency: Annotated[Optional[bool], typer.Option("--tfam-frequency/--no-tfam-frequency")] = None,
     tfam_temporal: Annotated[Optional[bool], typer.Option("--tfam-temporal/--no-tfam-temporal")] = None,
-    fusion: Annotated[Optional[Fusion], typer.Option(help=f"TFAM fusion: {choices(Fusion)}")] = None,
+    fusion: Annotated[Optional[Fusion], typer.Option(help="how TFAM fuses its branches")] = None,
     girl_var_grad: Annotated[bool, typer.Option("--girl-var-grad", help="let GIRL's variance term carry gradient")] = False,
     girl_detach_weights: Annotated[bool, typer.Option("--girl-detach-weights",
                                                       help="GIRL's Gaussian weights as constants (recommended)")] = False,
-    split: Annotated[Optional[Split], typer.Option(help=f"split: {choices(Split)}")] = None,
+    split: Annotated[Optional[Split], typer.Option(help="official lists or person-disjoint folds")] = None,
     fold: Annotated[Optional[int], typer.Option()] = None,
     seed: Annotated[Optional[int], typer.Option()] = None,
     workers: Annotated[Optional[int], typer.Option(help="data loader processes")] = None,
@@ -215,7 +234,7 @@ def train(
     grad_clip: Annotated[Optional[float], typer.Option()] = None,
     eval_every: Annotated[Optional[int], typer.Option()] = None,
     max_steps_per_epoch: Annotated[Optional[int], typer.Option()] = None,
-    on_error: Annotated[Optional[OnError], typer.Option(help=f"on a broken clip: {choices(OnError)}")] = None,
+    on_error: Annotated[Optional[OnError], typer.Option(help="what a broken clip does")] = None,
     device: DeviceOpt = None,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
     threads: ThreadsOpt = None,
@@ -253,29 +272,22 @@ def train(
         out.print(f"run folder: {res.out_dir}  (best val F1_mean {res.best_metric:.2f}, {res.seconds:.0f} s)")
 
 
-def _load(checkpoint: Optional[Path], device: Optional[str]) -> tuple[PIUmrNet, Checkpoint, Path]:
-    """The checkpoint given (or the latest under artifacts/), loaded onto ``device`` (checked first)."""
+def _load(path: Path, given: bool, device: Optional[str]) -> tuple[PIUmrNet, Checkpoint]:
+    """The checkpoint at ``path`` (``resolve_checkpoint``) loaded onto ``device`` (checked first)."""
     from piumr.checkpoint import load_model
-    from piumr.predict import find_latest_checkpoint
     from piumr.runtime import pick_device
 
     dev = pick_device(device)
-    path = checkpoint or find_latest_checkpoint(ARTIFACTS)
-    if path is None:
-        raise FileNotFoundError(
-            f"no checkpoint given and none found under {ARTIFACTS}/; train one first "
-            "(e.g. `piumr train --preset smoke --data synth`) or pass --checkpoint PATH")
-    if checkpoint is None:
+    if not given:
         err.print(f"using the most recent checkpoint: {path}")
-    model, ck = load_model(path, map_location=dev)
-    return model, ck, path
+    return load_model(path, map_location=dev)
 
 
 @app.command()
 def evaluate(
     checkpoint: Annotated[Optional[Path], typer.Option(help="best.safetensors (default: latest under artifacts/)")] = None,
     data: Annotated[Optional[str], typer.Option(help="data root (default: the checkpoint's)")] = None,
-    split: Annotated[ListSplit, typer.Option(help=f"which list to score: {choices(ListSplit)}")] = "val",
+    split: Annotated[ListSplit, typer.Option(help="which list to score")] = "val",
     views: Annotated[int, typer.Option(help="temporal views averaged per clip")] = 1,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="where metrics.json / predictions.csv go")] = None,
     batch_size: Annotated[Optional[int], typer.Option()] = None,
@@ -284,14 +296,14 @@ def evaluate(
 ) -> None:
     """Official MA-52 metrics (+ per-participant / worst-participant) of a checkpoint on a split."""
     with user_errors():
-        check_file(checkpoint, "--checkpoint")
+        path = resolve_checkpoint(checkpoint, ARTIFACTS)
         check_data(data)
     from piumr.evaluate import evaluate_checkpoint
     from piumr.metrics import format_table
 
     with user_errors():
         which = split
-        model, ck, path = _load(checkpoint, device)
+        model, ck = _load(path, checkpoint is not None, device)
         dev = next(model.parameters()).device
         d = ck.config.data if data is None else ck.config.data.model_copy(update={"root": data})
         _threads(threads, d.num_workers)
@@ -322,7 +334,7 @@ def predict(
     """Top-5 actions (names, probabilities) and body group for each clip; warns when the checkpoint was not
     trained on MA-52's 52 classes."""
     with user_errors():
-        check_file(checkpoint, "--checkpoint")
+        path = resolve_checkpoint(checkpoint, ARTIFACTS)
         check_inputs(clips)
         if submission is not None and data is None:
             raise ValueError("--submission needs --data (the MA-52 root holding test_list_videos.txt)")
@@ -332,7 +344,7 @@ def predict(
     from piumr.predict import ClipFailure, expand_inputs, predict_clips, trained_on, write_submission
 
     with user_errors():
-        model, ck, path = _load(checkpoint, device)
+        model, ck = _load(path, checkpoint is not None, device)
         seen = trained_on(ck.meta, path)
         if seen.warning:
             err.print(f"[yellow]warning:[/] {seen.warning}", highlight=False)

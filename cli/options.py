@@ -4,17 +4,11 @@ checks of paths and names that run before any heavy import (torch, video decoder
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional, get_args
+from typing import Annotated, Optional, get_args
 
 import typer
 
 from piumr.config import PRESETS, Backbone, ListSplit, get_preset
-
-
-def choices(values: Any) -> str:
-    """``a | b | c`` for a ``Literal`` type or an iterable of names (help text)."""
-    names = get_args(values) if get_args(values) else tuple(values)
-    return " | ".join(str(v) for v in names)
 
 
 PRESET_NAMES = tuple(PRESETS)
@@ -26,7 +20,7 @@ ThreadsOpt = Annotated[Optional[int], typer.Option(
          "loader workers; never more than that)")]
 DeviceOpt = Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:N or auto (default: cuda if available)")]
 PRESET_METAVAR = f"<{'|'.join(PRESET_NAMES)}>"
-PRESET_HELP = f"config preset: {choices(PRESET_NAMES)}"
+PRESET_HELP = "config preset (config.py PRESETS)"
 PresetOpt = Annotated[str, typer.Option(metavar=PRESET_METAVAR, help=PRESET_HELP)]
 
 
@@ -46,10 +40,24 @@ def check_data(data: Optional[str], flag: str = "--data") -> None:
         raise FileNotFoundError(f"{flag} {data}: not a folder (give an MA-52 folder, a prepared cache, or 'synth')")
 
 
-def check_file(path: Optional[Path], flag: str) -> None:
+def check_file(path: Optional[Path], flag: str, what: str = "file") -> None:
     """``FileNotFoundError`` naming ``flag`` when ``path`` is given and is not an existing file."""
     if path is not None and not path.is_file():
-        raise FileNotFoundError(f"{flag} {path}: no such file")
+        raise FileNotFoundError(f"{flag} {path}: no such {what}")
+
+
+def resolve_checkpoint(checkpoint: Optional[Path], artifacts: Path) -> Path:
+    """``checkpoint`` if it is a file, else (when not given) the most recently written ``best.safetensors``
+    under ``artifacts``; ``FileNotFoundError`` naming the flag or saying how to get one."""
+    if checkpoint is not None:
+        check_file(checkpoint, "--checkpoint", "checkpoint")
+        return checkpoint
+    found = sorted(artifacts.rglob("best.safetensors"), key=lambda p: p.stat().st_mtime) if artifacts.is_dir() else []
+    if not found:
+        raise FileNotFoundError(
+            f"no checkpoint given and none found under {artifacts}/; train one first "
+            "(e.g. `piumr train --preset smoke --data synth`) or pass --checkpoint PATH")
+    return found[-1]
 
 
 def check_inputs(paths: Optional[list[Path]]) -> None:

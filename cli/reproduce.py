@@ -37,10 +37,10 @@ def parse_seeds(seeds: list[str] | None, extra: list[str] | None) -> tuple[int, 
 
 
 DataOpt = Annotated[Optional[str], typer.Option(
-    help="MA-52 root, a prepared cache, or 'synth' (required to run; --plan without it assumes MA-52)")]
+    metavar="<root|synth>", help="MA-52 root, a prepared cache, or 'synth' (required to run; --plan without it assumes MA-52)")]
 PresetOpt = Annotated[str, typer.Option(metavar=PRESET_METAVAR, help=PRESET_HELP)]
 SeedsOpt = Annotated[Optional[list[str]], typer.Option(
-    help="seeds: --seeds 0 1 2 (or 0,1,2); several seeds give mean ± std per cell [default: 0]")]
+    metavar="<seed>...", help="seeds: --seeds 0 1 2 (or 0,1,2); several seeds give mean ± std per cell [default: 0]")]
 ExtraArg = Annotated[Optional[list[str]], typer.Argument(hidden=True)]
 EpochsOpt = Annotated[Optional[int], typer.Option(help="override the preset's epochs")]
 OutOpt = Annotated[Optional[Path], typer.Option(

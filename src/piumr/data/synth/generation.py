@@ -21,6 +21,7 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
 from piumr.config import DataConfig
+from piumr.files import dir_mode
 from piumr.data.ma52 import ACTION_NAMES as _ACTION_NAMES
 from piumr.data.ma52 import ACTION_TO_BODY as _ACTION_TO_BODY
 from piumr.data.synth.actions import select_classes
@@ -322,6 +323,7 @@ def ensure_synth(cache_dir: Path, **params: Any) -> Path:
         return final
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=cache_dir))
+    tmp.chmod(dir_mode())  # mkdtemp creates 0700; the dataset folder gets the mode any new folder would get
     try:
         generate(tmp, **params)
         try:
