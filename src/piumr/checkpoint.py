@@ -28,8 +28,8 @@ from torch import nn
 
 from piumr.config import DataConfig, TrainConfig
 from piumr.data.ma52 import MANIFEST_NAME
-from piumr.data.splits import load_split
-from piumr.data.synth import select_classes
+from piumr.data.splits import cache_dir, load_split, synth_params
+from piumr.data.synth import synth_key
 from piumr.errors import CheckpointError
 from piumr.files import atomic_write
 from piumr.model import PIUmrNet
@@ -76,8 +76,10 @@ def provenance(device: str = "cpu") -> dict[str, Any]:
 
 @lru_cache(maxsize=8)
 def _training_data(data: DataConfig) -> tuple[str, str, tuple[int, ...] | None]:
-    if data.root == "synth":
-        return "synthetic", "synth", select_classes(data.synth_classes_per_body)
+    if data.root == "synth":  # the generated set, if it is there (training generated it)
+        there = (cache_dir() / "synth" / synth_key(**synth_params(data)) / "synth_meta.json").is_file()
+        classes = tuple(sorted({r.action for r in load_split(data, "train", progress=False)})) if there else None
+        return "synthetic", "synth", classes
     root = Path(data.root).expanduser()
     if not root.is_dir():
         return "unknown (data root not found when saving)", str(root), None
