@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import textwrap
 import time
 import typing
 import warnings
@@ -12,41 +11,32 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, TypeVar
 
 import typer
-import typer._click._textwrap as typer_textwrap
+from pydantic import ValidationError
 from rich.table import Table
 
-from piumr.config import Backbone, DataConfig, Fusion, ListSplit, OnError, Split, TrainConfig
+from piumr.config import (
+    MAX_CROP, MAX_FRAMES, MAX_SHORT_SIDE, MAX_VIEWS, MAX_WORKERS, MIN_SHORT_SIDE, Backbone, DataConfig, Fusion,
+    ListSplit, OnError, Split, TrainConfig,
+)
 
+from .doctor import doctor
 from .errors import console, err, user_errors
+from .flags import describe, refuse_combined
 from .options import (
-    LIST_SPLITS, PRESET_METAVAR, DeviceOpt, PresetOpt, ThreadsOpt, check_data, check_file, check_inputs, check_preset,
-    resolve_checkpoint,
+    HELP_SETTINGS, LIST_SPLITS, PRESET_METAVAR, DeviceOpt, PresetOpt, ThreadsOpt, check_data, check_file, check_inputs,
+    check_preset, metavar, resolve_checkpoint,
 )
 
 if TYPE_CHECKING:  # the CLI imports torch-heavy modules inside commands, so --help stays fast
     from piumr.checkpoint import Checkpoint
     from piumr.model import PIUmrNet
+    from piumr.predict import ClipFailure, ClipPrediction, TrainedOn
 
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
 warnings.filterwarnings("ignore", message=".*saved_variables.*", category=DeprecationWarning)
 
 
 
-class _WholeWords(typer_textwrap.TextWrapper):
-    """Help wrapping that never splits a word: not at hyphens, not inside a long path (it gets a line)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **{**kwargs, "break_on_hyphens": False, "break_long_words": False})
-
-    def _handle_long_word(self, reversed_chunks: list[str], cur_line: list[str], cur_len: int, width: int) -> None:
-        textwrap.TextWrapper._handle_long_word(self, reversed_chunks, cur_line, cur_len, width)
-
-
-# click's help formatter builds its wrapper from this module attribute (typer 0.29, pinned)
-typer_textwrap.TextWrapper = _WholeWords  # type: ignore[misc]
-
-#: plain (click) help: full flag names, no type placeholders on switches, words wrapped whole
-HELP_SETTINGS: dict[str, Any] = {"max_content_width": 120}
 app = typer.Typer(help="PIUmr: person-independent micro-action recognition (X3D + TFAM + GIRL).",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   rich_markup_mode=None, context_settings=HELP_SETTINGS)
@@ -54,6 +44,7 @@ bench_app = typer.Typer(help="Speed and memory benchmarks (print numbers; never 
                         rich_markup_mode=None, context_settings=HELP_SETTINGS)
 app.add_typer(bench_app, name="bench")
 out = console()
+app.command()(doctor)
 
 ARTIFACTS = Path("artifacts")
 
@@ -61,7 +52,10 @@ ARTIFACTS = Path("artifacts")
 def _cfg(preset: str, overrides: dict[str, Any]) -> TrainConfig:
     from piumr.config import get_preset, with_overrides
 
-    return with_overrides(get_preset(preset), {k: v for k, v in overrides.items() if v is not None})
+    try:
+        return with_overrides(get_preset(preset), {k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as e:  # one line naming the flag the user typed, not the config key
+        raise ValueError(describe(e)) from None
 
 
 def _threads(threads: Optional[int], workers: int) -> int:
@@ -74,12 +68,12 @@ def _threads(threads: Optional[int], workers: int) -> int:
 _L = TypeVar("_L", bound=str)
 
 
-def _choice(flag: str, value: str, allowed: tuple[_L, ...]) -> _L:
-    """``value`` as one of ``allowed`` (typed); ``ValueError`` naming the flag otherwise."""
-    for c in allowed:
+def _choice(flag: str, value: str, choices: tuple[_L, ...]) -> _L:
+    """``value`` as one of ``choices`` (typed); ``ValueError`` naming the flag otherwise."""
+    for c in choices:
         if value == c:
             return c
-    raise ValueError(f"{flag} must be one of {', '.join(allowed)}, not {value!r}")
+    raise ValueError(f"{flag} must be one of {', '.join(choices)}, not {value!r}")
 
 
 def _warn_cpu_time(what: str, cfg: TrainConfig, clips: int, train: bool, threads: int, device: str) -> None:
@@ -111,15 +105,13 @@ def version() -> None:
 @app.command()
 def info(
     preset: PresetOpt = "paper",
-    batch: Annotated[int, typer.Option(help="batch for the forward/backward check")] = 2,
+    batch: Annotated[int, typer.Option(help="batch for the forward/backward check", min=1, max=4096)] = 2,
     threads: ThreadsOpt = None,
 ) -> None:
     """Build a preset's model and run one forward/backward pass on CPU: shapes and parameter counts
     (the paper preset takes a minute or more on 2 cores; the time is estimated before it starts)."""
     with user_errors():
         cfg = _cfg(preset, {})
-        if batch < 1:
-            raise ValueError(f"--batch must be >= 1, got {batch}")
     import torch
 
     from piumr import GIRLLoss, build_model
@@ -160,7 +152,7 @@ def synth(
     frames: Annotated[Optional[int], typer.Option(help="frames per clip")] = None,
     size: Annotated[Optional[int], typer.Option(help="frame size in pixels")] = None,
     seed: Annotated[Optional[int], typer.Option(help="generator seed")] = None,
-    workers: Annotated[int, typer.Option(help="parallel processes")] = 2,
+    workers: Annotated[int, typer.Option(help="parallel processes", min=1, max=MAX_WORKERS)] = 2,
     threads: ThreadsOpt = None,
 ) -> None:
     """Generate the synthetic MA-52-format dataset (real mp4 files + official-format lists)."""
@@ -183,10 +175,13 @@ def synth(
 def prepare(
     data: Annotated[Path, typer.Option(help="MA-52 root (raw videos)")],
     out_dir: Annotated[Path, typer.Option("--out", help="cache folder to write")],
-    short_side: Annotated[int, typer.Option(help="resize frames to this short side")] = DataConfig().short_side,
-    workers: Annotated[int, typer.Option(help="parallel processes")] = 2,
+    short_side: Annotated[int, typer.Option(help="resize frames to this short side",
+                                            min=MIN_SHORT_SIDE, max=MAX_SHORT_SIDE)] = DataConfig().short_side,
+    workers: Annotated[int, typer.Option(help="parallel processes", min=0, max=MAX_WORKERS)] = 2,
     splits: Annotated[str, typer.Option(help=f"comma-separated splits out of {', '.join(LIST_SPLITS)}")
                       ] = ",".join(LIST_SPLITS),
+    allow_failures: Annotated[bool, typer.Option("--allow-failures",
+                                                 help="exit 0 even when some clips could not be converted")] = False,
     threads: ThreadsOpt = None,
 ) -> None:
     """Convert raw clips once into a compact JPEG-frame cache (resumable, verified)."""
@@ -202,6 +197,8 @@ def prepare(
         out.print_json(json.dumps(report_dict(rep)))
         if rep.failed:
             err.print(f"[yellow]{len(rep.failed)} clip(s) could not be converted (listed above)[/]")
+            if not allow_failures:
+                raise typer.Exit(1)
 
 
 @app.command()
@@ -216,17 +213,18 @@ def train(
     lr: Annotated[Optional[float], typer.Option()] = None,
     frames: Annotated[Optional[int], typer.Option()] = None,
     crop: Annotated[Optional[int], typer.Option()] = None,
-    backbone: Annotated[Optional[Backbone], typer.Option(help="X3D backbone")] = None,
+    backbone: Annotated[Optional[str], typer.Option(metavar=metavar(Backbone), help="X3D backbone")] = None,
     pretrained: Annotated[Optional[Path], typer.Option(help="local Kinetics .pyth checkpoint")] = None,
     no_tfam: Annotated[bool, typer.Option("--no-tfam", help="drop TFAM")] = False,
     no_girl: Annotated[bool, typer.Option("--no-girl", help="drop GIRL (CE only)")] = False,
     tfam_frequency: Annotated[Optional[bool], typer.Option("--tfam-frequency/--no-tfam-frequency")] = None,
     tfam_temporal: Annotated[Optional[bool], typer.Option("--tfam-temporal/--no-tfam-temporal")] = None,
-    fusion: Annotated[Optional[Fusion], typer.Option(help="how TFAM fuses its branches")] = None,
+    fusion: Annotated[Optional[str], typer.Option(metavar=metavar(Fusion), help="how TFAM fuses its branches")] = None,
     girl_var_grad: Annotated[bool, typer.Option("--girl-var-grad", help="let GIRL's variance term carry gradient")] = False,
     girl_detach_weights: Annotated[bool, typer.Option("--girl-detach-weights",
                                                       help="GIRL's Gaussian weights as constants (recommended)")] = False,
-    split: Annotated[Optional[Split], typer.Option(help="official lists or person-disjoint folds")] = None,
+    split: Annotated[Optional[str], typer.Option(metavar=metavar(Split),
+                                                 help="official lists or person-disjoint folds")] = None,
     fold: Annotated[Optional[int], typer.Option()] = None,
     seed: Annotated[Optional[int], typer.Option()] = None,
     workers: Annotated[Optional[int], typer.Option(help="data loader processes")] = None,
@@ -234,7 +232,7 @@ def train(
     grad_clip: Annotated[Optional[float], typer.Option()] = None,
     eval_every: Annotated[Optional[int], typer.Option()] = None,
     max_steps_per_epoch: Annotated[Optional[int], typer.Option()] = None,
-    on_error: Annotated[Optional[OnError], typer.Option(help="what a broken clip does")] = None,
+    on_error: Annotated[Optional[str], typer.Option(metavar=metavar(OnError), help="what a broken clip does")] = None,
     device: DeviceOpt = None,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
     threads: ThreadsOpt = None,
@@ -243,6 +241,11 @@ def train(
     with user_errors():
         check_data(data)
         check_file(pretrained, "--pretrained")
+        refuse_combined("--no-tfam", no_tfam, {"--tfam-frequency/--no-tfam-frequency": tfam_frequency is not None,
+                                               "--tfam-temporal/--no-tfam-temporal": tfam_temporal is not None,
+                                               "--fusion": fusion is not None})
+        refuse_combined("--no-girl", no_girl, {"--girl-var-grad": girl_var_grad,
+                                               "--girl-detach-weights": girl_detach_weights})
         cfg = _cfg(preset, {
             "data.root": data, "optim.epochs": epochs, "optim.batch_size": batch_size, "optim.lr": lr,
             "model.frames": frames, "model.crop": crop, "model.backbone": backbone,
@@ -255,6 +258,8 @@ def train(
             "optim.amp": amp, "optim.grad_clip": grad_clip, "eval_every": eval_every,
             "max_steps_per_epoch": max_steps_per_epoch, "data.on_error": on_error,
         })
+        if fold is not None and cfg.data.split != "cross-subject":
+            raise ValueError(f"--fold {fold} applies to --split cross-subject only (this run uses {cfg.data.split!r})")
         if resume is not None:
             if not (resume / "last.safetensors").is_file():
                 raise FileNotFoundError(f"{resume}: no last.safetensors to resume from")
@@ -287,10 +292,10 @@ def _load(path: Path, given: bool, device: Optional[str]) -> tuple[PIUmrNet, Che
 def evaluate(
     checkpoint: Annotated[Optional[Path], typer.Option(help="best.safetensors (default: latest under artifacts/)")] = None,
     data: Annotated[Optional[str], typer.Option(help="data root (default: the checkpoint's)")] = None,
-    split: Annotated[ListSplit, typer.Option(help="which list to score")] = "val",
-    views: Annotated[int, typer.Option(help="temporal views averaged per clip")] = 1,
+    split: Annotated[str, typer.Option(metavar=metavar(ListSplit), help="which list to score")] = "val",
+    views: Annotated[int, typer.Option(help="temporal views averaged per clip", min=1, max=MAX_VIEWS)] = 1,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="where metrics.json / predictions.csv go")] = None,
-    batch_size: Annotated[Optional[int], typer.Option()] = None,
+    batch_size: Annotated[Optional[int], typer.Option(min=1)] = None,
     device: DeviceOpt = None,
     threads: ThreadsOpt = None,
 ) -> None:
@@ -302,7 +307,7 @@ def evaluate(
     from piumr.metrics import format_table
 
     with user_errors():
-        which = split
+        which = _choice("--split", split, typing.get_args(ListSplit))
         model, ck = _load(path, checkpoint is not None, device)
         dev = next(model.parameters()).device
         d = ck.config.data if data is None else ck.config.data.model_copy(update={"root": data})
@@ -324,55 +329,75 @@ def evaluate(
 def predict(
     clips: Annotated[Optional[list[Path]], typer.Argument(help="video files or folders")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option(help="best.safetensors (default: latest under artifacts/)")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table")] = False,
-    views: Annotated[int, typer.Option(help="temporal views averaged per clip")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line instead of tables")] = False,
+    views: Annotated[int, typer.Option(help="temporal views averaged per clip", min=1, max=MAX_VIEWS)] = 1,
     submission: Annotated[Optional[Path], typer.Option(help="write a Codabench submission zip for --data's test list")] = None,
     data: Annotated[Optional[Path], typer.Option(help="MA-52 root whose test list --submission scores")] = None,
     device: DeviceOpt = None,
     threads: ThreadsOpt = None,
 ) -> None:
-    """Top-5 actions (names, probabilities) and body group for each clip; warns when the checkpoint was not
-    trained on MA-52's 52 classes."""
+    """Top-5 actions (names, probabilities) and body group for each clip.
+
+    Exit status: 0 every clip predicted; 1 some paths or clips failed (each named; the others were
+    predicted); 2 nothing to predict (no clip found) or a bad option, checkpoint or --data; 3 the
+    GPU ran out of memory. Warns (one line) when the checkpoint was not trained on MA-52's 52 classes.
+    """
     with user_errors():
         path = resolve_checkpoint(checkpoint, ARTIFACTS)
+        if submission is None and not clips:
+            raise ValueError("give one or more clips or folders (or --submission)")
         check_inputs(clips)
         if submission is not None and data is None:
             raise ValueError("--submission needs --data (the MA-52 root holding test_list_videos.txt)")
         check_data(str(data) if data is not None else None)
-        if submission is None and not clips:
-            raise ValueError("give one or more clips or folders (or --submission)")
     from piumr.predict import ClipFailure, expand_inputs, predict_clips, trained_on, write_submission
 
     with user_errors():
         model, ck = _load(path, checkpoint is not None, device)
         seen = trained_on(ck.meta, path)
-        if seen.warning:
-            err.print(f"[yellow]warning:[/] {seen.warning}", highlight=False)
         dev = next(model.parameters()).device
         _threads(threads, ck.config.data.num_workers if submission is not None else 0)
+        inputs = expand_inputs(clips or [])
+        bad = [p for p in inputs if isinstance(p, ClipFailure)]
+        if clips and len(bad) == len(inputs):
+            for f in bad:
+                _show_prediction(f, as_json, seen)
+            raise ValueError("no clip to predict in " + ", ".join(map(str, clips)))
+        if seen.warning:
+            err.print(f"[yellow]warning:[/] {seen.warning}", highlight=False)
         if submission is not None:
             assert data is not None  # checked above
             n = write_submission(model, ck.config, data, submission, dev, views=views)
             out.print(f"wrote {submission} ({n} rows, prediction.csv at the zip root)")
             return
         failures = 0
-        for res in predict_clips(model, ck.config, expand_inputs(clips or []), dev, views=views):
-            if isinstance(res, ClipFailure):
-                failures += 1
-                err.print(f"[bold red]error:[/] {res.reason}", highlight=False)
-                continue
-            if as_json:
-                out.print_json(json.dumps({**res.to_json(), "trained_classes": seen.classes}))
-                continue
-            t = Table(title=f"{res.path.name}: body group {res.body_name} ({res.body_prob:.2f})",
-                      caption=f"checkpoint {seen.describe()}")
-            for c in ("rank", "label", "action", "prob"):
-                t.add_column(c)
-            for r, (i, name, p) in enumerate(res.top, 1):
-                t.add_row(str(r), str(i), name, f"{p:.3f}")
-            out.print(t)
+        for res in predict_clips(model, ck.config, inputs, dev, views=views):
+            failures += isinstance(res, ClipFailure)
+            _show_prediction(res, as_json, seen)
         if failures:
+            err.print(f"[bold red]error:[/] {failures} of {len(inputs)} input(s) failed (named above); "
+                      "the others were predicted", highlight=False)
             raise typer.Exit(1)
+
+
+def _show_prediction(res: ClipPrediction | ClipFailure, as_json: bool, seen: TrainedOn) -> None:
+    """One JSON object per line on stdout (``--json``), else a table whose caption names the classes the
+    checkpoint was trained on; a failure as an ``error`` line (on stderr without ``--json``)."""
+    from piumr.predict import ClipFailure
+
+    if as_json:
+        typer.echo(json.dumps(res.to_json(), allow_nan=False))
+        return
+    if isinstance(res, ClipFailure):
+        err.print(f"[bold red]error:[/] {res.reason}", highlight=False)
+        return
+    t = Table(title=f"{res.path.name}: body group {res.body_name} ({res.body_prob:.2f})",
+              caption=f"checkpoint {seen.describe()}")
+    for c in ("rank", "label", "action", "prob"):
+        t.add_column(c)
+    for r, (i, name, p) in enumerate(res.top, 1):
+        t.add_row(str(r), str(i), name, f"{p:.3f}")
+    out.print(t)
 
 
 def _bench(kind: Literal["train", "infer"], preset: str, batch: Optional[int], device: Optional[str], iters: int,
@@ -405,9 +430,9 @@ def _bench(kind: Literal["train", "infer"], preset: str, batch: Optional[int], d
 @bench_app.command("train")
 def bench_train(
     preset: PresetOpt = "paper",
-    batch: Annotated[Optional[int], typer.Option(help="default: preset batch on GPU, 4 on CPU")] = None,
+    batch: Annotated[Optional[int], typer.Option(help="default: preset batch on GPU, 4 on CPU", min=1)] = None,
     device: DeviceOpt = None,
-    iters: Annotated[int, typer.Option()] = 5,
+    iters: Annotated[int, typer.Option(min=1)] = 5,
     variants: Annotated[str, typer.Option(help="comma list of x3d, x3d+tfam, x3d+girl, piumr, piumr-fast")] = "x3d,piumr",
     threads: ThreadsOpt = None,
 ) -> None:
@@ -418,9 +443,9 @@ def bench_train(
 @bench_app.command("infer")
 def bench_infer(
     preset: PresetOpt = "paper",
-    batch: Annotated[Optional[int], typer.Option()] = None,
+    batch: Annotated[Optional[int], typer.Option(min=1)] = None,
     device: DeviceOpt = None,
-    iters: Annotated[int, typer.Option()] = 5,
+    iters: Annotated[int, typer.Option(min=1)] = 5,
     variants: Annotated[str, typer.Option()] = "x3d,piumr",
     threads: ThreadsOpt = None,
 ) -> None:
@@ -432,10 +457,10 @@ def bench_infer(
 def bench_loader(
     data: Annotated[str, typer.Option(help="data root or prepared cache ('synth' for the generated set)")] = "synth",
     preset: PresetOpt = "paper",
-    workers: Annotated[int, typer.Option()] = 2,
-    seconds: Annotated[float, typer.Option()] = 20.0,
-    frames: Annotated[Optional[int], typer.Option()] = None,
-    crop: Annotated[Optional[int], typer.Option()] = None,
+    workers: Annotated[int, typer.Option(min=0, max=MAX_WORKERS)] = 2,
+    seconds: Annotated[float, typer.Option(min=0.1)] = 20.0,
+    frames: Annotated[Optional[int], typer.Option(min=1, max=MAX_FRAMES)] = None,
+    crop: Annotated[Optional[int], typer.Option(min=32, max=MAX_CROP)] = None,
     threads: ThreadsOpt = None,
 ) -> None:
     """Data loader throughput (augmented clips/s) from raw videos or a prepared cache."""

@@ -3,12 +3,38 @@ checks of paths and names that run before any heavy import (torch, video decoder
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
-from typing import Annotated, Optional, get_args
+from typing import Annotated, Any, Optional, get_args
 
 import typer
+import typer._click._textwrap as typer_textwrap
 
 from piumr.config import PRESETS, Backbone, ListSplit, get_preset
+
+
+class _WholeWords(typer_textwrap.TextWrapper):
+    """Help wrapping that never splits a word: not at hyphens, not inside a long path (it gets a line)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{**kwargs, "break_on_hyphens": False, "break_long_words": False})
+
+    def _handle_long_word(self, reversed_chunks: list[str], cur_line: list[str], cur_len: int, width: int) -> None:
+        textwrap.TextWrapper._handle_long_word(self, reversed_chunks, cur_line, cur_len, width)
+
+
+# click's help formatter builds its wrapper from this module attribute (typer 0.29, pinned)
+typer_textwrap.TextWrapper = _WholeWords  # type: ignore[misc]
+
+#: every Typer app: plain (click) help, so full flag names, no type placeholder on switches, words kept whole
+HELP_SETTINGS: dict[str, Any] = {"max_content_width": 120}
+
+
+def metavar(values: Any) -> str:
+    """``<a|b|c>`` for a ``Literal`` type or a sequence of names: the choices shown in ``--help``. The value
+    stays a ``str`` checked by the config, so a wrong one is a one-line error naming the flag."""
+    names = get_args(values) or tuple(values)
+    return f"<{'|'.join(str(n) for n in names)}>"
 
 
 PRESET_NAMES = tuple(PRESETS)
@@ -19,7 +45,7 @@ ThreadsOpt = Annotated[Optional[int], typer.Option(
     help="intra-op CPU threads (default: OMP_NUM_THREADS if set, else the physical cores left after the data "
          "loader workers; never more than that)")]
 DeviceOpt = Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:N or auto (default: cuda if available)")]
-PRESET_METAVAR = f"<{'|'.join(PRESET_NAMES)}>"
+PRESET_METAVAR = metavar(PRESET_NAMES)
 PRESET_HELP = "config preset (config.py PRESETS)"
 PresetOpt = Annotated[str, typer.Option(metavar=PRESET_METAVAR, help=PRESET_HELP)]
 
@@ -35,7 +61,8 @@ def check_data(data: Optional[str], flag: str = "--data") -> None:
         return
     root = Path(data).expanduser()
     if not root.exists():
-        raise FileNotFoundError(f"{flag} {data}: no such folder (give an MA-52 folder, a prepared cache, or 'synth')")
+        raise FileNotFoundError(f"{flag} {data}: data root does not exist (give an MA-52 folder, a prepared cache, "
+                                "or 'synth')")
     if not root.is_dir():
         raise FileNotFoundError(f"{flag} {data}: not a folder (give an MA-52 folder, a prepared cache, or 'synth')")
 
@@ -61,7 +88,7 @@ def resolve_checkpoint(checkpoint: Optional[Path], artifacts: Path) -> Path:
 
 
 def check_inputs(paths: Optional[list[Path]]) -> None:
-    """``FileNotFoundError`` naming the first clip or folder that does not exist."""
-    for p in paths or []:
-        if not p.exists():
-            raise FileNotFoundError(f"{p}: no such file or folder")
+    """When not one of ``paths`` exists: ``FileNotFoundError`` naming them (before any heavy import). Some
+    missing among existing ones are reported per input by ``piumr.predict.expand_inputs`` instead."""
+    if paths and not any(p.exists() for p in paths):
+        raise FileNotFoundError(f"no clip to predict: no such file or folder: {', '.join(map(str, paths))}")

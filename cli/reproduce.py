@@ -9,14 +9,16 @@ from typing import Annotated, Optional
 
 import typer
 
+from piumr.config import Split
+
 from .errors import console, user_errors
 from .errors import err as _err
-from .options import PRESET_HELP, PRESET_METAVAR, DeviceOpt, ThreadsOpt, check_data, check_preset
+from .options import HELP_SETTINGS, PRESET_HELP, PRESET_METAVAR, DeviceOpt, ThreadsOpt, check_data, check_preset, metavar
 
 reproduce_app = typer.Typer(
     help="Regenerate the paper's tables and figures (see reproduce/README.md). Runs are shared between "
          "experiments; a rerun skips finished runs and resumes interrupted ones.",
-    no_args_is_help=True, rich_markup_mode=None, context_settings={"max_content_width": 120})
+    no_args_is_help=True, rich_markup_mode=None, context_settings=HELP_SETTINGS)
 _out = console()
 
 
@@ -37,7 +39,8 @@ def parse_seeds(seeds: list[str] | None, extra: list[str] | None) -> tuple[int, 
 
 
 DataOpt = Annotated[Optional[str], typer.Option(
-    metavar="<root|synth>", help="MA-52 root, a prepared cache, or 'synth' (required to run; --plan without it assumes MA-52)")]
+    metavar="<root|synth>",
+    help="MA-52 root, a prepared cache, or 'synth' (required to run; --plan without it assumes MA-52)")]
 PresetOpt = Annotated[str, typer.Option(metavar=PRESET_METAVAR, help=PRESET_HELP)]
 SeedsOpt = Annotated[Optional[list[str]], typer.Option(
     metavar="<seed>...", help="seeds: --seeds 0 1 2 (or 0,1,2); several seeds give mean ± std per cell [default: 0]")]
@@ -49,15 +52,21 @@ PlanOpt = Annotated[bool, typer.Option(
     "--plan", help="print what would run and the estimated GPU hours on the data given; run nothing")]
 StepsOpt = Annotated[Optional[int], typer.Option(help="cap optimiser steps per epoch (quick runs)")]
 QuietOpt = Annotated[bool, typer.Option(help="no progress bars")]
+SplitOpt = Annotated[Optional[str], typer.Option(
+    metavar=metavar(Split), help="cross-subject: person-disjoint, adds seen-persons columns [default: the preset's]")]
+JobsOpt = Annotated[int, typer.Option(
+    help="trainings run at once, in separate processes (each gets physical cores / jobs threads)")]
 
 
 def _run(names: list[str], data: str | None, preset: str, seeds: list[str] | None, extra: list[str] | None,
          epochs: int | None, out: Path | None, plan: bool, device: str | None, max_steps_per_epoch: int | None,
-         quiet: bool, threads: int | None = None) -> None:
-    with user_errors():
+         quiet: bool, threads: int | None = None, split: str | None = None, jobs: int = 1,
+         default_seeds: tuple[int, ...] = (0,)) -> None:
+    with user_errors():  # names, paths and seeds before the heavy imports
         check_preset(preset)
         check_data(data)
-        parse_seeds(seeds, extra)
+        if seeds is not None or extra:
+            parse_seeds(seeds, extra)
         if data is None and not plan:
             raise ValueError("--data is required to run (an MA-52 root, a prepared cache, or 'synth'); "
                              "--plan without --data assumes MA-52")
@@ -66,9 +75,12 @@ def _run(names: list[str], data: str | None, preset: str, seeds: list[str] | Non
     from piumr.runtime import configure_threads, pick_device
 
     with user_errors():
-        settings = make_settings(data=data, preset=preset, seeds=parse_seeds(seeds, extra), epochs=epochs, out=out,
+        if split is not None and split not in ("official", "cross-subject"):
+            raise ValueError(f"--split must be official or cross-subject, got {split!r}")
+        chosen = parse_seeds(seeds, extra) if seeds is not None or extra else default_seeds
+        settings = make_settings(data=data, preset=preset, seeds=chosen, epochs=epochs, out=out,
                                  device=device, max_steps_per_epoch=max_steps_per_epoch, progress=not quiet,
-                                 console=_err)
+                                 console=_err, split=split, jobs=jobs)
         expand_names(names)  # unknown names fail here, before anything runs
         pick_device(device)  # an unknown or absent device fails here, before anything runs
         configure_threads(threads, settings.base.data.num_workers)
@@ -85,8 +97,10 @@ def _run(names: list[str], data: str | None, preset: str, seeds: list[str] | Non
 def _command(name: str, help_text: str, targets: list[str]) -> Callable[..., None]:
     def cmd(data: DataOpt = None, preset: PresetOpt = "paper", seeds: SeedsOpt = None, extra: ExtraArg = None,
             epochs: EpochsOpt = None, out: OutOpt = None, plan: PlanOpt = False, device: DeviceOpt = None,
-            max_steps_per_epoch: StepsOpt = None, quiet: QuietOpt = False, threads: ThreadsOpt = None) -> None:
-        _run(targets, data, preset, seeds, extra, epochs, out, plan, device, max_steps_per_epoch, quiet, threads)
+            max_steps_per_epoch: StepsOpt = None, quiet: QuietOpt = False, threads: ThreadsOpt = None,
+            split: SplitOpt = None, jobs: JobsOpt = 1) -> None:
+        _run(targets, data, preset, seeds, extra, epochs, out, plan, device, max_steps_per_epoch, quiet, threads,
+             split, jobs)
 
     cmd.__doc__ = help_text
     cmd.__name__ = name.replace("-", "_")
@@ -111,17 +125,19 @@ _command("all", "Every table and figure above, plus person-shift (runs shared be
 @reproduce_app.command("demo")
 def demo(
     preset: PresetOpt = "smoke",
-    epochs: Annotated[int, typer.Option(help="epochs per run")] = 6,
+    epochs: EpochsOpt = None,
     seeds: SeedsOpt = None,
     extra: ExtraArg = None,
     out: Annotated[Path, typer.Option("--out", help="output root")] = Path("artifacts/reproduce/demo"),
     plan: PlanOpt = False,
     device: DeviceOpt = None,
     quiet: QuietOpt = False,
-    threads: Annotated[Optional[int], typer.Option(
-        help="intra-op CPU threads (default: the physical cores left after the preset's 1 loader worker, so 1 on "
-             "2 cores; OMP_NUM_THREADS if lower); more threads than that were 5-10x slower per step on a busy "
-             "2-core machine")] = None,
+    threads: ThreadsOpt = None,
+    jobs: JobsOpt = 2,
 ) -> None:
-    """CPU demo on synthetic data: a small Table 2 (4 runs) and Fig. 5, end to end (measured ~6 min on 2 cores)."""
-    _run(["table2", "fig5"], "synth", preset, seeds, extra, epochs, out, plan, device, None, quiet, threads)
+    """CPU demo on synthetic data: Table 2's four settings on unseen and seen persons (2 seeds each) and Fig. 5.
+
+    Generates the data, decodes it once into memory, trains 8 small models 2 at a time on the
+    person-disjoint split, and writes JSON, LaTeX and PNG under --out (see README: Measured numbers)."""
+    _run(["demo", "fig5"], "synth", preset, seeds, extra, epochs, out, plan, device, None, quiet, threads,
+         "cross-subject", jobs, default_seeds=(0, 1))

@@ -82,7 +82,7 @@ def test_a_backbone_outside_the_list_is_refused() -> None:
 
 
 ERRORS = [
-    (["train", "--data", "/nonexistent/ma52"], "--data /nonexistent/ma52: no such folder"),
+    (["train", "--data", "/nonexistent/ma52"], "--data /nonexistent/ma52: data root does not exist"),
     (["train", "--preset", "huge"], "unknown preset 'huge'"),
     (["train", "--data", "synth", "--pretrained", "/nonexistent/x3d.pyth"], "--pretrained /nonexistent/x3d.pyth"),
     (["evaluate", "--checkpoint", "/nonexistent/best.safetensors"], "no such checkpoint"),
@@ -129,7 +129,8 @@ def test_plan_estimates_on_the_data_given() -> None:
     counts = split_counts(**synth_params(synth.data))
     assert (s.train, s.val) == (counts["train"], counts["val"]) and s.what == "synthetic data"
     assert (m.train, m.val) == (MA52_TRAIN_CLIPS, MA52_VAL_CLIPS)
-    assert estimate_gpu_hours(synth) < estimate_gpu_hours(ma52) / 5
+    assert estimate_gpu_hours(synth, s) < estimate_gpu_hours(ma52, m) / 5
+    assert estimate_gpu_hours(ma52) == estimate_gpu_hours(ma52, m)  # MA-52 is the default
 
 
 def test_split_counts_match_a_generated_dataset(tmp_path: Path) -> None:

@@ -78,7 +78,7 @@ def _build(cfg: TrainConfig, variant: str) -> tuple[torch.nn.Module, bool]:
     if variant == "piumr-fast":
         from piumr.kernels.fastpath import apply_fast_path  # imports triton: only for the fast-path variant
 
-        apply_fast_path(net, "auto")
+        apply_fast_path(net, "triton")  # "auto" would find the model still on the CPU and swap nothing
     return net, variant in ("x3d+girl", "piumr", "piumr-fast")
 
 

@@ -22,8 +22,28 @@ OnError = Literal["raise", "skip"]
 Fusion = Literal["consistency", "mean"]
 
 
+# Bounds of the numeric options (config fields and the CLI options that are not config fields).
+# Upper bounds reject values that cannot be meant (they would exhaust memory or disk), not
+# unusual-but-valid choices.
+MAX_FRAMES = 256  # frames per clip the model sees (paper: 16)
+MAX_CROP = 1024  # pixels (paper: 224)
+MIN_SHORT_SIDE, MAX_SHORT_SIDE = 16, 4096  # decode / cache short side in pixels
+MAX_WORKERS = 256  # loader / conversion processes
+MAX_VIEWS = 64  # temporal evaluation views per clip
+MAX_SEED = 2**32 - 1
+
+
+class ConfigFieldError(ValueError):
+    """A check across several fields that blames one of them (``field``, dotted below the
+    model that raised it), so the CLI can name the option the user typed."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class TFAMConfig(_Frozen):
@@ -91,8 +111,8 @@ class ModelConfig(_Frozen):
 
     backbone: Backbone = "x3d_m"  # §3: X3D; -M assumed (16x224 input, §4.1)
     num_classes: int = Field(52, ge=2)  # MA-52 action classes
-    frames: int = Field(16, ge=1)  # §4.1: 16 frames
-    crop: int = Field(224, ge=32)  # §4.1: 224x224
+    frames: int = Field(16, ge=1, le=MAX_FRAMES)  # §4.1: 16 frames
+    crop: int = Field(224, ge=32, le=MAX_CROP)  # §4.1: 224x224
     dropout: float = Field(0.5, ge=0.0, lt=1.0)  # pytorchvideo X3D default, not in paper
     pretrained: str | None = None  # not in paper: path to a local Kinetics .pyth checkpoint
     tfam: TFAMConfig = TFAMConfig()
@@ -103,36 +123,49 @@ class DataConfig(_Frozen):
 
     root: str = "synth"  # "synth" = generated dataset; else an MA-52 root (or prepared cache)
     split: Split = "official"
-    fold: int = Field(0, ge=0)  # cross-subject fold index
+    fold: int = Field(0, ge=0)  # cross-subject fold index, < folds
     folds: int = Field(5, ge=2)  # not in paper: k for cross-subject folds
     fold_seed: int = 0  # not in paper: seed of the person -> fold assignment
-    short_side: int = Field(256, ge=16)  # not in paper: resize before the random crop
+    short_side: int = Field(256, ge=MIN_SHORT_SIDE, le=MAX_SHORT_SIDE)  # not in paper: resize before the random crop
     hflip: bool = True  # not in paper
     crop_min_scale: float = Field(0.25, gt=0.0, le=1.0)  # not in paper: RandomResizedCrop area scale (min, 1)
     # decord by default (falls back to PyAV); the small CPU presets use PyAV directly because
     # decord 0.6 fails on small output widths (e.g. 48, 72) and PyAV is as fast on small clips
     backend: Literal["decord", "pyav", "auto"] = "auto"
     on_error: OnError = "skip"
-    num_workers: int = Field(2, ge=0)
-    synth_persons: int = Field(24, ge=2)  # synthetic dataset size (not in paper)
-    synth_clips_per_person: int = Field(40, ge=1)
+    num_workers: int = Field(2, ge=0, le=MAX_WORKERS)
+    # not in paper: decode every clip once and keep its frames in RAM ("auto": when the dataset fits the
+    # budget of piumr.data.memory and no prepared cache exists; the synthetic CPU datasets always do)
+    memory_cache: Literal["auto", "on", "off"] = "auto"
+    # not in paper: with split="cross-subject", every k-th clip of each training person (by file name) is
+    # held out of training as the seen-persons evaluation set "val_seen"; 0 = no such set
+    seen_holdout: int = Field(4, ge=0)
+    synth_persons: int = Field(24, ge=2, le=1000)  # synthetic dataset size (not in paper)
+    synth_clips_per_person: int = Field(40, ge=1, le=1000)
     synth_classes_per_body: int = Field(2, ge=1, le=13)
-    synth_frames: int = Field(32, ge=4)
-    synth_size: int = Field(112, ge=32)
-    synth_seed: int = 0
+    synth_frames: int = Field(32, ge=4, le=1024)
+    synth_size: int = Field(112, ge=32, le=1024)
+    synth_seed: int = Field(0, ge=0, le=MAX_SEED)
+
+    @model_validator(mode="after")
+    def _check_fold(self) -> DataConfig:
+        if self.fold >= self.folds:
+            raise ConfigFieldError("fold", f"fold {self.fold} is out of range: {self.folds} folds are numbered "
+                                           f"0..{self.folds - 1}")
+        return self
 
 
 class OptimConfig(_Frozen):
     """Optimiser and schedule (§4.1)."""
 
-    lr: float = Field(1e-3, gt=0.0)  # §4.1
-    weight_decay: float = Field(1e-4, ge=0.0)  # §4.1
-    batch_size: int = Field(80, ge=1)  # §4.1
-    epochs: int = Field(120, ge=1)  # §4.1
+    lr: float = Field(1e-3, gt=0.0, le=10.0)  # §4.1
+    weight_decay: float = Field(1e-4, ge=0.0, le=10.0)  # §4.1
+    batch_size: int = Field(80, ge=1, le=65536)  # §4.1
+    epochs: int = Field(120, ge=1, le=100000)  # §4.1
     milestones: tuple[int, ...] = (30, 60)  # §4.1: lr x0.1 at epochs 30 and 60
-    gamma: float = 0.1  # §4.1
+    gamma: float = Field(0.1, gt=0.0, le=1.0)  # §4.1
     amp: bool = True  # §4.1 "mixed precision" (bf16 autocast on GPU; fp32 on CPU)
-    grad_clip: float | None = None  # not in paper
+    grad_clip: float | None = Field(None, gt=0.0)  # not in paper: max gradient norm (None = no clipping)
     warmup_epochs: int = Field(0, ge=0)  # not in paper
 
 
@@ -140,19 +173,22 @@ class TrainConfig(_Frozen):
     """A complete, reproducible run."""
 
     name: str = "paper"
-    seed: int = 0  # not in paper
+    seed: int = Field(0, ge=0, le=MAX_SEED)  # not in paper
     model: ModelConfig = ModelConfig()
     girl: GIRLConfig = GIRLConfig()
     data: DataConfig = DataConfig()
     optim: OptimConfig = OptimConfig()
-    ce_weight: float = 1.0  # §4.1: plain sum
+    ce_weight: float = Field(1.0, ge=0.0)  # §4.1: plain sum
     eval_every: int = Field(1, ge=1)  # epochs between validations (not in paper)
-    max_steps_per_epoch: int | None = None  # cap for quick runs (not in paper)
+    max_steps_per_epoch: int | None = Field(None, ge=1)  # cap for quick runs (not in paper)
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
         if any(m < 0 for m in self.optim.milestones):
             raise ValueError(f"milestones must be >= 0, got {self.optim.milestones}")
+        if self.model.crop > self.data.short_side:
+            raise ConfigFieldError("model.crop", f"crop {self.model.crop} is larger than the short side "
+                                                 f"{self.data.short_side} the clips are resized to")
         tf = self.model.tfam
         if tf.enabled and not (tf.frequency or tf.temporal):
             raise ValueError("TFAM enabled with neither the frequency nor the temporal branch")

@@ -130,7 +130,7 @@ def write_predictions_csv(path: Path, scores: Scores, top: int = 5) -> None:
 
 
 def evaluate_checkpoint(
-    model: nn.Module, cfg: TrainConfig, *, split: Literal["train", "val", "test"], out_dir: Path | None,
+    model: nn.Module, cfg: TrainConfig, *, split: Literal["train", "val", "val_seen", "test"], out_dir: Path | None,
     device: torch.device, views: int = 1, batch_size: int | None = None, progress: bool = True,
     data: DataConfig | None = None,
 ) -> tuple[EvalResult, Scores]:

@@ -1,4 +1,10 @@
-"""``piumr predict``: top-5 actions and the body group for clips, and Codabench submissions."""
+"""``piumr predict``: top-5 actions and the body group for clips, and Codabench submissions.
+
+Every input is answered: a clip gives a :class:`ClipPrediction`; a missing path, a folder without
+videos, an unreadable clip or a model output that is not finite gives a :class:`ClipFailure`, and
+the other clips are still predicted. :meth:`to_json` of both has the same keys (``file``,
+``top5``, ``body``, ``error``) and never holds NaN or infinity.
+"""
 
 from __future__ import annotations
 
@@ -40,15 +46,18 @@ class ClipPrediction:
 
     def to_json(self) -> dict[str, object]:
         return {"file": str(self.path), "top5": [{"label": i, "name": n, "prob": p} for i, n, p in self.top],
-                "body": {"label": self.body, "name": self.body_name, "prob": self.body_prob}}
+                "body": {"label": self.body, "name": self.body_name, "prob": self.body_prob}, "error": None}
 
 
 @dataclass(frozen=True)
 class ClipFailure:
-    """A clip that could not be read; ``reason`` names the file."""
+    """An input that gave no prediction; ``reason`` names the file or folder."""
 
     path: Path
     reason: str
+
+    def to_json(self) -> dict[str, object]:
+        return {"file": str(self.path), "top5": None, "body": None, "error": self.reason}
 
 
 @dataclass(frozen=True)
@@ -99,34 +108,55 @@ def find_latest_checkpoint(artifacts: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def expand_inputs(inputs: Sequence[Path]) -> list[Path]:
-    """Files as given; folders expanded to their video files (sorted). Missing paths raise."""
-    out: list[Path] = []
+def expand_inputs(inputs: Sequence[Path]) -> list[Path | ClipFailure]:
+    """Files as given; folders expanded to their video files (sorted, by suffix: ``VIDEO_SUFFIXES``).
+
+    A missing path or a folder holding no video file becomes a :class:`ClipFailure` in its place,
+    so the remaining inputs are still predicted.
+    """
+    out: list[Path | ClipFailure] = []
     for p in inputs:
         if p.is_dir():
-            out += sorted(q for q in p.iterdir() if q.suffix.lower() in VIDEO_SUFFIXES and q.is_file())
+            found = sorted(q for q in p.iterdir() if q.suffix.lower() in VIDEO_SUFFIXES and q.is_file())
+            out += found or [ClipFailure(p, f"{p}: no video files ({', '.join(VIDEO_SUFFIXES)}) in this folder")]
         elif p.exists():
             out.append(p)
         else:
-            raise FileNotFoundError(f"{p}: no such file or folder")
+            out.append(ClipFailure(p, f"{p}: no such file or folder"))
     return out
 
 
-def predict_clips(model: nn.Module, cfg: TrainConfig, paths: Sequence[Path], device: torch.device, *,
-                  views: int = 1, top: int = 5) -> Iterator[ClipPrediction | ClipFailure]:
-    """Predict each clip in turn (eval sampling, centre crop); unreadable clips yield ``ClipFailure``."""
+def predict_clips(model: nn.Module, cfg: TrainConfig, inputs: Sequence[Path | ClipFailure], device: torch.device,
+                  *, views: int = 1, top: int = 5) -> Iterator[ClipPrediction | ClipFailure]:
+    """Predict each clip in turn (eval sampling, centre crop), one result per input in input order.
+
+    ``inputs`` come from :func:`expand_inputs`; failures in it are passed through. Unreadable clips
+    and clips whose class probabilities are not finite (e.g. a checkpoint holding NaN weights)
+    yield :class:`ClipFailure`.
+    """
+    paths = [p for p in inputs if isinstance(p, Path)]
     records = [ClipRecord(Path(p), 0, 0, None, None, None) for p in paths]
     ds = build_dataset(cfg, records, "predict", views=views)
     model.eval()
-    for i, rec in enumerate(records):
+    i = -1  # index into records (the inputs that are paths)
+    for item in inputs:
+        if isinstance(item, ClipFailure):
+            yield item
+            continue
+        i += 1
+        rec = records[i]
         try:
-            video = ds[i]["video"]
+            video = ds[i]["video"]  # (3, T, crop, crop) or (V, 3, T, crop, crop)
         except VideoError as e:
             yield ClipFailure(rec.path, str(e))
             continue
         batch = video if views > 1 else video[None]
         with torch.no_grad():
-            probs = torch.softmax(model(batch.to(device)).logits.float(), dim=1).mean(0).cpu().numpy()
+            probs = torch.softmax(model(batch.to(device)).logits.float(), dim=1).mean(0).cpu().numpy()  # (classes,)
+        if not np.isfinite(probs).all():
+            yield ClipFailure(rec.path, f"{rec.path}: the model's class scores are not finite (NaN or inf); "
+                                        "the checkpoint's weights are probably corrupt")
+            continue
         order = np.argsort(-probs, kind="stable")[:top]
         best = int(order[0])
         body = ACTION_TO_BODY[best] if best < len(ACTION_TO_BODY) else -1

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from piumr.config import TrainConfig
 from piumr.data.dataset import VideoDataset, collate, worker_init
 from piumr.data.ma52 import ClipRecord
+from piumr.data.memory import DEFAULT_BUDGET_BYTES, FrameSource, estimate_bytes, shared_cache
 from piumr.data.prepare import open_cache_if_any
 from piumr.data.transforms import build_transform
 from piumr.errors import VideoError
@@ -47,11 +48,24 @@ def build_dataset(cfg: TrainConfig, records: Sequence[ClipRecord], mode: Mode, *
     if mode == "predict":
         return VideoDataset(records, frames=m.frames, train=False, transform=transform, backend=d.backend,
                             on_error="raise", views=views, decode_short_side=d.short_side)
-    # the seam for a decoded-clip cache: every train/eval dataset gets its frame source here
-    cache = open_cache_if_any(data_root(records))
+    # every train/eval dataset gets its frame source here: a prepared cache, else the decoded-clip memory cache
+    cache: FrameSource | None = open_cache_if_any(data_root(records))
+    if cache is None and _use_memory_cache(cfg, records):
+        cache = shared_cache(records, backend=d.backend, short_side=d.short_side)
     return VideoDataset(records, frames=m.frames, train=train, transform=transform, backend=d.backend,
                         on_error=d.on_error, seed=cfg.seed, views=views, cache=cache,
                         decode_short_side=d.short_side)
+
+
+def _use_memory_cache(cfg: TrainConfig, records: Sequence[ClipRecord]) -> bool:
+    """``cfg.data.memory_cache``: "on", "off", or "auto" = the decoded clips fit ``DEFAULT_BUDGET_BYTES``."""
+    mode = cfg.data.memory_cache
+    if mode != "auto" or not records:
+        return mode == "on"
+    try:
+        return estimate_bytes(records, cfg.data.short_side, cfg.data.backend) <= DEFAULT_BUDGET_BYTES
+    except VideoError:  # first clip unreadable: no estimate, decode per item (the loader skips and counts it)
+        return False
 
 
 def probe_lengths(ds: VideoDataset) -> None:

@@ -57,7 +57,7 @@ LABEL_FILE = "label_name.txt"
 MANIFEST_NAME = "piumr_manifest.json"
 PREPARED_SUFFIX = ".jpgs"
 
-_TRAIN_NAME = re.compile(r"^(?P<person>\d{4})_(?P<body>\d{2})_(?P<clip>\d+)\.[A-Za-z0-9]+$")
+_TRAIN_NAME = re.compile(r"^(?P<person>[0-9]{4})_(?P<body>[0-9]{2})_(?P<clip>[0-9]+)\.[A-Za-z0-9]+$")
 
 
 def body_of(action: int) -> int:
@@ -180,16 +180,18 @@ def _lines(list_file: Path) -> list[tuple[int, str]]:
     return [(i + 1, ln.strip()) for i, ln in enumerate(lines) if ln.strip()]
 
 
+_LABEL = re.compile(r"-?[0-9]+")  # ASCII digits only (int() would also take "٣", "+3", " 3" or "1_0")
+
+
 def _parse_line(list_file: Path, line_no: int, text: str) -> tuple[str, int]:
     parts = text.rsplit(maxsplit=1)
     where = f"{list_file}:{line_no}"
     if len(parts) != 2:
         raise DatasetError(f"{where}: expected '<file> <label>', got {text!r}")
     name, label = parts
-    try:
-        action = int(label)
-    except ValueError as e:
-        raise DatasetError(f"{where}: label {label!r} is not an integer") from e
+    if not _LABEL.fullmatch(label):
+        raise DatasetError(f"{where}: label {label!r} is not an integer written in ASCII digits 0-9")
+    action = int(label)
     if not 0 <= action < NUM_ACTIONS:
         raise DatasetError(f"{where}: label {action} is outside 0..{NUM_ACTIONS - 1}")
     return name, action

@@ -27,7 +27,7 @@ import torch
 from piumr.data.ma52 import ClipRecord
 from piumr.data.video import Backend, VideoError, probe, read_frames
 
-__all__ = ["FrameSource", "DecodedClipCache", "estimate_bytes", "DEFAULT_BUDGET_BYTES"]
+__all__ = ["FrameSource", "DecodedClipCache", "estimate_bytes", "shared_cache", "clear_shared", "DEFAULT_BUDGET_BYTES"]
 
 DEFAULT_BUDGET_BYTES = 2 * 1024**3  # not in paper: above this the cache is not built (2 GiB)
 
@@ -72,20 +72,28 @@ class DecodedClipCache:
                  on_progress: Callable[[int, int], None] | None = None) -> None:
         self._frames: dict[str, torch.Tensor] = {}
         self.failed: dict[str, str] = {}
+        self.backend: Backend = backend
         self.short_side = short_side
-        total = len(records)
+        self.nbytes = 0
+        self.add(records, on_progress)
+
+    def add(self, records: Sequence[ClipRecord], on_progress: Callable[[int, int], None] | None = None) -> int:
+        """Decode the clips of ``records`` not held yet; returns how many were decoded (or failed) now."""
+        total, new = len(records), 0
         for done, rec in enumerate(records, 1):
             key = str(rec.path)
             if key not in self._frames and key not in self.failed:
+                new += 1
                 try:
-                    n = probe(rec.path, "pyav" if backend == "pyav" else "auto").num_frames
-                    frames = read_frames(rec.path, list(range(n)), backend, short_side)
-                    self._frames[key] = frames.contiguous()
+                    n = probe(rec.path, "pyav" if self.backend == "pyav" else "auto").num_frames
+                    frames = read_frames(rec.path, list(range(n)), self.backend, self.short_side).contiguous()
+                    self._frames[key] = frames
+                    self.nbytes += frames.numel() * frames.element_size()
                 except VideoError as e:
                     self.failed[key] = str(e)
             if on_progress is not None:
                 on_progress(done, total)
-        self.nbytes = sum(t.numel() * t.element_size() for t in self._frames.values())
+        return new
 
     def __len__(self) -> int:
         return len(self._frames)
@@ -110,3 +118,27 @@ class DecodedClipCache:
         if not idx or min(idx) < 0 or max(idx) >= frames.shape[0]:
             raise VideoError(f"{path_or_name}: frames {idx} outside 0..{frames.shape[0] - 1}")
         return frames[idx]
+
+
+_SHARED: dict[tuple[str, int | None], DecodedClipCache] = {}
+
+
+def shared_cache(records: Sequence[ClipRecord], *, backend: Backend = "auto",
+                 short_side: int | None = None) -> DecodedClipCache:
+    """The process-wide cache for (backend, short_side), with every clip of ``records`` decoded.
+
+    Train, validation and every later run of the same process (a reproduce command's
+    rows and seeds) share it, so each clip is decoded once per process. Built in the
+    main process before DataLoader workers fork, it is shared with them copy-on-write.
+    """
+    key = (backend, short_side)
+    cache = _SHARED.get(key)
+    if cache is None:
+        cache = _SHARED[key] = DecodedClipCache([], backend=backend, short_side=short_side)
+    cache.add(records)
+    return cache
+
+
+def clear_shared() -> None:
+    """Drop every process-wide cache (frees their memory)."""
+    _SHARED.clear()

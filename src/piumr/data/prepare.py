@@ -10,8 +10,14 @@ core, too slow to feed a GPU. ``prepare_dataset`` converts each clip into one fi
 
 A loader seeks to the sampled frames only and batch-decodes them with
 :func:`torchvision.io.decode_jpeg`. ``piumr_manifest.json`` lists every clip (frame
-count, size, byte count, sha256); the list files and label_name.txt are copied, so
-the cache is itself a dataset root for :func:`piumr.data.ma52.find_layout`.
+count, size, byte count, sha256, and the source clip's byte size and mtime); the list
+files and label_name.txt are copied, so the cache is itself a dataset root for
+:func:`piumr.data.ma52.find_layout`.
+
+Rules of a rerun into an existing cache: a clip whose source file changed size or
+mtime since it was converted is converted again (so is one converted before sources
+were recorded); a cache belongs to one source root and one short side: another
+``--data`` root or ``--short-side`` is refused.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg  # type: ignore[import-untyped]
 
+from piumr.config import MAX_SHORT_SIDE, MIN_SHORT_SIDE
 from piumr.data import video
 from piumr.data.ma52 import (
     LABEL_FILE, MANIFEST_NAME, PREPARED_SUFFIX, SPLITS, DatasetError, Split, find_layout, read_split,
@@ -188,6 +195,7 @@ class PreparedCache:
         idx = [int(i) for i in indices]
         if not idx or min(idx) < 0 or max(idx) >= header.num_frames:
             raise VideoError(f"{path}: frames {idx} outside 0..{header.num_frames - 1}")
+        video.check_budget(path, len(idx), header.height, header.width, video.decode_budget())
         wanted = sorted(set(idx))
         blobs = _read_blobs(path, header, wanted)
         try:
@@ -242,6 +250,7 @@ class _Task:
     src: Path
     dst: Path
     expected_sha: str | None
+    expected_source: dict[str, int] | None  # source size/mtime recorded when the cache file was written
 
 
 @dataclass(frozen=True)
@@ -256,27 +265,40 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _entry(header: ClipHeader, data: bytes) -> dict[str, Any]:
+def _entry(header: ClipHeader, data: bytes, source: dict[str, int]) -> dict[str, Any]:
     return {"frames": header.num_frames, "height": header.height, "width": header.width,
-            "fps": header.fps, "bytes": len(data), "sha256": _sha256(data)}
+            "fps": header.fps, "bytes": len(data), "sha256": _sha256(data), "source": source}
+
+
+def source_stat(path: Path) -> dict[str, int] | None:
+    """``{"size", "mtime_ns"}`` of a source clip, None when it does not exist."""
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
 def _existing_ok(task: _Task) -> dict[str, Any] | None:
-    """Manifest entry of an already written, verified cache file; None if it must be redone."""
-    if not task.dst.is_file():
+    """Manifest entry of an already written, verified cache file converted from the source as it
+    is now; None if it must be redone (no such file, corrupt, or the source changed since)."""
+    if task.expected_sha is None or task.expected_source is None or not task.dst.is_file():
+        return None
+    if source_stat(task.src) != task.expected_source:
         return None
     try:
         header = read_header(task.dst)
     except VideoError:
         return None
-    entry = _entry(header, task.dst.read_bytes())
-    if task.expected_sha is not None and entry["sha256"] != task.expected_sha:
-        return None
-    return entry
+    entry = _entry(header, task.dst.read_bytes(), task.expected_source)
+    return entry if entry["sha256"] == task.expected_sha else None
 
 
 def _convert(task: _Task, short_side: int, quality: int, backend: Backend) -> _Result:
     """Worker: decode + encode + atomically write one clip."""
+    source = source_stat(task.src)  # before decoding: a change during conversion shows on the next run
+    if source is None:
+        return _Result(task.key, "failed", None, f"{task.src}: no such file")
     try:
         info = video.probe(task.src, "pyav")
         frames = video.read_frames(task.src, range(info.num_frames), backend=backend, short_side=short_side)
@@ -287,7 +309,7 @@ def _convert(task: _Task, short_side: int, quality: int, backend: Backend) -> _R
     tmp = task.dst.with_name(f"{task.dst.name}.tmp{os.getpid()}")
     tmp.write_bytes(data)
     os.replace(tmp, task.dst)
-    return _Result(task.key, "done", _entry(read_header(task.dst), data), None)
+    return _Result(task.key, "done", _entry(read_header(task.dst), data, source), None)
 
 
 def _init_worker() -> None:
@@ -309,10 +331,15 @@ def prepare_dataset(
     """Convert the raw clips of ``splits`` under ``root`` into a cache at ``out``.
 
     Resumable: clips whose cache file exists and verifies (header, sha256 from an
-    earlier manifest) are skipped. A clip that cannot be decoded is listed in
-    ``report.failed``, not fatal. Ends by re-reading every file and checking its
-    size and sha256 against the manifest.
+    earlier manifest) and whose source file has the size and mtime recorded then are
+    skipped; the others are converted (again). A clip that cannot be decoded is listed
+    in ``report.failed``, not fatal. Ends by re-reading every file and checking its
+    size and sha256 against the manifest. Raises :class:`DatasetError` when ``out``
+    holds a cache of another source root or short side, ``ValueError`` for a
+    ``short_side`` outside ``MIN_SHORT_SIDE..MAX_SHORT_SIDE``.
     """
+    if not MIN_SHORT_SIDE <= short_side <= MAX_SHORT_SIDE:
+        raise ValueError(f"short_side {short_side} is outside {MIN_SHORT_SIDE}..{MAX_SHORT_SIDE} pixels")
     start = time.perf_counter()
     out = Path(out)
     layout = find_layout(root, list_dir)
@@ -353,9 +380,15 @@ def _load_manifest(out: Path, short_side: int, quality: int, source: Path) -> di
                 f"{path}: cache was built with format {manifest.get('format')!r}, short side "
                 f"{manifest.get('short_side')}; asked for {FORMAT!r}, {short_side}: use another --out"
             )
+        old = manifest.get("source")
+        if not isinstance(old, str) or Path(old).resolve() != source.resolve():
+            raise DatasetError(
+                f"{path}: this cache holds clips of {old}, not {source}; one cache holds one dataset "
+                "root: use another --out"
+            )
         manifest["failed"] = {}
         return manifest
-    return {"format": FORMAT, "short_side": short_side, "quality": quality, "source": str(source),
+    return {"format": FORMAT, "short_side": short_side, "quality": quality, "source": str(source.resolve()),
             "complete": False, "clips": {}, "failed": {}}
 
 
@@ -365,7 +398,8 @@ def _tasks(root: Path, split: Split, list_dir: Path | None, out: Path, manifest:
         key = f"{split}/{rec.path.name}"
         old = manifest["clips"].get(key)
         sha = old["sha256"] if old else None
-        tasks.append(_Task(key, rec.path, out / (key + PREPARED_SUFFIX), sha))
+        src = old.get("source") if old else None
+        tasks.append(_Task(key, rec.path, out / (key + PREPARED_SUFFIX), sha, src if isinstance(src, dict) else None))
     return tasks
 
 

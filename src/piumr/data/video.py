@@ -13,10 +13,17 @@ one place with channels last; :mod:`piumr.data.transforms` permutes to
 
 Every failure (missing, not a video, truncated, corrupt, zero frames, index past
 the last decodable frame) is a :class:`VideoError` naming the file.
+
+Memory budget: before any frame is converted to RGB, ``read_frames`` computes the bytes
+its output will take (``T x H x W x 3`` after resizing) and refuses a request over
+:func:`decode_budget` (``PIUMR_DECODE_BUDGET_MIB``, default 1024 MiB: several loader
+processes stay well inside a 24 GB machine), e.g. 100000 frames, or a 2x2000-pixel clip
+whose short side scaled to 256 would be 256000 pixels wide.
 """
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -88,6 +95,43 @@ def resized_size(height: int, width: int, short_side: int) -> tuple[int, int]:
     """(height, width) with the shorter side scaled to ``short_side``, aspect kept."""
     scale = short_side / min(height, width)
     return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+# ----------------------------------------------------------------------------- memory budget
+
+BUDGET_ENV = "PIUMR_DECODE_BUDGET_MIB"
+DEFAULT_BUDGET_MIB = 1024
+
+
+class DecodeBudgetError(VideoError):
+    """The decoded frames asked for would exceed the memory budget (raised before decoding them)."""
+
+
+def decode_budget() -> int:
+    """Bytes one :func:`read_frames` call may return: ``$PIUMR_DECODE_BUDGET_MIB`` MiB (default 1024)."""
+    text = os.environ.get(BUDGET_ENV, "").strip()
+    if not text:
+        return DEFAULT_BUDGET_MIB * 2**20
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise ValueError(f"{BUDGET_ENV}={text!r}: expected a whole number of MiB >= 1")
+    return int(text) * 2**20
+
+
+def check_budget(path: Path, frames: int, height: int, width: int, budget: int, what: str = "") -> None:
+    """Raise :class:`DecodeBudgetError` if ``frames`` uint8 RGB ``height x width`` frames exceed ``budget`` bytes."""
+    need = frames * height * width * 3
+    if need > budget:
+        raise DecodeBudgetError(
+            f"{path}: {frames} frames of {width}x{height} pixels{what} would take {need / 2**30:.2f} GiB, "
+            f"over the decode budget of {budget / 2**30:.2f} GiB (fewer frames, a smaller short side, or "
+            f"raise {BUDGET_ENV})"
+        )
+
+
+def _check_info(path: Path, frames: int, info: VideoInfo, short_side: int | None, budget: int) -> None:
+    h, w = (info.height, info.width) if short_side is None else resized_size(info.height, info.width, short_side)
+    what = "" if short_side is None else f" (a {info.width}x{info.height} clip resized to short side {short_side})"
+    check_budget(path, frames, h, w, budget, what)
 
 
 # ----------------------------------------------------------------------------- probing
@@ -175,6 +219,7 @@ def read_frames(
     indices: Sequence[int],
     backend: Backend = "auto",
     short_side: int | None = None,
+    max_bytes: int | None = None,
 ) -> torch.Tensor:
     """Decode frames ``indices`` (any order, repeats allowed) of a clip.
 
@@ -182,31 +227,53 @@ def read_frames(
     with ``short_side`` the decoder scales frames so ``min(H, W) == short_side``.
     ``auto`` = decord, falling back to PyAV when decord fails to open *or* to decode
     (decord 0.6 has quirks, e.g. it cannot output frames 24 or 48 pixels wide); a clip
-    both reject is a :class:`VideoError` carrying both messages.
+    both reject is a :class:`VideoError` carrying both messages. An output larger than
+    ``max_bytes`` (default :func:`decode_budget`) is a :class:`VideoError` raised before
+    any frame is converted.
     """
     path = _existing(path)
     idx = [int(i) for i in indices]
     if not idx or min(idx) < 0:
         raise ValueError(f"{path}: indices must be a non-empty list of frame numbers >= 0")
+    budget = decode_budget() if max_bytes is None else max_bytes
     if backend == "pyav":
-        return _read_pyav(path, idx, short_side)
+        return _read_pyav(path, idx, short_side, budget)
     if backend not in ("decord", "auto"):
         raise ValueError(f"unknown backend {backend!r}")
     try:
-        return _read_decord(path, _open_decord(path, short_side), idx)
+        info: VideoInfo | None = _probe_pyav(path)  # decord has no cheap size query
+    except VideoError:
+        info = None  # left to decord (and its fallback) to report
+    if info is not None:
+        _check_info(path, len(idx), info, short_side, budget)
+    try:
+        reader = _open_decord(path, short_side, info)
+        if info is None:
+            _check_decord_budget(path, reader, len(idx), budget)
+        return _read_decord(path, reader, idx)
+    except DecodeBudgetError:
+        raise
     except VideoError as decord_error:
         if backend == "decord":
             raise
         try:
-            return _read_pyav(path, idx, short_side)
+            return _read_pyav(path, idx, short_side, budget)
         except VideoError as e:
             raise VideoError(f"{e} (decord also failed: {decord_error})") from e
 
 
-def _open_decord(path: Path, short_side: int | None = None) -> decord.VideoReader:
+def _check_decord_budget(path: Path, reader: decord.VideoReader, frames: int, budget: int) -> None:
+    try:
+        h, w = reader[0].shape[:2]
+    except decord.DECORDError as e:
+        raise VideoError(f"{path}: decord cannot decode the first frame ({_short(e)})") from e
+    check_budget(path, frames, int(h), int(w), budget)
+
+
+def _open_decord(path: Path, short_side: int | None = None, info: VideoInfo | None = None) -> decord.VideoReader:
     width = height = -1
     if short_side is not None:
-        info = _probe_pyav(path)  # decord needs the output size; it has no cheap size query
+        info = info or _probe_pyav(path)
         height, width = resized_size(info.height, info.width, short_side)
     try:
         return decord.VideoReader(
@@ -229,8 +296,9 @@ def _read_decord(path: Path, reader: decord.VideoReader, idx: list[int]) -> torc
     return torch.from_numpy(np.ascontiguousarray(batch))
 
 
-def _read_pyav(path: Path, idx: list[int], short_side: int | None) -> torch.Tensor:
-    """Decode sequentially up to ``max(idx)``; convert only the requested frames."""
+def _read_pyav(path: Path, idx: list[int], short_side: int | None, budget: int) -> torch.Tensor:
+    """Decode sequentially up to ``max(idx)``; convert only the requested frames (after checking
+    at the first frame that all of them fit in ``budget`` bytes)."""
     wanted = set(idx)
     last = max(idx)
     got: dict[int, torch.Tensor] = {}
@@ -241,6 +309,9 @@ def _read_pyav(path: Path, idx: list[int], short_side: int | None) -> torch.Tens
             stream.thread_type = "AUTO"
             stream.codec_context.thread_count = DECODER_THREADS
             for frame in container.decode(stream):
+                if decoded == 0:
+                    hw = _display_hw(frame.height, frame.width, frame.rotation)
+                    _check_info(path, len(idx), VideoInfo(0, 0.0, *hw), short_side, budget)
                 if decoded in wanted:
                     got[decoded] = _frame_to_tensor(frame, short_side)
                 decoded += 1
@@ -293,6 +364,6 @@ def seeded_rng(*parts: int) -> random.Random:
 
 
 __all__ = [
-    "Backend", "VideoError", "VideoInfo", "probe", "read_frames", "read_clip_frames",
+    "Backend", "DecodeBudgetError", "VideoError", "VideoInfo", "check_budget", "decode_budget", "probe", "read_frames", "read_clip_frames",
     "segment_indices", "uniform_indices", "resized_size", "views_offsets", "seeded_rng",
 ]

@@ -30,8 +30,12 @@ IntArray = npt.NDArray[np.int64]
 _BODY_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")
 
 
-def save_figure(fig: Figure, stem: Path) -> list[Path]:
-    """Write ``stem.png`` (150 dpi) and ``stem.pdf``; returns both paths."""
+def save_figure(fig: Figure, stem: Path, banner: str | None = None) -> list[Path]:
+    """Write ``stem.png`` (150 dpi) and ``stem.pdf``; returns both paths.
+
+    ``banner``: a line printed in red across the bottom (e.g. "synthetic data, not MA-52")."""
+    if banner:
+        fig.text(0.5, -0.02, banner, ha="center", va="top", color="#b00000", fontsize=10, fontweight="bold")
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
     atomic_write(paths[0], lambda tmp: fig.savefig(tmp, format="png", dpi=150, bbox_inches="tight"))
@@ -62,7 +66,7 @@ def tsne_2d(emb: npt.ArrayLike, seed: int = 0) -> FloatArray:
     return np.asarray(y, dtype=np.float64)
 
 
-def tsne_figure(points: Mapping[str, tuple[npt.ArrayLike, npt.ArrayLike]], stem: Path) -> list[Path]:
+def tsne_figure(points: Mapping[str, tuple[npt.ArrayLike, npt.ArrayLike]], stem: Path, banner: str | None = None) -> list[Path]:
     """One panel per model: ``{name: (xy (N, 2), action labels (N,))}``, coloured by body group (Fig. 4)."""
     fig = Figure(figsize=(5.0 * len(points), 4.6))
     body_of = np.asarray(ACTION_TO_BODY, dtype=np.int64)
@@ -81,7 +85,7 @@ def tsne_figure(points: Mapping[str, tuple[npt.ArrayLike, npt.ArrayLike]], stem:
         if i == len(points) - 1:
             ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, markerscale=2, frameon=False)
     fig.suptitle("t-SNE of validation embeddings, coloured by body group")
-    return save_figure(fig, stem)
+    return save_figure(fig, stem, banner)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -104,7 +108,7 @@ def cosine_similarities(emb: npt.ArrayLike, labels: npt.ArrayLike) -> tuple[Floa
     return vals[~same], vals[same]
 
 
-def similarity_figure(sims: Mapping[str, tuple[npt.ArrayLike, npt.ArrayLike]], stem: Path) -> list[Path]:
+def similarity_figure(sims: Mapping[str, tuple[npt.ArrayLike, npt.ArrayLike]], stem: Path, banner: str | None = None) -> list[Path]:
     """Two panels (inter-class, intra-class) with one density histogram per model (Fig. 5)."""
     fig = Figure(figsize=(10.0, 3.8))
     vals = [np.asarray(p[i], dtype=np.float64) for p in sims.values() for i in (0, 1)]
@@ -127,7 +131,7 @@ def similarity_figure(sims: Mapping[str, tuple[npt.ArrayLike, npt.ArrayLike]], s
         else:
             ax.text(0.5, 0.5, "no pairs", transform=ax.transAxes, ha="center")
     fig.suptitle("Cosine similarity of validation embeddings")
-    return save_figure(fig, stem)
+    return save_figure(fig, stem, banner)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -196,7 +200,7 @@ def loss_landscape(model: nn.Module, batches: Sequence[tuple[Tensor, Tensor]], *
     return coords, surface
 
 
-def landscape_figure(surfaces: Mapping[str, tuple[npt.ArrayLike, npt.ArrayLike]], stem: Path) -> list[Path]:
+def landscape_figure(surfaces: Mapping[str, tuple[npt.ArrayLike, npt.ArrayLike]], stem: Path, banner: str | None = None) -> list[Path]:
     """Contour of each model's loss surface ``{name: (coords, loss)}`` plus a 3-D view (Fig. 6).
 
     The loss is shown as ``log10`` so both models fit one colour scale.
@@ -224,13 +228,13 @@ def landscape_figure(surfaces: Mapping[str, tuple[npt.ArrayLike, npt.ArrayLike]]
         if k == n - 1:
             fig.colorbar(cs, ax=ax2, label="log10 cross-entropy")
     fig.suptitle("Loss landscape (filter-normalised random directions, Li et al. 2018)")
-    return save_figure(fig, stem)
+    return save_figure(fig, stem, banner)
 
 
 # ----------------------------------------------------------------------------------------------
 # person shift
 # ----------------------------------------------------------------------------------------------
-def participant_figure(per_participant: Mapping[str, Sequence[float]], stem: Path) -> list[Path]:
+def participant_figure(per_participant: Mapping[str, Sequence[float]], stem: Path, banner: str | None = None) -> list[Path]:
     """Per-participant action Top-1 (%) of each model: box plot + the individual persons (jittered)."""
     names = list(per_participant)
     fig = Figure(figsize=(max(4.0, 2.2 * len(names) + 1.5), 4.2))
@@ -246,4 +250,4 @@ def participant_figure(per_participant: Mapping[str, Sequence[float]], stem: Pat
     ax.set_ylabel("action Top-1 per held-out participant (%)")
     ax.set_ylim(-2, 102)
     ax.set_title("Person-disjoint split: per-participant accuracy")
-    return save_figure(fig, stem)
+    return save_figure(fig, stem, banner)

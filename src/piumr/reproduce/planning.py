@@ -17,10 +17,11 @@ from piumr.config import PRESETS, DataConfig, TrainConfig, get_preset, with_over
 from piumr.data.splits import load_split, synth_params
 from piumr.data.synth import split_counts
 from piumr.reproduce import specs
-from piumr.reproduce.runner import Settings, State, expand_names, jobs_for
+from piumr.reproduce.runner import expand_names
+from piumr.reproduce.runs import Settings, State, jobs_for
 
 __all__ = ["ANCHOR_TRAIN_CLIPS_PER_S", "ANCHOR_EVAL_CLIPS_PER_S", "TFAM_OVERHEAD_ASSUMED", "estimate_gpu_hours",
-           "DataSizes", "data_sizes", "PlanRow", "plan", "plan_table"]
+           "DataSizes", "data_sizes", "ma52_sizes", "PlanRow", "plan", "plan_table"]
 
 # Measured anchors (torch 2.11, bf16 autocast, AdamW): plain pytorchvideo X3D-M 16x224, bf16, batch 80, one H100.
 ANCHOR_TRAIN_CLIPS_PER_S = 125.0
@@ -44,22 +45,33 @@ def data_sizes(data: DataConfig) -> DataSizes:
     generated), a given root's list files, or MA-52's published sizes when the root is not there (a plan
     without ``--data``)."""
     cross = data.split == "cross-subject"
+    every = data.seen_holdout
     if data.root == "synth":
         n = split_counts(**synth_params(data))
-        if cross:
-            return DataSizes(n["cross_subject_train"], n["cross_subject_val"], "synthetic data")
-        return DataSizes(n["train"], n["val"], "synthetic data")
+        if not cross:
+            return DataSizes(n["train"], n["val"], "synthetic data")
+        per_person = data.synth_clips_per_person
+        kept = per_person - (per_person // every if every > 0 else 0)  # load_split's seen-persons hold-out
+        return DataSizes(n["cross_subject_train"] // per_person * kept, n["cross_subject_val"], "synthetic data")
     if Path(data.root).expanduser().is_dir():
         return DataSizes(len(load_split(data, "train", progress=False)), len(load_split(data, "val", progress=False)),
                          f"the lists of {data.root}")
-    if cross:
-        pool = MA52_TRAIN_CLIPS + MA52_VAL_CLIPS
-        return DataSizes(pool - pool // data.folds, pool // data.folds, "MA-52 (assumed)")
-    return DataSizes(MA52_TRAIN_CLIPS, MA52_VAL_CLIPS, "MA-52 (assumed)")
+    return ma52_sizes(data)
+
+
+def ma52_sizes(data: DataConfig) -> DataSizes:
+    """MA-52's published train/val sizes under ``data``'s split (cross-subject: one of ``folds`` folds of
+    train+val, less the seen-persons hold-out)."""
+    if data.split != "cross-subject":
+        return DataSizes(MA52_TRAIN_CLIPS, MA52_VAL_CLIPS, "MA-52 (assumed)")
+    pool = MA52_TRAIN_CLIPS + MA52_VAL_CLIPS
+    train = pool - pool // data.folds
+    every = data.seen_holdout
+    return DataSizes(train - (train // every if every > 0 else 0), pool // data.folds, "MA-52 (assumed)")
 
 
 def estimate_gpu_hours(cfg: TrainConfig, sizes: DataSizes | None = None) -> float:
-    """Estimated hours of one run of ``cfg`` on ``sizes`` (default: ``data_sizes(cfg.data)``) with the
+    """Estimated hours of one run of ``cfg`` on ``sizes`` (default: MA-52's, ``ma52_sizes``) with the
     paper's X3D-M 16x224 on one H100.
 
     An ESTIMATE from measured anchors (plain X3D-M trains at ~125
@@ -69,7 +81,7 @@ def estimate_gpu_hours(cfg: TrainConfig, sizes: DataSizes | None = None) -> floa
     assumes data loading keeps up (a prepared cache, ``piumr prepare``). The
     backbone in ``cfg`` is ignored: the anchors are X3D-M's.
     """
-    sizes = sizes or data_sizes(cfg.data)
+    sizes = sizes or ma52_sizes(cfg.data)
     train, val = sizes.train, sizes.val
     steps = max(1, train // cfg.optim.batch_size)
     if cfg.max_steps_per_epoch is not None:

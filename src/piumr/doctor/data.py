@@ -1,0 +1,63 @@
+"""Which data root ``piumr doctor`` found, its split sizes, and whether its prepared cache verifies."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from piumr.config import DataConfig
+from piumr.data.ma52 import PREPARED_SUFFIX, SPLITS, find_layout, read_split
+from piumr.data.prepare import PreparedCache, open_cache_if_any
+from piumr.data.splits import resolve_root
+
+__all__ = ["MA52_SIZES", "data_report", "verify_cache"]
+
+MA52_SIZES = {"train": 11250, "val": 5586, "test": 5586}
+"""Clips per official MA-52 split (the projection uses these when no data root is found)."""
+
+
+def verify_cache(cache: PreparedCache, hash_clips: int) -> dict[str, Any]:
+    """Check a prepared cache against its manifest.
+
+    Every listed file must exist with the manifest's byte count (a ``stat``, fast); the first ``hash_clips``
+    files (manifest order; all when negative) are also re-hashed and compared with their sha256.
+    ``verified`` is True when the manifest says the build completed and nothing failed.
+    """
+    missing, wrong_size, wrong_hash, hashed = [], [], [], 0
+    for n, (key, entry) in enumerate(cache.clips.items()):
+        path = cache.root / (key + PREPARED_SUFFIX)
+        if not path.is_file():
+            missing.append(key)
+            continue
+        if path.stat().st_size != int(entry["bytes"]):
+            wrong_size.append(key)
+            continue
+        if hash_clips < 0 or n < hash_clips:
+            hashed += 1
+            if hashlib.sha256(path.read_bytes()).hexdigest() != entry["sha256"]:
+                wrong_hash.append(key)
+    complete = bool(cache.manifest.get("complete", False))
+    return {
+        "clips": len(cache.clips), "complete": complete, "short_side": cache.short_side,
+        "missing": missing[:20], "num_missing": len(missing), "wrong_size": wrong_size[:20],
+        "num_wrong_size": len(wrong_size), "hashed": hashed, "wrong_hash": wrong_hash[:20],
+        "verified": complete and not (missing or wrong_size or wrong_hash),
+    }
+
+
+def data_report(cfg: DataConfig, hash_clips: int = 64) -> dict[str, Any]:
+    """Root (``"synth"`` is generated when absent, as training does), split sizes, cache verification.
+
+    Raises ``DatasetError`` for a root that does not exist or is not an MA-52-format folder.
+    """
+    root = resolve_root(cfg, progress=False)
+    layout = find_layout(root)
+    splits = {s: len(read_split(root, s, check_files=False)) for s in SPLITS if s in layout.lists}
+    cache = open_cache_if_any(root)
+    return {
+        "root": cfg.root, "path": str(root), "kind": "synth" if cfg.root == "synth" else (
+            "prepared cache" if cache is not None else "raw videos"),
+        "splits": splits,
+        "cache": None if cache is None else verify_cache(cache, hash_clips),
+    }
