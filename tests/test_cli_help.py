@@ -139,3 +139,9 @@ def test_split_counts_match_a_generated_dataset(tmp_path: Path) -> None:
     params = {"persons": 5, "clips_per_person": 6, "classes_per_body": 1, "frames": 4, "size": 32, "seed": 3}
     info = generate(tmp_path / "d", workers=1, progress=False, **params)
     assert split_counts(**params) == info.counts
+
+
+def test_every_command_that_computes_takes_threads() -> None:
+    without = {" ".join(p) for p, cmd in COMMANDS
+               if not any("--threads" in getattr(q, "opts", []) for q in cmd.params)}
+    assert without == {"version"}

@@ -1,4 +1,5 @@
-"""The README is the contract: every command it documents runs, against a fresh install in a temporary folder.
+"""The README is the contract: every command and Python snippet it documents runs, against a fresh install in a
+temporary folder.
 
 The commands come from the README itself (its fenced ``bash`` blocks and the first column of its command
 table), so a command added there is run here. Each runs at the ``tiny`` preset, or with ``--plan`` / ``--help``
@@ -36,6 +37,11 @@ def bash_blocks(text: str) -> list[str]:
         joined = block.replace("\\\n", " ")
         lines += [ln.strip() for ln in joined.splitlines() if ln.strip() and not ln.strip().startswith("#")]
     return lines
+
+
+def python_blocks(text: str) -> list[str]:
+    """The README's ```python snippets."""
+    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
 
 
 def table_rows(text: str) -> list[tuple[list[str], str]]:
@@ -152,6 +158,7 @@ def test_quick_start_is_two_commands_with_a_virtual_environment() -> None:
 
 
 def test_every_documented_command_is_understood(tmp_path: Path) -> None:
+    assert python_blocks(README.read_text(encoding="utf-8"))
     docs = documented()
     assert any(d.startswith("piumr reproduce demo") for d, _ in docs) and len(docs) >= 10
     for doc, _ in docs:
@@ -188,6 +195,11 @@ def test_every_readme_command_runs(tmp_path: Path) -> None:
     docs = sorted(documented(), key=lambda d: next((i for i, w in enumerate(ORDER) if d[0].startswith(f"piumr {w}")),
                                                     len(ORDER)))
     failures = []
+    for snippet in python_blocks(README.read_text(encoding="utf-8")):
+        res = subprocess.run(["python", "-c", snippet], capture_output=True, text=True, env=env, cwd=work, timeout=600)
+        if res.returncode != 0 or not res.stdout.strip():
+            failures.append(f"a README python snippet exited {res.returncode} and printed {res.stdout!r}: "
+                            f"{res.stderr.strip()[-800:]}")
     for doc, context in docs:
         runs = runnable(doc, place)
         if doc.startswith("piumr"):
