@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -76,7 +77,8 @@ def documented() -> list[tuple[str, str]]:
 
 
 def _expand(tokens: list[str]) -> list[list[str]]:
-    """Alternatives ``a|b``: every one for a (sub)command word, the first one for an option's value."""
+    """Alternatives ``a|b``: every one for a (sub)command word, the first one for an option's value.
+    The first expansion is the one to run; the others are run with ``--help`` (``runnable``)."""
     choices = []
     for i, t in enumerate(tokens):
         alts = t.split("|") if "|" in t else [t]
@@ -112,7 +114,7 @@ SHORT: dict[str, list[str]] = {
     "predict": [],
     "prepare": ["--workers", "1"],
     "reproduce": ["--plan"],
-    "bench train": ["--iters", "1"],
+    "bench train": ["--iters", "1", "--variants", "piumr"],
     "bench infer": ["--iters", "1"],
     "bench loader": ["--data", "ROOT", "--preset", "tiny", "--seconds", "1", "--workers", "0"],
     "info": [],
@@ -127,7 +129,7 @@ def runnable(doc: str, place: Place) -> list[list[str]]:
         launch = ["1" if t == "N" else t for t in tokens[1:tokens.index("...")]]
         return [["python", "-m", "torch.distributed.run", *launch, "--help"]]
     runs = []
-    for argv in _expand(tokens):
+    for n, argv in enumerate(_expand(tokens)):
         sub = argv[1] if argv[1] != "bench" else f"bench {argv[2]}"
         values = place.values(argv[1])
         argv = [values.get(t, t) for t in argv]
@@ -135,6 +137,9 @@ def runnable(doc: str, place: Place) -> list[list[str]]:
                 for i, a in enumerate(argv)]
         if sub not in SHORT:
             raise AssertionError(f"README documents `{doc}`, which this test does not know how to keep short")
+        if n > 0:  # another subcommand of the same line: its help (the first one ran in full)
+            runs.append([*argv[:3 if argv[1] in ("bench", "reproduce") else 2], "--help"])
+            continue
         extra = [values.get(a, a) for a in SHORT[sub] if a not in argv]
         if "--resume" in argv:  # first a new run into --out, then resume it
             i = argv.index("--resume")
@@ -196,7 +201,9 @@ def test_every_readme_command_runs(tmp_path: Path) -> None:
                                                     len(ORDER)))
     failures = []
     for snippet in python_blocks(README.read_text(encoding="utf-8")):
+        t = time.perf_counter()
         res = subprocess.run(["python", "-c", snippet], capture_output=True, text=True, env=env, cwd=work, timeout=600)
+        print(f"{time.perf_counter() - t:6.1f} s  the README's python snippet")
         if res.returncode != 0 or not res.stdout.strip():
             failures.append(f"a README python snippet exited {res.returncode} and printed {res.stdout!r}: "
                             f"{res.stderr.strip()[-800:]}")
@@ -210,7 +217,9 @@ def test_every_readme_command_runs(tmp_path: Path) -> None:
                 if flag not in shown.stdout.split():
                     failures.append(f"`{doc}`: the README names {flag}, `{' '.join(command)} --help` has no such flag")
         for argv in runs:
+            t = time.perf_counter()
             res = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=work, timeout=600)
+            print(f"{time.perf_counter() - t:6.1f} s  {' '.join(argv)}")
             if res.returncode != 0:
                 failures.append(f"`{doc}` as `{' '.join(argv)}` exited {res.returncode}: {res.stderr.strip()[-800:]}")
     assert not failures, "\n".join(failures)
