@@ -77,13 +77,13 @@ def _choice(flag: str, value: str, choices: tuple[_L, ...]) -> _L:
 
 
 def _warn_cpu_time(what: str, cfg: TrainConfig, clips: int, train: bool, threads: int, device: str) -> None:
-    """On CPU, say how long ``clips`` clips of ``cfg`` will take before starting (when over ~10 s)."""
+    """On CPU, say how long ``clips`` clips of ``cfg`` will take before starting (when over ~2 s)."""
     if device != "cpu":
         return
     from piumr.bench import estimate_cpu_seconds
 
     secs = estimate_cpu_seconds(cfg.model, clips, train=train, threads=threads)
-    if secs < 10:
+    if secs < 2:
         return
     load, cores = os.getloadavg()[0], os.cpu_count() or 1
     busy = (f"; this machine is busy (load {load:.1f} on {cores} CPUs): expect ~{secs * load / cores:.0f} s"

@@ -145,3 +145,28 @@ def test_every_command_that_computes_takes_threads() -> None:
     without = {" ".join(p) for p, cmd in COMMANDS
                if not any("--threads" in getattr(q, "opts", []) for q in cmd.params)}
     assert without == {"version"}
+
+
+def test_cpu_time_estimate_is_anchored_and_scales() -> None:
+    """The anchor's FLOPs are what ``forward_flops`` counts for X3D-M; the estimate scales with clips, threads
+    and backward, and the paper preset's info pass (2 clips) is over the 2 s that triggers the note."""
+    from piumr.bench import estimate_cpu_seconds, forward_flops
+
+    paper, tiny = PRESETS["paper"].model, PRESETS["tiny"].model
+    assert forward_flops(paper) == pytest.approx(9.46e9, rel=1e-3)
+    one = estimate_cpu_seconds(paper, 2, train=True, threads=1)
+    assert one == pytest.approx(5.76 * 2 / 4 * 2, rel=1e-3)  # core-seconds per clip of the anchor x 2 clips
+    assert estimate_cpu_seconds(paper, 4, train=True, threads=2) == pytest.approx(one)
+    assert estimate_cpu_seconds(paper, 2, train=False, threads=1) == pytest.approx(one / 3)
+    assert estimate_cpu_seconds(tiny, 2, train=True, threads=1) < 0.01
+
+
+def test_long_cpu_runs_say_how_long_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    import piumr.bench
+
+    monkeypatch.setattr(piumr.bench, "estimate_cpu_seconds", lambda *a, **k: 120.0)
+    res = runner.invoke(app, ["info", "--preset", "tiny"])
+    assert res.exit_code == 0, res.output
+    note = res.output.index("note: one forward/backward pass of 2 clip(s) on CPU")
+    assert "about 120 s on an idle machine (estimate)" in res.output
+    assert note < res.output.index("forward+backward")  # said before the pass ran
