@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 import typing
 import warnings
@@ -20,7 +19,7 @@ from piumr.config import (
 )
 
 from .doctor import doctor
-from .errors import console, err, user_errors
+from .errors import console, err, user_errors, warn_cpu_time
 from .flags import describe, refuse_combined
 from .options import (
     HELP_SETTINGS, LIST_SPLITS, PRESET_METAVAR, DeviceOpt, PresetOpt, ThreadsOpt, check_data, check_file, check_inputs,
@@ -49,11 +48,15 @@ app.command()(doctor)
 ARTIFACTS = Path("artifacts")
 
 
-def _cfg(preset: str, overrides: dict[str, Any]) -> TrainConfig:
-    from piumr.config import get_preset, with_overrides
+def _cfg(preset: str, overrides: dict[str, Any], backbone: str | None = None) -> TrainConfig:
+    """``preset`` + ``overrides`` (None = not given). A ``backbone`` also moves TFAM to its default stage
+    and, for the full-size ``paper`` preset only, the input to its own clip length and crop; explicit
+    overrides win."""
+    from piumr.config import backbone_overrides, get_preset, with_overrides
 
+    base = backbone_overrides(backbone, native_input=preset == "paper") if backbone is not None else {}
     try:
-        return with_overrides(get_preset(preset), {k: v for k, v in overrides.items() if v is not None})
+        return with_overrides(get_preset(preset), {**base, **{k: v for k, v in overrides.items() if v is not None}})
     except ValidationError as e:  # one line naming the flag the user typed, not the config key
         raise ValueError(describe(e)) from None
 
@@ -74,22 +77,6 @@ def _choice(flag: str, value: str, choices: tuple[_L, ...]) -> _L:
         if value == c:
             return c
     raise ValueError(f"{flag} must be one of {', '.join(choices)}, not {value!r}")
-
-
-def _warn_cpu_time(what: str, cfg: TrainConfig, clips: int, train: bool, threads: int, device: str) -> None:
-    """On CPU, say how long ``clips`` clips of ``cfg`` will take before starting (when over ~2 s)."""
-    if device != "cpu":
-        return
-    from piumr.bench import estimate_cpu_seconds
-
-    secs = estimate_cpu_seconds(cfg.model, clips, train=train, threads=threads)
-    if secs < 2:
-        return
-    load, cores = os.getloadavg()[0], os.cpu_count() or 1
-    busy = (f"; this machine is busy (load {load:.1f} on {cores} CPUs): expect ~{secs * load / cores:.0f} s"
-            if load > cores else "")
-    err.print(f"note: {what} on CPU ({cfg.model.backbone}, {cfg.model.frames}x{cfg.model.crop}, {threads} "
-              f"thread(s)): about {secs:.0f} s on an idle machine (estimate){busy}", highlight=False)
 
 
 @app.command()
@@ -118,7 +105,7 @@ def info(
 
     with user_errors():
         n_threads = _threads(threads, 0)
-        _warn_cpu_time(f"one forward/backward pass of {batch} clip(s)", cfg, batch, True, n_threads, "cpu")
+        warn_cpu_time(f"one forward/backward pass of {batch} clip(s)", cfg.model, batch, True, n_threads, "cpu")
         torch.manual_seed(0)
         model = build_model(config=cfg.model).train()
         x = torch.randn(batch, 3, cfg.model.frames, cfg.model.crop, cfg.model.crop)
@@ -213,8 +200,11 @@ def train(
     lr: Annotated[Optional[float], typer.Option()] = None,
     frames: Annotated[Optional[int], typer.Option()] = None,
     crop: Annotated[Optional[int], typer.Option()] = None,
-    backbone: Annotated[Optional[str], typer.Option(metavar=metavar(Backbone), help="X3D backbone")] = None,
-    pretrained: Annotated[Optional[Path], typer.Option(help="local Kinetics .pyth checkpoint")] = None,
+    backbone: Annotated[Optional[str], typer.Option(
+        metavar=metavar(Backbone), help="with --preset paper: the backbone's own clip length and crop")] = None,
+    pretrained: Annotated[Optional[Path], typer.Option(
+        help="local Kinetics checkpoint: pytorchvideo .pyth (X3D) or torchvision .pth state dict")] = None,
+    tfam_stage: Annotated[Optional[int], typer.Option(help="stage TFAM follows (default: the backbone's, README)")] = None,
     no_tfam: Annotated[bool, typer.Option("--no-tfam", help="drop TFAM")] = False,
     no_girl: Annotated[bool, typer.Option("--no-girl", help="drop GIRL (CE only)")] = False,
     tfam_frequency: Annotated[Optional[bool], typer.Option("--tfam-frequency/--no-tfam-frequency")] = None,
@@ -248,7 +238,7 @@ def train(
                                                "--girl-detach-weights": girl_detach_weights})
         cfg = _cfg(preset, {
             "data.root": data, "optim.epochs": epochs, "optim.batch_size": batch_size, "optim.lr": lr,
-            "model.frames": frames, "model.crop": crop, "model.backbone": backbone,
+            "model.frames": frames, "model.crop": crop, "model.tfam.stage": tfam_stage,
             "model.pretrained": str(pretrained) if pretrained else None,
             "model.tfam.enabled": False if no_tfam else None, "girl.enabled": False if no_girl else None,
             "model.tfam.frequency": tfam_frequency, "model.tfam.temporal": tfam_temporal,
@@ -257,7 +247,7 @@ def train(
             "data.split": split, "data.fold": fold, "seed": seed, "data.num_workers": workers,
             "optim.amp": amp, "optim.grad_clip": grad_clip, "eval_every": eval_every,
             "max_steps_per_epoch": max_steps_per_epoch, "data.on_error": on_error,
-        })
+        }, backbone)
         if fold is not None and cfg.data.split != "cross-subject":
             raise ValueError(f"--fold {fold} applies to --split cross-subject only (this run uses {cfg.data.split!r})")
         if resume is not None:
@@ -271,7 +261,7 @@ def train(
 
     with user_errors():
         n_threads = _threads(threads, cfg.data.num_workers)
-        _warn_cpu_time(f"each training step of batch {cfg.optim.batch_size}", cfg, cfg.optim.batch_size, True,
+        warn_cpu_time(f"each training step of batch {cfg.optim.batch_size}", cfg.model, cfg.optim.batch_size, True,
                        n_threads, pick_device(device).type)
         res = run_train(cfg, run_dir, resume=resume is not None, device=device, progress=not quiet)
         out.print(f"run folder: {res.out_dir}  (best val F1_mean {res.best_metric:.2f}, {res.seconds:.0f} s)")
@@ -401,9 +391,9 @@ def _show_prediction(res: ClipPrediction | ClipFailure, as_json: bool, seen: Tra
 
 
 def _bench(kind: Literal["train", "infer"], preset: str, batch: Optional[int], device: Optional[str], iters: int,
-           variants: str, threads: Optional[int]) -> None:
+           variants: str, threads: Optional[int], backbone: Optional[str] = None) -> None:
     with user_errors():
-        cfg = _cfg(preset, {})
+        cfg = _cfg(preset, {}, backbone)
     from piumr.bench import run_bench
     from piumr.runtime import pick_device
 
@@ -412,12 +402,13 @@ def _bench(kind: Literal["train", "infer"], preset: str, batch: Optional[int], d
         n_threads = _threads(threads, 0)
         b = batch or (cfg.optim.batch_size if dev.type == "cuda" else 4)
         n_var = len(variants.split(","))
-        _warn_cpu_time(f"{n_var} variant(s) x {iters + 2} steps of batch {b}", cfg, n_var * (iters + 2) * b,
+        warn_cpu_time(f"{n_var} variant(s) x {iters + 2} steps of batch {b}", cfg.model, n_var * (iters + 2) * b,
                        kind == "train", n_threads, dev.type)
         rows = run_bench(cfg, kind, batch=b, device=str(dev), iters=iters, threads=n_threads,
                          variants=tuple(v.strip() for v in variants.split(",")))
         base = rows[0]
-        t = Table(title=f"bench {kind}: preset {preset}, batch {b}, {cfg.model.frames}x{cfg.model.crop}, {dev}")
+        t = Table(title=f"bench {kind}: preset {preset}, {cfg.model.backbone}, batch {b}, "
+                        f"{cfg.model.frames}x{cfg.model.crop}, {dev}")
         for c in ("variant", "ms/step", "clips/s", "vs first", "peak GiB"):
             t.add_column(c, justify="right")
         for r in rows:
@@ -435,9 +426,10 @@ def bench_train(
     iters: Annotated[int, typer.Option(min=1)] = 5,
     variants: Annotated[str, typer.Option(help="comma list of x3d, x3d+tfam, x3d+girl, piumr, piumr-fast")] = "x3d,piumr",
     threads: ThreadsOpt = None,
+    backbone: Annotated[Optional[str], typer.Option(help="backbone instead of the preset's (x3d = the plain backbone)")] = None,
 ) -> None:
     """Training step (forward+backward+AdamW): plain pytorchvideo X3D vs PIUmr, same run."""
-    _bench("train", preset, batch, device, iters, variants, threads)
+    _bench("train", preset, batch, device, iters, variants, threads, backbone)
 
 
 @bench_app.command("infer")
@@ -448,9 +440,10 @@ def bench_infer(
     iters: Annotated[int, typer.Option(min=1)] = 5,
     variants: Annotated[str, typer.Option()] = "x3d,piumr",
     threads: ThreadsOpt = None,
+    backbone: Annotated[Optional[str], typer.Option(help="backbone instead of the preset's (x3d = the plain backbone)")] = None,
 ) -> None:
     """Inference (no grad): plain pytorchvideo X3D vs PIUmr, same run."""
-    _bench("infer", preset, batch, device, iters, variants, threads)
+    _bench("infer", preset, batch, device, iters, variants, threads, backbone)
 
 
 @bench_app.command("loader")

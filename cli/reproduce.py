@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from piumr.config import Split
+from piumr.config import Backbone, Split
 
 from .errors import console, user_errors
 from .errors import err as _err
@@ -56,12 +56,16 @@ SplitOpt = Annotated[Optional[str], typer.Option(
     metavar=metavar(Split), help="cross-subject: person-disjoint, adds seen-persons columns [default: the preset's]")]
 JobsOpt = Annotated[int, typer.Option(
     help="trainings run at once, in separate processes (each gets physical cores / jobs threads)")]
+BackboneOpt = Annotated[Optional[str], typer.Option(
+    metavar=metavar(Backbone), help="train every row on this backbone instead of the preset's (e.g. swin3d_tiny); with --preset paper at "
+         "its own clip length and crop")]
 
 
 def _run(names: list[str], data: str | None, preset: str, seeds: list[str] | None, extra: list[str] | None,
          epochs: int | None, out: Path | None, plan: bool, device: str | None, max_steps_per_epoch: int | None,
          quiet: bool, threads: int | None = None, split: str | None = None, jobs: int = 1,
-         default_seeds: tuple[int, ...] = (0,)) -> None:
+         default_seeds: tuple[int, ...] = (0,), table1_with: tuple[str, ...] = (),
+         backbone: str | None = None) -> None:
     with user_errors():  # names, paths and seeds before the heavy imports
         check_preset(preset)
         check_data(data)
@@ -80,7 +84,7 @@ def _run(names: list[str], data: str | None, preset: str, seeds: list[str] | Non
         chosen = parse_seeds(seeds, extra) if seeds is not None or extra else default_seeds
         settings = make_settings(data=data, preset=preset, seeds=chosen, epochs=epochs, out=out,
                                  device=device, max_steps_per_epoch=max_steps_per_epoch, progress=not quiet,
-                                 console=_err, split=split, jobs=jobs)
+                                 console=_err, split=split, jobs=jobs, table1_with=table1_with, backbone=backbone)
         expand_names(names)  # unknown names fail here, before anything runs
         pick_device(device)  # an unknown or absent device fails here, before anything runs
         configure_threads(threads, settings.base.data.num_workers)
@@ -98,9 +102,9 @@ def _command(name: str, help_text: str, targets: list[str]) -> Callable[..., Non
     def cmd(data: DataOpt = None, preset: PresetOpt = "paper", seeds: SeedsOpt = None, extra: ExtraArg = None,
             epochs: EpochsOpt = None, out: OutOpt = None, plan: PlanOpt = False, device: DeviceOpt = None,
             max_steps_per_epoch: StepsOpt = None, quiet: QuietOpt = False, threads: ThreadsOpt = None,
-            split: SplitOpt = None, jobs: JobsOpt = 1) -> None:
+            split: SplitOpt = None, jobs: JobsOpt = 1, backbone: BackboneOpt = None) -> None:
         _run(targets, data, preset, seeds, extra, epochs, out, plan, device, max_steps_per_epoch, quiet, threads,
-             split, jobs)
+             split, jobs, backbone=backbone)
 
     cmd.__doc__ = help_text
     cmd.__name__ = name.replace("-", "_")
@@ -108,8 +112,21 @@ def _command(name: str, help_text: str, targets: list[str]) -> Callable[..., Non
     return cmd
 
 
-_command("table1", "Table 1: X3D baseline and PIUmr trained here, the paper's other methods as reported rows.",
-         ["table1"])
+@reproduce_app.command("table1")
+def table1(
+    data: DataOpt = None, preset: PresetOpt = "paper", seeds: SeedsOpt = None, extra: ExtraArg = None,
+    epochs: EpochsOpt = None, out: OutOpt = None, plan: PlanOpt = False, device: DeviceOpt = None,
+    max_steps_per_epoch: StepsOpt = None, quiet: QuietOpt = False, threads: ThreadsOpt = None,
+    split: SplitOpt = None, jobs: JobsOpt = 1, backbone: BackboneOpt = None,
+    with_: Annotated[Optional[list[str]], typer.Option(
+        "--with", metavar=metavar(Backbone), help="also train this backbone plain and + TFAM + GIRL (e.g. swin3d_t = Video Swin-T); "
+                       "repeatable")] = None,
+) -> None:
+    """Table 1: X3D baseline and PIUmr trained here (and --with backbones), the paper's other methods as reported rows."""
+    _run(["table1"], data, preset, seeds, extra, epochs, out, plan, device, max_steps_per_epoch, quiet, threads,
+         split, jobs, table1_with=tuple(with_ or ()), backbone=backbone)
+
+
 _command("table2", "Table 2: TFAM x GIRL on/off (settings a-d).", ["table2"])
 _command("ablation-tfam", "Table 3: TFAM branches and fusion with GIRL on (settings a-e).", ["ablation-tfam"])
 _command("table3", "Alias of ablation-tfam (paper Table 3).", ["ablation-tfam"])
@@ -118,6 +135,8 @@ _command("fig5", "Fig. 5: inter-/intra-class cosine-similarity distributions, ba
 _command("fig6", "Fig. 6: 2-D loss landscape (filter-normalised random directions), baseline vs PIUmr.", ["fig6"])
 _command("person-shift", "Person-disjoint split: mean, spread and worst-participant accuracy, baseline vs PIUmr.",
          ["person-shift"])
+_command("girl-units", "GIRL's Gaussian weights: literal units (cos/tau around eta) vs shifted vs cosine, "
+         "on the person-disjoint split (the measurement behind the defaults).", ["girl-units"])
 _command("all", "Every table and figure above, plus person-shift (runs shared between them are trained once).",
          ["all"])
 

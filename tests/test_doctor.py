@@ -94,7 +94,7 @@ def test_doctor_bad_inputs(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "nosuch" in res.output
     if not torch.cuda.is_available():
         res = runner.invoke(app, ["doctor", *SMALL[:4], "--device", "cuda"])
-        assert res.exit_code == 2 and "--device" in res.output and "CUDA" in res.output
+        assert res.exit_code == 2 and "cuda" in res.output.lower() and "Traceback" not in res.output
 
 
 def test_verify_cache_finds_missing_truncated_and_altered_files(tmp_path: Path) -> None:

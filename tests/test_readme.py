@@ -103,7 +103,7 @@ class Place:
         return {"ROOT": str(self.root), "DIR": str(self.root if sub == "synth" else self.run),
                 "P": "tiny" if sub in ("bench", "info") else str(self.run / "best.safetensors"),
                 "CACHE": str(self.tmp / "cache"), "OUT.zip": str(self.tmp / "submission.zip"),
-                "clip.mp4": self.clip(), "N": "1"}
+                "clip.mp4": self.clip(), "N": "1", "B": "x3d_s"}
 
 
 #: what keeps each command short (tiny sizes, --plan, --help)

@@ -1,4 +1,4 @@
-"""The PIUmr network: X3D features -> TFAM -> X3D head (§3, Fig. 2)."""
+"""The PIUmr network: backbone features -> TFAM -> head (§3, Fig. 2); X3D or a torchvision video model."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ from torch import Tensor, nn
 from piumr.config import ModelConfig, TFAMConfig, get_preset
 from piumr.model.backbone import build_x3d, load_kinetics_checkpoint, stage_channels
 from piumr.model.tfam import TFAM
+from piumr.model.video_backbones import (
+    VideoSplit, build_video_backbone, is_torchvision_backbone, load_torchvision_weights, video_split,
+)
 
 __all__ = ["PIUmrOutput", "PIUmrNet", "build_model", "build_tfam", "attach_tfam"]
 
@@ -28,29 +31,52 @@ def build_tfam(channels: int, cfg: TFAMConfig) -> TFAM:
 
 
 class PIUmrNet(nn.Module):
-    """X3D split as ``forward_features`` -> TFAM -> ``forward_head``.
+    """A video backbone split as ``forward_features`` -> TFAM -> ``forward_head``.
 
     Input (B, 3, T, H, W) float, normalised. Output ``PIUmrOutput`` with
-    logits (B, num_classes) and the pre-classifier embedding (B, head_dim_out),
-    2048 for the paper's X3D-M. The pytorchvideo net is kept whole under
-    ``backbone`` (its parameter names are unchanged, so Kinetics checkpoints
-    load); TFAM runs after residual stage ``cfg.tfam.stage`` (1-4).
+    logits (B, num_classes) and the pre-classifier embedding (B, D): 2048 for
+    the paper's X3D-M, 512 for R(2+1)D-18, 768 for Swin-T and MViTv2-S. The
+    backbone is kept whole under ``backbone`` with its own parameter names
+    (pytorchvideo's for X3D, torchvision's otherwise), so Kinetics checkpoints
+    load; TFAM runs after stage ``cfg.tfam.stage`` (1-4; X3D: residual
+    stage, others: see ``piumr.model.video_backbones``).
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        self.tfam_stage = cfg.tfam.stage
+        self.tfam: TFAM | None
+        self._split: VideoSplit | None
+        if is_torchvision_backbone(cfg.backbone):
+            spec, self._split = video_split(cfg.backbone)
+            self.backbone = build_video_backbone(cfg.backbone, num_classes=cfg.num_classes, frames=cfg.frames,
+                                                 crop=cfg.crop, dropout=cfg.dropout)
+            self.tfam = build_tfam(spec.dims[cfg.tfam.stage - 1], cfg.tfam) if cfg.tfam.enabled else None
+            self.embed_dim = self._split.embed_dim(self.backbone)
+            return
+        self._split = None
         self.backbone = build_x3d(cfg.backbone, num_classes=cfg.num_classes, frames=cfg.frames,
                                   crop=cfg.crop, dropout=cfg.dropout)
+        if not cfg.zero_init_residual:
+            for m in self.backbone.modules():  # pytorchvideo marks each residual branch's last BatchNorm
+                if getattr(m, "block_final_bn", False) and isinstance(m, nn.BatchNorm3d):
+                    nn.init.ones_(m.weight)
         blocks: Any = getattr(self.backbone, "blocks")
-        self.tfam_stage = cfg.tfam.stage
-        self.tfam: TFAM | None = (
-            build_tfam(stage_channels(blocks[cfg.tfam.stage]), cfg.tfam) if cfg.tfam.enabled else None
-        )
+        self.tfam = build_tfam(stage_channels(blocks[cfg.tfam.stage]), cfg.tfam) if cfg.tfam.enabled else None
         self.embed_dim = int(blocks[5].proj.in_features)
 
     def forward_features(self, x: Tensor) -> Tensor:
-        """(B, 3, T, H, W) -> feature map (B, C, T', H', W') after the last residual stage."""
+        """(B, 3, T, H, W) -> last-stage features: (B, C, T', H', W') for X3D and R(2+1)D,
+        (B, T', H', W', C) for Swin, tokens (B, 1 + T'H'W', C) for MViT."""
+        if self._split is not None:
+            sp = self._split
+            x = sp.stem(self.backbone, x)
+            for i in range(1, 5):
+                x = sp.stage(self.backbone, i, x)
+                if self.tfam is not None and i == self.tfam_stage:
+                    x = sp.from_cthw(self.tfam(sp.to_cthw(x)), x)
+            return x
         blocks: Any = getattr(self.backbone, "blocks")
         for i in range(5):
             x = blocks[i](x)
@@ -59,12 +85,17 @@ class PIUmrNet(nn.Module):
         return x
 
     def embed(self, feats: Tensor) -> Tensor:
-        """Feature map (B, C, T', H', W') -> embedding f (B, D) (X3D projected pool + ReLU)."""
+        """Last-stage features -> embedding f (B, D) (X3D: projected pool + ReLU; torchvision: its pool
+        or MViT's class token)."""
+        if self._split is not None:
+            return self._split.embed(self.backbone, feats)
         head: Any = getattr(self.backbone, "blocks")[5]
         return torch.flatten(head.pool(feats), 1)
 
     def forward_head(self, emb: Tensor) -> Tensor:
-        """Embedding (B, D) -> logits (B, num_classes) (dropout + linear; no softmax)."""
+        """Embedding (B, D) -> logits (B, num_classes) (dropout where the backbone has one + linear; no softmax)."""
+        if self._split is not None:
+            return self._split.head(self.backbone, emb)
         head: Any = getattr(self.backbone, "blocks")[5]
         if head.dropout is not None:  # pytorchvideo builds no dropout module for rate 0
             emb = head.dropout(emb)
@@ -88,7 +119,8 @@ def build_model(
     classes; ``config`` takes a full ``ModelConfig`` instead; keyword overrides
     replace ``ModelConfig`` fields (``num_classes=10``, ``backbone="x3d_s"``,
     ``tfam=TFAMConfig(enabled=False)`` ...). ``pretrained`` is a local Kinetics
-    ``.pyth`` file (never downloaded); the classifier is re-initialised when the
+    checkpoint (never downloaded): pytorchvideo ``.pyth`` for X3D, a torchvision
+    ``.pth`` state dict otherwise; the classifier is re-initialised when the
     class count differs.
     """
     cfg = config if config is not None else get_preset(preset or "paper").model
@@ -97,7 +129,9 @@ def build_model(
                                                                  for k, v in overrides.items()}})
     weights = pretrained if pretrained is not None else cfg.pretrained
     net = PIUmrNet(cfg)
-    if weights is not None:
+    if weights is not None and is_torchvision_backbone(cfg.backbone):
+        load_torchvision_weights(net.backbone, Path(weights), cfg.backbone)
+    elif weights is not None:
         load_kinetics_checkpoint(net.backbone, Path(weights))
     return net
 

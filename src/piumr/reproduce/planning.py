@@ -13,15 +13,15 @@ from pathlib import Path
 
 from rich.table import Table as RichTable
 
-from piumr.config import PRESETS, DataConfig, TrainConfig, get_preset, with_overrides
+from piumr.config import PRESETS, DataConfig, TrainConfig, backbone_overrides, get_preset, with_overrides
 from piumr.data.splits import load_split, synth_params
 from piumr.data.synth import split_counts
 from piumr.reproduce import specs
-from piumr.reproduce.runner import expand_names
+from piumr.reproduce.runner import expand_names, experiment_spec
 from piumr.reproduce.runs import Settings, State, jobs_for
 
-__all__ = ["ANCHOR_TRAIN_CLIPS_PER_S", "ANCHOR_EVAL_CLIPS_PER_S", "TFAM_OVERHEAD_ASSUMED", "estimate_gpu_hours",
-           "DataSizes", "data_sizes", "ma52_sizes", "PlanRow", "plan", "plan_table"]
+__all__ = ["ANCHOR_TRAIN_CLIPS_PER_S", "ANCHOR_EVAL_CLIPS_PER_S", "TFAM_OVERHEAD_ASSUMED", "BACKBONE_GMACS",
+           "estimate_gpu_hours", "DataSizes", "data_sizes", "ma52_sizes", "PlanRow", "plan", "plan_table"]
 
 # Measured anchors (torch 2.11, bf16 autocast, AdamW): plain pytorchvideo X3D-M 16x224, bf16, batch 80, one H100.
 ANCHOR_TRAIN_CLIPS_PER_S = 125.0
@@ -29,6 +29,10 @@ ANCHOR_EVAL_CLIPS_PER_S = 874.0
 #: NOT measured on a GPU: assumed slowdown of X3D-M + TFAM (after the last stage, 7x7 maps) vs plain X3D-M.
 TFAM_OVERHEAD_ASSUMED = 1.15
 MA52_TRAIN_CLIPS, MA52_VAL_CLIPS = 11_250, 5_586
+#: multiply-accumulates (G) of one clip's forward pass at each backbone's own clip length and crop
+#: (``piumr.config.NATIVE_INPUT``), counted with ``torch.utils.flop_counter``; a torchvision backbone's run is
+#: estimated as X3D-M's times the ratio (an ESTIMATE: per-MAC GPU speed differs between architectures)
+BACKBONE_GMACS: dict[str, float] = {"x3d_m": 4.73, "r2plus1d_18": 40.52, "swin3d_t": 87.76, "mvit_v2_s": 64.22}
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,8 @@ def estimate_gpu_hours(cfg: TrainConfig, sizes: DataSizes | None = None) -> floa
     ASSUMED, unmeasured TFAM overhead of ``TFAM_OVERHEAD_ASSUMED``; it counts
     the training epochs, each validation pass and our final evaluation, and
     assumes data loading keeps up (a prepared cache, ``piumr prepare``). The
-    backbone in ``cfg`` is ignored: the anchors are X3D-M's.
+    anchors are X3D-M's: other X3D sizes are not scaled; a backbone in
+    ``BACKBONE_GMACS`` is scaled by its MACs over X3D-M's (at their own inputs).
     """
     sizes = sizes or ma52_sizes(cfg.data)
     train, val = sizes.train, sizes.val
@@ -90,7 +95,8 @@ def estimate_gpu_hours(cfg: TrainConfig, sizes: DataSizes | None = None) -> floa
     speed = ANCHOR_TRAIN_CLIPS_PER_S / (TFAM_OVERHEAD_ASSUMED if cfg.model.tfam.enabled else 1.0)
     evals = len({e for e in range(epochs) if (e + 1) % cfg.eval_every == 0 or e + 1 == epochs}) + 1
     seconds = epochs * steps * cfg.optim.batch_size / speed + evals * val / ANCHOR_EVAL_CLIPS_PER_S
-    return seconds / 3600.0
+    cost = BACKBONE_GMACS.get(cfg.model.backbone, BACKBONE_GMACS["x3d_m"]) / BACKBONE_GMACS["x3d_m"]
+    return cost * seconds / 3600.0
 
 
 @dataclass(frozen=True)
@@ -116,10 +122,12 @@ def plan(settings: Settings, names: Sequence[str]) -> list[PlanRow]:
     sizes: dict[DataConfig, DataSizes] = {}
     if settings.base.optim.epochs != get_preset(settings.preset).optim.epochs:
         paper_base = with_overrides(paper_base, {"optim.epochs": settings.base.optim.epochs})
+    if settings.base.model.backbone != get_preset(settings.preset).model.backbone:  # --backbone
+        paper_base = with_overrides(paper_base, backbone_overrides(settings.base.model.backbone, native_input=True))
     first_seen: dict[Path, str] = {}
     rows = []
     for name in expand_names(names):
-        spec = specs.get_experiment(name)
+        spec = experiment_spec(settings, name)
         for job in jobs_for(settings, spec):
             if job.cfg.data not in sizes:
                 sizes[job.cfg.data] = data_sizes(job.cfg.data)
@@ -153,6 +161,7 @@ def plan_table(settings: Settings, rows: Sequence[PlanRow]) -> tuple[RichTable, 
     line = (f"{len(rows)} (row, seed) entries, {len(unique)} distinct runs, {len(todo)} still to train or resume. "
             f"Paper preset on {data_sizes(settings.base.data).what}, one H100: ~{_hours(total)} GPU h in all, "
             f"~{_hours(left)} GPU h left "
-            f"(ESTIMATE: measured plain X3D-M throughput x assumed TFAM overhead {TFAM_OVERHEAD_ASSUMED}; "
+            f"(ESTIMATE: measured plain X3D-M throughput x assumed TFAM overhead {TFAM_OVERHEAD_ASSUMED}, "
+            "x MACs ratio to X3D-M for torchvision backbones; "
             "resumed runs counted whole).")
     return t, line

@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ from piumr.data.loaders import eval_loader
 from piumr.evaluate import collect_scores
 from piumr.files import write_json_atomic
 from piumr.reproduce import figures as F
-from piumr.reproduce import specs
+from piumr.reproduce import paired, specs
 from piumr.reproduce.runs import (
     CHECKPOINT, RESULT_FILE, SYNTH_BANNER, EvalFn, Job, SeenEvalFn, Settings, TrainFn, data_tag, ensure_run,
     evaluate_run, evaluate_seen_run, final_model_and_val, jobs_for, make_settings, run_jobs, warm_memory_cache,
@@ -135,7 +135,14 @@ def _table_experiment(settings: Settings, spec: ExperimentSpec, out_dir: Path) -
     results = run_jobs(settings, jobs)
     table = with_banner(build_table(spec, results), settings.banner)
     files = write_table(table, out_dir) + _write_rows(out_dir, spec, jobs, table, results)
-    summary: dict[str, Any] = {}
+    summary: dict[str, Any] = {"speed": _speed(results)}
+    if spec.paired is not None and all(k in results for k in spec.paired):
+        metrics = tuple(m for m in (*paired.METRICS, *paired.SEEN_METRICS)
+                        if all(_has_metric(r, m) for rs in results.values() for r in rs))
+        diff = paired.compare_rows(out_dir, *spec.paired, metrics=metrics)
+        write_json_atomic(out_dir / "paired.json", diff)
+        files.append(out_dir / "paired.json")
+        summary["paired"] = diff
     if spec.kind == "person-shift":
         per: dict[str, list[float]] = {}
         for row in spec.rows:
@@ -144,8 +151,24 @@ def _table_experiment(settings: Settings, spec: ExperimentSpec, out_dir: Path) -
                     per.setdefault(row.label.split(" (")[0], []).extend(r["participants"]["per_participant"].values())
         if per:
             files += F.participant_figure(per, out_dir / "per_participant", settings.banner)
-        summary = {r.key: {c: cell.mean for c, cell in r.cells.items()} for r in table.rows}
+        summary.update({r.key: {c: cell.mean for c, cell in r.cells.items()} for r in table.rows})
     return ExperimentOutput(spec.name, out_dir, files, table, summary)
+
+
+def _has_metric(result: dict[str, Any], metric: str) -> bool:
+    if metric == "seen_top1":
+        return bool(result.get("seen"))
+    return metric in result["metrics"] or bool(result.get("participants"))
+
+
+def _speed(results: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
+    """Training cost of the runs behind a table: count, mean seconds per run, clips/s (from result.json)."""
+    runs = [r for rs in results.values() for r in rs]
+    secs = [float(r["train"]["seconds"]) for r in runs]
+    clips = [float(r["train"]["steps"]) * int(r["config"]["optim"]["batch_size"]) for r in runs]
+    total = sum(secs)
+    return {"runs": len(runs), "mean_seconds_per_run": total / max(len(runs), 1),
+            "clips_per_s": sum(clips) / total if total > 0 else float("nan")}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -185,12 +208,27 @@ def _figure_experiment(settings: Settings, spec: ExperimentSpec, out_dir: Path) 
                                       "gap_intra_minus_inter": _mean(b) - _mean(a),
                                       "inter_pairs": int(a.size), "intra_pairs": int(b.size)}
                                   for k, (a, b) in sims.items()}
-            files = F.similarity_figure(sims, out_dir / "fig5_similarity", settings.banner)
+            data["finding"] = fig5_finding(data["similarity"])
+            note = "\n".join(t for t in (settings.banner, data["finding"]) if t)
+            files = F.similarity_figure(sims, out_dir / "fig5_similarity", note)
     else:
         files, data["landscape"] = _landscape(settings, jobs, names, out_dir)
     p = out_dir / f"{spec.name}.json"
     write_json_atomic(p, data)
     return ExperimentOutput(spec.name, out_dir, [*files, p], None, data)
+
+
+def fig5_finding(sim: dict[str, dict[str, float]]) -> str:
+    """One line comparing the measured Fig. 5 with the paper's claim (PIUmr: lower inter-class and higher
+    intra-class cosine than the baseline), saying plainly when the measurement contradicts it."""
+    if len(sim) != 2:
+        return ""
+    (base, b), (ours, o) = list(sim.items())
+    inter_ok, gap_ok = o["inter_mean"] < b["inter_mean"], o["gap_intra_minus_inter"] > b["gap_intra_minus_inter"]
+    verdict = ("as the paper claims" if inter_ok and gap_ok else
+               "the OPPOSITE of the paper's claim" if not inter_ok and not gap_ok else "partly as the paper claims")
+    return (f"measured: inter-class cosine {ours} {o['inter_mean']:.3f} vs {base} {b['inter_mean']:.3f}, "
+            f"intra - inter gap {o['gap_intra_minus_inter']:.3f} vs {b['gap_intra_minus_inter']:.3f}: {verdict}")
 
 
 def _mean(x: npt.NDArray[np.float64]) -> float:
@@ -233,10 +271,23 @@ def expand_names(names: Sequence[str]) -> list[str]:
     return out
 
 
+def experiment_spec(settings: Settings, name: str) -> ExperimentSpec:
+    """The spec of ``name``; Table 1 gains the ``settings.table1_with`` backbones' rows (their own input
+    size with the paper preset, the preset's otherwise). With ``--backbone`` the rows say so."""
+    spec = specs.get_experiment(name)
+    bb = settings.base.model.backbone
+    if not bb.startswith("x3d"):  # --backbone: the X3D rows run on bb; the paper's X3D values do not apply
+        spec = replace(spec, rows=tuple(replace(r, label=r.label.replace("X3D", bb), paper=None) for r in spec.rows))
+    if spec.name == "table1" and settings.table1_with:
+        extra = specs.table1_with(settings.table1_with, native_input=settings.preset == "paper")
+        return replace(extra, rows=spec.rows + extra.rows[len(spec.rows):])
+    return spec
+
+
 def run_experiment(settings: Settings, name: str) -> ExperimentOutput:
     """Run (or finish) experiment ``name`` and write its files under ``settings.root / name``."""
     t0 = time.time()
-    spec = specs.get_experiment(name)
+    spec = experiment_spec(settings, name)
     out_dir = settings.root / spec.name
     out_dir.mkdir(parents=True, exist_ok=True)
     if spec.kind == "figure":
@@ -263,9 +314,21 @@ def print_result(res: ExperimentOutput, console: Console) -> None:
     """Print a finished experiment: its table (if any) and where its files are."""
     if res.table is not None:
         console.print(table_to_rich(res.table))
+    if "paired" in res.summary:
+        d = res.summary["paired"]
+        console.print(f"paired difference {d['b']} - {d['a']} over seeds {d['seeds']} (mean, 95 % t interval):")
+        for m, v in d["diffs"].items():
+            console.print(f"  {specs.COLUMN_NAMES.get(m, m):22s} {v['a_mean']:6.2f} -> {v['b_mean']:6.2f}  "
+                          f"diff {v['mean']:+6.2f}  [{v['lo']:+6.2f}, {v['hi']:+6.2f}]", highlight=False)
+    if "speed" in res.summary and res.summary["speed"]["runs"]:
+        sp = res.summary["speed"]
+        console.print(f"training: {sp['runs']} runs, {sp['mean_seconds_per_run']:.0f} s per run (wall, one process "
+                      f"each), {sp['clips_per_s']:.1f} clips/s per process", highlight=False)
     if res.name == "fig5" and "similarity" in res.summary:
         for k, v in res.summary["similarity"].items():
             console.print(f"{k}: mean cosine inter-class {v['inter_mean']:.3f}, intra-class {v['intra_mean']:.3f}")
+        if res.summary.get("finding"):
+            console.print(res.summary["finding"], highlight=False)
     console.print(f"[bold]{res.name}[/] done in {res.seconds:.0f} s; files:")
     for f in res.files:
         console.print(f"  {f}")

@@ -26,7 +26,7 @@ import torch
 from rich.console import Console
 
 from piumr.checkpoint import load_model, provenance
-from piumr.config import TrainConfig, get_preset, with_overrides
+from piumr.config import TrainConfig, backbone_overrides, get_preset, with_overrides
 from piumr.data.loaders import build_dataset
 from piumr.data.ma52 import ClipRecord
 from piumr.data.splits import load_split
@@ -118,6 +118,7 @@ class Settings:
     landscape_steps: int = 7  # Fig. 6 grid (steps x steps)
     landscape_batches: int = 2  # Fig. 6 val batches
     max_points: int = 2000  # Fig. 4 / 5 embeddings (random subset of val)
+    table1_with: tuple[str, ...] = ()  # non-X3D backbones whose rows Table 1 measures too (``--with``)
     _embeddings: dict[Path, tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]] = field(default_factory=dict)
 
 
@@ -137,7 +138,7 @@ SYNTH_BANNER = "Synthetic MA-52-format data at CPU scale, not MA-52"
 def make_settings(*, data: str | None, preset: str = "paper", seeds: Sequence[int] = (0,), epochs: int | None = None,
                   out: Path | None = None, device: str | None = None, max_steps_per_epoch: int | None = None,
                   progress: bool = True, console: Console | None = None, split: str | None = None,
-                  jobs: int = 1) -> Settings:
+                  jobs: int = 1, table1_with: Sequence[str] = (), backbone: str | None = None) -> Settings:
     """Validate the user's choices and build ``Settings``.
 
     Raises ``ValueError`` (no seeds, repeated seeds, bad epochs, unknown preset via
@@ -163,11 +164,15 @@ def make_settings(*, data: str | None, preset: str = "paper", seeds: Sequence[in
         over["max_steps_per_epoch"] = max_steps_per_epoch
     if split is not None:
         over["data.split"] = split
+    if backbone is not None:  # every row on this backbone (its own input size with the paper preset)
+        over.update(backbone_overrides(backbone, native_input=preset == "paper"))
     base = with_overrides(get_preset(preset), over)
+    for b in table1_with:
+        specs.backbone_rows(b, native_input=False)  # an unknown or X3D backbone fails here
     root = out if out is not None else Path("artifacts") / "reproduce" / data_tag(data, preset)
     return Settings(root=root, base=base, preset=preset, seeds=tuple(seeds), device=device, progress=progress,
                     console=console or Console(stderr=True), jobs=jobs,
-                    banner=SYNTH_BANNER if data == "synth" else None)
+                    banner=SYNTH_BANNER if data == "synth" else None, table1_with=tuple(table1_with))
 
 
 # ----------------------------------------------------------------------------------------------

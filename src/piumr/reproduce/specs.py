@@ -11,16 +11,17 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any, Literal
 
-from piumr.config import TFAMConfig, TrainConfig, with_overrides
+from piumr.config import BACKBONES, TFAMConfig, TrainConfig, backbone_overrides, with_overrides
 from piumr.metrics import PAPER_COLUMNS
 from piumr.reproduce import paper
 
 __all__ = [
     "Kind", "RowSpec", "ExperimentSpec", "EXPERIMENTS", "ALIASES", "ALL_ORDER", "PERSON_SHIFT_COLUMNS",
     "get_experiment", "build_config", "canonical", "config_key", "run_slug", "COLUMN_NAMES", "LOWER_IS_BETTER",
-    "BASELINE", "PIUMR",
+    "BASELINE", "PIUMR", "backbone_rows", "table1_with",
 ]
 
 Kind = Literal["table", "figure", "person-shift"]
@@ -72,6 +73,8 @@ class ExperimentSpec:
     reported: tuple[paper.ReportedRow, ...] = ()
     source: str = ""  # the paper's table / figure this reproduces
     notes: tuple[str, ...] = field(default_factory=tuple)
+    #: (reference row, compared row): the paired per-seed difference compared - reference is reported
+    paired: tuple[str, str] | None = None
 
 
 _OFF = {"model.tfam.enabled": False}
@@ -123,7 +126,27 @@ def _demo() -> ExperimentSpec:
     return ExperimentSpec(
         "demo", "TFAM x GIRL (Table 2 settings a-d) on unseen and seen persons", "person-shift", rows,
         DEMO_COLUMNS, ("TFAM", "GIRL"), source="Table 2 settings, person-disjoint split (not the paper's numbers)",
-        notes=(_PERSON_NOTE,))
+        notes=(_PERSON_NOTE,), paired=("a", "d"))
+
+
+def _girl_units() -> ExperimentSpec:
+    """What GIRL's Gaussian is centred on (eq. 6): the measurement behind GIRLConfig's defaults."""
+    xs = {"data.split": "cross-subject"}
+    rows = (
+        RowSpec("ce", "TFAM on, GIRL off (CE only)", {**_NO_GIRL, **xs}),
+        RowSpec("literal", "GIRL as written: Gaussian on cos/tau, tau 0.07, eta 0.2, gradient through w",
+                {**xs, "girl.weight_on": "scaled", "girl.tau": 0.07, "girl.eta": 0.2, "girl.detach_weights": False}),
+        RowSpec("shifted", "Gaussian on cos/tau - row max (related code), eta 0.2, gradient through w",
+                {**xs, "girl.weight_on": "shifted", "girl.tau": 0.07, "girl.eta": 0.2, "girl.detach_weights": False}),
+        RowSpec("cosine", "Gaussian on the cosine, eta 0.5, gradient through w (default)",
+                {**xs, "girl.weight_on": "cosine", "girl.tau": 0.07, "girl.eta": 0.5, "girl.detach_weights": False}),
+        RowSpec("cosine-detached", "Gaussian on the cosine, eta 0.5, weights detached",
+                {**xs, "girl.weight_on": "cosine", "girl.tau": 0.07, "girl.eta": 0.5, "girl.detach_weights": True}),
+    )
+    return ExperimentSpec(
+        "girl-units", "GIRL's Gaussian reweighting: literal units vs alternatives (TFAM on)", "person-shift",
+        rows, DEMO_COLUMNS, source="eq. (6) (the paper gives neither tau nor eta nor eta's unit)",
+        notes=(_PERSON_NOTE,), paired=("literal", "cosine"))
 
 
 def _table1() -> ExperimentSpec:
@@ -134,6 +157,41 @@ def _table1() -> ExperimentSpec:
                "are computed over the measured rows only.",
                "The X3D baseline's paper values are Table 2 row a; its Top-1 values follow from micro-F1; "
                "Top-5 is not reported."))
+
+
+#: display names and Table 1 rows of the backbones ``table1 --with`` can add (torchvision's)
+_BACKBONE_LABELS: dict[str, str] = {"swin3d_t": "Video Swin-T", "r2plus1d_18": "R(2+1)D-18", "mvit_v2_s": "MViTv2-S"}
+_BACKBONE_PAPER_ROW: dict[str, str] = {"swin3d_t": "Video Swin T"}
+
+
+def backbone_rows(backbone: str, *, native_input: bool) -> tuple[RowSpec, RowSpec]:
+    """Two Table 1 rows on ``backbone``: plain (TFAM off, GIRL off) and + TFAM + GIRL.
+
+    Both use ``backbone_overrides`` (TFAM at the backbone's default stage; with
+    ``native_input`` its own clip length and crop) and start from scratch
+    (``model.pretrained`` reset: the preset's weights belong to X3D). The plain
+    row carries the paper's reported values where Table 1 has that method.
+    Raises ``ValueError`` for an X3D or unknown backbone.
+    """
+    if backbone not in BACKBONES or backbone.startswith("x3d"):
+        raise ValueError(f"--with {backbone!r}: choose a non-X3D backbone: "
+                         f"{', '.join(b for b in BACKBONES if not b.startswith('x3d'))}")
+    over = {**backbone_overrides(backbone, native_input=native_input), "model.pretrained": None}
+    label = _BACKBONE_LABELS.get(backbone, backbone)
+    reported = {r.name: r for r in paper.TABLE1_REPORTED}.get(_BACKBONE_PAPER_ROW.get(backbone, ""))
+    return (RowSpec(backbone, f"{label} (TFAM off, GIRL off)", {**over, **_OFF, **_NO_GIRL}, reported),
+            RowSpec(f"{backbone}+piumr", f"{label} + TFAM + GIRL", over))
+
+
+def table1_with(backbones: Sequence[str], *, native_input: bool) -> ExperimentSpec:
+    """Table 1 with measured rows for ``backbones`` (``backbone_rows``) after the X3D rows."""
+    base = _table1()
+    extra = tuple(r for b in dict.fromkeys(backbones) for r in backbone_rows(b, native_input=native_input))
+    note = (f"Rows on {', '.join(dict.fromkeys(backbones))} are trained here on the same data pipeline, metrics and "
+            "seeds as the X3D rows, from scratch, with TFAM at the backbone's default stage"
+            + (" and its own Kinetics clip length and crop." if native_input else " and the preset's input size."))
+    return ExperimentSpec(base.name, base.title, base.kind, base.rows + extra, base.columns, base.switch_columns,
+                          base.reported, base.source, (*base.notes, note))
 
 
 def _figure(name: str, title: str, source: str) -> ExperimentSpec:
@@ -152,8 +210,9 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         tuple(RowSpec(r.key, r.label, {**r.overrides, "data.split": "cross-subject"}) for r in (BASELINE, PIUMR)),
         PERSON_SHIFT_COLUMNS, source="not in the paper (its claim of person independence, tested)",
         notes=("Participant columns are action Top-1 per held-out person: mean, population std over persons, "
-               "the worst person and the mean of the worst 10% of persons.", _PERSON_NOTE)),
+               "the worst person and the mean of the worst 10% of persons.", _PERSON_NOTE), paired=("x3d", "piumr")),
     "demo": _demo(),
+    "girl-units": _girl_units(),
 }
 
 #: alternative names accepted on the command line
@@ -217,4 +276,5 @@ def run_slug(cfg: TrainConfig) -> str:
             t += "-cons" if tf.fusion == "consistency" else "-mean"
     g = "girl" if cfg.girl.enabled else "nogirl"
     split = "_xsub" if cfg.data.split == "cross-subject" else ""
-    return f"{t}_{g}{split}-{config_key(cfg)}"
+    bb = "" if cfg.model.backbone.startswith("x3d") else f"{cfg.model.backbone}_"
+    return f"{bb}{t}_{g}{split}-{config_key(cfg)}"
