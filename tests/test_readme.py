@@ -121,6 +121,17 @@ SHORT: dict[str, list[str]] = {
 }
 
 
+def _option_groups(tokens: list[str]) -> list[list[str]]:
+    """``["--a", "1", "--b"]`` -> ``[["--a", "1"], ["--b"]]``."""
+    groups: list[list[str]] = []
+    for t in tokens:
+        if t.startswith("--") or not groups:
+            groups.append([t])
+        else:
+            groups[-1].append(t)
+    return groups
+
+
 def runnable(doc: str, place: Place) -> list[list[str]]:
     """The argv lists that run ``doc`` here (several for alternatives, and for train's --resume)."""
     prose = re.sub(r"\[(?!--)[^\]]*\]", str(place.root / "val"), doc)  # "[more clips or folders]"
@@ -140,7 +151,7 @@ def runnable(doc: str, place: Place) -> list[list[str]]:
         if n > 0:  # another subcommand of the same line: its help (the first one ran in full)
             runs.append([*argv[:3 if argv[1] in ("bench", "reproduce") else 2], "--help"])
             continue
-        extra = [values.get(a, a) for a in SHORT[sub] if a not in argv]
+        extra = [values.get(a, a) for group in _option_groups(SHORT[sub]) if group[0] not in argv for a in group]
         if "--resume" in argv:  # first a new run into --out, then resume it
             i = argv.index("--resume")
             runs.append(argv[:i] + argv[i + 2:] + extra)
@@ -207,19 +218,21 @@ def test_every_readme_command_runs(tmp_path: Path) -> None:
         if res.returncode != 0 or not res.stdout.strip():
             failures.append(f"a README python snippet exited {res.returncode} and printed {res.stdout!r}: "
                             f"{res.stderr.strip()[-800:]}")
+    shown: dict[str, set[str]] = {}  # README line -> words of the help of the commands it documents
     for doc, context in docs:
         runs = runnable(doc, place)
         if doc.startswith("piumr"):
             command = runs[0][:3 if runs[0][1] in ("bench", "reproduce") else 2]
-            shown = subprocess.run([*command, "--help"], capture_output=True, text=True, env=env, cwd=work)
-            assert shown.returncode == 0, shown.stderr
-            for flag in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", context):
-                if flag not in shown.stdout.split():
-                    failures.append(f"`{doc}`: the README names {flag}, `{' '.join(command)} --help` has no such flag")
+            helped = subprocess.run([*command, "--help"], capture_output=True, text=True, env=env, cwd=work)
+            assert helped.returncode == 0, helped.stderr
+            shown.setdefault(context, set()).update(helped.stdout.split())
         for argv in runs:
             t = time.perf_counter()
             res = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=work, timeout=600)
             print(f"{time.perf_counter() - t:6.1f} s  {' '.join(argv)}")
             if res.returncode != 0:
                 failures.append(f"`{doc}` as `{' '.join(argv)}` exited {res.returncode}: {res.stderr.strip()[-800:]}")
+    for context, words in shown.items():
+        for flag in sorted(set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", context)) - words):
+            failures.append(f"the README names {flag} in `{context[:70]}...`; no command of that line has it")
     assert not failures, "\n".join(failures)
