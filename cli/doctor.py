@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import err, user_errors
+from .options import ThreadsOpt
 
 _out = Console()
 
@@ -76,15 +77,17 @@ def doctor(
     warmup: Annotated[int, typer.Option(min=0, help="untimed steps before them")] = 2,
     loader_seconds: Annotated[float, typer.Option(min=0.0, help="seconds of loader measurement")] = 10.0,
     hash_clips: Annotated[int, typer.Option(help="prepared-cache files to re-hash (-1: all)")] = 64,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Versions, devices, data and cache, and short speed measurements; exit 1 when a check fails."""
     from piumr.config import get_preset, with_overrides
     from piumr.doctor import DoctorOptions, run_doctor
-    from piumr.runtime import pick_device
+    from piumr.runtime import configure_threads, pick_device
 
     with user_errors():
         cfg = with_overrides(get_preset(preset), {"data.root": data} if data is not None else {})
         dev = pick_device(device)
+        configure_threads(threads, cfg.data.num_workers)
         opts = DoctorOptions(batch=batch, iters=iters, warmup=warmup, loader_seconds=loader_seconds,
                              hash_clips=hash_clips, full=full)
         rep = run_doctor(cfg, dev, opts, log=lambda m: err.print(f"[dim]doctor: {m}[/]", highlight=False))

@@ -4,38 +4,45 @@ from __future__ import annotations
 
 import json
 import time
+import typing
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, TypeVar
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from piumr.config import (
-    BACKBONES, CHECKPOINT_EVERY_MIN, MAX_CHECKPOINT_EVERY_MIN, MAX_CROP, MAX_FRAMES, MAX_SHORT_SIDE, MAX_VIEWS,
-    MAX_WORKERS, MIN_SHORT_SIDE, DataConfig, TrainConfig,
+    CHECKPOINT_EVERY_MIN, MAX_CHECKPOINT_EVERY_MIN, MAX_CROP, MAX_FRAMES, MAX_SHORT_SIDE, MAX_VIEWS, MAX_WORKERS,
+    MIN_SHORT_SIDE, Backbone, DataConfig, Fusion, ListSplit, OnError, Split, TrainConfig,
 )
 
 from .doctor import doctor
-from .errors import err, user_errors
+from .errors import console, err, user_errors, warn_cpu_time
 from .flags import refuse_combined, with_overrides_described
+from .options import (
+    HELP_SETTINGS, LIST_SPLITS, PRESET_METAVAR, DeviceOpt, PresetOpt, ThreadsOpt, check_data, check_file, check_inputs,
+    check_preset, metavar, resolve_checkpoint,
+)
 from .resume import parse_milestones, resume_run
-from .options import DeviceOpt, ThreadsOpt
 
 if TYPE_CHECKING:  # the CLI imports torch-heavy modules inside commands, so --help stays fast
     from piumr.checkpoint import Checkpoint
     from piumr.model import PIUmrNet
-    from piumr.predict import ClipFailure, ClipPrediction
+    from piumr.predict import ClipFailure, ClipPrediction, TrainedOn
 
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
 warnings.filterwarnings("ignore", message=".*saved_variables.*", category=DeprecationWarning)
 
+
+
 app = typer.Typer(help="PIUmr: person-independent micro-action recognition (X3D + TFAM + GIRL).",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
-bench_app = typer.Typer(help="Speed and memory benchmarks (print numbers; never timed tests).", no_args_is_help=True)
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+                  rich_markup_mode=None, context_settings=HELP_SETTINGS)
+bench_app = typer.Typer(help="Speed and memory benchmarks (print numbers; never timed tests).", no_args_is_help=True,
+                        rich_markup_mode=None, context_settings=HELP_SETTINGS)
 app.add_typer(bench_app, name="bench")
-out = Console()
+out = console()
 app.command()(doctor)
 
 ARTIFACTS = Path("artifacts")
@@ -82,18 +89,21 @@ def version() -> None:
 
 @app.command()
 def info(
-    preset: Annotated[str, typer.Option(help="config preset")] = "paper",
+    preset: PresetOpt = "paper",
     batch: Annotated[int, typer.Option(help="batch for the forward/backward check", min=1, max=4096)] = 2,
     threads: ThreadsOpt = None,
 ) -> None:
-    """Build a preset's model and run one forward/backward pass: shapes and parameter counts."""
+    """Build a preset's model and run one forward/backward pass on CPU: shapes and parameter counts
+    (the paper preset takes a minute or more on 2 cores; the time is estimated before it starts)."""
+    with user_errors():
+        cfg = _cfg(preset, {})
     import torch
 
     from piumr import GIRLLoss, build_model
 
     with user_errors():
-        cfg = _cfg(preset, {})
-        _threads(threads, 0)
+        n_threads = _threads(threads, 0)
+        warn_cpu_time(f"one forward/backward pass of {batch} clip(s)", cfg.model, batch, True, n_threads, "cpu")
         torch.manual_seed(0)
         model = build_model(config=cfg.model).train()
         x = torch.randn(batch, 3, cfg.model.frames, cfg.model.crop, cfg.model.crop)
@@ -119,7 +129,8 @@ def info(
 @app.command()
 def synth(
     out_dir: Annotated[Path, typer.Option("--out", help="folder to write the dataset to")],
-    preset: Annotated[str, typer.Option(help="take the synthetic-data sizes from this preset")] = "paper",
+    preset: Annotated[str, typer.Option(metavar=PRESET_METAVAR,
+                                        help="take the synthetic-data sizes from this preset")] = "paper",
     persons: Annotated[Optional[int], typer.Option(help="participants")] = None,
     clips_per_person: Annotated[Optional[int], typer.Option(help="clips per participant")] = None,
     classes_per_body: Annotated[Optional[int], typer.Option(help="action classes per body group (13 = all 52)")] = None,
@@ -130,6 +141,8 @@ def synth(
     threads: ThreadsOpt = None,
 ) -> None:
     """Generate the synthetic MA-52-format dataset (real mp4 files + official-format lists)."""
+    with user_errors():
+        check_preset(preset)
     from piumr.data.splits import synth_params
     from piumr.data.synth import generate
 
@@ -150,17 +163,20 @@ def prepare(
     short_side: Annotated[int, typer.Option(help="resize frames to this short side",
                                             min=MIN_SHORT_SIDE, max=MAX_SHORT_SIDE)] = DataConfig().short_side,
     workers: Annotated[int, typer.Option(help="parallel processes", min=0, max=MAX_WORKERS)] = 2,
-    splits: Annotated[str, typer.Option(help="comma-separated splits")] = "train,val,test",
+    splits: Annotated[str, typer.Option(help=f"comma-separated splits out of {', '.join(LIST_SPLITS)}")
+                      ] = ",".join(LIST_SPLITS),
     allow_failures: Annotated[bool, typer.Option("--allow-failures",
                                                  help="exit 0 even when some clips could not be converted")] = False,
     threads: ThreadsOpt = None,
 ) -> None:
     """Convert raw clips once into a compact JPEG-frame cache (resumable, verified)."""
-    from piumr.data import SPLITS, prepare_dataset
+    with user_errors():
+        check_data(str(data))
+        wanted = tuple(_choice("--splits", s.strip(), typing.get_args(ListSplit)) for s in splits.split(","))
+    from piumr.data import prepare_dataset
     from piumr.data.prepare import report_dict
 
     with user_errors():
-        wanted = tuple(_choice("--splits", s.strip(), SPLITS) for s in splits.split(","))
         _threads(threads, workers)
         rep = prepare_dataset(data, out_dir, splits=wanted, short_side=short_side, workers=workers, progress=True)
         out.print_json(json.dumps(report_dict(rep)))
@@ -172,8 +188,9 @@ def prepare(
 
 @app.command()
 def train(
-    preset: Annotated[Optional[str], typer.Option(help="config preset: paper, smoke, tiny (default paper)")] = None,
-    data: Annotated[Optional[str], typer.Option(help="MA-52 root, prepared cache, or 'synth'")] = None,
+    preset: Annotated[Optional[str], typer.Option(metavar=PRESET_METAVAR, help="config preset (default paper)")] = None,
+    data: Annotated[Optional[str], typer.Option(metavar="<root|synth>",
+                                                help="MA-52 root, prepared cache, or 'synth'")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="run folder (default artifacts/runs/<preset>-<time>)")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="continue the run in this folder")] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="start over in a non-empty --out: the old run is moved "
@@ -189,7 +206,7 @@ def train(
     frames: Annotated[Optional[int], typer.Option()] = None,
     crop: Annotated[Optional[int], typer.Option()] = None,
     backbone: Annotated[Optional[str], typer.Option(
-        help=f"{' | '.join(BACKBONES)} (with --preset paper: the backbone's own clip length and crop)")] = None,
+        metavar=metavar(Backbone), help="with --preset paper: the backbone's own clip length and crop")] = None,
     pretrained: Annotated[Optional[Path], typer.Option(
         help="local Kinetics checkpoint: pytorchvideo .pyth (X3D) or torchvision .pth state dict")] = None,
     tfam_stage: Annotated[Optional[int], typer.Option(help="stage TFAM follows (default: the backbone's, README)")] = None,
@@ -197,11 +214,12 @@ def train(
     no_girl: Annotated[bool, typer.Option("--no-girl", help="drop GIRL (CE only)")] = False,
     tfam_frequency: Annotated[Optional[bool], typer.Option("--tfam-frequency/--no-tfam-frequency")] = None,
     tfam_temporal: Annotated[Optional[bool], typer.Option("--tfam-temporal/--no-tfam-temporal")] = None,
-    fusion: Annotated[Optional[str], typer.Option(help="consistency | mean")] = None,
+    fusion: Annotated[Optional[str], typer.Option(metavar=metavar(Fusion), help="how TFAM fuses its branches")] = None,
     girl_var_grad: Annotated[bool, typer.Option("--girl-var-grad", help="let GIRL's variance term carry gradient")] = False,
     girl_detach_weights: Annotated[bool, typer.Option("--girl-detach-weights",
                                                       help="GIRL's Gaussian weights as constants (recommended)")] = False,
-    split: Annotated[Optional[str], typer.Option(help="official | cross-subject")] = None,
+    split: Annotated[Optional[str], typer.Option(metavar=metavar(Split),
+                                                 help="official lists or person-disjoint folds")] = None,
     fold: Annotated[Optional[int], typer.Option()] = None,
     seed: Annotated[Optional[int], typer.Option()] = None,
     workers: Annotated[Optional[int], typer.Option(help="data loader processes")] = None,
@@ -209,7 +227,7 @@ def train(
     grad_clip: Annotated[Optional[float], typer.Option()] = None,
     eval_every: Annotated[Optional[int], typer.Option()] = None,
     max_steps_per_epoch: Annotated[Optional[int], typer.Option()] = None,
-    on_error: Annotated[Optional[str], typer.Option(help="skip | raise on a broken clip")] = None,
+    on_error: Annotated[Optional[str], typer.Option(metavar=metavar(OnError), help="what a broken clip does")] = None,
     device: DeviceOpt = None,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
     threads: ThreadsOpt = None,
@@ -222,9 +240,9 @@ def train(
     of memory; 4 the run stopped on a fault (divergence, a failed write, a vanished run folder), after its
     last checkpoint.
     """
-    from piumr.train import train as run_train
-
     with user_errors():
+        if preset is not None:
+            check_preset(preset)
         typed = {"--preset": preset, "--data": data, "--epochs": epochs, "--batch-size": batch_size, "--lr": lr,
                  "--milestones": milestones, "--frames": frames, "--crop": crop, "--backbone": backbone,
                  "--pretrained": pretrained, "--tfam-stage": tfam_stage, "--no-tfam": no_tfam or None,
@@ -243,6 +261,8 @@ def train(
                              progress=not quiet, threads=threads, checkpoint_every_min=checkpoint_every_min)
             out.print(f"run folder: {res.out_dir}  (best val F1_mean {res.best_metric:.2f})")
             return
+        check_data(data)
+        check_file(pretrained, "--pretrained")
         refuse_combined("--no-tfam", no_tfam, {"--tfam-frequency/--no-tfam-frequency": tfam_frequency is not None,
                                                "--tfam-temporal/--no-tfam-temporal": tfam_temporal is not None,
                                                "--fusion": fusion is not None})
@@ -264,35 +284,34 @@ def train(
         if fold is not None and cfg.data.split != "cross-subject":
             raise ValueError(f"--fold {fold} applies to --split cross-subject only (this run uses {cfg.data.split!r})")
         run_dir = out_dir or ARTIFACTS / "runs" / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        _threads(threads, cfg.data.num_workers)
+    from piumr.runtime import pick_device
+    from piumr.train import train as run_train
+
+    with user_errors():
+        n_threads = _threads(threads, cfg.data.num_workers)
+        warn_cpu_time(f"each training step of batch {cfg.optim.batch_size}", cfg.model, cfg.optim.batch_size, True,
+                       n_threads, pick_device(device).type)
         res = run_train(cfg, run_dir, device=device, progress=not quiet, fresh=fresh,
                         checkpoint_every_min=checkpoint_every_min)
         out.print(f"run folder: {res.out_dir}  (best val F1_mean {res.best_metric:.2f}, {res.seconds:.0f} s)")
 
 
-def _load(checkpoint: Optional[Path], device: Optional[str]) -> tuple[PIUmrNet, Checkpoint, Path]:
-    """The checkpoint given (or the latest under artifacts/), loaded onto ``device`` (checked first)."""
+def _load(path: Path, given: bool, device: Optional[str]) -> tuple[PIUmrNet, Checkpoint]:
+    """The checkpoint at ``path`` (``resolve_checkpoint``) loaded onto ``device`` (checked first)."""
     from piumr.checkpoint import load_model
-    from piumr.predict import find_latest_checkpoint
     from piumr.runtime import pick_device
 
     dev = pick_device(device)
-    path = checkpoint or find_latest_checkpoint(ARTIFACTS)
-    if path is None:
-        raise FileNotFoundError(
-            f"no checkpoint given and none found under {ARTIFACTS}/; train one first "
-            "(e.g. `piumr train --preset smoke --data synth`) or pass --checkpoint PATH")
-    if checkpoint is None:
+    if not given:
         err.print(f"using the most recent checkpoint: {path}")
-    model, ck = load_model(path, map_location=dev)
-    return model, ck, path
+    return load_model(path, map_location=dev)
 
 
 @app.command()
 def evaluate(
     checkpoint: Annotated[Optional[Path], typer.Option(help="best.safetensors (default: latest under artifacts/)")] = None,
     data: Annotated[Optional[str], typer.Option(help="data root (default: the checkpoint's)")] = None,
-    split: Annotated[str, typer.Option(help="val | test | train")] = "val",
+    split: Annotated[str, typer.Option(metavar=metavar(ListSplit), help="which list to score")] = "val",
     views: Annotated[int, typer.Option(help="temporal views averaged per clip", min=1, max=MAX_VIEWS)] = 1,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="where metrics.json / predictions.csv go")] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=1)] = None,
@@ -300,13 +319,15 @@ def evaluate(
     threads: ThreadsOpt = None,
 ) -> None:
     """Official MA-52 metrics (+ per-participant / worst-participant) of a checkpoint on a split."""
-    from piumr.data import SPLITS
+    with user_errors():
+        path = resolve_checkpoint(checkpoint, ARTIFACTS)
+        check_data(data)
     from piumr.evaluate import evaluate_checkpoint
     from piumr.metrics import format_table
 
     with user_errors():
-        which = _choice("--split", split, SPLITS)
-        model, ck, path = _load(checkpoint, device)
+        which = _choice("--split", split, typing.get_args(ListSplit))
+        model, ck = _load(path, checkpoint is not None, device)
         dev = next(model.parameters()).device
         d = ck.config.data if data is None else ck.config.data.model_copy(update={"root": data})
         _threads(threads, d.num_workers)
@@ -340,41 +361,49 @@ def predict(
 
     Exit status: 0 every clip predicted; 1 some paths or clips failed (each named; the others were
     predicted); 2 nothing to predict (no clip found) or a bad option, checkpoint or --data; 3 the
-    GPU ran out of memory.
+    GPU ran out of memory. Warns (one line) when the checkpoint was not trained on MA-52's 52 classes.
     """
-    from piumr.predict import ClipFailure, expand_inputs, predict_clips, write_submission
-
     with user_errors():
+        path = resolve_checkpoint(checkpoint, ARTIFACTS)
         if submission is None and not clips:
             raise ValueError("give one or more clips or folders (or --submission)")
-        model, ck, _ = _load(checkpoint, device)
+        check_inputs(clips)
+        if submission is not None and data is None:
+            raise ValueError("--submission needs --data (the MA-52 root holding test_list_videos.txt)")
+        check_data(str(data) if data is not None else None)
+    from piumr.predict import ClipFailure, expand_inputs, predict_clips, trained_on, write_submission
+
+    with user_errors():
+        model, ck = _load(path, checkpoint is not None, device)
+        seen = trained_on(ck.meta, path)
         dev = next(model.parameters()).device
         _threads(threads, ck.config.data.num_workers if submission is not None else 0)
         inputs = expand_inputs(clips or [])
         bad = [p for p in inputs if isinstance(p, ClipFailure)]
         if clips and len(bad) == len(inputs):
             for f in bad:
-                _show_prediction(f, as_json)
+                _show_prediction(f, as_json, seen)
             raise ValueError("no clip to predict in " + ", ".join(map(str, clips)))
+        if seen.warning:
+            err.print(f"[yellow]warning:[/] {seen.warning}", highlight=False)
         if submission is not None:
-            if data is None:
-                raise ValueError("--submission needs --data (the MA-52 root holding test_list_videos.txt)")
+            assert data is not None  # checked above
             n = write_submission(model, ck.config, data, submission, dev, views=views)
             out.print(f"wrote {submission} ({n} rows, prediction.csv at the zip root)")
             return
         failures = 0
         for res in predict_clips(model, ck.config, inputs, dev, views=views):
             failures += isinstance(res, ClipFailure)
-            _show_prediction(res, as_json)
+            _show_prediction(res, as_json, seen)
         if failures:
             err.print(f"[bold red]error:[/] {failures} of {len(inputs)} input(s) failed (named above); "
                       "the others were predicted", highlight=False)
             raise typer.Exit(1)
 
 
-def _show_prediction(res: ClipPrediction | ClipFailure, as_json: bool) -> None:
-    """One JSON object per line on stdout (``--json``), else a table; a failure as an ``error`` line
-    (on stderr without ``--json``)."""
+def _show_prediction(res: ClipPrediction | ClipFailure, as_json: bool, seen: TrainedOn) -> None:
+    """One JSON object per line on stdout (``--json``), else a table whose caption names the classes the
+    checkpoint was trained on; a failure as an ``error`` line (on stderr without ``--json``)."""
     from piumr.predict import ClipFailure
 
     if as_json:
@@ -383,7 +412,8 @@ def _show_prediction(res: ClipPrediction | ClipFailure, as_json: bool) -> None:
     if isinstance(res, ClipFailure):
         err.print(f"[bold red]error:[/] {res.reason}", highlight=False)
         return
-    t = Table(title=f"{res.path.name}: body group {res.body_name} ({res.body_prob:.2f})")
+    t = Table(title=f"{res.path.name}: body group {res.body_name} ({res.body_prob:.2f})",
+              caption=f"checkpoint {seen.describe()}")
     for c in ("rank", "label", "action", "prob"):
         t.add_column(c)
     for r, (i, name, p) in enumerate(res.top, 1):
@@ -393,14 +423,18 @@ def _show_prediction(res: ClipPrediction | ClipFailure, as_json: bool) -> None:
 
 def _bench(kind: Literal["train", "infer"], preset: str, batch: Optional[int], device: Optional[str], iters: int,
            variants: str, threads: Optional[int], backbone: Optional[str] = None) -> None:
+    with user_errors():
+        cfg = _cfg(preset, {}, backbone)
     from piumr.bench import run_bench
     from piumr.runtime import pick_device
 
     with user_errors():
-        cfg = _cfg(preset, {}, backbone)
         dev = pick_device(device)
         n_threads = _threads(threads, 0)
         b = batch or (cfg.optim.batch_size if dev.type == "cuda" else 4)
+        n_var = len(variants.split(","))
+        warn_cpu_time(f"{n_var} variant(s) x {iters + 2} steps of batch {b}", cfg.model, n_var * (iters + 2) * b,
+                       kind == "train", n_threads, dev.type)
         rows = run_bench(cfg, kind, batch=b, device=str(dev), iters=iters, threads=n_threads,
                          variants=tuple(v.strip() for v in variants.split(",")))
         base = rows[0]
@@ -417,7 +451,7 @@ def _bench(kind: Literal["train", "infer"], preset: str, batch: Optional[int], d
 
 @bench_app.command("train")
 def bench_train(
-    preset: Annotated[str, typer.Option()] = "paper",
+    preset: PresetOpt = "paper",
     batch: Annotated[Optional[int], typer.Option(help="default: preset batch on GPU, 4 on CPU", min=1)] = None,
     device: DeviceOpt = None,
     iters: Annotated[int, typer.Option(min=1)] = 5,
@@ -431,7 +465,7 @@ def bench_train(
 
 @bench_app.command("infer")
 def bench_infer(
-    preset: Annotated[str, typer.Option()] = "paper",
+    preset: PresetOpt = "paper",
     batch: Annotated[Optional[int], typer.Option(min=1)] = None,
     device: DeviceOpt = None,
     iters: Annotated[int, typer.Option(min=1)] = 5,
@@ -446,7 +480,7 @@ def bench_infer(
 @bench_app.command("loader")
 def bench_loader(
     data: Annotated[str, typer.Option(help="data root or prepared cache ('synth' for the generated set)")] = "synth",
-    preset: Annotated[str, typer.Option()] = "paper",
+    preset: PresetOpt = "paper",
     workers: Annotated[int, typer.Option(min=0, max=MAX_WORKERS)] = 2,
     seconds: Annotated[float, typer.Option(min=0.1)] = 20.0,
     frames: Annotated[Optional[int], typer.Option(min=1, max=MAX_FRAMES)] = None,
@@ -454,11 +488,13 @@ def bench_loader(
     threads: ThreadsOpt = None,
 ) -> None:
     """Data loader throughput (augmented clips/s) from raw videos or a prepared cache."""
+    with user_errors():
+        check_data(data)
+        cfg = _cfg(preset, {"data.root": data})
     from piumr.data.bench import loader_throughput
     from piumr.data.splits import resolve_root
 
     with user_errors():
-        cfg = _cfg(preset, {"data.root": data})
         root = resolve_root(cfg.data)
         _threads(threads, workers)
         res = loader_throughput(root, "train", frames or cfg.model.frames, crop or cfg.model.crop,

@@ -1,12 +1,94 @@
-"""Options shared by several commands."""
+"""Options shared by several commands, their help generated from the code's own lists, and the cheap
+checks of paths and names that run before any heavy import (torch, video decoders)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+import textwrap
+from pathlib import Path
+from typing import Annotated, Any, Optional, get_args
 
 import typer
+import typer._click._textwrap as typer_textwrap
+
+from piumr.config import PRESETS, Backbone, ListSplit, get_preset
+
+
+class _WholeWords(typer_textwrap.TextWrapper):
+    """Help wrapping that never splits a word: not at hyphens, not inside a long path (it gets a line)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{**kwargs, "break_on_hyphens": False, "break_long_words": False})
+
+    def _handle_long_word(self, reversed_chunks: list[str], cur_line: list[str], cur_len: int, width: int) -> None:
+        textwrap.TextWrapper._handle_long_word(self, reversed_chunks, cur_line, cur_len, width)
+
+
+# click's help formatter builds its wrapper from this module attribute (typer 0.29, pinned)
+typer_textwrap.TextWrapper = _WholeWords  # type: ignore[misc]
+
+#: every Typer app: plain (click) help, so full flag names, no type placeholder on switches, words kept whole
+HELP_SETTINGS: dict[str, Any] = {"max_content_width": 120}
+
+
+def metavar(values: Any) -> str:
+    """``<a|b|c>`` for a ``Literal`` type or a sequence of names: the choices shown in ``--help``. The value
+    stays a ``str`` checked by the config, so a wrong one is a one-line error naming the flag."""
+    names = get_args(values) or tuple(values)
+    return f"<{'|'.join(str(n) for n in names)}>"
+
+
+PRESET_NAMES = tuple(PRESETS)
+BACKBONE_NAMES: tuple[str, ...] = get_args(Backbone)
+LIST_SPLITS: tuple[str, ...] = get_args(ListSplit)
 
 ThreadsOpt = Annotated[Optional[int], typer.Option(
     help="intra-op CPU threads (default: OMP_NUM_THREADS if set, else the physical cores left after the data "
          "loader workers; never more than that)")]
 DeviceOpt = Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:N or auto (default: cuda if available)")]
+PRESET_METAVAR = metavar(PRESET_NAMES)
+PRESET_HELP = "config preset (config.py PRESETS)"
+PresetOpt = Annotated[str, typer.Option(metavar=PRESET_METAVAR, help=PRESET_HELP)]
+
+
+def check_preset(name: str) -> None:
+    """``KeyError`` listing the presets when ``name`` is not one (before any heavy import)."""
+    get_preset(name)
+
+
+def check_data(data: Optional[str], flag: str = "--data") -> None:
+    """``FileNotFoundError`` naming ``flag`` when ``data`` is neither ``synth`` nor an existing folder."""
+    if data is None or data == "synth":
+        return
+    root = Path(data).expanduser()
+    if not root.exists():
+        raise FileNotFoundError(f"{flag} {data}: data root does not exist (give an MA-52 folder, a prepared cache, "
+                                "or 'synth')")
+    if not root.is_dir():
+        raise FileNotFoundError(f"{flag} {data}: not a folder (give an MA-52 folder, a prepared cache, or 'synth')")
+
+
+def check_file(path: Optional[Path], flag: str, what: str = "file") -> None:
+    """``FileNotFoundError`` naming ``flag`` when ``path`` is given and is not an existing file."""
+    if path is not None and not path.is_file():
+        raise FileNotFoundError(f"{flag} {path}: no such {what}")
+
+
+def resolve_checkpoint(checkpoint: Optional[Path], artifacts: Path) -> Path:
+    """``checkpoint`` if it is a file, else (when not given) the most recently written ``best.safetensors``
+    under ``artifacts``; ``FileNotFoundError`` naming the flag or saying how to get one."""
+    if checkpoint is not None:
+        check_file(checkpoint, "--checkpoint", "checkpoint")
+        return checkpoint
+    found = sorted(artifacts.rglob("best.safetensors"), key=lambda p: p.stat().st_mtime) if artifacts.is_dir() else []
+    if not found:
+        raise FileNotFoundError(
+            f"no checkpoint given and none found under {artifacts}/; train one first "
+            "(e.g. `piumr train --preset smoke --data synth`) or pass --checkpoint PATH")
+    return found[-1]
+
+
+def check_inputs(paths: Optional[list[Path]]) -> None:
+    """When not one of ``paths`` exists: ``FileNotFoundError`` naming them (before any heavy import). Some
+    missing among existing ones are reported per input by ``piumr.predict.expand_inputs`` instead."""
+    if paths and not any(p.exists() for p in paths):
+        raise FileNotFoundError(f"no clip to predict: no such file or folder: {', '.join(map(str, paths))}")

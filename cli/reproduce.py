@@ -8,17 +8,18 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
+from piumr.config import Backbone, Split
+
+from .errors import console, user_errors
 from .errors import err as _err
-from .errors import user_errors
-from .options import DeviceOpt, ThreadsOpt
+from .options import HELP_SETTINGS, PRESET_HELP, PRESET_METAVAR, DeviceOpt, ThreadsOpt, check_data, check_preset, metavar
 
 reproduce_app = typer.Typer(
     help="Regenerate the paper's tables and figures (see reproduce/README.md). Runs are shared between "
          "experiments; a rerun skips finished runs and resumes interrupted ones.",
-    no_args_is_help=True)
-_out = Console()
+    no_args_is_help=True, rich_markup_mode=None, context_settings=HELP_SETTINGS)
+_out = console()
 
 
 def parse_seeds(seeds: list[str] | None, extra: list[str] | None) -> tuple[int, ...]:
@@ -37,31 +38,42 @@ def parse_seeds(seeds: list[str] | None, extra: list[str] | None) -> tuple[int, 
         raise ValueError(f"--seeds takes integers, got {' '.join(tokens)!r}") from None
 
 
-DataOpt = Annotated[str, typer.Option(help="MA-52 root, a prepared cache, or 'synth'")]
-PresetOpt = Annotated[str, typer.Option(help="config preset: paper, smoke, tiny")]
+DataOpt = Annotated[Optional[str], typer.Option(
+    metavar="<root|synth>",
+    help="MA-52 root, a prepared cache, or 'synth' (required to run; --plan without it assumes MA-52)")]
+PresetOpt = Annotated[str, typer.Option(metavar=PRESET_METAVAR, help=PRESET_HELP)]
 SeedsOpt = Annotated[Optional[list[str]], typer.Option(
-    help="seeds: --seeds 0 1 2 (or 0,1,2); several seeds give mean ± std per cell [default: 0]")]
+    metavar="<seed>...", help="seeds: --seeds 0 1 2 (or 0,1,2); several seeds give mean ± std per cell [default: 0]")]
 ExtraArg = Annotated[Optional[list[str]], typer.Argument(hidden=True)]
 EpochsOpt = Annotated[Optional[int], typer.Option(help="override the preset's epochs")]
 OutOpt = Annotated[Optional[Path], typer.Option(
     "--out", help="output root (default artifacts/reproduce/<data-tag>); experiments go to <out>/<name>, runs to <out>/runs")]
-PlanOpt = Annotated[bool, typer.Option("--plan", help="print what would run and the estimated GPU hours; run nothing")]
+PlanOpt = Annotated[bool, typer.Option(
+    "--plan", help="print what would run and the estimated GPU hours on the data given; run nothing")]
 StepsOpt = Annotated[Optional[int], typer.Option(help="cap optimiser steps per epoch (quick runs)")]
 QuietOpt = Annotated[bool, typer.Option(help="no progress bars")]
 SplitOpt = Annotated[Optional[str], typer.Option(
-    help="official | cross-subject (person-disjoint; adds seen-persons columns) [default: the preset's]")]
+    metavar=metavar(Split), help="cross-subject: person-disjoint, adds seen-persons columns [default: the preset's]")]
 JobsOpt = Annotated[int, typer.Option(
     help="trainings run at once, in separate processes (each gets physical cores / jobs threads)")]
 BackboneOpt = Annotated[Optional[str], typer.Option(
-    help="train every row on this backbone instead of the preset's (e.g. swin3d_tiny); with --preset paper at "
+    metavar=metavar(Backbone), help="train every row on this backbone instead of the preset's (e.g. swin3d_tiny); with --preset paper at "
          "its own clip length and crop")]
 
 
-def _run(names: list[str], data: str, preset: str, seeds: list[str] | None, extra: list[str] | None,
+def _run(names: list[str], data: str | None, preset: str, seeds: list[str] | None, extra: list[str] | None,
          epochs: int | None, out: Path | None, plan: bool, device: str | None, max_steps_per_epoch: int | None,
          quiet: bool, threads: int | None = None, split: str | None = None, jobs: int = 1,
          default_seeds: tuple[int, ...] = (0,), table1_with: tuple[str, ...] = (),
          backbone: str | None = None) -> None:
+    with user_errors():  # names, paths and seeds before the heavy imports
+        check_preset(preset)
+        check_data(data)
+        if seeds is not None or extra:
+            parse_seeds(seeds, extra)
+        if data is None and not plan:
+            raise ValueError("--data is required to run (an MA-52 root, a prepared cache, or 'synth'); "
+                             "--plan without --data assumes MA-52")
     from piumr.reproduce import expand_names, make_settings, plan_table, print_result, run_many
     from piumr.reproduce import plan as make_plan
     from piumr.runtime import configure_threads, pick_device
@@ -87,7 +99,7 @@ def _run(names: list[str], data: str, preset: str, seeds: list[str] | None, extr
 
 
 def _command(name: str, help_text: str, targets: list[str]) -> Callable[..., None]:
-    def cmd(data: DataOpt, preset: PresetOpt = "paper", seeds: SeedsOpt = None, extra: ExtraArg = None,
+    def cmd(data: DataOpt = None, preset: PresetOpt = "paper", seeds: SeedsOpt = None, extra: ExtraArg = None,
             epochs: EpochsOpt = None, out: OutOpt = None, plan: PlanOpt = False, device: DeviceOpt = None,
             max_steps_per_epoch: StepsOpt = None, quiet: QuietOpt = False, threads: ThreadsOpt = None,
             split: SplitOpt = None, jobs: JobsOpt = 1, backbone: BackboneOpt = None) -> None:
@@ -102,12 +114,12 @@ def _command(name: str, help_text: str, targets: list[str]) -> Callable[..., Non
 
 @reproduce_app.command("table1")
 def table1(
-    data: DataOpt, preset: PresetOpt = "paper", seeds: SeedsOpt = None, extra: ExtraArg = None,
+    data: DataOpt = None, preset: PresetOpt = "paper", seeds: SeedsOpt = None, extra: ExtraArg = None,
     epochs: EpochsOpt = None, out: OutOpt = None, plan: PlanOpt = False, device: DeviceOpt = None,
     max_steps_per_epoch: StepsOpt = None, quiet: QuietOpt = False, threads: ThreadsOpt = None,
     split: SplitOpt = None, jobs: JobsOpt = 1, backbone: BackboneOpt = None,
     with_: Annotated[Optional[list[str]], typer.Option(
-        "--with", help="also train this backbone plain and + TFAM + GIRL (e.g. swin3d_t = Video Swin-T); "
+        "--with", metavar=metavar(Backbone), help="also train this backbone plain and + TFAM + GIRL (e.g. swin3d_t = Video Swin-T); "
                        "repeatable")] = None,
 ) -> None:
     """Table 1: X3D baseline and PIUmr trained here (and --with backbones), the paper's other methods as reported rows."""

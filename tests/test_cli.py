@@ -148,3 +148,41 @@ def test_bad_data_leaves_no_run_folder(tmp_path: Path, monkeypatch: pytest.Monke
     res = runner.invoke(app, ["train", "--preset", "tiny", "--data", str(tmp_path / "nowhere"), "--quiet"])
     assert res.exit_code == 2
     assert not (tmp_path / "artifacts").exists()
+
+
+def test_checkpoint_records_its_training_data(trained: Path) -> None:
+    from piumr.checkpoint import read_checkpoint
+    from piumr.config import PRESETS
+    from piumr.data.splits import load_split
+
+    best = next((trained / "artifacts" / "runs").rglob("best.safetensors"))
+    seen = read_checkpoint(best).meta["trained_on"]
+    classes = sorted({r.action for r in load_split(PRESETS["tiny"].data, "train")})
+    assert seen["kind"] == "synthetic" and seen["classes"] == classes and seen["head"] == 52
+    assert len(classes) < 52
+
+
+def test_predict_warns_once_about_a_synthetic_subset(trained: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A synthetic, class-subset checkpoint: one warning line, and the table names the classes it learnt."""
+    from piumr.config import PRESETS
+    from piumr.data.ma52 import ACTION_NAMES
+    from piumr.data.splits import load_split
+
+    monkeypatch.chdir(trained)
+    res = runner.invoke(app, ["predict", str(_some_synth_clip())])
+    assert res.exit_code == 0, res.output
+    warnings = [ln for ln in res.output.splitlines() if ln.startswith("warning:")]
+    classes = sorted({r.action for r in load_split(PRESETS["tiny"].data, "train")})
+    assert len(warnings) == 1
+    assert f"synthetic data ({len(classes)} of the 52 MA-52 classes)" in warnings[0]
+    caption = res.output[res.output.index("checkpoint trained on synthetic data:"):]
+    assert all(f"{c} {ACTION_NAMES[c]}" in caption for c in classes)
+
+
+def test_predict_does_not_warn_for_all_52_classes() -> None:
+    from piumr.predict import trained_on
+
+    full = {"trained_on": {"kind": "MA-52", "classes": list(range(52))}}
+    assert trained_on(full, Path("best.safetensors")).warning is None
+    old = trained_on({}, Path("old.safetensors"))
+    assert old.warning is not None and "old.safetensors" in old.warning and old.classes is None

@@ -356,7 +356,8 @@ def test_plan_counts_shared_runs_once(tmp_path: Path) -> None:
     assert len({r.run_dir for r in rows}) == 18  # 9 distinct configs x 2 seeds
     shared = [r for r in rows if r.shared_with]
     assert any(r.experiment == "ablation-tfam" and r.row == "a" and r.shared_with == "table2" for r in shared)
-    assert all(r.paper_gpu_hours > 3 for r in rows)
+    ma52 = estimate_gpu_hours(specs.build_config(PRESETS["paper"], specs.EXPERIMENTS["table2"].rows[0], 0))
+    assert all(0 < r.paper_gpu_hours < ma52 / 10 for r in rows)  # estimated on the synthetic set's sizes
 
 
 # ----------------------------------------------------------------------------------------------

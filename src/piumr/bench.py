@@ -17,13 +17,14 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from piumr.config import TrainConfig
+from piumr.config import ModelConfig, TrainConfig
 from piumr.losses import GIRLLoss
 from piumr.model import PIUmrNet
 from piumr.model.backbone import build_x3d
 from piumr.model.video_backbones import is_torchvision_backbone
 
-__all__ = ["BenchRow", "VARIANTS", "bench_variant", "run_bench"]
+__all__ = ["BenchRow", "VARIANTS", "bench_variant", "run_bench", "forward_flops", "estimate_cpu_seconds",
+           "CPU_FLOPS_PER_CORE"]
 
 Mode = Literal["train", "infer"]
 VARIANTS = ("x3d", "x3d+tfam", "x3d+girl", "piumr", "piumr-fast")
@@ -40,6 +41,32 @@ class BenchRow:
     ms_per_step: float
     clips_per_s: float
     peak_mem_gib: float
+
+
+#: CPU anchor, measured with ``piumr bench train --preset paper --batch 4``: a training step of plain X3D-M
+#: (16x224, forward 9.46 GFLOPs per clip by ``forward_flops``) took 5.76 s for 4 clips on 2 idle cores.
+#: Training counts 3x the forward FLOPs (forward + backward); the rate below is FLOPs per second per core.
+CPU_FLOPS_PER_CORE = 3 * 9.46e9 * 4 / (5.76 * 2)
+
+
+def forward_flops(cfg: ModelConfig) -> float:
+    """FLOPs of one clip's forward pass through ``cfg``'s backbone and head, counted on the meta device
+    (no memory, no arithmetic). TFAM is left out (it is ~0.2 % of an X3D-M step)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    plain = cfg.model_copy(update={"tfam": cfg.tfam.model_copy(update={"enabled": False}), "pretrained": None})
+    with torch.device("meta"):
+        net = PIUmrNet(plain)
+        x = torch.empty(1, 3, cfg.frames, cfg.crop, cfg.crop)
+    with FlopCounterMode(display=False) as counter:
+        net(x)
+    return float(counter.get_total_flops())
+
+
+def estimate_cpu_seconds(cfg: ModelConfig, clips: int, *, train: bool, threads: int) -> float:
+    """ESTIMATED seconds for ``clips`` clips through ``cfg`` on ``threads`` idle CPU cores: forward FLOPs
+    (x3 when training) over ``CPU_FLOPS_PER_CORE`` per thread. A loaded machine is slower."""
+    return forward_flops(cfg) * (3 if train else 1) * clips / (CPU_FLOPS_PER_CORE * max(1, threads))
 
 
 def _build(cfg: TrainConfig, variant: str) -> tuple[torch.nn.Module, bool]:

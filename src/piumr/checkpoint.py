@@ -15,6 +15,7 @@ import platform
 import random
 import subprocess
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -25,13 +26,17 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from piumr.config import TrainConfig
+from piumr.config import DataConfig, TrainConfig
+from piumr.data.ma52 import MANIFEST_NAME
+from piumr.data.splits import cache_dir, load_split, synth_params
+from piumr.data.synth import synth_key
 from piumr.errors import CheckpointError
 from piumr.files import atomic_write
 from piumr.model import PIUmrNet
 from piumr.version import __version__
 
-__all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "read_checkpoint", "load_model", "provenance"]
+__all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "read_checkpoint", "load_model", "provenance",
+           "training_data"]
 
 FORMAT = "piumr-checkpoint-v1"
 
@@ -67,6 +72,37 @@ def provenance(device: str = "cpu") -> dict[str, Any]:
         "host_cpus": os.cpu_count(),
         "platform": platform.platform(),
     }
+
+
+@lru_cache(maxsize=8)
+def _training_data(data: DataConfig) -> tuple[str, str, tuple[int, ...] | None]:
+    if data.root == "synth":  # the generated set, if it is there (training generated it)
+        there = (cache_dir() / "synth" / synth_key(**synth_params(data)) / "synth_meta.json").is_file()
+        classes = tuple(sorted({r.action for r in load_split(data, "train", progress=False)})) if there else None
+        return "synthetic", "synth", classes
+    root = Path(data.root).expanduser()
+    if not root.is_dir():
+        return "unknown (data root not found when saving)", str(root), None
+    if (root / "synth_meta.json").is_file():
+        kind = "synthetic"
+    elif (root / MANIFEST_NAME).is_file():
+        kind = "prepared cache"
+    else:
+        kind = "MA-52"
+    classes = tuple(sorted({r.action for r in load_split(data, "train", progress=False)}))
+    return kind, str(root), classes
+
+
+def training_data(config: TrainConfig) -> dict[str, Any]:
+    """What a model of ``config`` is trained on, as stored in a checkpoint's ``trained_on``.
+
+    ``kind``: "synthetic" (``--data synth`` or a generated folder), "prepared cache" or "MA-52";
+    ``root``; ``split`` (official / cross-subject, ``fold``); ``classes``: the sorted action labels of
+    the training split (None when the data root is not at hand); ``head``: the classifier's outputs.
+    """
+    kind, root, classes = _training_data(config.data)
+    return {"kind": kind, "root": root, "split": config.data.split, "fold": config.data.fold,
+            "classes": list(classes) if classes is not None else None, "head": config.model.num_classes}
 
 
 @dataclass
@@ -148,6 +184,7 @@ def save_checkpoint(
     meta: dict[str, Any] = {
         "format": FORMAT, "epoch": epoch, "step": step, "metrics": metrics or {},
         "best_metric": best_metric, "seed": config.seed, "provenance": provenance(device), "extra": extra or {},
+        "trained_on": training_data(config),
     }
     if optimizer is not None:
         ot, oj = _flatten_optim(optimizer.state_dict())

@@ -16,14 +16,33 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write", "write_text_atomic", "write_json_atomic"]
+__all__ = ["atomic_write", "write_text_atomic", "write_json_atomic", "umask", "file_mode", "dir_mode"]
+
+
+def umask() -> int:
+    """The process's umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """Mode of a new regular file under the current umask (0644 with the usual 022)."""
+    return 0o666 & ~umask()
+
+
+def dir_mode() -> int:
+    """Mode of a new folder under the current umask (0755 with the usual 022)."""
+    return 0o777 & ~umask()
 
 
 def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp)`` on a temporary path next to ``path`` and move it into place.
 
     The temporary file is ``.<name>.<random>.tmp`` (writers that pick a format
-    from the suffix must be told it). Parent folders are created. Returns ``path``.
+    from the suffix must be told it). Parent folders are created. The file gets
+    the mode a plainly created file would (``file_mode``: 0644 under umask 022),
+    whatever mode ``write`` left it with. Returns ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -31,9 +50,7 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
     os.close(fd)
     try:
         write(Path(tmp))
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # as an ordinary new file (mkstemp creates it private)
+        os.chmod(tmp, file_mode())  # mkstemp (and some writers) create 0600; give the mode a new file gets
         with open(tmp, "rb+") as fh:  # on disk before it replaces the old file
             os.fsync(fh.fileno())
         os.replace(tmp, path)

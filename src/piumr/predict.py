@@ -14,6 +14,7 @@ import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,8 +28,8 @@ from piumr.evaluate import collect_scores
 from piumr.files import atomic_write
 from piumr.metrics import SUBMISSION_HEADER, topk_submission_rows
 
-__all__ = ["VIDEO_SUFFIXES", "ClipPrediction", "ClipFailure", "find_latest_checkpoint", "expand_inputs",
-           "predict_clips", "write_submission"]
+__all__ = ["VIDEO_SUFFIXES", "ClipPrediction", "ClipFailure", "TrainedOn", "trained_on", "find_latest_checkpoint",
+           "expand_inputs", "predict_clips", "write_submission"]
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
 
@@ -57,6 +58,46 @@ class ClipFailure:
 
     def to_json(self) -> dict[str, object]:
         return {"file": str(self.path), "top5": None, "body": None, "error": self.reason}
+
+
+@dataclass(frozen=True)
+class TrainedOn:
+    """What a checkpoint was trained on, for the user: ``classes`` its training split held (None: not
+    recorded), ``warning`` one line when that is not MA-52's 52 classes (else None)."""
+
+    kind: str
+    classes: tuple[int, ...] | None
+    warning: str | None
+
+    def describe(self) -> str:
+        """One line naming the classes the model was trained to output."""
+        if self.classes is None:
+            return f"trained on {self.kind} data; its training classes are not recorded"
+        names = ", ".join(f"{c} {ACTION_NAMES[c] if c < len(ACTION_NAMES) else '?'}" for c in self.classes)
+        if len(self.classes) == len(ACTION_NAMES):
+            return f"trained on {self.kind} data: all {len(ACTION_NAMES)} MA-52 classes"
+        return (f"trained on {self.kind} data: {len(self.classes)} of the {len(ACTION_NAMES)} MA-52 classes "
+                f"({names}); the others were never seen")
+
+
+def trained_on(meta: dict[str, Any], path: Path) -> TrainedOn:
+    """Read a checkpoint's ``trained_on`` metadata (``piumr.checkpoint.training_data``); ``path`` is named
+    in the warning."""
+    info = meta.get("trained_on")
+    if not isinstance(info, dict):
+        return TrainedOn("unrecorded", None,
+                         f"{path}: the checkpoint does not record its training data (written by an older piumr); "
+                         "predictions may cover only some MA-52 classes")
+    kind = str(info.get("kind", "unknown"))
+    raw = info.get("classes")
+    classes = tuple(int(c) for c in raw) if isinstance(raw, list) else None
+    full = classes is not None and classes == tuple(range(len(ACTION_NAMES)))
+    warning = None
+    if kind not in ("MA-52", "prepared cache") or not full:
+        seen = f"{len(classes)} of the {len(ACTION_NAMES)} MA-52 classes" if classes is not None else "unrecorded classes"
+        warning = (f"{path}: trained on {kind} data ({seen}), not on MA-52's {len(ACTION_NAMES)} classes; "
+                   "predictions on real MA-52 clips are not meaningful")
+    return TrainedOn(kind, classes, warning)
 
 
 def find_latest_checkpoint(artifacts: Path) -> Path | None:

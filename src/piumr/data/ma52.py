@@ -14,12 +14,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Literal
 
-from piumr.config import DataConfig
+from piumr.config import DataConfig, ListSplit
 from piumr.errors import DatasetError as DatasetError  # re-exported: raised by this module
 
-Split = Literal["train", "val", "test"]
+Split = ListSplit
 SPLITS: tuple[Split, ...] = ("train", "val", "test")
 
 # label_name.txt of VUT-HFUT/Micro-Action, in official index order.

@@ -13,14 +13,15 @@ from pathlib import Path
 
 from rich.table import Table as RichTable
 
-from piumr.config import PRESETS, TrainConfig, backbone_overrides, get_preset, with_overrides
+from piumr.config import PRESETS, DataConfig, TrainConfig, backbone_overrides, get_preset, with_overrides
+from piumr.data.splits import load_split, synth_params
+from piumr.data.synth import split_counts
 from piumr.reproduce import specs
 from piumr.reproduce.runner import expand_names, experiment_spec
 from piumr.reproduce.runs import Settings, State, jobs_for
 
 __all__ = ["ANCHOR_TRAIN_CLIPS_PER_S", "ANCHOR_EVAL_CLIPS_PER_S", "TFAM_OVERHEAD_ASSUMED", "BACKBONE_GMACS",
-           "estimate_gpu_hours",
-           "PlanRow", "plan", "plan_table"]
+           "estimate_gpu_hours", "DataSizes", "data_sizes", "ma52_sizes", "PlanRow", "plan", "plan_table"]
 
 # Measured anchors (torch 2.11, bf16 autocast, AdamW): plain pytorchvideo X3D-M 16x224, bf16, batch 80, one H100.
 ANCHOR_TRAIN_CLIPS_PER_S = 125.0
@@ -34,8 +35,48 @@ MA52_TRAIN_CLIPS, MA52_VAL_CLIPS = 11_250, 5_586
 BACKBONE_GMACS: dict[str, float] = {"x3d_m": 4.73, "r2plus1d_18": 40.52, "swin3d_t": 87.76, "mvit_v2_s": 64.22}
 
 
-def estimate_gpu_hours(cfg: TrainConfig) -> float:
-    """Estimated hours of one run of ``cfg`` on MA-52 with the paper's X3D-M 16x224 on one H100.
+@dataclass(frozen=True)
+class DataSizes:
+    """Clips of the training and validation lists a plan is estimated on, and what they are."""
+
+    train: int
+    val: int
+    what: str
+
+
+def data_sizes(data: DataConfig) -> DataSizes:
+    """The train/val clip counts of ``data`` under its split: the synthetic set's (computed, nothing is
+    generated), a given root's list files, or MA-52's published sizes when the root is not there (a plan
+    without ``--data``)."""
+    cross = data.split == "cross-subject"
+    every = data.seen_holdout
+    if data.root == "synth":
+        n = split_counts(**synth_params(data))
+        if not cross:
+            return DataSizes(n["train"], n["val"], "synthetic data")
+        per_person = data.synth_clips_per_person
+        kept = per_person - (per_person // every if every > 0 else 0)  # load_split's seen-persons hold-out
+        return DataSizes(n["cross_subject_train"] // per_person * kept, n["cross_subject_val"], "synthetic data")
+    if Path(data.root).expanduser().is_dir():
+        return DataSizes(len(load_split(data, "train", progress=False)), len(load_split(data, "val", progress=False)),
+                         f"the lists of {data.root}")
+    return ma52_sizes(data)
+
+
+def ma52_sizes(data: DataConfig) -> DataSizes:
+    """MA-52's published train/val sizes under ``data``'s split (cross-subject: one of ``folds`` folds of
+    train+val, less the seen-persons hold-out)."""
+    if data.split != "cross-subject":
+        return DataSizes(MA52_TRAIN_CLIPS, MA52_VAL_CLIPS, "MA-52 (assumed)")
+    pool = MA52_TRAIN_CLIPS + MA52_VAL_CLIPS
+    train = pool - pool // data.folds
+    every = data.seen_holdout
+    return DataSizes(train - (train // every if every > 0 else 0), pool // data.folds, "MA-52 (assumed)")
+
+
+def estimate_gpu_hours(cfg: TrainConfig, sizes: DataSizes | None = None) -> float:
+    """Estimated hours of one run of ``cfg`` on ``sizes`` (default: MA-52's, ``ma52_sizes``) with the
+    paper's X3D-M 16x224 on one H100.
 
     An ESTIMATE from measured anchors (plain X3D-M trains at ~125
     clips/s and infers at ~874 clips/s in bf16 at batch 80 on an H100), times an
@@ -45,13 +86,9 @@ def estimate_gpu_hours(cfg: TrainConfig) -> float:
     anchors are X3D-M's: other X3D sizes are not scaled; a backbone in
     ``BACKBONE_GMACS`` is scaled by its MACs over X3D-M's (at their own inputs).
     """
-    if cfg.data.split == "cross-subject":
-        pool = MA52_TRAIN_CLIPS + MA52_VAL_CLIPS
-        val = pool // cfg.data.folds
-        train = pool - val
-    else:
-        train, val = MA52_TRAIN_CLIPS, MA52_VAL_CLIPS
-    steps = train // cfg.optim.batch_size
+    sizes = sizes or ma52_sizes(cfg.data)
+    train, val = sizes.train, sizes.val
+    steps = max(1, train // cfg.optim.batch_size)
     if cfg.max_steps_per_epoch is not None:
         steps = min(steps, cfg.max_steps_per_epoch)
     epochs = cfg.optim.epochs
@@ -78,10 +115,11 @@ class PlanRow:
 def plan(settings: Settings, names: Sequence[str]) -> list[PlanRow]:
     """What ``names`` would run (rows x seeds, shared runs flagged) and each run's paper-preset GPU estimate.
 
-    The estimate is for the paper preset on MA-52 with the same row switches,
-    ``--epochs`` and seeds (``estimate_gpu_hours``), whatever preset is chosen.
+    The estimate is for the paper preset on the sizes of the data given (``data_sizes`` of the chosen
+    preset's data) with the same row switches, ``--epochs`` and seeds (``estimate_gpu_hours``).
     """
     paper_base = PRESETS["paper"]
+    sizes: dict[DataConfig, DataSizes] = {}
     if settings.base.optim.epochs != get_preset(settings.preset).optim.epochs:
         paper_base = with_overrides(paper_base, {"optim.epochs": settings.base.optim.epochs})
     if settings.base.model.backbone != get_preset(settings.preset).model.backbone:  # --backbone
@@ -91,11 +129,17 @@ def plan(settings: Settings, names: Sequence[str]) -> list[PlanRow]:
     for name in expand_names(names):
         spec = experiment_spec(settings, name)
         for job in jobs_for(settings, spec):
-            est = estimate_gpu_hours(specs.build_config(paper_base, job.row, job.seed))
+            if job.cfg.data not in sizes:
+                sizes[job.cfg.data] = data_sizes(job.cfg.data)
+            est = estimate_gpu_hours(specs.build_config(paper_base, job.row, job.seed), sizes[job.cfg.data])
             shared = first_seen.setdefault(job.run_dir, spec.name)
             rows.append(PlanRow(spec.name, job.row.key, job.seed, job.run_dir, job.state, est,
                                 "" if shared == spec.name else shared))
     return rows
+
+
+def _hours(h: float) -> str:
+    return f"{h:.1f}" if h >= 1 else f"{h:.2f}"
 
 
 def plan_table(settings: Settings, rows: Sequence[PlanRow]) -> tuple[RichTable, str]:
@@ -109,13 +153,14 @@ def plan_table(settings: Settings, rows: Sequence[PlanRow]) -> tuple[RichTable, 
     for r in rows:
         state = f"same run as {r.shared_with}" if r.shared_with else r.state
         rel = r.run_dir.relative_to(settings.root) if r.run_dir.is_relative_to(settings.root) else r.run_dir
-        t.add_row(r.experiment, r.row, str(r.seed), state, str(rel), f"{r.paper_gpu_hours:.1f}")
+        t.add_row(r.experiment, r.row, str(r.seed), state, str(rel), _hours(r.paper_gpu_hours))
         unique.setdefault(r.run_dir, r)
     todo = [r for r in unique.values() if r.state != "done"]
     total = sum(r.paper_gpu_hours for r in unique.values())
     left = sum(r.paper_gpu_hours for r in todo)
     line = (f"{len(rows)} (row, seed) entries, {len(unique)} distinct runs, {len(todo)} still to train or resume. "
-            f"Paper preset on MA-52, one H100: ~{total:.1f} GPU h in all, ~{left:.1f} GPU h left "
+            f"Paper preset on {data_sizes(settings.base.data).what}, one H100: ~{_hours(total)} GPU h in all, "
+            f"~{_hours(left)} GPU h left "
             f"(ESTIMATE: measured plain X3D-M throughput x assumed TFAM overhead {TFAM_OVERHEAD_ASSUMED}, "
             "x MACs ratio to X3D-M for torchvision backbones; "
             "resumed runs counted whole).")

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import math
 import multiprocessing
+import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -36,7 +37,7 @@ from piumr.metrics import EvalResult
 from piumr.model import PIUmrNet
 from piumr.reproduce import specs
 from piumr.reproduce.specs import ExperimentSpec, RowSpec
-from piumr.runtime import physical_cores, pick_device
+from piumr.runtime import physical_cores, pick_device, thread_budget
 from piumr.train import TrainResult, train
 
 __all__ = [
@@ -122,6 +123,10 @@ class Settings:
     _embeddings: dict[Path, tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]] = field(default_factory=dict)
 
 
+#: the data root of settings made without ``--data`` (plans only): MA-52's published sizes are assumed
+ASSUMED_MA52 = "MA-52"
+
+
 def data_tag(data: str, preset: str) -> str:
     """Folder name for a data root + preset: ``synth-tiny``, ``MA-52`` (the paper preset adds nothing)."""
     name = "synth" if data == "synth" else (Path(data).expanduser().resolve().name or "data")
@@ -131,15 +136,18 @@ def data_tag(data: str, preset: str) -> str:
 SYNTH_BANNER = "Synthetic MA-52-format data at CPU scale, not MA-52"
 
 
-def make_settings(*, data: str, preset: str = "paper", seeds: Sequence[int] = (0,), epochs: int | None = None,
+def make_settings(*, data: str | None, preset: str = "paper", seeds: Sequence[int] = (0,), epochs: int | None = None,
                   out: Path | None = None, device: str | None = None, max_steps_per_epoch: int | None = None,
                   progress: bool = True, console: Console | None = None, split: str | None = None,
                   jobs: int = 1, table1_with: Sequence[str] = (), backbone: str | None = None) -> Settings:
     """Validate the user's choices and build ``Settings``.
 
     Raises ``ValueError`` (no seeds, repeated seeds, bad epochs, unknown preset via
-    ``KeyError``) or ``FileNotFoundError`` (a data root that is not a folder).
+    ``KeyError``) or ``FileNotFoundError`` (a data root that is not a folder). ``data=None``: MA-52
+    assumed, no root (``ASSUMED_MA52``); only a plan can be made from such settings.
     """
+    plan_only = data is None
+    data = ASSUMED_MA52 if data is None else data
     if not seeds:
         raise ValueError("--seeds is empty: give at least one seed, e.g. --seeds 0 1 2")
     if len(set(seeds)) != len(seeds):
@@ -148,7 +156,7 @@ def make_settings(*, data: str, preset: str = "paper", seeds: Sequence[int] = (0
         raise ValueError(f"--epochs must be >= 1, got {epochs}")
     if jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {jobs}")
-    if data != "synth" and not Path(data).expanduser().is_dir():
+    if data != "synth" and not plan_only and not Path(data).expanduser().is_dir():
         raise FileNotFoundError(f"{data}: data root does not exist (give an MA-52 folder, a prepared cache, or 'synth')")
     over: dict[str, Any] = {"data.root": data if data == "synth" else str(Path(data).expanduser())}
     if epochs is not None:
@@ -281,7 +289,9 @@ def run_jobs(settings: Settings, jobs: list[Job]) -> dict[str, list[dict[str, An
     if settings.jobs > 1 and len(pending) > 1 and "fork" in multiprocessing.get_all_start_methods():
         warm_memory_cache(settings, [jobs[i] for i in pending])
         workers = min(settings.jobs, len(pending))
-        threads = max(1, physical_cores() // workers)
+        # physical cores shared by the trainings, each minus its loader workers; OMP_NUM_THREADS can only lower it
+        threads = thread_budget(None, jobs[pending[0]].cfg.data.num_workers, max(1, physical_cores() // workers),
+                                os.environ.get("OMP_NUM_THREADS"))
         quiet = dataclasses.replace(settings, progress=False)
         _PARALLEL = (quiet, jobs)
         settings.console.print(f"running {len(pending)} trainings, {workers} at a time ({threads} thread(s) each)")

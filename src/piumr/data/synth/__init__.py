@@ -60,9 +60,9 @@ built in a temporary sibling directory and renamed into place only when complete
 """
 
 from piumr.data.synth.actions import select_classes
-from piumr.data.synth.generation import GENERATOR_VERSION, SynthInfo, ensure_synth, generate, synth_key
+from piumr.data.synth.generation import GENERATOR_VERSION, SynthInfo, ensure_synth, generate, split_counts, synth_key
 from piumr.data.synth.persons import PersonAttrs, make_person
 from piumr.data.synth.rendering import render_clip
 
 __all__ = ["SynthInfo", "PersonAttrs", "GENERATOR_VERSION", "generate", "ensure_synth", "render_clip", "make_person",
-           "select_classes", "synth_key"]
+           "select_classes", "split_counts", "synth_key"]

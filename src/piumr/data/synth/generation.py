@@ -21,6 +21,7 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
 from piumr.config import DataConfig
+from piumr.files import dir_mode
 from piumr.data.ma52 import ACTION_NAMES as _ACTION_NAMES
 from piumr.data.ma52 import ACTION_TO_BODY as _ACTION_TO_BODY
 from piumr.data.synth.actions import select_classes
@@ -279,6 +280,19 @@ def generate(
     )
 
 
+def split_counts(*, persons: int = _DATA.synth_persons, clips_per_person: int = _DATA.synth_clips_per_person,
+                 classes_per_body: int = _DATA.synth_classes_per_body, seed: int = _DATA.synth_seed,
+                 **_: Any) -> dict[str, int]:
+    """Clips per list of the dataset ``generate`` would write (the ``counts`` of ``synth_meta.json``), without
+    rendering anything: ``train``, ``val``, ``test``, ``cross_subject_train``, ``cross_subject_val``."""
+    clips = _plan(persons, clips_per_person, select_classes(classes_per_body), seed)
+    counts = {split: sum(c.split == split for c in clips) for split in ("train", "val", "test")}
+    n_val = max(1, round(persons / 3))  # as in _cross_subject
+    counts["cross_subject_train"] = (persons - n_val) * clips_per_person
+    counts["cross_subject_val"] = n_val * clips_per_person
+    return counts
+
+
 _OUTPUT_PARAMS = ("persons", "clips_per_person", "classes_per_body", "frames", "size", "seed", "fps")
 _RUN_PARAMS = ("workers", "progress")
 
@@ -309,6 +323,7 @@ def ensure_synth(cache_dir: Path, **params: Any) -> Path:
         return final
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=cache_dir))
+    tmp.chmod(dir_mode())  # mkdtemp creates 0700; the dataset folder gets the mode any new folder would get
     try:
         generate(tmp, **params)
         try:
