@@ -17,6 +17,7 @@ from piumr.config import (
     MIN_SHORT_SIDE, Backbone, DataConfig, Fusion, ListSplit, OnError, Split, TrainConfig,
 )
 
+from .display import show_prediction
 from .doctor import doctor
 from .errors import console, err, user_errors, warn_cpu_time
 from .flags import refuse_combined, with_overrides_described
@@ -29,7 +30,6 @@ from .resume import parse_milestones, resume_run
 if TYPE_CHECKING:  # the CLI imports torch-heavy modules inside commands, so --help stays fast
     from piumr.checkpoint import Checkpoint
     from piumr.model import PIUmrNet
-    from piumr.predict import ClipFailure, ClipPrediction, TrainedOn
 
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
 warnings.filterwarnings("ignore", message=".*saved_variables.*", category=DeprecationWarning)
@@ -382,7 +382,7 @@ def predict(
         bad = [p for p in inputs if isinstance(p, ClipFailure)]
         if clips and len(bad) == len(inputs):
             for f in bad:
-                _show_prediction(f, as_json, seen)
+                show_prediction(f, as_json, seen)
             raise ValueError("no clip to predict in " + ", ".join(map(str, clips)))
         if seen.warning:
             err.print(f"[yellow]warning:[/] {seen.warning}", highlight=False)
@@ -394,31 +394,11 @@ def predict(
         failures = 0
         for res in predict_clips(model, ck.config, inputs, dev, views=views):
             failures += isinstance(res, ClipFailure)
-            _show_prediction(res, as_json, seen)
+            show_prediction(res, as_json, seen)
         if failures:
             err.print(f"[bold red]error:[/] {failures} of {len(inputs)} input(s) failed (named above); "
                       "the others were predicted", highlight=False)
             raise typer.Exit(1)
-
-
-def _show_prediction(res: ClipPrediction | ClipFailure, as_json: bool, seen: TrainedOn) -> None:
-    """One JSON object per line on stdout (``--json``), else a table whose caption names the classes the
-    checkpoint was trained on; a failure as an ``error`` line (on stderr without ``--json``)."""
-    from piumr.predict import ClipFailure
-
-    if as_json:
-        typer.echo(json.dumps(res.to_json(), allow_nan=False))
-        return
-    if isinstance(res, ClipFailure):
-        err.print(f"[bold red]error:[/] {res.reason}", highlight=False)
-        return
-    t = Table(title=f"{res.path.name}: body group {res.body_name} ({res.body_prob:.2f})",
-              caption=f"checkpoint {seen.describe()}")
-    for c in ("rank", "label", "action", "prob"):
-        t.add_column(c)
-    for r, (i, name, p) in enumerate(res.top, 1):
-        t.add_row(str(r), str(i), name, f"{p:.3f}")
-    out.print(t)
 
 
 def _bench(kind: Literal["train", "infer"], preset: str, batch: Optional[int], device: Optional[str], iters: int,

@@ -1,0 +1,36 @@
+"""How ``piumr predict`` shows one result: a JSON line (``--json``), a table, or an error line."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import typer
+from rich.table import Table
+
+from .errors import console, err
+
+if TYPE_CHECKING:
+    from piumr.predict import ClipFailure, ClipPrediction, TrainedOn
+
+stdout = console()
+
+
+def show_prediction(res: ClipPrediction | ClipFailure, as_json: bool, seen: TrainedOn) -> None:
+    """One JSON object per line on stdout (``--json``), else a table whose caption names the classes the
+    checkpoint was trained on; a failure as an ``error`` line (on stderr without ``--json``)."""
+    from piumr.predict import ClipFailure
+
+    if as_json:
+        typer.echo(json.dumps(res.to_json(), allow_nan=False))
+        return
+    if isinstance(res, ClipFailure):
+        err.print(f"[bold red]error:[/] {res.reason}", highlight=False)
+        return
+    t = Table(title=f"{res.path.name}: body group {res.body_name} ({res.body_prob:.2f})",
+              caption=f"checkpoint {seen.describe()}")
+    for c in ("rank", "label", "action", "prob"):
+        t.add_column(c)
+    for r, (i, name, p) in enumerate(res.top, 1):
+        t.add_row(str(r), str(i), name, f"{p:.3f}")
+    stdout.print(t)
