@@ -30,9 +30,8 @@ import av
 import numpy as np
 import pytest
 import torch
-from click.testing import Result
 from rich.console import Console
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from piumr import checkpoint as checkpoint_module
 from piumr.checkpoint import read_checkpoint, save_checkpoint
