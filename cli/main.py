@@ -217,7 +217,7 @@ def train(
     fusion: Annotated[Optional[str], typer.Option(metavar=metavar(Fusion), help="how TFAM fuses its branches")] = None,
     girl_var_grad: Annotated[bool, typer.Option("--girl-var-grad", help="let GIRL's variance term carry gradient")] = False,
     girl_detach_weights: Annotated[bool, typer.Option("--girl-detach-weights",
-                                                      help="GIRL's Gaussian weights as constants (recommended)")] = False,
+                                                      help="GIRL's Gaussian weights as constants (default: gradient through them, as eq. 6)")] = False,
     split: Annotated[Optional[str], typer.Option(metavar=metavar(Split),
                                                  help="official lists or person-disjoint folds")] = None,
     fold: Annotated[Optional[int], typer.Option()] = None,
