@@ -56,13 +56,25 @@ TORCH_BEFORE=$(torch_version "$PY")
 # --without-pip: the venv then sees the system's pip and setuptools instead of seeding older copies
 [ -x "$VENV/bin/python" ] || "$PY" -m venv --system-site-packages --without-pip "$VENV" >>"$OUT/install.log" 2>&1
 VPY=$VENV/bin/python
+# when $PY itself runs in a virtual environment, --system-site-packages reaches only the base interpreter's
+# packages: point the new venv at $PY's own site-packages as well (they then come after the venv's own)
+OUTER=$("$PY" -c "import sys, sysconfig; print(sysconfig.get_paths()['purelib'] if sys.prefix != sys.base_prefix else '')")
+if [ -n "$OUTER" ]; then
+  echo "$OUTER" >"$("$VPY" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/outer-env.pth"
+fi
 if "$VPY" -m pip --version >/dev/null 2>&1; then PIP=("$VPY" -m pip); else PIP=("$PY" -m pip --python "$VPY"); fi
 # a setuptools that builds wheels by itself (>= 70.1) is used in place; otherwise pip builds in isolation
 # with the setuptools wheel carried in $WHEELS
 BUILD=()
 "$VPY" -c "from setuptools.command.bdist_wheel import bdist_wheel" 2>/dev/null && BUILD=(--no-build-isolation)
-step wheels 180 "$OUT/install.log" "${PIP[@]}" install --no-index --find-links "$WHEELS" --no-deps \
-  -r bench/gpu_wheels.txt -r bench/gpu_wheels_built.txt
+if [ "${PIUMR_GPU_CHECK_CPU:-0}" = 1 ] && [ -z "$(ls -A "$WHEELS" 2>/dev/null)" ]; then
+  # CPU mode without carried wheels: this environment's own packages stand in for them
+  echo "[wheels] skipped: CPU mode and no wheels in $WHEELS" | tee -a "$OUT/install.log"
+  RC[wheels]=0
+else
+  step wheels 180 "$OUT/install.log" "${PIP[@]}" install --no-index --find-links "$WHEELS" --no-deps \
+    -r bench/gpu_wheels.txt -r bench/gpu_wheels_built.txt
+fi
 step project 120 "$OUT/install.log" "${PIP[@]}" install --no-index --find-links "$WHEELS" --no-deps "${BUILD[@]}" -e .
 TORCH_AFTER=$(torch_version "$VPY")
 if [ "$TORCH_BEFORE" = "$TORCH_AFTER" ]; then RC[torch_kept]=0; else RC[torch_kept]=1; fi
