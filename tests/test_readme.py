@@ -155,8 +155,8 @@ def runnable(doc: str, place: Place) -> list[list[str]]:
         if "--resume" in argv:  # first a new run into --out, then resume it
             i = argv.index("--resume")
             runs.append(argv[:i] + argv[i + 2:] + extra)
-            j = argv.index("--out")
-            runs.append(argv[:j] + argv[j + 2:] + extra)
+            # a resumed run keeps its settings: only the run folder (and no progress bar) is passed
+            runs.append([*argv[:2], "--resume", argv[i + 1], "--quiet"])
         else:
             runs.append(argv + extra)
     return runs
