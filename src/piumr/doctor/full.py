@@ -55,7 +55,7 @@ def x3d_depthwise_shapes(backbone: str, frames: int, crop: int) -> list[Shape]:
 
 def rel_err(a: torch.Tensor, ref: torch.Tensor) -> float:
     """||a - ref||_2 / ||ref||_2 in float64 (0 when both are zero)."""
-    a64, r64 = a.double(), ref.double()
+    a64, r64 = a.detach().double(), ref.detach().double()
     den = float(r64.norm())
     return float((a64 - r64).norm()) / den if den > 0 else float((a64 - r64).norm())
 

@@ -2,7 +2,8 @@
 
 Nothing here trains: the plan lists (experiment, row, seed) entries, flags runs
 that several experiments share, and estimates GPU hours from measured
-throughput anchors times an ASSUMED TFAM overhead (see ``estimate_gpu_hours``).
+throughput anchors, a measured TFAM + GIRL overhead and measured backbone step-time ratios
+(see ``estimate_gpu_hours``).
 """
 
 from __future__ import annotations
@@ -20,19 +21,37 @@ from piumr.reproduce import specs
 from piumr.reproduce.runner import expand_names, experiment_spec
 from piumr.reproduce.runs import Settings, State, jobs_for
 
-__all__ = ["ANCHOR_TRAIN_CLIPS_PER_S", "ANCHOR_EVAL_CLIPS_PER_S", "TFAM_OVERHEAD_ASSUMED", "BACKBONE_GMACS",
+__all__ = ["ANCHOR_TRAIN_CLIPS_PER_S", "ANCHOR_EVAL_CLIPS_PER_S", "TFAM_OVERHEAD", "BACKBONE_GMACS",
+           "BACKBONE_STEP_RATIO", "backbone_cost_ratio",
            "estimate_gpu_hours", "DataSizes", "data_sizes", "ma52_sizes", "PlanRow", "plan", "plan_table"]
 
 # Measured anchors (torch 2.11, bf16 autocast, AdamW): plain pytorchvideo X3D-M 16x224, bf16, batch 80, one H100.
 ANCHOR_TRAIN_CLIPS_PER_S = 125.0
 ANCHOR_EVAL_CLIPS_PER_S = 874.0
-#: NOT measured on a GPU: assumed slowdown of X3D-M + TFAM (after the last stage, 7x7 maps) vs plain X3D-M.
-TFAM_OVERHEAD_ASSUMED = 1.15
+#: Step time of X3D-M + TFAM + GIRL over plain X3D-M, bf16, batch 80, 16x224: 713.6 / 690.3 ms, measured on one
+#: H200 (``piumr doctor --full``, 10 steps each; artifacts/gpu-check/2026-11-26-h200/doctor.json). At batch 16 the
+#: ratio was 1.17 (TFAM's small kernels are launch-bound): the estimate is for the paper's batch 80.
+TFAM_OVERHEAD = 1.034
 MA52_TRAIN_CLIPS, MA52_VAL_CLIPS = 11_250, 5_586
 #: multiply-accumulates (G) of one clip's forward pass at each backbone's own clip length and crop
 #: (``piumr.config.NATIVE_INPUT``), counted with ``torch.utils.flop_counter``; a torchvision backbone's run is
-#: estimated as X3D-M's times the ratio (an ESTIMATE: per-MAC GPU speed differs between architectures)
+#: for reference: GPU speed per MAC differs widely between architectures (Swin3D-T has 18.6x X3D-M's MACs but
+#: took 1.5x its step time), so estimates use ``BACKBONE_STEP_RATIO`` and fall back to this ratio only for a
+#: backbone that was not timed
 BACKBONE_GMACS: dict[str, float] = {"x3d_m": 4.73, "r2plus1d_18": 40.52, "swin3d_t": 87.76, "mvit_v2_s": 64.22}
+#: training step time of the plain backbone over plain X3D-M's, each at its own clip length and crop, bf16, batch
+#: 16, 5 steps after 2 warm-ups, one H200 (``bench/gpu_backbones.sh``; artifacts/gpu-check/2026-11-26-h200/
+#: backbones.log): 57.8, 218.5, 263.1 ms against 143.9 ms
+BACKBONE_STEP_RATIO: dict[str, float] = {"x3d_m": 1.0, "r2plus1d_18": 57.8 / 143.9, "swin3d_t": 218.5 / 143.9,
+                                         "mvit_v2_s": 263.1 / 143.9}
+
+
+def backbone_cost_ratio(backbone: str) -> float:
+    """Training time of ``backbone`` relative to X3D-M: the measured step-time ratio, else the MACs ratio,
+    else 1 (the other X3D sizes are not scaled)."""
+    if backbone in BACKBONE_STEP_RATIO:
+        return BACKBONE_STEP_RATIO[backbone]
+    return BACKBONE_GMACS.get(backbone, BACKBONE_GMACS["x3d_m"]) / BACKBONE_GMACS["x3d_m"]
 
 
 @dataclass(frozen=True)
@@ -80,11 +99,11 @@ def estimate_gpu_hours(cfg: TrainConfig, sizes: DataSizes | None = None) -> floa
 
     An ESTIMATE from measured anchors (plain X3D-M trains at ~125
     clips/s and infers at ~874 clips/s in bf16 at batch 80 on an H100), times an
-    ASSUMED, unmeasured TFAM overhead of ``TFAM_OVERHEAD_ASSUMED``; it counts
+    TFAM + GIRL overhead of ``TFAM_OVERHEAD`` (measured on an H200 at batch 80); it counts
     the training epochs, each validation pass and our final evaluation, and
     assumes data loading keeps up (a prepared cache, ``piumr prepare``). The
-    anchors are X3D-M's: other X3D sizes are not scaled; a backbone in
-    ``BACKBONE_GMACS`` is scaled by its MACs over X3D-M's (at their own inputs).
+    anchors are X3D-M's: other X3D sizes are not scaled; a torchvision backbone
+    is scaled by :func:`backbone_cost_ratio` (its measured step time over X3D-M's).
     """
     sizes = sizes or ma52_sizes(cfg.data)
     train, val = sizes.train, sizes.val
@@ -92,11 +111,10 @@ def estimate_gpu_hours(cfg: TrainConfig, sizes: DataSizes | None = None) -> floa
     if cfg.max_steps_per_epoch is not None:
         steps = min(steps, cfg.max_steps_per_epoch)
     epochs = cfg.optim.epochs
-    speed = ANCHOR_TRAIN_CLIPS_PER_S / (TFAM_OVERHEAD_ASSUMED if cfg.model.tfam.enabled else 1.0)
+    speed = ANCHOR_TRAIN_CLIPS_PER_S / (TFAM_OVERHEAD if cfg.model.tfam.enabled else 1.0)
     evals = len({e for e in range(epochs) if (e + 1) % cfg.eval_every == 0 or e + 1 == epochs}) + 1
     seconds = epochs * steps * cfg.optim.batch_size / speed + evals * val / ANCHOR_EVAL_CLIPS_PER_S
-    cost = BACKBONE_GMACS.get(cfg.model.backbone, BACKBONE_GMACS["x3d_m"]) / BACKBONE_GMACS["x3d_m"]
-    return cost * seconds / 3600.0
+    return backbone_cost_ratio(cfg.model.backbone) * seconds / 3600.0
 
 
 @dataclass(frozen=True)
@@ -161,7 +179,7 @@ def plan_table(settings: Settings, rows: Sequence[PlanRow]) -> tuple[RichTable, 
     line = (f"{len(rows)} (row, seed) entries, {len(unique)} distinct runs, {len(todo)} still to train or resume. "
             f"Paper preset on {data_sizes(settings.base.data).what}, one H100: ~{_hours(total)} GPU h in all, "
             f"~{_hours(left)} GPU h left "
-            f"(ESTIMATE: measured plain X3D-M throughput x assumed TFAM overhead {TFAM_OVERHEAD_ASSUMED}, "
-            "x MACs ratio to X3D-M for torchvision backbones; "
+            f"(ESTIMATE: measured plain X3D-M throughput x measured TFAM + GIRL overhead {TFAM_OVERHEAD}, "
+            "x measured step-time ratio to X3D-M for torchvision backbones; "
             "resumed runs counted whole).")
     return t, line

@@ -112,7 +112,7 @@ def _table3() -> ExperimentSpec:
         "ablation-tfam", "Ablation of TFAM's branches and fusion, GIRL on (paper Table 3)", "table", rows,
         paper.ABLATION_COLUMNS, ("Fre.", "Tim.", "Fus."), source="Table 3",
         notes=(_COLUMN_NOTE, "Row a trains no TFAM at all (TFAM off, GIRL on): the paper's Table 3 row a "
-               "equals its Table 2 row c, and here it is the same run."))
+               "equals its Table 2 row c, and here it is the same run."), paired=("a", "e"))
 
 
 _PERSON_NOTE = ("Unseen persons: action Top-1 / F1_mean on the held-out persons of the person-disjoint split "
