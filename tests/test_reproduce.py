@@ -6,6 +6,7 @@ training. Regenerate the golden files with ``PIUMR_UPDATE_GOLDEN=1 pytest tests/
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -474,3 +475,22 @@ def test_end_to_end_tiny(tmp_path: Path) -> None:
     f6 = run_experiment(s, "fig6")
     land = json.loads((f6.out_dir / "fig6.json").read_text())["landscape"]
     assert np.isfinite(np.asarray(land["PIUmr"]["loss"])).all()
+
+
+def test_jobs_run_one_at_a_time_on_a_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forked trainings cannot use CUDA once the parent touched it: on a GPU, --jobs N runs sequentially (in this
+    process, so the fake trainer sees every call) and says so."""
+    import io
+
+    from rich.console import Console
+
+    import piumr.reproduce.runs as runs_mod
+
+    monkeypatch.setattr(runs_mod, "pick_device", lambda device: torch.device("cuda"))
+    ok = FakeTrain()
+    s = _mock_settings(tmp_path, ok)
+    buf = io.StringIO()
+    s = dataclasses.replace(s, jobs=2, console=Console(file=buf, width=200))
+    run_experiment(s, "table2")
+    assert len(ok.calls) == 4  # all four rows trained here, none in forked workers
+    assert "--jobs 2: trainings run one at a time on cuda" in buf.getvalue()

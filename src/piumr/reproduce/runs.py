@@ -286,7 +286,14 @@ def run_jobs(settings: Settings, jobs: list[Job]) -> dict[str, list[dict[str, An
     global _PARALLEL
     pending = [i for i, j in enumerate(jobs) if j.state != "done"]
     results: dict[int, dict[str, Any]] = {}
-    if settings.jobs > 1 and len(pending) > 1 and "fork" in multiprocessing.get_all_start_methods():
+    parallel = settings.jobs > 1 and len(pending) > 1 and "fork" in multiprocessing.get_all_start_methods()
+    if parallel and pick_device(settings.device).type != "cpu":
+        # a forked child cannot use the CUDA context its parent already made ("Cannot re-initialize CUDA in
+        # forked subprocess"), and the trainings would share one GPU anyway: one at a time
+        settings.console.print(f"--jobs {settings.jobs}: trainings run one at a time on "
+                               f"{pick_device(settings.device)} (parallel trainings are for CPU runs)")
+        parallel = False
+    if parallel:
         warm_memory_cache(settings, [jobs[i] for i in pending])
         workers = min(settings.jobs, len(pending))
         # physical cores shared by the trainings, each minus its loader workers; OMP_NUM_THREADS can only lower it
