@@ -30,9 +30,10 @@ ANCHOR_EVAL_CLIPS_PER_S = 874.0
 TFAM_OVERHEAD_ASSUMED = 1.15
 MA52_TRAIN_CLIPS, MA52_VAL_CLIPS = 11_250, 5_586
 #: multiply-accumulates (G) of one clip's forward pass at each backbone's own clip length and crop
-#: (``piumr.config.NATIVE_INPUT``), counted with ``torch.utils.flop_counter``; a torchvision backbone's run is
-#: estimated as X3D-M's times the ratio (an ESTIMATE: per-MAC GPU speed differs between architectures)
-BACKBONE_GMACS: dict[str, float] = {"x3d_m": 4.73, "r2plus1d_18": 40.52, "swin3d_t": 87.76, "mvit_v2_s": 64.22}
+#: (``piumr.config.NATIVE_INPUT``), counted with ``torch.utils.flop_counter`` (``piumr.bench.forward_flops`` / 2);
+#: a torchvision or VideoMAE backbone's run is estimated as X3D-M's times the ratio (an ESTIMATE: per-MAC GPU speed differs between architectures)
+BACKBONE_GMACS: dict[str, float] = {"x3d_m": 4.73, "r2plus1d_18": 40.52, "swin3d_t": 87.76, "mvit_v2_s": 64.22,
+                                    "videomae_b": 180.34}
 
 
 @dataclass(frozen=True)
