@@ -243,17 +243,26 @@ def _read_state(path: Path) -> dict[str, Tensor]:
     return {str(k): v for k, v in raw.items()}
 
 
+#: the attention biases of published checkpoints (and of ``save_pretrained``) under transformers' names
+#: (its own "videomae" checkpoint conversion mapping)
+_RENAMES = ((".attention.attention.q_bias", ".attention.attention.query.bias"),
+            (".attention.attention.v_bias", ".attention.attention.value.bias"))
+
+
 def _own_keys(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
     """Keys of ``VideoMAEModel`` (no prefix) or of ``VideoMAEForVideoClassification`` / ``...ForPreTraining``
-    (``videomae.`` prefix) -> ``VideoMAEBackbone`` names; returns (kept, dropped). Dropped: the pretraining
-    decoder (``decoder.*``, ``encoder_to_decoder``, ``mask_token``) and the encoder's final ``layernorm`` of
-    ``use_mean_pooling=False`` models (the mean-pooled head has its own ``fc_norm``, as VideoMAE's
-    fine-tuning does)."""
+    (``videomae.`` prefix) -> ``VideoMAEBackbone`` names; returns (kept, dropped). ``q_bias``/``v_bias`` are
+    renamed as transformers does when it loads them. Dropped: the pretraining decoder (``decoder.*``,
+    ``encoder_to_decoder``, ``mask_token``) and the encoder's final ``layernorm`` of ``use_mean_pooling=False``
+    models (the mean-pooled head has its own ``fc_norm``, as VideoMAE's fine-tuning does)."""
     prefixed = any(k.startswith("videomae.") for k in state)
     kept: dict[str, Tensor] = {}
     dropped: list[str] = []
     for k, v in state.items():
         key = k if prefixed else f"videomae.{k}"
+        for old, new in _RENAMES:
+            if key.endswith(old):
+                key = key[: -len(old)] + new
         if prefixed and not key.startswith(("videomae.", "fc_norm.", "classifier.")):
             dropped.append(k)
         elif key.startswith("videomae.layernorm."):
