@@ -50,7 +50,8 @@ def test_lists_and_defaults() -> None:
     assert {"videomae_b", "videomae_tiny"} <= set(BACKBONES)
     assert NATIVE_INPUT["videomae_b"] == (16, 224) and NATIVE_INPUT["videomae_tiny"] == (4, 32)
     assert TFAM_STAGES["videomae_b"] == (1, 2, 3, 4)
-    assert with_overrides(get_preset("paper"), backbone_overrides("videomae_b", native_input=True)).model.tfam.stage == 4
+    paper = with_overrides(get_preset("paper"), backbone_overrides("videomae_b", native_input=True))
+    assert paper.model.tfam.stage == 4
     b = VIDEOMAE_SPECS["videomae_b"]
     assert (b.hidden, b.layers, b.heads) == (768, 12, 12)
 
