@@ -289,3 +289,52 @@ def test_plan_macs_and_table1_rows(tmp_path: Path) -> None:
     tiny = with_overrides(get_preset("smoke"), backbone_overrides("videomae_tiny", native_input=False))
     net, girl = _build(tiny, "x3d")  # the plain backbone: the wrapper with TFAM off
     assert isinstance(net, PIUmrNet) and net.tfam is None and not girl
+
+
+def _to_original(state: dict[str, torch.Tensor], *, pretrain: bool) -> dict[str, torch.Tensor]:
+    """A VideoMAEBackbone state dict under the original VideoMAE repository's names (the inverse of
+    transformers' conversion script): fused qkv, q_bias/v_bias; pretraining files prefix ``encoder.`` and add
+    the encoder's final norm and a decoder."""
+    out: dict[str, torch.Tensor] = {}
+    layers = {k.split(".")[3] for k in state if k.startswith("videomae.encoder.layer.")}
+    names = {"layernorm_before": "norm1", "layernorm_after": "norm2", "attention.output.dense": "attn.proj",
+             "intermediate.dense": "mlp.fc1", "output.dense": "mlp.fc2"}
+    for n in layers:
+        src = f"videomae.encoder.layer.{n}."
+        att = src + "attention.attention."
+        out[f"blocks.{n}.attn.qkv.weight"] = torch.cat([state[f"{att}{p}.weight"] for p in ("query", "key", "value")])
+        out[f"blocks.{n}.attn.q_bias"] = state[att + "query.bias"]
+        out[f"blocks.{n}.attn.v_bias"] = state[att + "value.bias"]
+        for new, old in names.items():
+            for wb in ("weight", "bias"):
+                out[f"blocks.{n}.{old}.{wb}"] = state[f"{src}{new}.{wb}"]
+    for wb in ("weight", "bias"):
+        out[f"patch_embed.proj.{wb}"] = state[f"videomae.embeddings.patch_embeddings.projection.{wb}"]
+    if not pretrain:
+        return {**out, **{k: v for k, v in state.items() if k.startswith("fc_norm.")},
+                "head.weight": torch.randn(400, 64), "head.bias": torch.randn(400)}
+    out = {f"encoder.{k}": v for k, v in out.items()}
+    return {**out, "encoder.norm.weight": torch.ones(64), "encoder.norm.bias": torch.zeros(64),
+            "encoder_to_decoder.weight": torch.randn(32, 64), "mask_token": torch.zeros(1, 1, 32),
+            "decoder.blocks.0.attn.qkv.weight": torch.randn(96, 32), "decoder.head.weight": torch.randn(1536, 32)}
+
+
+@needs_transformers
+@pytest.mark.parametrize("pretrain", [False, True])
+def test_original_repository_layout_loads(pretrain: bool, tmp_path: Path) -> None:
+    torch.manual_seed(2)
+    src = _model(enabled=False).eval()
+    with torch.no_grad():
+        for p in src.backbone.parameters():
+            p.uniform_(-0.5, 0.5)
+    state = src.backbone.state_dict()
+    torch.save({"module" if pretrain else "model": _to_original(state, pretrain=pretrain)}, tmp_path / "orig.pth")
+    m = _model(enabled=False, pretrained=tmp_path / "orig.pth").eval()
+    own = m.backbone.state_dict()
+    enc = [k for k in state if k.startswith("videomae.")]
+    assert all(torch.equal(own[k], state[k]) for k in enc)
+    assert torch.equal(own["fc_norm.weight"], state["fc_norm.weight"]) != pretrain  # pretraining: fresh fc_norm
+    if not pretrain:  # the same encoder and fc_norm: the same embedding
+        x = torch.randn(2, 3, 4, 32, 32)
+        with torch.no_grad():
+            torch.testing.assert_close(m(x).embedding, src(x).embedding)

@@ -243,10 +243,50 @@ def _read_state(path: Path) -> dict[str, Tensor]:
     return {str(k): v for k, v in raw.items()}
 
 
+#: keys of ``VideoMAEForPreTraining`` outside its encoder (its decoder)
+_PRETRAIN_ONLY = ("decoder.", "encoder_to_decoder.", "mask_token")
 #: the attention biases of published checkpoints (and of ``save_pretrained``) under transformers' names
 #: (its own "videomae" checkpoint conversion mapping)
 _RENAMES = ((".attention.attention.q_bias", ".attention.attention.query.bias"),
             (".attention.attention.v_bias", ".attention.attention.value.bias"))
+
+
+#: original VideoMAE repository names (``modeling_finetune.py`` / ``modeling_pretrain.py``) -> transformers'
+#: ``VideoMAEModel`` names, the renames of transformers' own conversion script; per block ``blocks.N.``
+_ORIGINAL_BLOCK = {"norm1.": "layernorm_before.", "norm2.": "layernorm_after.", "attn.proj.": "attention.output.dense.",
+                   "attn.q_bias": "attention.attention.query.bias", "attn.v_bias": "attention.attention.value.bias",
+                   "mlp.fc1.": "intermediate.dense.", "mlp.fc2.": "output.dense."}
+_ORIGINAL_TOP = {"patch_embed.proj.": "videomae.embeddings.patch_embeddings.projection.",
+                 "norm.": "videomae.layernorm.", "fc_norm.": "fc_norm.", "head.": "classifier."}
+
+
+def _is_original(state: dict[str, Tensor]) -> bool:
+    """Whether ``state`` has the original VideoMAE repository's names (``blocks.N.attn.qkv.weight``)."""
+    return any(k.removeprefix("encoder.").startswith("blocks.") and k.endswith("attn.qkv.weight") for k in state)
+
+
+def _from_original(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Original VideoMAE names -> ``VideoMAEBackbone`` names; the fused ``qkv`` (3C, C) is split into query,
+    key and value. The pretraining decoder (``decoder.*``, ``encoder_to_decoder``, ``mask_token``) is left
+    out; an unknown name is kept as it is (and then reported as unexpected)."""
+    out: dict[str, Tensor] = {}
+    for k, v in state.items():
+        if k.startswith(_PRETRAIN_ONLY):
+            continue
+        key = k.removeprefix("encoder.")
+        if key.startswith("blocks."):
+            _, n, rest = key.split(".", 2)
+            layer = f"videomae.encoder.layer.{n}."
+            if rest == "attn.qkv.weight":
+                for part, w in zip(("query", "key", "value"), v.chunk(3, dim=0)):
+                    out[f"{layer}attention.attention.{part}.weight"] = w.clone()
+                continue
+            old = next((o for o in _ORIGINAL_BLOCK if rest.startswith(o)), None)
+            out[layer + (_ORIGINAL_BLOCK[old] + rest[len(old):] if old else rest)] = v
+            continue
+        top = next((o for o in _ORIGINAL_TOP if key.startswith(o)), None)
+        out[_ORIGINAL_TOP[top] + key[len(top):] if top else k] = v
+    return out
 
 
 def _own_keys(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
@@ -263,9 +303,7 @@ def _own_keys(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
         for old, new in _RENAMES:
             if key.endswith(old):
                 key = key[: -len(old)] + new
-        if prefixed and not key.startswith(("videomae.", "fc_norm.", "classifier.")):
-            dropped.append(k)
-        elif key.startswith("videomae.layernorm."):
+        if key.startswith(_PRETRAIN_ONLY) or key.startswith("videomae.layernorm."):
             dropped.append(k)
         else:
             kept[key] = v
@@ -280,7 +318,9 @@ def load_videomae_weights(net: nn.Module, path: Path, name: str) -> list[str]:
     architecture) or one ``.safetensors`` / ``.bin`` / ``.pth`` state dict
     (``torch.load(weights_only=True)``), with ``VideoMAEModel`` keys or the
     ``videomae.``-prefixed keys of ``VideoMAEForVideoClassification`` /
-    ``VideoMAEForPreTraining`` (decoder keys dropped). The classifier is
+    ``VideoMAEForPreTraining``, or the original VideoMAE repository's names
+    (``blocks.N.attn.qkv``, converted as transformers' conversion script
+    does); decoder keys are dropped. The classifier is
     re-initialised when its class count differs; ``fc_norm`` and the
     classifier keep their fresh values when the file has none (pretraining
     checkpoints). The positional table holds no weights, so a checkpoint for
@@ -290,7 +330,8 @@ def load_videomae_weights(net: nn.Module, path: Path, name: str) -> list[str]:
     """
     path = Path(path)
     file = _weights_file(path, name)
-    state, _ = _own_keys(_read_state(file))
+    raw = _read_state(file)
+    state, _ = _own_keys(_from_original(raw) if _is_original(raw) else raw)
     own = net.state_dict()
     skipped = [k for k in CLASSIFIER if k in state and k in own and state[k].shape != own[k].shape]
     state = {k: v for k, v in state.items() if k not in skipped}
