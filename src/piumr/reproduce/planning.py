@@ -163,6 +163,6 @@ def plan_table(settings: Settings, rows: Sequence[PlanRow]) -> tuple[RichTable, 
             f"Paper preset on {data_sizes(settings.base.data).what}, one H100: ~{_hours(total)} GPU h in all, "
             f"~{_hours(left)} GPU h left "
             f"(ESTIMATE: measured plain X3D-M throughput x assumed TFAM overhead {TFAM_OVERHEAD_ASSUMED}, "
-            "x MACs ratio to X3D-M for torchvision backbones; "
+            "x MACs ratio to X3D-M for other backbones; "
             "resumed runs counted whole).")
     return t, line
