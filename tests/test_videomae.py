@@ -338,3 +338,20 @@ def test_original_repository_layout_loads(pretrain: bool, tmp_path: Path) -> Non
         x = torch.randn(2, 3, 4, 32, 32)
         with torch.no_grad():
             torch.testing.assert_close(m(x).embedding, src(x).embedding)
+
+
+@pytest.mark.gpu
+@needs_transformers
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_videomae_b_bf16_step_reaches_tfam() -> None:
+    """videomae_b at its own 16 x 224 input, bf16 autocast as training uses it: finite loss, gradient in TFAM."""
+    torch.manual_seed(0)
+    m = _model("videomae_b", frames=16, crop=224).cuda().train()
+    assert m.tfam is not None
+    x = torch.randn(2, 3, 16, 224, 224, device="cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        out = m(x)
+        loss = torch.nn.functional.cross_entropy(out.logits.float(), torch.tensor([0, 1], device="cuda"))
+    loss.backward()
+    assert torch.isfinite(loss) and out.embedding.shape == (2, 768)
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.tfam.parameters())
