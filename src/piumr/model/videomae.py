@@ -28,6 +28,7 @@ Face model folder or a single state-dict file).
 
 from __future__ import annotations
 
+import importlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,11 +80,10 @@ def is_videomae_backbone(name: str) -> bool:
 def _transformers() -> ModuleType:
     """``transformers``, or ``MissingExtraError`` naming the extra that installs it."""
     try:
-        import transformers
+        return importlib.import_module("transformers")  # typed the same whether or not it is installed
     except ImportError as e:
         raise MissingExtraError(
             "the VideoMAE backbones need the optional package transformers: pip install \"piumr[videomae]\"") from e
-    return transformers
 
 
 class VideoMAEBackbone(nn.Module):
