@@ -91,7 +91,7 @@ def test_shapes_and_input_size() -> None:
     assert torch.isfinite(out.logits).all()
     with pytest.raises(ValueError, match=r"built for 4 x 32 x 32 clips"):
         m(torch.randn(1, 3, 8, 32, 32))
-    with pytest.raises(ValueError, match="crop divisible by 16"):
+    with pytest.raises(ValueError, match=r"crop \(--crop\) divisible by 16; got frames 4, crop 40"):
         _model(crop=40)
 
 

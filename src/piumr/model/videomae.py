@@ -99,8 +99,8 @@ class VideoMAEBackbone(nn.Module):
         if name not in VIDEOMAE_SPECS:
             raise ValueError(f"unknown backbone {name!r}; choose one of: {', '.join(VIDEOMAE_SPECS)}")
         if frames % TUBELET or crop % PATCH:
-            raise ValueError(f"{name} needs frames divisible by {TUBELET} and crop divisible by {PATCH} "
-                             f"(got frames {frames}, crop {crop})")
+            raise ValueError(f"{name} needs frames (--frames) divisible by {TUBELET} and crop (--crop) divisible by "
+                             f"{PATCH}; got frames {frames}, crop {crop}")
         spec = VIDEOMAE_SPECS[name]
         tf = _transformers()
         config = tf.VideoMAEConfig(
