@@ -9,6 +9,7 @@ from contextlib import contextmanager
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from piumr.config import ModelConfig
 from piumr.errors import CheckpointError, DatasetError, DeviceError, RunError, VideoError
@@ -37,11 +38,11 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except RunError as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
         raise typer.Exit(4) from None
     except (CheckpointError, DatasetError, DeviceError, VideoError, FileNotFoundError, KeyError, ValueError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        err.print(f"[bold red]error:[/] {msg}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(msg)}", highlight=False)  # a path or hint may hold [...]
         raise typer.Exit(2) from None
     except RuntimeError as e:
         if "out of memory" in str(e).lower():

@@ -208,7 +208,7 @@ def train(
     backbone: Annotated[Optional[str], typer.Option(
         metavar=metavar(Backbone), help="with --preset paper: the backbone's own clip length and crop")] = None,
     pretrained: Annotated[Optional[Path], typer.Option(
-        help="local Kinetics checkpoint: pytorchvideo .pyth (X3D) or torchvision .pth state dict")] = None,
+        help="local Kinetics checkpoint: X3D .pyth, torchvision .pth, VideoMAE model folder or file")] = None,
     tfam_stage: Annotated[Optional[int], typer.Option(help="stage TFAM follows (default: the backbone's, README)")] = None,
     no_tfam: Annotated[bool, typer.Option("--no-tfam", help="drop TFAM")] = False,
     no_girl: Annotated[bool, typer.Option("--no-girl", help="drop GIRL (CE only)")] = False,
@@ -262,7 +262,7 @@ def train(
             out.print(f"run folder: {res.out_dir}  (best val F1_mean {res.best_metric:.2f})")
             return
         check_data(data)
-        check_file(pretrained, "--pretrained")
+        check_file(pretrained, "--pretrained", "file or folder", folder_ok=True)  # folder: a VideoMAE model
         refuse_combined("--no-tfam", no_tfam, {"--tfam-frequency/--no-tfam-frequency": tfam_frequency is not None,
                                                "--tfam-temporal/--no-tfam-temporal": tfam_temporal is not None,
                                                "--fusion": fusion is not None})

@@ -67,9 +67,10 @@ def check_data(data: Optional[str], flag: str = "--data") -> None:
         raise FileNotFoundError(f"{flag} {data}: not a folder (give an MA-52 folder, a prepared cache, or 'synth')")
 
 
-def check_file(path: Optional[Path], flag: str, what: str = "file") -> None:
-    """``FileNotFoundError`` naming ``flag`` when ``path`` is given and is not an existing file."""
-    if path is not None and not path.is_file():
+def check_file(path: Optional[Path], flag: str, what: str = "file", *, folder_ok: bool = False) -> None:
+    """``FileNotFoundError`` naming ``flag`` when ``path`` is given and is not an existing file (or, with
+    ``folder_ok``, folder)."""
+    if path is not None and not (path.is_file() or (folder_ok and path.is_dir())):
         raise FileNotFoundError(f"{flag} {path}: no such {what}")
 
 

@@ -16,17 +16,20 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Backbone = Literal["x3d_xs", "x3d_s", "x3d_m", "x3d_l", "x3d_tiny", "x3d_mini",
-                   "r2plus1d_18", "swin3d_t", "mvit_v2_s", "r2plus1d_tiny", "swin3d_tiny", "mvit_tiny"]
+                   "r2plus1d_18", "swin3d_t", "mvit_v2_s", "r2plus1d_tiny", "swin3d_tiny", "mvit_tiny",
+                   "videomae_b", "videomae_tiny"]
 BACKBONES: tuple[str, ...] = get_args(Backbone)
 
 #: (clip length, crop) each backbone's Kinetics weights were made for: pytorchvideo's X3D hub values and
-#: torchvision's weight transforms / docs (R(2+1)D-18: 16 x 112; Swin3D-T: 32 x 224; MViTv2-S: 16 x 224).
-#: The tiny test variants take the ``tiny`` preset's input.
+#: torchvision's weight transforms / docs (R(2+1)D-18: 16 x 112; Swin3D-T: 32 x 224; MViTv2-S: 16 x 224),
+#: VideoMAE-B's 16 x 224 (its Kinetics fine-tuned checkpoints). The tiny test variants take the ``tiny``
+#: preset's input.
 NATIVE_INPUT: dict[str, tuple[int, int]] = {
     "x3d_xs": (4, 160), "x3d_s": (13, 160), "x3d_m": (16, 224), "x3d_l": (16, 312),
     "x3d_tiny": (4, 64), "x3d_mini": (4, 64),
     "r2plus1d_18": (16, 112), "swin3d_t": (32, 224), "mvit_v2_s": (16, 224),
     "r2plus1d_tiny": (4, 32), "swin3d_tiny": (4, 32), "mvit_tiny": (4, 32),
+    "videomae_b": (16, 224), "videomae_tiny": (4, 32),
 }
 
 #: stages TFAM may follow, and the default (the last allowed): MViT's embedding is its class token,
@@ -139,7 +142,8 @@ class ModelConfig(_Frozen):
     frames: int = Field(16, ge=1, le=MAX_FRAMES)  # §4.1: 16 frames
     crop: int = Field(224, ge=32, le=MAX_CROP)  # §4.1: 224x224
     dropout: float = Field(0.5, ge=0.0, lt=1.0)  # pytorchvideo X3D default, not in paper (also MViT's head dropout)
-    pretrained: str | None = None  # not in paper: path to a local Kinetics checkpoint (.pyth X3D / torchvision .pth)
+    # not in paper: path to a local Kinetics checkpoint (.pyth X3D / torchvision .pth / VideoMAE folder or file)
+    pretrained: str | None = None
     # not in paper: pytorchvideo starts every residual branch at zero (last BatchNorm scale 0); False starts
     # them at 1, which shortened the chance-level plateau of the small from-scratch CPU models (method fidelity)
     zero_init_residual: bool = True

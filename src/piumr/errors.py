@@ -7,7 +7,7 @@ another piumr module.
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "DatasetError", "VideoError", "DeviceError", "RunFolderError", "RunError"]
+__all__ = ["CheckpointError", "DatasetError", "VideoError", "DeviceError", "RunFolderError", "RunError", "MissingExtraError"]
 
 
 class CheckpointError(ValueError):
@@ -34,3 +34,7 @@ class RunFolderError(ValueError):
 class RunError(RuntimeError):
     """A training run that cannot go on (divergence, a failed write, a vanished run folder); the message
     names the epoch, the step and the last good checkpoint."""
+
+
+class MissingExtraError(ValueError):
+    """An optional package a chosen feature needs is not installed; the message names the extra to install."""

@@ -1,4 +1,5 @@
-"""The PIUmr network: backbone features -> TFAM -> head (§3, Fig. 2); X3D or a torchvision video model."""
+"""The PIUmr network: backbone features -> TFAM -> head (§3, Fig. 2); X3D, a torchvision video model or
+VideoMAE (optional extra)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from piumr.model.backbone import build_x3d, load_kinetics_checkpoint, stage_chan
 from piumr.model.tfam import TFAM
 from piumr.model.video_backbones import (
     VideoSplit, build_video_backbone, is_torchvision_backbone, load_torchvision_weights, video_split,
+)
+from piumr.model.videomae import (
+    VideoMAEBackbone, VideoMAESplit, is_videomae_backbone, load_videomae_weights, videomae_split,
 )
 
 __all__ = ["PIUmrOutput", "PIUmrNet", "build_model", "build_tfam", "attach_tfam"]
@@ -35,9 +39,10 @@ class PIUmrNet(nn.Module):
 
     Input (B, 3, T, H, W) float, normalised. Output ``PIUmrOutput`` with
     logits (B, num_classes) and the pre-classifier embedding (B, D): 2048 for
-    the paper's X3D-M, 512 for R(2+1)D-18, 768 for Swin-T and MViTv2-S. The
+    the paper's X3D-M, 512 for R(2+1)D-18, 768 for Swin-T, MViTv2-S and VideoMAE-B. The
     backbone is kept whole under ``backbone`` with its own parameter names
-    (pytorchvideo's for X3D, torchvision's otherwise), so Kinetics checkpoints
+    (pytorchvideo's for X3D, transformers' ``VideoMAEForVideoClassification``'s
+    for VideoMAE, torchvision's otherwise), so Kinetics checkpoints
     load; TFAM runs after stage ``cfg.tfam.stage`` (1-4; X3D: residual
     stage, others: see ``piumr.model.video_backbones``).
     """
@@ -47,7 +52,14 @@ class PIUmrNet(nn.Module):
         self.cfg = cfg
         self.tfam_stage = cfg.tfam.stage
         self.tfam: TFAM | None
-        self._split: VideoSplit | None
+        self._split: VideoSplit | VideoMAESplit | None
+        if is_videomae_backbone(cfg.backbone):
+            vspec, self._split = videomae_split(cfg.backbone)
+            self.backbone: nn.Module = VideoMAEBackbone(cfg.backbone, num_classes=cfg.num_classes,
+                                                        frames=cfg.frames, crop=cfg.crop, dropout=cfg.dropout)
+            self.tfam = build_tfam(vspec.dims[cfg.tfam.stage - 1], cfg.tfam) if cfg.tfam.enabled else None
+            self.embed_dim = self._split.embed_dim(self.backbone)
+            return
         if is_torchvision_backbone(cfg.backbone):
             spec, self._split = video_split(cfg.backbone)
             self.backbone = build_video_backbone(cfg.backbone, num_classes=cfg.num_classes, frames=cfg.frames,
@@ -68,7 +80,7 @@ class PIUmrNet(nn.Module):
 
     def forward_features(self, x: Tensor) -> Tensor:
         """(B, 3, T, H, W) -> last-stage features: (B, C, T', H', W') for X3D and R(2+1)D,
-        (B, T', H', W', C) for Swin, tokens (B, 1 + T'H'W', C) for MViT."""
+        (B, T', H', W', C) for Swin, tokens (B, 1 + T'H'W', C) for MViT, (B, T'H'W', C) for VideoMAE."""
         if self._split is not None:
             sp = self._split
             x = sp.stem(self.backbone, x)
@@ -86,7 +98,7 @@ class PIUmrNet(nn.Module):
 
     def embed(self, feats: Tensor) -> Tensor:
         """Last-stage features -> embedding f (B, D) (X3D: projected pool + ReLU; torchvision: its pool
-        or MViT's class token)."""
+        or MViT's class token; VideoMAE: mean token + fc_norm)."""
         if self._split is not None:
             return self._split.embed(self.backbone, feats)
         head: Any = getattr(self.backbone, "blocks")[5]
@@ -119,8 +131,9 @@ def build_model(
     classes; ``config`` takes a full ``ModelConfig`` instead; keyword overrides
     replace ``ModelConfig`` fields (``num_classes=10``, ``backbone="x3d_s"``,
     ``tfam=TFAMConfig(enabled=False)`` ...). ``pretrained`` is a local Kinetics
-    checkpoint (never downloaded): pytorchvideo ``.pyth`` for X3D, a torchvision
-    ``.pth`` state dict otherwise; the classifier is re-initialised when the
+    checkpoint (never downloaded): pytorchvideo ``.pyth`` for X3D, a VideoMAE
+    model folder or state dict for VideoMAE (``load_videomae_weights``), a
+    torchvision ``.pth`` state dict otherwise; the classifier is re-initialised when the
     class count differs.
     """
     cfg = config if config is not None else get_preset(preset or "paper").model
@@ -129,7 +142,9 @@ def build_model(
                                                                  for k, v in overrides.items()}})
     weights = pretrained if pretrained is not None else cfg.pretrained
     net = PIUmrNet(cfg)
-    if weights is not None and is_torchvision_backbone(cfg.backbone):
+    if weights is not None and is_videomae_backbone(cfg.backbone):
+        load_videomae_weights(net.backbone, Path(weights), cfg.backbone)
+    elif weights is not None and is_torchvision_backbone(cfg.backbone):
         load_torchvision_weights(net.backbone, Path(weights), cfg.backbone)
     elif weights is not None:
         load_kinetics_checkpoint(net.backbone, Path(weights))

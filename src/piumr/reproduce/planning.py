@@ -34,11 +34,12 @@ ANCHOR_EVAL_CLIPS_PER_S = 874.0
 TFAM_OVERHEAD = 1.034
 MA52_TRAIN_CLIPS, MA52_VAL_CLIPS = 11_250, 5_586
 #: multiply-accumulates (G) of one clip's forward pass at each backbone's own clip length and crop
-#: (``piumr.config.NATIVE_INPUT``), counted with ``torch.utils.flop_counter``; a torchvision backbone's run is
+#: (``piumr.config.NATIVE_INPUT``), counted with ``torch.utils.flop_counter`` (``piumr.bench.forward_flops`` / 2);
 #: for reference: GPU speed per MAC differs widely between architectures (Swin3D-T has 18.6x X3D-M's MACs but
 #: took 1.5x its step time), so estimates use ``BACKBONE_STEP_RATIO`` and fall back to this ratio only for a
 #: backbone that was not timed
-BACKBONE_GMACS: dict[str, float] = {"x3d_m": 4.73, "r2plus1d_18": 40.52, "swin3d_t": 87.76, "mvit_v2_s": 64.22}
+BACKBONE_GMACS: dict[str, float] = {"x3d_m": 4.73, "r2plus1d_18": 40.52, "swin3d_t": 87.76, "mvit_v2_s": 64.22,
+                                    "videomae_b": 180.34}
 #: training step time of the plain backbone over plain X3D-M's, each at its own clip length and crop, bf16, batch
 #: 16, 5 steps after 2 warm-ups, one H200 (``bench/gpu_backbones.sh``; artifacts/gpu-check/2026-11-26-h200/
 #: backbones.log): 57.8, 218.5, 263.1 ms against 143.9 ms
@@ -180,6 +181,6 @@ def plan_table(settings: Settings, rows: Sequence[PlanRow]) -> tuple[RichTable, 
             f"Paper preset on {data_sizes(settings.base.data).what}, one H100: ~{_hours(total)} GPU h in all, "
             f"~{_hours(left)} GPU h left "
             f"(ESTIMATE: measured plain X3D-M throughput x measured TFAM + GIRL overhead {TFAM_OVERHEAD}, "
-            "x measured step-time ratio to X3D-M for torchvision backbones; "
+            "x measured step-time ratio to X3D-M for torchvision backbones, MACs ratio for others; "
             "resumed runs counted whole).")
     return t, line

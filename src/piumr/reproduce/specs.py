@@ -159,8 +159,9 @@ def _table1() -> ExperimentSpec:
                "Top-5 is not reported."))
 
 
-#: display names and Table 1 rows of the backbones ``table1 --with`` can add (torchvision's)
-_BACKBONE_LABELS: dict[str, str] = {"swin3d_t": "Video Swin-T", "r2plus1d_18": "R(2+1)D-18", "mvit_v2_s": "MViTv2-S"}
+#: display names and Table 1 rows of the backbones ``table1 --with`` can add (torchvision's, VideoMAE)
+_BACKBONE_LABELS: dict[str, str] = {"swin3d_t": "Video Swin-T", "r2plus1d_18": "R(2+1)D-18", "mvit_v2_s": "MViTv2-S",
+                                    "videomae_b": "VideoMAE-B"}
 _BACKBONE_PAPER_ROW: dict[str, str] = {"swin3d_t": "Video Swin T"}
 
 
