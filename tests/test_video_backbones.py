@@ -138,6 +138,9 @@ def test_mismatched_weights_are_one_clear_error(tmp_path: Path) -> None:
         build_model(preset="tiny", backbone="swin3d_tiny", pretrained=junk)
     with pytest.raises(CheckpointError, match="not found"):
         build_model(preset="tiny", backbone="swin3d_tiny", pretrained=tmp_path / "nope.pth")
+    for name in ("swin3d_tiny", "x3d_tiny"):  # a folder is a VideoMAE model's form, not these backbones'
+        with pytest.raises(CheckpointError, match="is a folder; this backbone takes one weights file"):
+            build_model(preset="tiny", backbone=name, pretrained=tmp_path)
 
 
 def test_native_input_only_for_paper_preset() -> None:

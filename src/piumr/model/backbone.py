@@ -91,6 +91,8 @@ def load_kinetics_checkpoint(net: nn.Module, path: Path) -> list[str]:
     the file on a missing file, an unreadable file, or any other mismatch.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder; this backbone takes one weights file (a folder is for VideoMAE)")
     if not path.is_file():
         raise CheckpointError(f"{path}: pretrained weights file not found")
     try:

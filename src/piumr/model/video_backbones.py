@@ -224,6 +224,8 @@ def load_torchvision_weights(net: nn.Module, path: Path, name: str) -> list[str]
     unreadable file or any key/shape mismatch.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder; this backbone takes one weights file (a folder is for VideoMAE)")
     if not path.is_file():
         raise CheckpointError(f"{path}: pretrained weights file not found")
     try:
