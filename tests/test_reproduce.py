@@ -494,3 +494,33 @@ def test_jobs_run_one_at_a_time_on_a_gpu(tmp_path: Path, monkeypatch: pytest.Mon
     run_experiment(s, "table2")
     assert len(ok.calls) == 4  # all four rows trained here, none in forked workers
     assert "--jobs 2: trainings run one at a time on cuda" in buf.getvalue()
+
+
+class PredictingTrain(FakeTrain):
+    """Also writes predictions_val.csv: 20 clips, all one class for TFAM-off runs, spread over 4 otherwise."""
+
+    def __call__(self, cfg: TrainConfig, out_dir: Path, *, resume: bool = False, device: str | None = None,
+                 progress: bool = True, console: Any = None) -> TrainResult:
+        res = super().__call__(cfg, out_dir, resume=resume, device=device, progress=progress, console=console)
+        collapsed = not cfg.model.tfam.enabled
+        lines = ["file,participant,label,label_name,pred_1,prob_1"]
+        lines += [f"c{i}.mp4,0001,{i % 4},x,{3 if collapsed else i % 4},0.5" for i in range(20)]
+        (out_dir / "predictions_val.csv").write_text("\n".join(lines) + "\n")
+        return res
+
+
+def test_collapsed_runs_are_flagged_in_every_output(tmp_path: Path) -> None:
+    from piumr.reproduce.runs import largest_predicted_share
+
+    s = _mock_settings(tmp_path, PredictingTrain())
+    out = run_experiment(s, "table2")
+    data = json.loads((out.out_dir / "table.json").read_text())
+    warnings = data["warnings"]
+    assert len(warnings) == 2 and all("predicts one class for 100%" in w for w in warnings)  # rows a, c (TFAM off)
+    assert {w.split()[1] for w in warnings} == {"a", "c"}
+    assert "Warning:" in (out.out_dir / "table.tex").read_text()
+    run_a = next(p for p in (tmp_path / "runs").iterdir() if p.name.startswith("notfam_nogirl"))
+    assert largest_predicted_share(run_a / "seed0") == 1.0
+
+    healthy = _mock_settings(tmp_path / "other", FakeTrain())  # no predictions file: nothing to flag
+    assert "warnings" not in json.loads((run_experiment(healthy, "table2").out_dir / "table.json").read_text())

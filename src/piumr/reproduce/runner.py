@@ -42,7 +42,8 @@ from piumr.files import write_json_atomic
 from piumr.reproduce import figures as F
 from piumr.reproduce import paired, specs
 from piumr.reproduce.runs import (
-    CHECKPOINT, RESULT_FILE, SYNTH_BANNER, EvalFn, Job, SeenEvalFn, Settings, TrainFn, data_tag, ensure_run,
+    CHECKPOINT, RESULT_FILE, SYNTH_BANNER, EvalFn, Job, SeenEvalFn, Settings, TrainFn, collapse_warnings, data_tag,
+    ensure_run,
     evaluate_run, evaluate_seen_run, final_model_and_val, jobs_for, make_settings, run_jobs, warm_memory_cache,
 )
 from piumr.reproduce.specs import ExperimentSpec
@@ -134,6 +135,7 @@ def _table_experiment(settings: Settings, spec: ExperimentSpec, out_dir: Path) -
     jobs = jobs_for(settings, spec)
     results = run_jobs(settings, jobs)
     table = with_banner(build_table(spec, results), settings.banner)
+    table = dataclasses.replace(table, warnings=tuple(collapse_warnings(jobs)))
     files = write_table(table, out_dir) + _write_rows(out_dir, spec, jobs, table, results)
     summary: dict[str, Any] = {"speed": _speed(results)}
     if spec.paired is not None and all(k in results for k in spec.paired):

@@ -9,6 +9,7 @@ the process-wide decoded-clip cache was filled, so each clip is decoded once; ea
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import math
@@ -43,7 +44,7 @@ from piumr.train import TrainResult, train
 __all__ = [
     "RESULT_FILE", "CHECKPOINT", "SYNTH_BANNER", "TrainFn", "EvalFn", "SeenEvalFn", "Settings", "Job", "make_settings",
     "data_tag", "jobs_for", "ensure_run", "evaluate_run", "evaluate_seen_run", "warm_memory_cache", "run_jobs",
-    "final_model_and_val",
+    "final_model_and_val", "COLLAPSE_SHARE", "largest_predicted_share", "collapse_warnings",
 ]
 
 RESULT_FILE = "result.json"
@@ -314,4 +315,31 @@ def run_jobs(settings: Settings, jobs: list[Job]) -> dict[str, list[dict[str, An
         out.setdefault(job.row.key, []).append(results[i] if i in results else ensure_run(settings, job))
     return out
 
+
+#: a run whose most frequent prediction covers at least this share of its validation clips is "collapsed"
+COLLAPSE_SHARE = 0.9
+
+
+def largest_predicted_share(run_dir: Path) -> float | None:
+    """Share of ``run_dir``'s validation clips given its most frequent top-1 class (``predictions_val.csv``,
+    written by the training's final evaluation); ``None`` when the file is missing or empty."""
+    path = run_dir / "predictions_val.csv"
+    if not path.is_file():
+        return None
+    with path.open(newline="") as f:
+        preds = [row["pred_1"] for row in csv.DictReader(f)]
+    if not preds:
+        return None
+    return max(preds.count(p) for p in set(preds)) / len(preds)
+
+
+def collapse_warnings(jobs: Sequence[Job]) -> list[str]:
+    """One line per run that predicts one class for >= ``COLLAPSE_SHARE`` of its validation clips."""
+    out = []
+    for job in jobs:
+        share = largest_predicted_share(job.run_dir)
+        if share is not None and share >= COLLAPSE_SHARE:
+            out.append(f"row {job.row.key} seed {job.seed} predicts one class for {share:.0%} of its validation "
+                       "clips (collapsed: its numbers measure a failed training, not the method)")
+    return out
 

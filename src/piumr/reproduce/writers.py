@@ -106,6 +106,9 @@ class ResultTable:
     source: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
     lower_is_better: frozenset[str] = frozenset()
+    #: findings a reader must not miss (e.g. a collapsed run): JSON "warnings", LaTeX lines under the tabular,
+    #: console lines under the table; only written when there are any
+    warnings: tuple[str, ...] = field(default_factory=tuple)
 
 
 def compute_marks(table: ResultTable) -> dict[tuple[str, str], Mark]:
@@ -146,6 +149,7 @@ def table_to_json(table: ResultTable) -> dict[str, Any]:
         "marking": "bold = best, underline = second best, over measured rows only (reported rows are never marked)",
         "cell_format": "mean over seeds, sample std (ddof=1) when n > 1; paper = the paper's value; diff = mean - paper",
         "notes": list(table.notes),
+        **({"warnings": list(table.warnings)} if table.warnings else {}),
     }
 
 
@@ -229,7 +233,9 @@ def table_to_latex(table: ResultTable) -> str:
         cells += [_SWITCH_TEX.get(s, _tex_escape(s)) for s in r.switches]
         cells += [_tex_cell(r.cells.get(c), marks.get((r.key, c)), r.reported) for c in table.columns]
         lines.append(" & ".join(cells) + " \\\\")
-    lines += ["\\bottomrule", "\\end{tabular}}", "\\end{table}", ""]
+    lines += ["\\bottomrule", "\\end{tabular}}"]
+    lines += [f"\\par\\footnotesize\\textbf{{Warning:}} {_tex_escape(w)}" for w in table.warnings]
+    lines += ["\\end{table}", ""]
     return "\n".join(lines)
 
 
@@ -240,7 +246,8 @@ def table_to_rich(table: ResultTable) -> RichTable:
     has_reported = any(r.reported for r in table.rows)
     t = RichTable(title=escape(table.title), caption="bold best, underline second (measured rows only); "
                   "dim second line: paper (ours - paper)" + ("; dim italics: reported by the paper"
-                                                               if has_reported else ""))
+                                                               if has_reported else "")
+                  + "".join(f"\n[bold red]warning:[/] {escape(w)}" for w in table.warnings))
     t.add_column("row")
     if has_reported:
         t.add_column("source")
