@@ -89,3 +89,21 @@ def test_broken_clip_is_skipped_and_counted(tmp_path: Path) -> None:
 
     with pytest.raises(VideoError, match=first):
         train(raising, tmp_path / "run2", progress=False)
+
+
+def test_training_data_is_not_remembered_before_the_data_exists(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkpoint's ``trained_on`` asked for before the synthetic set exists (classes unknown) must not stick:
+    once the set is generated, the classes are found (a process-wide cache once kept the None)."""
+    from piumr.checkpoint import training_data
+    from piumr.data.splits import resolve_root
+
+    data = PRESETS["tiny"].data
+    monkeypatch.setenv("PIUMR_CACHE", str(tmp_path / "empty"))
+    cfg = PRESETS["tiny"]
+    assert training_data(cfg)["classes"] is None  # nothing generated under this cache yet
+    resolve_root(data, progress=False)  # generates the tiny synthetic set here
+    classes = training_data(cfg)["classes"]
+    assert classes is not None and len(classes) >= 2
+    monkeypatch.setenv("PIUMR_CACHE", str(tmp_path / "other"))  # another cache: not the remembered answer
+    assert training_data(cfg)["classes"] is None

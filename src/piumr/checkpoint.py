@@ -15,7 +15,6 @@ import platform
 import random
 import subprocess
 from dataclasses import dataclass, field
-from functools import lru_cache
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -74,8 +73,23 @@ def provenance(device: str = "cpu") -> dict[str, Any]:
     }
 
 
-@lru_cache(maxsize=8)
+_TRAINING_DATA: dict[tuple[DataConfig, str], tuple[str, str, tuple[int, ...]]] = {}
+
+
 def _training_data(data: DataConfig) -> tuple[str, str, tuple[int, ...] | None]:
+    """(kind, root, classes) of ``data``, remembered per (config, data cache folder) once its classes are known
+    (reading a split's lists each checkpoint would be slow; an answer without classes, e.g. before the synthetic
+    set exists or under another ``PIUMR_CACHE``, is never remembered)."""
+    key = (data, str(cache_dir()))
+    if key not in _TRAINING_DATA:
+        found = _read_training_data(data)
+        if found[2] is None:
+            return found
+        _TRAINING_DATA[key] = (found[0], found[1], found[2])
+    return _TRAINING_DATA[key]
+
+
+def _read_training_data(data: DataConfig) -> tuple[str, str, tuple[int, ...] | None]:
     if data.root == "synth":  # the generated set, if it is there (training generated it)
         there = (cache_dir() / "synth" / synth_key(**synth_params(data)) / "synth_meta.json").is_file()
         classes = tuple(sorted({r.action for r in load_split(data, "train", progress=False)})) if there else None
