@@ -534,6 +534,7 @@ def test_resume_drops_log_rows_written_after_the_checkpoint(tmp_path: Path) -> N
     with open(run / "log.jsonl", "a") as fh:
         fh.write(full_rows[4] + "\n" + full_rows[5][:20])
     (run / ".last.safetensors.x1y2.tmp").write_bytes(b"a checkpoint write the kill interrupted")
+    (run / ".tmpAb3dE9").write_bytes(b"a library's own temporary file (e.g. Rust's tempfile names)")
     res = train(cfg, run, resume=True, progress=False, log_every=1, checkpoint_every_min=0)
     assert res.steps == 6
     rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]

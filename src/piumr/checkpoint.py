@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as save_bytes
 from torch import nn
 
 from piumr.config import DataConfig, TrainConfig
@@ -211,7 +211,10 @@ def save_checkpoint(
     for k, v in (extra_tensors or {}).items():
         tensors[f"extra.{k}"] = v.detach().cpu().contiguous()
     metadata = {"piumr_config": config.model_dump_json(), "piumr_meta": json.dumps(meta)}
-    return atomic_write(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    # serialised in memory and written by atomic_write: safetensors' own save_file writes through a temporary
+    # file of its own (".tmpXXXXXX"), which a kill -9 at the wrong moment left behind in the run folder
+    blob = save_bytes(tensors, metadata=metadata)
+    return atomic_write(Path(path), lambda tmp: tmp.write_bytes(blob))
 
 
 def read_checkpoint(path: Path) -> Checkpoint:

@@ -277,8 +277,9 @@ def open_run(cfg: TrainConfig, out_dir: Path, *, main: bool, resume: bool, fresh
         return Opened(cfg, None, lock, [], [])
     try:
         if lock is not None:  # temporary files of writes a kill interrupted (no one else writes here now)
-            for tmp in out_dir.glob(".*.tmp"):
-                tmp.unlink()
+            for tmp in [*out_dir.glob(".*.tmp"), *out_dir.glob(".tmp*")]:  # ours; other libraries' (".tmpXXXXXX")
+                if tmp.is_file():
+                    tmp.unlink()
         last = out_dir / "last.safetensors"
         ckpt = read_checkpoint(last) if last.is_file() else None
         has_config = (out_dir / CONFIG).is_file()
