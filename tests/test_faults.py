@@ -656,11 +656,11 @@ def test_unwritable_out_is_one_line(tmp_path: Path) -> None:
 def test_failed_checkpoint_write_keeps_the_previous_checkpoint(run_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     before = snapshot(run_copy)
 
-    def disk_full(tensors: Any, filename: str, metadata: Any = None) -> None:
-        Path(filename).write_bytes(b"half a checkpoint")
+    def disk_full(path: Path, blob: bytes) -> None:
+        path.write_bytes(blob[: len(blob) // 2])
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(checkpoint_module, "save_file", disk_full)
+    monkeypatch.setattr(checkpoint_module, "write_file", disk_full)
     res = invoke("train", "--resume", run_copy, "--epochs", "2", "--quiet")
     assert res.exit_code == 4, res.output
     (line,) = [ln for ln in res.output.splitlines() if ln.startswith("error:")]

@@ -214,7 +214,13 @@ def save_checkpoint(
     # serialised in memory and written by atomic_write: safetensors' own save_file writes through a temporary
     # file of its own (".tmpXXXXXX"), which a kill -9 at the wrong moment left behind in the run folder
     blob = save_bytes(tensors, metadata=metadata)
-    return atomic_write(Path(path), lambda tmp: tmp.write_bytes(blob))
+    return atomic_write(Path(path), lambda tmp: write_file(tmp, blob))
+
+
+def write_file(path: Path, blob: bytes) -> None:
+    """Write ``blob`` to ``path`` (the one place a checkpoint's bytes reach the disk; tests simulate a full
+    disk here)."""
+    path.write_bytes(blob)
 
 
 def read_checkpoint(path: Path) -> Checkpoint:
