@@ -182,21 +182,38 @@ def test_every_documented_command_is_understood(tmp_path: Path) -> None:
 
 
 def _fresh_install(tmp: Path) -> Path:
-    """A new virtual environment with this package installed from a copy of the tree (not editable); the
-    heavy dependencies come from the interpreter's site-packages. Returns its bin folder."""
+    """A new virtual environment with this package installed from a copy of the tree (not editable). Returns its
+    bin folder.
+
+    The heavy dependencies (torch, ...) and the build backend come from the environment running this test (the
+    one `.ci/run` made), never from the base interpreter: a venv built with ``--system-site-packages`` sees the
+    *base* interpreter's site-packages, which on a new machine holds only setuptools 65.5 and no wheel or torch.
+    Instead, a ``.pth`` line puts this environment's site-packages on the new one's path (a plain path line:
+    the ``.pth`` files in that folder, such as an editable install of this tree, are not run), and this
+    environment's pip installs into the new prefix without build isolation or an index.
+    """
     src = tmp / "src"
     shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".venv", ".git", "artifacts", "build", "*.egg-info",
                                                              "__pycache__", ".mypy_cache", ".pytest_cache"))
     venv = tmp / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True,
-                   timeout=300)  # pip and setuptools: the interpreter's
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=300)
     py = venv / "bin" / "python"
+    ours, theirs = (subprocess.run([exe, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                   capture_output=True, text=True, check=True).stdout.strip()
+                    for exe in (sys.executable, str(py)))
+    (Path(theirs) / "_test_readme_deps.pth").write_text(ours + "\n", encoding="utf-8")
     subprocess.run([str(py), "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
                     str(src)], check=True, timeout=600, cwd=tmp)
     shutil.rmtree(src)
     where = subprocess.run([str(py), "-c", "import piumr, piumr_cli; print(piumr.__file__, piumr_cli.__file__)"],
                            capture_output=True, text=True, check=True, cwd=tmp).stdout.split()
     assert all(Path(w).is_relative_to(venv) for w in where), where
+    base = subprocess.run([sys.executable, "-c", "import sys, sysconfig; print(sysconfig.get_paths("
+                           "vars={'base': sys.base_prefix, 'platbase': sys.base_prefix})['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    seen = subprocess.run([str(py), "-c", "import sys; print('\\n'.join(sys.path))"], capture_output=True, text=True,
+                          check=True, cwd=tmp).stdout.split("\n")
+    assert base == ours or base not in seen, f"the README test's environment sees the base interpreter's {base}"
     return venv / "bin"
 
 
@@ -236,3 +253,4 @@ def test_every_readme_command_runs(tmp_path: Path) -> None:
         for flag in sorted(set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", context)) - words):
             failures.append(f"the README names {flag} in `{context[:70]}...`; no command of that line has it")
     assert not failures, "\n".join(failures)
+
