@@ -1,49 +1,125 @@
-"""Option names for config keys: a validation error names the flag the user typed, not the
-config field behind it (``--epochs``, not ``optim.epochs``)."""
+"""Every option of ``piumr train`` (and ``piumr synth``) that sets a config key, declared once in
+``TRAIN_OPTIONS`` / ``SYNTH_OPTIONS``. From that one list come: the config overrides a command builds, the
+flag a validation error names (``--epochs``, not ``optim.epochs``: ``FLAGS``), the options a resumed run
+accepts (``RESUME_OPTIONS``), and the options that cannot be combined (a switch that removes a model part
+and the options that configure it)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Optional
 
 from pydantic import ValidationError
 
 from piumr.config import TrainConfig
 
+
+def parse_milestones(text: Optional[str]) -> Optional[tuple[int, ...]]:
+    """``--milestones 30,60`` -> (30, 60); '' -> (); ``ValueError`` naming the flag otherwise."""
+    if text is None:
+        return None
+    try:
+        return tuple(int(m) for m in text.replace(" ", "").split(",") if m)
+    except ValueError:
+        raise ValueError(f"--milestones {text!r}: give epochs as integers separated by commas, e.g. 30,60") from None
+
+
+@dataclass(frozen=True)
+class Option:
+    """One command-line option: the flag as typed, the config key it sets (None: the command uses the value
+    itself), how a typed value becomes the config value, whether a resumed run accepts it (an amendment,
+    one of ``piumr.run_folder.AMENDABLE``), and the model part it removes or configures."""
+
+    flag: str  # as typed: "--batch-size"; a two-way switch "--amp/--no-amp"
+    key: Optional[str] = None
+    convert: Optional[Callable[[Any], Any]] = None  # typed value -> config value (None: as typed)
+    switch: bool = False  # a one-way switch (False = not typed)
+    resumable: bool = False
+    removes: Optional[str] = None  # the model part this switch removes ("tfam", "girl")
+    configures: Optional[str] = None  # the model part this option configures
+
+    @property
+    def param(self) -> str:
+        """The command's parameter: ``--batch-size`` -> ``batch_size``."""
+        return self.flag.split("/")[0].removeprefix("--").replace("-", "_")
+
+    def typed(self, value: Any) -> bool:
+        """Whether the user typed this option, given the parameter's value."""
+        return value is True if self.switch else value is not None
+
+
+def _const(value: Any) -> Callable[[Any], Any]:
+    return lambda _typed: value
+
+
+TRAIN_OPTIONS: tuple[Option, ...] = (
+    Option("--preset"),
+    Option("--data", "data.root"),
+    Option("--epochs", "optim.epochs", resumable=True),
+    Option("--batch-size", "optim.batch_size"),
+    Option("--lr", "optim.lr", resumable=True),
+    Option("--milestones", "optim.milestones", parse_milestones, resumable=True),
+    Option("--frames", "model.frames"),
+    Option("--crop", "model.crop"),
+    Option("--backbone", "model.backbone"),
+    Option("--pretrained", "model.pretrained", str),
+    Option("--tfam-stage", "model.tfam.stage"),
+    Option("--no-tfam", "model.tfam.enabled", _const(False), switch=True, removes="tfam"),
+    Option("--no-girl", "girl.enabled", _const(False), switch=True, removes="girl"),
+    Option("--tfam-frequency/--no-tfam-frequency", "model.tfam.frequency", configures="tfam"),
+    Option("--tfam-temporal/--no-tfam-temporal", "model.tfam.temporal", configures="tfam"),
+    Option("--fusion", "model.tfam.fusion", configures="tfam"),
+    Option("--girl-var-grad", "girl.var_grad", _const(True), switch=True, configures="girl"),
+    Option("--girl-detach-weights", "girl.detach_weights", _const(True), switch=True, configures="girl"),
+    Option("--split", "data.split"),
+    Option("--fold", "data.fold"),
+    Option("--seed", "seed"),
+    Option("--workers", "data.num_workers", resumable=True),
+    Option("--amp/--no-amp", "optim.amp"),
+    Option("--grad-clip", "optim.grad_clip"),
+    Option("--eval-every", "eval_every"),
+    Option("--max-steps-per-epoch", "max_steps_per_epoch"),
+    Option("--on-error", "data.on_error"),
+    Option("--fresh", switch=True),
+)
+
+SYNTH_OPTIONS: tuple[Option, ...] = (
+    Option("--persons", "data.synth_persons"),
+    Option("--clips-per-person", "data.synth_clips_per_person"),
+    Option("--classes-per-body", "data.synth_classes_per_body"),
+    Option("--frames", "data.synth_frames"),
+    Option("--size", "data.synth_size"),
+    Option("--seed", "data.synth_seed"),
+)
+
 # config key (dotted) -> the command-line option that sets it
-FLAGS: dict[str, str] = {
-    "data.root": "--data",
-    "data.split": "--split",
-    "data.fold": "--fold",
-    "data.num_workers": "--workers",
-    "data.on_error": "--on-error",
-    "data.synth_persons": "--persons",
-    "data.synth_clips_per_person": "--clips-per-person",
-    "data.synth_classes_per_body": "--classes-per-body",
-    "data.synth_frames": "--frames",
-    "data.synth_size": "--size",
-    "data.synth_seed": "--seed",
-    "optim.epochs": "--epochs",
-    "optim.batch_size": "--batch-size",
-    "optim.lr": "--lr",
-    "optim.milestones": "--milestones",
-    "optim.amp": "--amp/--no-amp",
-    "optim.grad_clip": "--grad-clip",
-    "model.frames": "--frames",
-    "model.crop": "--crop",
-    "model.backbone": "--backbone",
-    "model.pretrained": "--pretrained",
-    "model.tfam.enabled": "--no-tfam",
-    "model.tfam.frequency": "--tfam-frequency/--no-tfam-frequency",
-    "model.tfam.temporal": "--tfam-temporal/--no-tfam-temporal",
-    "model.tfam.fusion": "--fusion",
-    "girl.enabled": "--no-girl",
-    "girl.var_grad": "--girl-var-grad",
-    "girl.detach_weights": "--girl-detach-weights",
-    "seed": "--seed",
-    "eval_every": "--eval-every",
-    "max_steps_per_epoch": "--max-steps-per-epoch",
-}
+FLAGS: dict[str, str] = {o.key: o.flag for o in (*SYNTH_OPTIONS, *TRAIN_OPTIONS) if o.key is not None}
+# the options a resumed run accepts (the config keys they set); the others would change the run mid-way
+RESUME_OPTIONS: dict[str, str] = {o.flag: o.key for o in TRAIN_OPTIONS if o.resumable and o.key is not None}
+
+
+def typed_options(options: Sequence[Option], params: Mapping[str, Any]) -> dict[str, Any]:
+    """flag -> value of the ``options`` the user typed, from a command's parameters (name -> value)."""
+    return {o.flag: params[o.param] for o in options if o.typed(params[o.param])}
+
+
+def config_overrides(options: Sequence[Option], typed: Mapping[str, Any]) -> dict[str, Any]:
+    """config key -> config value of the ``typed`` options (flag -> typed value) that set a key."""
+    return {o.key: (o.convert(typed[o.flag]) if o.convert else typed[o.flag])
+            for o in options if o.key is not None and o.flag in typed}
+
+
+def refuse_conflicts(options: Sequence[Option], typed: Mapping[str, Any]) -> None:
+    """A switch that removes a model part, typed with options that configure that part (which would be
+    silently ignored): ``ValueError`` naming them all."""
+    for switch in options:
+        if switch.removes is None or switch.flag not in typed:
+            continue
+        others = [o.flag for o in options if o.configures == switch.removes and o.flag in typed]
+        if others:
+            raise ValueError(f"{switch.flag} cannot be combined with {', '.join(others)} "
+                             f"(they configure the part that {switch.flag} removes)")
 
 
 def _key(error: Mapping[str, Any]) -> str:
@@ -75,15 +151,6 @@ def describe(e: ValidationError) -> str:
     return "; ".join(lines)
 
 
-def refuse_combined(flag: str, given: bool, others: Mapping[str, bool]) -> None:
-    """``flag`` removes a part of the model; options of that part (``others``: option -> typed?)
-    would be silently ignored, so typing both is an error."""
-    typed = [name for name, was_typed in others.items() if was_typed]
-    if given and typed:
-        raise ValueError(f"{flag} cannot be combined with {', '.join(typed)} "
-                         f"(they configure the part that {flag} removes)")
-
-
 def with_overrides_described(base: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
     """``base`` with the non-None ``overrides``; a validation error names the flag the user typed."""
     from piumr.config import with_overrides
@@ -93,3 +160,13 @@ def with_overrides_described(base: TrainConfig, overrides: dict[str, Any]) -> Tr
     except ValidationError as e:  # one line naming the flag the user typed, not the config key
         raise ValueError(describe(e)) from None
 
+
+def build_config(preset: str, overrides: dict[str, Any], backbone: str | None = None) -> TrainConfig:
+    """``preset`` + ``overrides`` (None = not given). A ``backbone`` also moves TFAM to its default stage
+    and, for the full-size ``paper`` preset only, the input to its own clip length and crop; explicit
+    overrides win."""
+    from piumr.config import backbone_overrides, get_preset
+
+    base = backbone_overrides(backbone, native_input=preset == "paper") if backbone is not None else {}
+    return with_overrides_described(get_preset(preset), {**base, **{k: v for k, v in overrides.items()
+                                                                    if v is not None}})

@@ -7,25 +7,24 @@ import time
 import typing
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, TypeVar
+from typing import TYPE_CHECKING, Annotated, Literal, Optional, TypeVar
 
 import typer
 from rich.table import Table
 
 from piumr.config import (
-    CHECKPOINT_EVERY_MIN, MAX_CHECKPOINT_EVERY_MIN, MAX_CROP, MAX_FRAMES, MAX_SHORT_SIDE, MAX_VIEWS, MAX_WORKERS,
-    MIN_SHORT_SIDE, Backbone, DataConfig, Fusion, ListSplit, OnError, Split, TrainConfig,
+    MAX_CROP, MAX_FRAMES, MAX_SHORT_SIDE, MAX_VIEWS, MAX_WORKERS, MIN_SHORT_SIDE, DataConfig, ListSplit,
 )
 
 from .display import show_prediction
 from .doctor import doctor
 from .errors import console, err, user_errors, warn_cpu_time
-from .flags import refuse_combined, with_overrides_described
+from .flags import SYNTH_OPTIONS, build_config, config_overrides, typed_options
 from .options import (
-    HELP_SETTINGS, LIST_SPLITS, PRESET_METAVAR, DeviceOpt, PresetOpt, ThreadsOpt, check_data, check_file, check_inputs,
+    ARTIFACTS, HELP_SETTINGS, LIST_SPLITS, PRESET_METAVAR, DeviceOpt, PresetOpt, ThreadsOpt, check_data, check_inputs,
     check_preset, metavar, resolve_checkpoint,
 )
-from .resume import parse_milestones, resume_run
+from .train import train
 
 if TYPE_CHECKING:  # the CLI imports torch-heavy modules inside commands, so --help stays fast
     from piumr.checkpoint import Checkpoint
@@ -44,19 +43,7 @@ bench_app = typer.Typer(help="Speed and memory benchmarks (print numbers; never 
 app.add_typer(bench_app, name="bench")
 out = console()
 app.command()(doctor)
-
-ARTIFACTS = Path("artifacts")
-
-
-def _cfg(preset: str, overrides: dict[str, Any], backbone: str | None = None) -> TrainConfig:
-    """``preset`` + ``overrides`` (None = not given). A ``backbone`` also moves TFAM to its default stage
-    and, for the full-size ``paper`` preset only, the input to its own clip length and crop; explicit
-    overrides win."""
-    from piumr.config import backbone_overrides, get_preset
-
-    base = backbone_overrides(backbone, native_input=preset == "paper") if backbone is not None else {}
-    return with_overrides_described(get_preset(preset), {**base, **{k: v for k, v in overrides.items()
-                                                                    if v is not None}})
+app.command()(train)
 
 
 def _threads(threads: Optional[int], workers: int) -> int:
@@ -96,7 +83,7 @@ def info(
     """Build a preset's model and run one forward/backward pass on CPU: shapes and parameter counts
     (the paper preset takes a minute or more on 2 cores; the time is estimated before it starts)."""
     with user_errors():
-        cfg = _cfg(preset, {})
+        cfg = build_config(preset, {})
     import torch
 
     from piumr import GIRLLoss, build_model
@@ -141,15 +128,14 @@ def synth(
     threads: ThreadsOpt = None,
 ) -> None:
     """Generate the synthetic MA-52-format dataset (real mp4 files + official-format lists)."""
+    params = dict(locals())
     with user_errors():
         check_preset(preset)
     from piumr.data.splits import synth_params
     from piumr.data.synth import generate
 
     with user_errors():
-        d = _cfg(preset, {"data.synth_persons": persons, "data.synth_clips_per_person": clips_per_person,
-                          "data.synth_classes_per_body": classes_per_body, "data.synth_frames": frames,
-                          "data.synth_size": size, "data.synth_seed": seed}).data
+        d = build_config(preset, config_overrides(SYNTH_OPTIONS, typed_options(SYNTH_OPTIONS, params))).data
         _threads(threads, workers)
         t = time.perf_counter()
         res = generate(out_dir, workers=workers, progress=True, **synth_params(d))
@@ -184,116 +170,6 @@ def prepare(
             err.print(f"[yellow]{len(rep.failed)} clip(s) could not be converted (listed above)[/]")
             if not allow_failures:
                 raise typer.Exit(1)
-
-
-@app.command()
-def train(
-    preset: Annotated[Optional[str], typer.Option(metavar=PRESET_METAVAR, help="config preset (default paper)")] = None,
-    data: Annotated[Optional[str], typer.Option(metavar="<root|synth>",
-                                                help="MA-52 root, prepared cache, or 'synth'")] = None,
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help="run folder (default artifacts/runs/<preset>-<time>)")] = None,
-    resume: Annotated[Optional[Path], typer.Option(help="continue the run in this folder")] = None,
-    fresh: Annotated[bool, typer.Option("--fresh", help="start over in a non-empty --out: the old run is moved "
-                                                        "to <out>.old-<time>")] = False,
-    epochs: Annotated[Optional[int], typer.Option()] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="global batch size")] = None,
-    lr: Annotated[Optional[float], typer.Option()] = None,
-    milestones: Annotated[Optional[str], typer.Option(help="epochs where the lr is multiplied by 0.1, e.g. 30,60 "
-                                                           "('' = none)")] = None,
-    checkpoint_every_min: Annotated[float, typer.Option(
-        help="minutes between mid-epoch checkpoints (0 = epoch ends only)", min=0.0,
-        max=MAX_CHECKPOINT_EVERY_MIN)] = CHECKPOINT_EVERY_MIN,
-    frames: Annotated[Optional[int], typer.Option()] = None,
-    crop: Annotated[Optional[int], typer.Option()] = None,
-    backbone: Annotated[Optional[str], typer.Option(
-        metavar=metavar(Backbone), help="with --preset paper: the backbone's own clip length and crop")] = None,
-    pretrained: Annotated[Optional[Path], typer.Option(
-        help="local Kinetics checkpoint: X3D .pyth, torchvision .pth, VideoMAE model folder or file")] = None,
-    tfam_stage: Annotated[Optional[int], typer.Option(help="stage TFAM follows (default: the backbone's, README)")] = None,
-    no_tfam: Annotated[bool, typer.Option("--no-tfam", help="drop TFAM")] = False,
-    no_girl: Annotated[bool, typer.Option("--no-girl", help="drop GIRL (CE only)")] = False,
-    tfam_frequency: Annotated[Optional[bool], typer.Option("--tfam-frequency/--no-tfam-frequency")] = None,
-    tfam_temporal: Annotated[Optional[bool], typer.Option("--tfam-temporal/--no-tfam-temporal")] = None,
-    fusion: Annotated[Optional[str], typer.Option(metavar=metavar(Fusion), help="how TFAM fuses its branches")] = None,
-    girl_var_grad: Annotated[bool, typer.Option("--girl-var-grad", help="let GIRL's variance term carry gradient")] = False,
-    girl_detach_weights: Annotated[bool, typer.Option("--girl-detach-weights",
-                                                      help="GIRL's Gaussian weights as constants (default: gradient through them, as eq. 6)")] = False,
-    split: Annotated[Optional[str], typer.Option(metavar=metavar(Split),
-                                                 help="official lists or person-disjoint folds")] = None,
-    fold: Annotated[Optional[int], typer.Option()] = None,
-    seed: Annotated[Optional[int], typer.Option()] = None,
-    workers: Annotated[Optional[int], typer.Option(help="data loader processes")] = None,
-    amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="bf16 autocast on GPU")] = None,
-    grad_clip: Annotated[Optional[float], typer.Option()] = None,
-    eval_every: Annotated[Optional[int], typer.Option()] = None,
-    max_steps_per_epoch: Annotated[Optional[int], typer.Option()] = None,
-    on_error: Annotated[Optional[str], typer.Option(metavar=metavar(OnError), help="what a broken clip does")] = None,
-    device: DeviceOpt = None,
-    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
-    threads: ThreadsOpt = None,
-) -> None:
-    """Train PIUmr (or an ablation) and keep best/last checkpoints, logs and metrics.
-
-    A new run needs an empty --out (--fresh moves an old run aside); --resume DIR continues a run and
-    accepts --epochs, --lr, --milestones and --workers (recorded as amendments). Exit status: 0 done (or
-    already finished); 2 a bad option, data or run folder (occupied, locked, unwritable); 3 the GPU ran out
-    of memory; 4 the run stopped on a fault (divergence, a failed write, a vanished run folder), after its
-    last checkpoint.
-    """
-    with user_errors():
-        if preset is not None:
-            check_preset(preset)
-        typed = {"--preset": preset, "--data": data, "--epochs": epochs, "--batch-size": batch_size, "--lr": lr,
-                 "--milestones": milestones, "--frames": frames, "--crop": crop, "--backbone": backbone,
-                 "--pretrained": pretrained, "--tfam-stage": tfam_stage, "--no-tfam": no_tfam or None,
-                 "--no-girl": no_girl or None,
-                 "--tfam-frequency/--no-tfam-frequency": tfam_frequency,
-                 "--tfam-temporal/--no-tfam-temporal": tfam_temporal, "--fusion": fusion,
-                 "--girl-var-grad": girl_var_grad or None, "--girl-detach-weights": girl_detach_weights or None,
-                 "--split": split, "--fold": fold, "--seed": seed, "--workers": workers, "--amp/--no-amp": amp,
-                 "--grad-clip": grad_clip, "--eval-every": eval_every, "--max-steps-per-epoch": max_steps_per_epoch,
-                 "--on-error": on_error, "--fresh": fresh or None}
-        if resume is not None:
-            if out_dir is not None and out_dir.resolve() != resume.resolve():
-                raise ValueError(f"--out {out_dir} cannot be combined with --resume {resume} (a resumed run stays "
-                                 "in its folder)")
-            res = resume_run(resume, {k: v for k, v in typed.items() if v is not None}, device=device,
-                             progress=not quiet, threads=threads, checkpoint_every_min=checkpoint_every_min)
-            out.print(f"run folder: {res.out_dir}  (best val F1_mean {res.best_metric:.2f})")
-            return
-        check_data(data)
-        check_file(pretrained, "--pretrained", "file or folder", folder_ok=True)  # folder: a VideoMAE model
-        refuse_combined("--no-tfam", no_tfam, {"--tfam-frequency/--no-tfam-frequency": tfam_frequency is not None,
-                                               "--tfam-temporal/--no-tfam-temporal": tfam_temporal is not None,
-                                               "--fusion": fusion is not None})
-        refuse_combined("--no-girl", no_girl, {"--girl-var-grad": girl_var_grad,
-                                               "--girl-detach-weights": girl_detach_weights})
-        cfg = _cfg(preset or "paper", {
-            "data.root": data, "optim.epochs": epochs, "optim.batch_size": batch_size, "optim.lr": lr,
-            "optim.milestones": parse_milestones(milestones),
-            "model.frames": frames, "model.crop": crop, "model.tfam.stage": tfam_stage,
-            "model.pretrained": str(pretrained) if pretrained else None,
-            "model.tfam.enabled": False if no_tfam else None, "girl.enabled": False if no_girl else None,
-            "model.tfam.frequency": tfam_frequency, "model.tfam.temporal": tfam_temporal,
-            "model.tfam.fusion": fusion, "girl.var_grad": True if girl_var_grad else None,
-            "girl.detach_weights": True if girl_detach_weights else None,
-            "data.split": split, "data.fold": fold, "seed": seed, "data.num_workers": workers,
-            "optim.amp": amp, "optim.grad_clip": grad_clip, "eval_every": eval_every,
-            "max_steps_per_epoch": max_steps_per_epoch, "data.on_error": on_error,
-        }, backbone)
-        if fold is not None and cfg.data.split != "cross-subject":
-            raise ValueError(f"--fold {fold} applies to --split cross-subject only (this run uses {cfg.data.split!r})")
-        run_dir = out_dir or ARTIFACTS / "runs" / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    from piumr.runtime import pick_device
-    from piumr.train import train as run_train
-
-    with user_errors():
-        n_threads = _threads(threads, cfg.data.num_workers)
-        warn_cpu_time(f"each training step of batch {cfg.optim.batch_size}", cfg.model, cfg.optim.batch_size, True,
-                       n_threads, pick_device(device).type)
-        res = run_train(cfg, run_dir, device=device, progress=not quiet, fresh=fresh,
-                        checkpoint_every_min=checkpoint_every_min)
-        out.print(f"run folder: {res.out_dir}  (best val F1_mean {res.best_metric:.2f}, {res.seconds:.0f} s)")
 
 
 def _load(path: Path, given: bool, device: Optional[str]) -> tuple[PIUmrNet, Checkpoint]:
@@ -404,7 +280,7 @@ def predict(
 def _bench(kind: Literal["train", "infer"], preset: str, batch: Optional[int], device: Optional[str], iters: int,
            variants: str, threads: Optional[int], backbone: Optional[str] = None) -> None:
     with user_errors():
-        cfg = _cfg(preset, {}, backbone)
+        cfg = build_config(preset, {}, backbone)
     from piumr.bench import run_bench
     from piumr.runtime import pick_device
 
@@ -470,7 +346,7 @@ def bench_loader(
     """Data loader throughput (augmented clips/s) from raw videos or a prepared cache."""
     with user_errors():
         check_data(data)
-        cfg = _cfg(preset, {"data.root": data})
+        cfg = build_config(preset, {"data.root": data})
     from piumr.data.bench import loader_throughput
     from piumr.data.splits import resolve_root
 

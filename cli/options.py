@@ -37,6 +37,8 @@ def metavar(values: Any) -> str:
     return f"<{'|'.join(str(n) for n in names)}>"
 
 
+#: where runs, results and (by default) checkpoints go, relative to the working directory
+ARTIFACTS = Path("artifacts")
 PRESET_NAMES = tuple(PRESETS)
 BACKBONE_NAMES: tuple[str, ...] = get_args(Backbone)
 LIST_SPLITS: tuple[str, ...] = get_args(ListSplit)

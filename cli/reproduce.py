@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Optional, get_args
 
 import typer
 
-from piumr.config import Backbone, Split
+from piumr.config import PERSON_DISJOINT, Backbone, Split
 
 from .errors import console, user_errors
 from .errors import err as _err
@@ -79,8 +79,8 @@ def _run(names: list[str], data: str | None, preset: str, seeds: list[str] | Non
     from piumr.runtime import configure_threads, pick_device
 
     with user_errors():
-        if split is not None and split not in ("official", "cross-subject"):
-            raise ValueError(f"--split must be official or cross-subject, got {split!r}")
+        if split is not None and split not in get_args(Split):
+            raise ValueError(f"--split must be {' or '.join(get_args(Split))}, got {split!r}")
         chosen = parse_seeds(seeds, extra) if seeds is not None or extra else default_seeds
         settings = make_settings(data=data, preset=preset, seeds=chosen, epochs=epochs, out=out,
                                  device=device, max_steps_per_epoch=max_steps_per_epoch, progress=not quiet,
@@ -159,4 +159,4 @@ def demo(
     Generates the data, decodes it once into memory, trains 8 small models 2 at a time on the
     person-disjoint split, and writes JSON, LaTeX and PNG under --out (see README: Measured numbers)."""
     _run(["demo", "fig5"], "synth", preset, seeds, extra, epochs, out, plan, device, None, quiet, threads,
-         "cross-subject", jobs, default_seeds=(0, 1))
+         PERSON_DISJOINT, jobs, default_seeds=(0, 1))

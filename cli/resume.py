@@ -1,28 +1,15 @@
-"""``piumr train --resume``: the options a resumed run accepts, and the run's own config amended by them."""
+"""``piumr train --resume``: the run's own config amended by the options a resumed run accepts
+(``RESUME_OPTIONS``, generated from ``flags.TRAIN_OPTIONS``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
-from .flags import FLAGS, with_overrides_described
+from .flags import FLAGS, RESUME_OPTIONS, TRAIN_OPTIONS, config_overrides, with_overrides_described
 
 if TYPE_CHECKING:
     from piumr.train import TrainResult
-
-# the options a resumed run accepts (the config keys they set); the others would change the run mid-way
-RESUME_OPTIONS = {"--epochs": "optim.epochs", "--lr": "optim.lr", "--milestones": "optim.milestones",
-                  "--workers": "data.num_workers"}
-
-
-def parse_milestones(text: Optional[str]) -> Optional[tuple[int, ...]]:
-    """``--milestones 30,60`` -> (30, 60); '' -> (); ``ValueError`` naming the flag otherwise."""
-    if text is None:
-        return None
-    try:
-        return tuple(int(m) for m in text.replace(" ", "").split(",") if m)
-    except ValueError:
-        raise ValueError(f"--milestones {text!r}: give epochs as integers separated by commas, e.g. 30,60") from None
 
 
 def resume_run(folder: Path, typed: dict[str, Any], *, device: Optional[str], progress: bool,
@@ -45,11 +32,8 @@ def resume_run(folder: Path, typed: dict[str, Any], *, device: Optional[str], pr
         base = read_config(folder)[0]
     else:
         raise FileNotFoundError(f"{folder}: no run to resume here (no last.safetensors or config.json)")
-    values = {key: typed[flag] for flag, key in RESUME_OPTIONS.items() if flag in typed}
-    if "optim.milestones" in values:
-        values["optim.milestones"] = parse_milestones(values["optim.milestones"])
     try:
-        cfg = with_overrides_described(base, values)
+        cfg = with_overrides_described(base, config_overrides(TRAIN_OPTIONS, typed))
         configure_threads(threads, cfg.data.num_workers)
         return train(cfg, folder, resume=True, device=device, progress=progress,
                      checkpoint_every_min=checkpoint_every_min)

@@ -186,3 +186,42 @@ def test_predict_does_not_warn_for_all_52_classes() -> None:
     assert trained_on(full, Path("best.safetensors")).warning is None
     old = trained_on({}, Path("old.safetensors"))
     assert old.warning is not None and "old.safetensors" in old.warning and old.classes is None
+
+
+def test_train_options_are_declared_once() -> None:
+    """Every config-setting option of ``piumr train`` is one entry of ``TRAIN_OPTIONS`` (which names a real
+    parameter and a real config key), and the tables derived from it agree with the library's rules."""
+    import inspect
+
+    from piumr.config import PRESETS, with_overrides
+    from piumr.run_folder import AMENDABLE
+    from piumr_cli.flags import FLAGS, RESUME_OPTIONS, TRAIN_OPTIONS
+    from piumr_cli.train import train
+
+    params = set(inspect.signature(train).parameters)
+    declared = {o.param for o in TRAIN_OPTIONS}
+    # the options that set no config key and stay usable with --resume
+    assert params - declared == {"out_dir", "resume", "checkpoint_every_min", "device", "quiet", "threads"}
+    assert declared <= params
+    base = PRESETS["tiny"]
+    for o in TRAIN_OPTIONS:
+        if o.key is not None:  # a key the config has: setting it to its own value validates
+            section, *rest = o.key.split(".")
+            value = getattr(base, section)
+            for part in rest:
+                value = getattr(value, part)
+            assert with_overrides(base, {o.key: value}) is not None, o.key
+            assert FLAGS[o.key] == o.flag
+    assert set(RESUME_OPTIONS.values()) <= set(AMENDABLE)
+    assert RESUME_OPTIONS == {"--epochs": "optim.epochs", "--lr": "optim.lr", "--milestones": "optim.milestones",
+                              "--workers": "data.num_workers"}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--no-tfam", "--fusion", "mean", "--no-tfam-temporal"],
+     "--no-tfam cannot be combined with --tfam-temporal/--no-tfam-temporal, --fusion"),
+    (["--no-girl", "--girl-var-grad"], "--no-girl cannot be combined with --girl-var-grad"),
+])
+def test_conflicting_options_are_one_line(args: list[str], message: str) -> None:
+    res = runner.invoke(app, ["train", "--preset", "tiny", "--data", "synth", *args])
+    assert res.exit_code == 2 and message in res.output, res.output

@@ -144,7 +144,7 @@ def test_mismatched_weights_are_one_clear_error(tmp_path: Path) -> None:
 
 
 def test_native_input_only_for_paper_preset() -> None:
-    from piumr_cli.main import _cfg
+    from piumr_cli.flags import build_config as _cfg
 
     assert (_cfg("paper", {}, "swin3d_t").model.frames, _cfg("paper", {}, "swin3d_t").model.crop) == (32, 224)
     tiny = _cfg("tiny", {"model.frames": None}, "swin3d_t")

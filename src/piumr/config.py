@@ -41,6 +41,7 @@ def default_tfam_stage(backbone: str) -> int:
     """The stage TFAM follows by default on ``backbone`` (4; MViT: 3)."""
     return TFAM_STAGES[backbone][-1]
 Split = Literal["official", "cross-subject"]
+PERSON_DISJOINT: Split = "cross-subject"  # the split whose train and test persons differ (folds, seen holdout)
 ListSplit = Literal["train", "val", "test"]  # the three official MA-52 lists
 OnError = Literal["raise", "skip"]
 Fusion = Literal["consistency", "mean"]
