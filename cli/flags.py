@@ -15,6 +15,7 @@ FLAGS: dict[str, str] = {
     "data.root": "--data",
     "data.split": "--split",
     "data.fold": "--fold",
+    "data.hold_out": "--hold-out",
     "data.num_workers": "--workers",
     "data.on_error": "--on-error",
     "data.synth_persons": "--persons",

@@ -22,8 +22,8 @@ from .doctor import doctor
 from .errors import console, err, user_errors, warn_cpu_time
 from .flags import refuse_combined, with_overrides_described
 from .options import (
-    HELP_SETTINGS, LIST_SPLITS, PRESET_METAVAR, DeviceOpt, PresetOpt, ThreadsOpt, check_data, check_file, check_inputs,
-    check_preset, metavar, resolve_checkpoint,
+    HELP_SETTINGS, LIST_SPLITS, PRESET_METAVAR, DataOpt, DeviceOpt, HoldOutOpt, ManifestOpt, PresetOpt, ThreadsOpt,
+    check_data, check_file, check_predict, check_preset, metavar, resolve_checkpoint,
 )
 from .resume import parse_milestones, resume_run
 
@@ -33,7 +33,6 @@ if TYPE_CHECKING:  # the CLI imports torch-heavy modules inside commands, so --h
 
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
 warnings.filterwarnings("ignore", message=".*saved_variables.*", category=DeprecationWarning)
-
 
 
 app = typer.Typer(help="PIUmr: person-independent micro-action recognition (X3D + TFAM + GIRL).",
@@ -138,6 +137,7 @@ def synth(
     size: Annotated[Optional[int], typer.Option(help="frame size in pixels")] = None,
     seed: Annotated[Optional[int], typer.Option(help="generator seed")] = None,
     workers: Annotated[int, typer.Option(help="parallel processes", min=1, max=MAX_WORKERS)] = 2,
+    manifest: ManifestOpt = False,
     threads: ThreadsOpt = None,
 ) -> None:
     """Generate the synthetic MA-52-format dataset (real mp4 files + official-format lists)."""
@@ -152,13 +152,13 @@ def synth(
                           "data.synth_size": size, "data.synth_seed": seed}).data
         _threads(threads, workers)
         t = time.perf_counter()
-        res = generate(out_dir, workers=workers, progress=True, **synth_params(d))
+        res = generate(out_dir, workers=workers, progress=True, manifest=manifest, **synth_params(d))
         out.print(f"wrote {res} in {time.perf_counter() - t:.1f} s")
 
 
 @app.command()
 def prepare(
-    data: Annotated[Path, typer.Option(help="MA-52 root (raw videos)")],
+    data: Annotated[Path, typer.Option(help="MA-52 root (raw videos) or a manifest .csv")],
     out_dir: Annotated[Path, typer.Option("--out", help="cache folder to write")],
     short_side: Annotated[int, typer.Option(help="resize frames to this short side",
                                             min=MIN_SHORT_SIDE, max=MAX_SHORT_SIDE)] = DataConfig().short_side,
@@ -189,8 +189,7 @@ def prepare(
 @app.command()
 def train(
     preset: Annotated[Optional[str], typer.Option(metavar=PRESET_METAVAR, help="config preset (default paper)")] = None,
-    data: Annotated[Optional[str], typer.Option(metavar="<root|synth>",
-                                                help="MA-52 root, prepared cache, or 'synth'")] = None,
+    data: DataOpt = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="run folder (default artifacts/runs/<preset>-<time>)")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="continue the run in this folder")] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="start over in a non-empty --out: the old run is moved "
@@ -221,6 +220,7 @@ def train(
     split: Annotated[Optional[str], typer.Option(metavar=metavar(Split),
                                                  help="official lists or person-disjoint folds")] = None,
     fold: Annotated[Optional[int], typer.Option()] = None,
+    hold_out: HoldOutOpt = None,
     seed: Annotated[Optional[int], typer.Option()] = None,
     workers: Annotated[Optional[int], typer.Option(help="data loader processes")] = None,
     amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="bf16 autocast on GPU")] = None,
@@ -250,7 +250,7 @@ def train(
                  "--tfam-frequency/--no-tfam-frequency": tfam_frequency,
                  "--tfam-temporal/--no-tfam-temporal": tfam_temporal, "--fusion": fusion,
                  "--girl-var-grad": girl_var_grad or None, "--girl-detach-weights": girl_detach_weights or None,
-                 "--split": split, "--fold": fold, "--seed": seed, "--workers": workers, "--amp/--no-amp": amp,
+                 "--split": split, "--fold": fold, "--hold-out": hold_out, "--seed": seed, "--workers": workers, "--amp/--no-amp": amp,
                  "--grad-clip": grad_clip, "--eval-every": eval_every, "--max-steps-per-epoch": max_steps_per_epoch,
                  "--on-error": on_error, "--fresh": fresh or None}
         if resume is not None:
@@ -277,7 +277,7 @@ def train(
             "model.tfam.frequency": tfam_frequency, "model.tfam.temporal": tfam_temporal,
             "model.tfam.fusion": fusion, "girl.var_grad": True if girl_var_grad else None,
             "girl.detach_weights": True if girl_detach_weights else None,
-            "data.split": split, "data.fold": fold, "seed": seed, "data.num_workers": workers,
+            "data.split": split, "data.fold": fold, "data.hold_out": hold_out, "seed": seed, "data.num_workers": workers,
             "optim.amp": amp, "optim.grad_clip": grad_clip, "eval_every": eval_every,
             "max_steps_per_epoch": max_steps_per_epoch, "data.on_error": on_error,
         }, backbone)
@@ -334,11 +334,13 @@ def evaluate(
         dest = out_dir or path.parent / f"eval-{split}"
         res, scores = evaluate_checkpoint(model, ck.config, split=which, out_dir=dest, device=dev,
                                           views=views, batch_size=batch_size, data=d)
-        out.print(format_table(res.official))
+        out.print(format_table(res.official, res.words))
         if res.participants is not None:
             p = res.participants
             out.print(f"participants: {p['num_participants']}, mean {p['mean']:.2f}, std {p['std']:.2f}, "
                       f"worst {p['worst_id']} {p['worst_acc']:.2f}, worst-10% {p['worst10_acc']:.2f}")
+        if res.domains:
+            out.print("domains (top-1): " + ", ".join(f"{k} {v:.2f}" for k, v in res.domains.items()))
         if scores.skipped:
             err.print(f"[yellow]warning: {len(scores.skipped)} clip(s) of the {split} split could not be read and "
                       f"were left out (metrics over {len(scores.labels)} clips)[/]: " + ", ".join(scores.skipped),
@@ -353,7 +355,8 @@ def predict(
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line instead of tables")] = False,
     views: Annotated[int, typer.Option(help="temporal views averaged per clip", min=1, max=MAX_VIEWS)] = 1,
     submission: Annotated[Optional[Path], typer.Option(help="write a Codabench submission zip for --data's test list")] = None,
-    data: Annotated[Optional[Path], typer.Option(help="MA-52 root whose test list --submission scores")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="MA-52 root whose test list --submission scores, or a "
+                                                      "manifest whose clips to predict (its test rows, else all)")] = None,
     device: DeviceOpt = None,
     threads: ThreadsOpt = None,
 ) -> None:
@@ -365,20 +368,15 @@ def predict(
     """
     with user_errors():
         path = resolve_checkpoint(checkpoint, ARTIFACTS)
-        if submission is None and not clips:
-            raise ValueError("give one or more clips or folders (or --submission)")
-        check_inputs(clips)
-        if submission is not None and data is None:
-            raise ValueError("--submission needs --data (the MA-52 root holding test_list_videos.txt)")
-        check_data(str(data) if data is not None else None)
-    from piumr.predict import ClipFailure, expand_inputs, predict_clips, trained_on, write_submission
+        check_predict(clips, submission, data)
+    from piumr.predict import ClipFailure, expand_inputs, manifest_inputs, predict_clips, trained_on, write_submission
 
     with user_errors():
         model, ck = _load(path, checkpoint is not None, device)
         seen = trained_on(ck.meta, path)
         dev = next(model.parameters()).device
         _threads(threads, ck.config.data.num_workers if submission is not None else 0)
-        inputs = expand_inputs(clips or [])
+        inputs = expand_inputs([*(clips or []), *manifest_inputs(data)])
         bad = [p for p in inputs if isinstance(p, ClipFailure)]
         if clips and len(bad) == len(inputs):
             for f in bad:
@@ -392,7 +390,7 @@ def predict(
             out.print(f"wrote {submission} ({n} rows, prediction.csv at the zip root)")
             return
         failures = 0
-        for res in predict_clips(model, ck.config, inputs, dev, views=views):
+        for res in predict_clips(model, ck.config, inputs, dev, views=views, names=seen.names):
             failures += isinstance(res, ClipFailure)
             show_prediction(res, as_json, seen)
         if failures:
