@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from piumr.config import DataConfig
-from piumr.data.ma52 import ACTION_TO_BODY, BODY_NAMES, DatasetError, read_label_names
+from piumr.data.ma52 import ACTION_NAMES, ACTION_TO_BODY, BODY_NAMES, DatasetError
 from piumr.data.manifest import ClassInfo, read_manifest, write_manifest
 from piumr.data.splits import load_split
 from piumr_cli.main import app
@@ -204,6 +204,11 @@ def test_train_and_evaluate_from_a_manifest(synth_manifest: Path, tmp_path: Path
     assert "Group Top-1 | Label Top-1" in res.output and not any(k.startswith(("action", "body")) for k in ev["official"])
     with (tmp_path / "eval" / "predictions.csv").open() as f:
         assert {r["label_name"] for r in csv.DictReader(f)} <= set(classes.names)
+    (tmp_path / "other").mkdir()
+    other = _dataset(tmp_path / "other", GOOD)  # 3 classes: not what the model was trained on
+    res = runner.invoke(app, ["evaluate", "--checkpoint", str(tmp_path / "run" / "best.safetensors"),
+                              "--data", str(other), "--split", "val", "--out", str(tmp_path / "eval2")])
+    assert res.exit_code == 2 and f"{other}: its classes.csv has 3 classes, the model 14 outputs" in res.output
 
 
 def test_person_disjoint_fold_and_held_out_domain(synth_manifest: Path, tmp_path: Path) -> None:
@@ -217,21 +222,19 @@ def test_person_disjoint_fold_and_held_out_domain(synth_manifest: Path, tmp_path
     assert set(m["participants"]["per_participant"]) == {"0002", "0004", "0006"}  # type: ignore[index]
 
 
-def _real_manifest(clips_dir: Path, ma52_lists: Path, folder: Path) -> Path:
+def _real_manifest(clips_dir: Path, folder: Path) -> Path:
     """The six MA-52 demo clips as a manifest: MA-52's 52 classes with their body parts as groups."""
     demo = clips_dir / "ma52_demo"
     (folder / "clips").symlink_to(demo, target_is_directory=True)  # the clips stay where they are
-    names = read_label_names(ma52_lists / "label_name.txt")
-    info = ClassInfo(names, ACTION_TO_BODY, BODY_NAMES)
+    info = ClassInfo(ACTION_NAMES, ACTION_TO_BODY, BODY_NAMES)  # label_name.txt's classes, body parts as groups
     with (demo / "labels.csv").open(encoding="utf-8", newline="") as f:
         rows = [{"path": f"clips/{r['file']}", "label": r["class_index_label_name_txt"],
                  "person": r["clip_id"][:4], "group": r["body_part"], "split": "test"} for r in csv.DictReader(f)]
     return write_manifest(folder / "manifest.csv", rows, info)
 
 
-def test_predict_real_ma52_clips_from_a_manifest(clips_dir: Path, ma52_lists: Path, synth_manifest: Path,
-                                                 tmp_path: Path) -> None:
-    man = _real_manifest(clips_dir, ma52_lists, tmp_path)
+def test_predict_real_ma52_clips_from_a_manifest(clips_dir: Path, synth_manifest: Path, tmp_path: Path) -> None:
+    man = _real_manifest(clips_dir, tmp_path)
     assert len(read_manifest(man).records) == 6  # the reader's checks pass: labels, groups, files
     _train(synth_manifest, tmp_path / "run", "--max-steps-per-epoch", "1")
     res = runner.invoke(app, ["predict", "--checkpoint", str(tmp_path / "run" / "best.safetensors"), "--data",
@@ -269,3 +272,10 @@ def test_reproduce_from_a_manifest(synth_manifest: Path, tmp_path: Path) -> None
     assert res.exit_code == 0, res.output
     table = json.loads((tmp_path / "rep" / "table2" / "table.json").read_text())
     assert len(table["rows"]) == 4
+
+
+def test_doctor_reports_a_manifest(tmp_path: Path) -> None:
+    from piumr.doctor.data import data_report
+
+    rep = data_report(DataConfig(root=str(_dataset(tmp_path, GOOD))))
+    assert rep["kind"] == "manifest" and rep["splits"] == {"train": 1, "val": 1, "test": 1} and rep["cache"] is None

@@ -18,6 +18,7 @@ from piumr.config import DataConfig, TrainConfig
 from piumr.data.loaders import eval_loader
 from piumr.data.manifest import MA52_CLASSES, ClassInfo
 from piumr.data.splits import class_info, load_split, resolve_root
+from piumr.errors import DatasetError
 from piumr.files import write_json_atomic, write_text_atomic
 from piumr.metrics import EvalResult, evaluate_scores
 
@@ -149,10 +150,13 @@ def evaluate_checkpoint(
     ``metrics.json`` and ``predictions.csv`` into ``out_dir`` when given."""
     run_cfg = cfg if data is None else cfg.model_copy(update={"data": data})
     resolve_root(run_cfg.data, progress)
+    classes = class_info(run_cfg.data)
+    if classes is not MA52_CLASSES and len(classes.names) != cfg.model.num_classes:
+        raise DatasetError(f"{run_cfg.data.root}: its classes.csv has {len(classes.names)} classes, the model "
+                           f"{cfg.model.num_classes} outputs (it was trained on other classes)")
     records = load_split(run_cfg.data, split, progress)
     scores = collect_scores(model, eval_loader(run_cfg, records, views=views, batch_size=batch_size), device,
                             amp=run_cfg.optim.amp)
-    classes = class_info(run_cfg.data)
     result = score_metrics(scores, classes)
     if out_dir is not None:
         payload = {"split": split, "views": views, "clips": len(scores.labels), "listed": len(records),
