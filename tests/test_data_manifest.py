@@ -260,6 +260,10 @@ def test_prepare_a_manifest_then_train_from_the_cache(synth_manifest: Path, tmp_
     cfg = tiny.model_copy(update={"data": tiny.data.model_copy(update={"root": str(cache / "manifest.csv")})})
     ds = build_dataset(cfg, load_split(cfg.data, "train"), "train")
     assert isinstance(ds.cache, PreparedCache) and ds[0]["video"].shape == (3, 4, 32, 32)
+    from piumr.predict import manifest_inputs
+
+    with pytest.raises(DatasetError, match="a prepared cache holds frames, not videos"):
+        manifest_inputs(cache / "manifest.csv")
     first = man.records[0]
     first.path.with_name(first.path.name + ".jpgs").unlink()
     with pytest.raises(DatasetError, match=f"{cache / 'manifest.csv'}:2: file .*\\.jpgs does not exist"):

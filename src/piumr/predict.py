@@ -23,7 +23,7 @@ from torch import nn
 
 from piumr.config import TrainConfig
 from piumr.data.loaders import build_dataset, eval_loader
-from piumr.data.ma52 import ACTION_NAMES, ClipRecord, read_split
+from piumr.data.ma52 import ACTION_NAMES, MANIFEST_NAME, ClipRecord, read_split
 from piumr.data.manifest import MA52_CLASSES, ClassInfo, is_manifest, read_manifest
 from piumr.errors import DatasetError, VideoError
 from piumr.evaluate import collect_scores
@@ -143,6 +143,9 @@ def manifest_inputs(data: Path | None) -> list[Path]:
     if data is None or not is_manifest(data):
         return []
     man = read_manifest(data)
+    if (man.path.parent / MANIFEST_NAME).is_file():
+        raise DatasetError(f"{data}: a prepared cache holds frames, not videos; predict from the manifest it was "
+                           "prepared from")
     test = [r.path for r, s in zip(man.records, man.splits, strict=True) if s == "test"]
     return test or [r.path for r in man.records]
 
