@@ -59,7 +59,7 @@ def test_reads_records_with_persons_groups_domains(tmp_path: Path) -> None:
     (["a.mp4,2,p1,head,lab,train"], HEADER, 2, "group 'head' disagrees with classes.csv"),
     (["a.mp4,0,p1,head,lab,training"], HEADER, 2, "split 'training' is not one of train, val, test"),
     (["a.mp4,0,p1,head,lab"], HEADER, 2, "5 fields, the header has 6"),
-    (["a.mp4,0,p1"], "path,label,persn", 1, "unknown column 'persn'"),
+    (["a.mp4,0"], "path,label,persn", 1, "unknown column 'persn'"),  # the header is checked before the rows
     (["a.mp4,p1"], "path,person", 1, "no 'label' column"),
     (["a.mp4,0,0"], "path,label,label", 1, "a column is named twice"),
     ([",0,p1,head,lab,train"], HEADER, 2, "empty path"),
@@ -84,6 +84,15 @@ def test_bad_classes_file_names_its_line(tmp_path: Path, classes: str, line: int
     with pytest.raises(DatasetError) as e:
         read_manifest(man)
     assert str(e.value).startswith(f"{tmp_path / 'classes.csv'}:{line}: ") and says in str(e.value)
+
+
+def test_bad_csv_and_bad_encoding_name_the_file(tmp_path: Path) -> None:
+    man = _dataset(tmp_path, ["a.mp4,0", 'b.mp4,"1"z'], "path,label")
+    with pytest.raises(DatasetError, match=f"{man}:3: not valid CSV"):
+        read_manifest(man)
+    man.write_bytes(b"path,label\na\xff.mp4,0\n")
+    with pytest.raises(DatasetError, match=f"{man}: not UTF-8 text"):
+        read_manifest(man)
 
 
 def test_missing_classes_file(tmp_path: Path) -> None:
@@ -158,6 +167,9 @@ def test_cli_rejects_a_bad_manifest_in_one_line(tmp_path: Path) -> None:
     assert f"{man}:3: duplicate path" in res.output and not (tmp_path / "run").exists()
     res = runner.invoke(app, ["train", "--preset", "tiny", "--data", str(man), "--hold-out", "lab"])
     assert res.exit_code == 2 and "--hold-out" in res.output and "Traceback" not in res.output
+    res = runner.invoke(app, ["train", "--preset", "tiny", "--data", str(man), "--hold-out", "domain=lab",
+                              "--split", "cross-subject"])
+    assert res.exit_code == 2 and "cannot be combined with split 'cross-subject'" in res.output
 
 
 # --------------------------------------------------------------------------------- end to end

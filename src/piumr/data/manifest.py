@@ -22,6 +22,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
 
 from piumr.data.ma52 import (
     ACTION_NAMES, ACTION_TO_BODY, BODY_NAMES, MANIFEST_NAME, SPLITS, ClipRecord, DatasetError, _check_exists,
@@ -73,15 +74,19 @@ def is_manifest(root: str | Path) -> bool:
     return Path(root).suffix.lower() == ".csv" and not Path(root).is_dir()
 
 
-def _rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
-    """Header and (line number, row) of a CSV; ragged rows and unreadable files raise naming the line."""
+def _rows(path: Path, allowed: tuple[str, ...], required: tuple[str, ...],
+          ) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """Header (checked first: ``allowed`` and ``required`` columns) and (line number, row) of a CSV; ragged
+    rows and unreadable files raise naming the line."""
+    reader: Any = None
     try:
         with path.open(encoding="utf-8-sig", newline="") as f:
-            reader = csv.reader(f)
+            reader = csv.reader(f, strict=True)  # malformed quoting is an error, not a guess
             header = next(reader, None)
             if header is None:
                 raise DatasetError(f"{path}:1: empty file (expected a header row)")
             names = [h.strip() for h in header]
+            _check_header(path, names, allowed, required)
             rows: list[tuple[int, dict[str, str]]] = []
             for cells in reader:
                 line = reader.line_num
@@ -92,8 +97,8 @@ def _rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
                 rows.append((line, {n: c.strip() for n, c in zip(names, cells, strict=True)}))
     except UnicodeDecodeError as e:
         raise DatasetError(f"{path}: not UTF-8 text ({e})") from e
-    except csv.Error as e:
-        raise DatasetError(f"{path}: not a valid CSV file ({e})") from e
+    except csv.Error as e:  # e.g. a NUL byte, an unclosed quote at the end, a huge field
+        raise DatasetError(f"{path}:{reader.line_num if reader else 1}: not valid CSV ({e})") from e
     except OSError as e:
         raise DatasetError(f"{path}: cannot read ({e.strerror or e})") from e
     return names, rows
@@ -120,8 +125,7 @@ def _read_classes(path: Path) -> tuple[ClassInfo, bool]:
     """``read_classes`` and whether the file declares groups."""
     if not path.is_file():
         raise DatasetError(f"{path}: no classes file (columns label,name[,group]; see docs/data.md)")
-    names, rows = _rows(path)
-    _check_header(path, names, ("label", "name", "group"), ("label", "name"))
+    names, rows = _rows(path, ("label", "name", "group"), ("label", "name"))
     labels: list[str] = []
     groups: list[str] = []
     coarse: list[int] = []
@@ -203,8 +207,7 @@ def read_manifest(path: Path, check_files: bool = True) -> Manifest:
     if not path.is_file():
         raise DatasetError(f"{path}: manifest does not exist")
     classes, declared = _read_classes(path.parent / CLASSES_NAME)
-    names, rows = _rows(path)
-    _check_header(path, names, COLUMNS, _REQUIRED)
+    names, rows = _rows(path, COLUMNS, _REQUIRED)
     if "group" in names and not declared:
         classes = _groups_from_rows(path, classes, rows)
     records: list[ClipRecord] = []
