@@ -250,9 +250,9 @@ def train(
                  "--tfam-frequency/--no-tfam-frequency": tfam_frequency,
                  "--tfam-temporal/--no-tfam-temporal": tfam_temporal, "--fusion": fusion,
                  "--girl-var-grad": girl_var_grad or None, "--girl-detach-weights": girl_detach_weights or None,
-                 "--split": split, "--fold": fold, "--hold-out": hold_out, "--seed": seed, "--workers": workers, "--amp/--no-amp": amp,
-                 "--grad-clip": grad_clip, "--eval-every": eval_every, "--max-steps-per-epoch": max_steps_per_epoch,
-                 "--on-error": on_error, "--fresh": fresh or None}
+                 "--split": split, "--fold": fold, "--hold-out": hold_out, "--seed": seed, "--workers": workers,
+                 "--amp/--no-amp": amp, "--grad-clip": grad_clip, "--eval-every": eval_every,
+                 "--max-steps-per-epoch": max_steps_per_epoch, "--on-error": on_error, "--fresh": fresh or None}
         if resume is not None:
             if out_dir is not None and out_dir.resolve() != resume.resolve():
                 raise ValueError(f"--out {out_dir} cannot be combined with --resume {resume} (a resumed run stays "
@@ -277,8 +277,8 @@ def train(
             "model.tfam.frequency": tfam_frequency, "model.tfam.temporal": tfam_temporal,
             "model.tfam.fusion": fusion, "girl.var_grad": True if girl_var_grad else None,
             "girl.detach_weights": True if girl_detach_weights else None,
-            "data.split": split, "data.fold": fold, "data.hold_out": hold_out, "seed": seed, "data.num_workers": workers,
-            "optim.amp": amp, "optim.grad_clip": grad_clip, "eval_every": eval_every,
+            "data.split": split, "data.fold": fold, "data.hold_out": hold_out, "seed": seed,
+            "data.num_workers": workers, "optim.amp": amp, "optim.grad_clip": grad_clip, "eval_every": eval_every,
             "max_steps_per_epoch": max_steps_per_epoch, "data.on_error": on_error,
         }, backbone)
         if fold is not None and cfg.data.split != "cross-subject":
@@ -356,7 +356,7 @@ def predict(
     views: Annotated[int, typer.Option(help="temporal views averaged per clip", min=1, max=MAX_VIEWS)] = 1,
     submission: Annotated[Optional[Path], typer.Option(help="write a Codabench submission zip for --data's test list")] = None,
     data: Annotated[Optional[Path], typer.Option(help="MA-52 root whose test list --submission scores, or a "
-                                                      "manifest whose clips to predict (its test rows, else all)")] = None,
+                                                      "manifest to predict (its test rows, else all)")] = None,
     device: DeviceOpt = None,
     threads: ThreadsOpt = None,
 ) -> None:

@@ -41,8 +41,8 @@ def resolve_root(cfg: DataConfig, progress: bool = True) -> Path:
         read_manifest(root)
         return root
     if not root.is_dir():
-        raise DatasetError(f"{root}: data root does not exist (give an MA-52 folder, a prepared cache, a manifest .csv or "
-                           "'synth')")
+        raise DatasetError(f"{root}: data root does not exist (give an MA-52 folder, a prepared cache, "
+                           "a manifest .csv or 'synth')")
     return root
 
 
