@@ -27,9 +27,11 @@ def show_prediction(res: ClipPrediction | ClipFailure, as_json: bool, seen: Trai
     if isinstance(res, ClipFailure):
         err.print(f"[bold red]error:[/] {res.reason}", highlight=False)
         return
-    t = Table(title=f"{res.path.name}: body group {res.body_name} ({res.body_prob:.2f})",
+    words = seen.names  # MA-52: action / body; a manifest: label / group
+    level = "group" if words.group_word == "group" else f"{words.group_word} group"
+    t = Table(title=f"{res.path.name}: {level} {res.body_name} ({res.body_prob:.2f})",
               caption=f"checkpoint {seen.describe()}")
-    for c in ("rank", "label", "action", "prob"):
+    for c in ("rank", "label", words.label_word if words.label_word != "label" else "name", "prob"):
         t.add_column(c)
     for r, (i, name, p) in enumerate(res.top, 1):
         t.add_row(str(r), str(i), name, f"{p:.3f}")

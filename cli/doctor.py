@@ -67,7 +67,7 @@ def _print(rep: dict[str, Any]) -> None:
 
 
 def doctor(
-    data: Annotated[Optional[str], typer.Option(help="MA-52 root, prepared cache or 'synth' (default: the preset's)")] = None,
+    data: Annotated[Optional[str], typer.Option(help="MA-52 root, prepared cache, manifest .csv or 'synth' (default: the preset's)")] = None,
     preset: Annotated[str, typer.Option(help="config preset to measure")] = "paper",
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON (docs/doctor.md)")] = False,
     full: Annotated[bool, typer.Option("--full", help="also the GPU checks: kernels, 50 bf16 paper steps, inference")] = False,

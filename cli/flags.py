@@ -74,6 +74,7 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
     Option("--girl-detach-weights", "girl.detach_weights", _const(True), switch=True, configures="girl"),
     Option("--split", "data.split"),
     Option("--fold", "data.fold"),
+    Option("--hold-out", "data.hold_out"),
     Option("--seed", "seed"),
     Option("--workers", "data.num_workers", resumable=True),
     Option("--amp/--no-amp", "optim.amp"),

@@ -21,8 +21,8 @@ from .doctor import doctor
 from .errors import console, err, user_errors, warn_cpu_time
 from .flags import SYNTH_OPTIONS, build_config, config_overrides, typed_options
 from .options import (
-    ARTIFACTS, HELP_SETTINGS, LIST_SPLITS, PRESET_METAVAR, DeviceOpt, PresetOpt, ThreadsOpt, check_data, check_inputs,
-    check_preset, metavar, resolve_checkpoint,
+    ARTIFACTS, HELP_SETTINGS, LIST_SPLITS, PRESET_METAVAR, DeviceOpt, ManifestOpt, PresetOpt, ThreadsOpt, check_data,
+    check_predict, check_preset, metavar, resolve_checkpoint,
 )
 from .train import train
 
@@ -32,7 +32,6 @@ if TYPE_CHECKING:  # the CLI imports torch-heavy modules inside commands, so --h
 
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
 warnings.filterwarnings("ignore", message=".*saved_variables.*", category=DeprecationWarning)
-
 
 
 app = typer.Typer(help="PIUmr: person-independent micro-action recognition (X3D + TFAM + GIRL).",
@@ -125,6 +124,7 @@ def synth(
     size: Annotated[Optional[int], typer.Option(help="frame size in pixels")] = None,
     seed: Annotated[Optional[int], typer.Option(help="generator seed")] = None,
     workers: Annotated[int, typer.Option(help="parallel processes", min=1, max=MAX_WORKERS)] = 2,
+    manifest: ManifestOpt = False,
     threads: ThreadsOpt = None,
 ) -> None:
     """Generate the synthetic MA-52-format dataset (real mp4 files + official-format lists)."""
@@ -138,13 +138,13 @@ def synth(
         d = build_config(preset, config_overrides(SYNTH_OPTIONS, typed_options(SYNTH_OPTIONS, params))).data
         _threads(threads, workers)
         t = time.perf_counter()
-        res = generate(out_dir, workers=workers, progress=True, **synth_params(d))
+        res = generate(out_dir, workers=workers, progress=True, manifest=manifest, **synth_params(d))
         out.print(f"wrote {res} in {time.perf_counter() - t:.1f} s")
 
 
 @app.command()
 def prepare(
-    data: Annotated[Path, typer.Option(help="MA-52 root (raw videos)")],
+    data: Annotated[Path, typer.Option(help="MA-52 root (raw videos) or a manifest .csv")],
     out_dir: Annotated[Path, typer.Option("--out", help="cache folder to write")],
     short_side: Annotated[int, typer.Option(help="resize frames to this short side",
                                             min=MIN_SHORT_SIDE, max=MAX_SHORT_SIDE)] = DataConfig().short_side,
@@ -210,11 +210,13 @@ def evaluate(
         dest = out_dir or path.parent / f"eval-{split}"
         res, scores = evaluate_checkpoint(model, ck.config, split=which, out_dir=dest, device=dev,
                                           views=views, batch_size=batch_size, data=d)
-        out.print(format_table(res.official))
+        out.print(format_table(res.official, res.words))
         if res.participants is not None:
             p = res.participants
             out.print(f"participants: {p['num_participants']}, mean {p['mean']:.2f}, std {p['std']:.2f}, "
                       f"worst {p['worst_id']} {p['worst_acc']:.2f}, worst-10% {p['worst10_acc']:.2f}")
+        if res.domains:
+            out.print("domains (top-1): " + ", ".join(f"{k} {v:.2f}" for k, v in res.domains.items()))
         if scores.skipped:
             err.print(f"[yellow]warning: {len(scores.skipped)} clip(s) of the {split} split could not be read and "
                       f"were left out (metrics over {len(scores.labels)} clips)[/]: " + ", ".join(scores.skipped),
@@ -229,7 +231,8 @@ def predict(
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line instead of tables")] = False,
     views: Annotated[int, typer.Option(help="temporal views averaged per clip", min=1, max=MAX_VIEWS)] = 1,
     submission: Annotated[Optional[Path], typer.Option(help="write a Codabench submission zip for --data's test list")] = None,
-    data: Annotated[Optional[Path], typer.Option(help="MA-52 root whose test list --submission scores")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="MA-52 root whose test list --submission scores, or a "
+                                                      "manifest to predict (its test rows, else all)")] = None,
     device: DeviceOpt = None,
     threads: ThreadsOpt = None,
 ) -> None:
@@ -241,20 +244,15 @@ def predict(
     """
     with user_errors():
         path = resolve_checkpoint(checkpoint, ARTIFACTS)
-        if submission is None and not clips:
-            raise ValueError("give one or more clips or folders (or --submission)")
-        check_inputs(clips)
-        if submission is not None and data is None:
-            raise ValueError("--submission needs --data (the MA-52 root holding test_list_videos.txt)")
-        check_data(str(data) if data is not None else None)
-    from piumr.predict import ClipFailure, expand_inputs, predict_clips, trained_on, write_submission
+        check_predict(clips, submission, data)
+    from piumr.predict import ClipFailure, expand_inputs, manifest_inputs, predict_clips, trained_on, write_submission
 
     with user_errors():
         model, ck = _load(path, checkpoint is not None, device)
         seen = trained_on(ck.meta, path)
         dev = next(model.parameters()).device
         _threads(threads, ck.config.data.num_workers if submission is not None else 0)
-        inputs = expand_inputs(clips or [])
+        inputs = expand_inputs([*(clips or []), *manifest_inputs(data)])
         bad = [p for p in inputs if isinstance(p, ClipFailure)]
         if clips and len(bad) == len(inputs):
             for f in bad:
@@ -268,7 +266,7 @@ def predict(
             out.print(f"wrote {submission} ({n} rows, prediction.csv at the zip root)")
             return
         failures = 0
-        for res in predict_clips(model, ck.config, inputs, dev, views=views):
+        for res in predict_clips(model, ck.config, inputs, dev, views=views, names=seen.names):
             failures += isinstance(res, ClipFailure)
             show_prediction(res, as_json, seen)
         if failures:

@@ -57,16 +57,23 @@ def check_preset(name: str) -> None:
     get_preset(name)
 
 
+DATA_KINDS = "an MA-52 folder, a prepared cache, a manifest .csv (docs/data.md) or 'synth'"
+DataOpt = Annotated[Optional[str], typer.Option(metavar="<root|manifest.csv|synth>", help=f"{DATA_KINDS}")]
+HoldOutOpt = Annotated[Optional[str], typer.Option(
+    metavar="domain=NAME", help="a manifest's domain NAME is the validation set; train on the other domains")]
+ManifestOpt = Annotated[bool, typer.Option("--manifest", help="also write manifest.csv + classes.csv (docs/data.md)")]
+
+
 def check_data(data: Optional[str], flag: str = "--data") -> None:
-    """``FileNotFoundError`` naming ``flag`` when ``data`` is neither ``synth`` nor an existing folder."""
+    """``FileNotFoundError`` naming ``flag`` when ``data`` is neither ``synth``, an existing folder nor an
+    existing manifest (``.csv`` file; its rows are checked when it is read)."""
     if data is None or data == "synth":
         return
     root = Path(data).expanduser()
     if not root.exists():
-        raise FileNotFoundError(f"{flag} {data}: data root does not exist (give an MA-52 folder, a prepared cache, "
-                                "or 'synth')")
-    if not root.is_dir():
-        raise FileNotFoundError(f"{flag} {data}: not a folder (give an MA-52 folder, a prepared cache, or 'synth')")
+        raise FileNotFoundError(f"{flag} {data}: data root does not exist (give {DATA_KINDS})")
+    if not root.is_dir() and root.suffix.lower() != ".csv":
+        raise FileNotFoundError(f"{flag} {data}: not a folder nor a manifest .csv (give {DATA_KINDS})")
 
 
 def check_file(path: Optional[Path], flag: str, what: str = "file", *, folder_ok: bool = False) -> None:
@@ -95,3 +102,15 @@ def check_inputs(paths: Optional[list[Path]]) -> None:
     missing among existing ones are reported per input by ``piumr.predict.expand_inputs`` instead."""
     if paths and not any(p.exists() for p in paths):
         raise FileNotFoundError(f"no clip to predict: no such file or folder: {', '.join(map(str, paths))}")
+
+
+def check_predict(clips: Optional[list[Path]], submission: Optional[Path], data: Optional[Path]) -> None:
+    """``piumr predict``'s inputs: clips, a manifest (``--data``) or a submission's MA-52 root; one-line
+    errors before any heavy import."""
+    manifest = data is not None and data.suffix.lower() == ".csv"
+    if submission is None and not clips and not manifest:
+        raise ValueError("give one or more clips or folders, a manifest (--data manifest.csv) or --submission")
+    check_inputs(clips)
+    if submission is not None and (data is None or manifest):
+        raise ValueError("--submission needs --data (the MA-52 root holding test_list_videos.txt)")
+    check_data(str(data) if data is not None else None)

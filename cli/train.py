@@ -15,7 +15,7 @@ from piumr.config import (
 
 from .errors import console, user_errors, warn_cpu_time
 from .flags import TRAIN_OPTIONS, build_config, config_overrides, refuse_conflicts, typed_options
-from .options import ARTIFACTS, PRESET_METAVAR, DeviceOpt, ThreadsOpt, check_data, check_file, check_preset, metavar
+from .options import ARTIFACTS, PRESET_METAVAR, DataOpt, DeviceOpt, HoldOutOpt, ThreadsOpt, check_data, check_file, check_preset, metavar
 from .resume import resume_run
 
 out = console()
@@ -23,8 +23,7 @@ out = console()
 
 def train(
     preset: Annotated[Optional[str], typer.Option(metavar=PRESET_METAVAR, help="config preset (default paper)")] = None,
-    data: Annotated[Optional[str], typer.Option(metavar="<root|synth>",
-                                                help="MA-52 root, prepared cache, or 'synth'")] = None,
+    data: DataOpt = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="run folder (default artifacts/runs/<preset>-<time>)")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="continue the run in this folder")] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="start over in a non-empty --out: the old run is moved "
@@ -55,6 +54,7 @@ def train(
     split: Annotated[Optional[str], typer.Option(metavar=metavar(Split),
                                                  help="official lists or person-disjoint folds")] = None,
     fold: Annotated[Optional[int], typer.Option()] = None,
+    hold_out: HoldOutOpt = None,
     seed: Annotated[Optional[int], typer.Option()] = None,
     workers: Annotated[Optional[int], typer.Option(help="data loader processes")] = None,
     amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="bf16 autocast on GPU")] = None,

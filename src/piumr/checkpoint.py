@@ -27,7 +27,8 @@ from torch import nn
 
 from piumr.config import DataConfig, TrainConfig
 from piumr.data.ma52 import MANIFEST_NAME
-from piumr.data.splits import cache_dir, load_split, synth_params
+from piumr.data.manifest import is_manifest
+from piumr.data.splits import cache_dir, class_info, load_split, synth_params
 from piumr.data.synth import synth_key
 from piumr.errors import CheckpointError
 from piumr.files import atomic_write
@@ -95,6 +96,8 @@ def _read_training_data(data: DataConfig) -> tuple[str, str, tuple[int, ...] | N
         classes = tuple(sorted({r.action for r in load_split(data, "train", progress=False)})) if there else None
         return "synthetic", "synth", classes
     root = Path(data.root).expanduser()
+    if is_manifest(root) and root.is_file():
+        return "manifest", str(root), tuple(sorted({r.action for r in load_split(data, "train", progress=False)}))
     if not root.is_dir():
         return "unknown (data root not found when saving)", str(root), None
     if (root / "synth_meta.json").is_file():
@@ -110,13 +113,20 @@ def _read_training_data(data: DataConfig) -> tuple[str, str, tuple[int, ...] | N
 def training_data(config: TrainConfig) -> dict[str, Any]:
     """What a model of ``config`` is trained on, as stored in a checkpoint's ``trained_on``.
 
-    ``kind``: "synthetic" (``--data synth`` or a generated folder), "prepared cache" or "MA-52";
+    ``kind``: "synthetic" (``--data synth`` or a generated folder), "prepared cache", "MA-52" or "manifest";
     ``root``; ``split`` (official / cross-subject, ``fold``); ``classes``: the sorted action labels of
-    the training split (None when the data root is not at hand); ``head``: the classifier's outputs.
+    the training split (None when the data root is not at hand); ``head``: the classifier's outputs. A
+    manifest adds ``hold_out`` and its ``classes.csv``: ``names``, ``groups`` and ``coarse`` (label -> group).
     """
     kind, root, classes = _training_data(config.data)
-    return {"kind": kind, "root": root, "split": config.data.split, "fold": config.data.fold,
-            "classes": list(classes) if classes is not None else None, "head": config.model.num_classes}
+    out: dict[str, Any] = {"kind": kind, "root": root, "split": config.data.split, "fold": config.data.fold,
+                           "classes": list(classes) if classes is not None else None,
+                           "head": config.model.num_classes}
+    if kind == "manifest":  # the names a prediction shows, kept with the model (the manifest may move)
+        info = class_info(config.data)
+        out.update(hold_out=config.data.hold_out, names=list(info.names), groups=list(info.groups),
+                   coarse=list(info.coarse))
+    return out
 
 
 @dataclass

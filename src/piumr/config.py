@@ -162,7 +162,7 @@ class ModelConfig(_Frozen):
 class DataConfig(_Frozen):
     """Where clips come from and how they are sampled."""
 
-    root: str = "synth"  # "synth" = generated dataset; else an MA-52 root (or prepared cache)
+    root: str = "synth"  # "synth" = generated dataset; else an MA-52 root, a prepared cache or a manifest .csv
     split: Split = "official"
     fold: int = Field(0, ge=0)  # cross-subject fold index, < folds
     folds: int = Field(5, ge=2)  # not in paper: k for cross-subject folds
@@ -181,6 +181,8 @@ class DataConfig(_Frozen):
     # not in paper: with split="cross-subject", every k-th clip of each training person (by file name) is
     # held out of training as the seen-persons evaluation set "val_seen"; 0 = no such set
     seen_holdout: int = Field(4, ge=0)
+    # not in paper: "domain=NAME" trains on a manifest's other domains and validates on NAME
+    hold_out: str | None = Field(None, pattern=r"^domain=.+$")
     synth_persons: int = Field(24, ge=2, le=1000)  # synthetic dataset size (not in paper)
     synth_clips_per_person: int = Field(40, ge=1, le=1000)
     synth_classes_per_body: int = Field(2, ge=1, le=13)
@@ -193,6 +195,9 @@ class DataConfig(_Frozen):
         if self.fold >= self.folds:
             raise ConfigFieldError("fold", f"fold {self.fold} is out of range: {self.folds} folds are numbered "
                                            f"0..{self.folds - 1}")
+        if self.hold_out is not None and self.split != "official":
+            raise ConfigFieldError("hold_out", f"hold-out {self.hold_out} replaces the split: it cannot be "
+                                               f"combined with split {self.split!r}")
         return self
 
 

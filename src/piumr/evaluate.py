@@ -16,8 +16,9 @@ from torch.utils.data import DataLoader
 
 from piumr.config import DataConfig, TrainConfig
 from piumr.data.loaders import eval_loader
-from piumr.data.ma52 import ACTION_NAMES
-from piumr.data.splits import load_split, resolve_root
+from piumr.data.manifest import MA52_CLASSES, ClassInfo
+from piumr.data.splits import class_info, load_split, resolve_root
+from piumr.errors import DatasetError
 from piumr.files import write_json_atomic, write_text_atomic
 from piumr.metrics import EvalResult, evaluate_scores
 
@@ -26,7 +27,8 @@ __all__ = ["Scores", "collect_scores", "eval_loader", "evaluate_checkpoint", "sc
 
 @dataclass
 class Scores:
-    """Per-clip outputs in dataset order: ``probs`` (N, K) softmax, ``embeddings`` (N, D) or None."""
+    """Per-clip outputs in dataset order: ``probs`` (N, K) softmax, ``embeddings`` (N, D) or None; ``domains``
+    one name per clip ("" unknown; empty list: not collected)."""
 
     probs: np.ndarray
     labels: np.ndarray
@@ -34,6 +36,7 @@ class Scores:
     paths: list[str]
     embeddings: np.ndarray | None = None
     skipped: list[str] = field(default_factory=list)
+    domains: list[str] = field(default_factory=list)
 
 
 @torch.no_grad()
@@ -51,6 +54,7 @@ def collect_scores(model: nn.Module, loader: DataLoader[dict[str, Any]], device:
     emb_all: list[np.ndarray] = []
     labels: list[np.ndarray] = []
     parts: list[str] = []
+    domains: list[str] = []
     paths: list[str] = []
     skipped: list[str] = []
     use_amp = amp and device.type == "cuda"
@@ -71,6 +75,7 @@ def collect_scores(model: nn.Module, loader: DataLoader[dict[str, Any]], device:
         idx_all.append(batch["index"].numpy())
         labels.append(batch["action"].numpy())
         parts += batch["participant"]
+        domains += batch["domain"]
         paths += batch["path"]
         skipped += batch["skipped"]
     model.train(was_training)
@@ -79,7 +84,7 @@ def collect_scores(model: nn.Module, loader: DataLoader[dict[str, Any]], device:
         "probs": np.concatenate(probs_all) if probs_all else np.zeros((0, 0), dtype=np.float32),
         "emb": np.concatenate(emb_all) if emb_all else None,
         "labels": np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64),
-        "parts": parts, "paths": paths, "skipped": skipped,
+        "parts": parts, "domains": domains, "paths": paths, "skipped": skipped,
     }
     shards = [local]
     if dist.is_available() and dist.is_initialized():
@@ -101,19 +106,26 @@ def _merge(shards: list[dict[str, Any]]) -> Scores:
         emb = np.concatenate([s["emb"] for s in shards if s["emb"] is not None])[keep]
     labels = np.concatenate([s["labels"] for s in shards])[keep]
     parts = [p for s in shards for p in s["parts"]]
+    domains = [d for s in shards for d in s["domains"]]
     paths = [p for s in shards for p in s["paths"]]
     skipped = sorted({p for s in shards for p in s["skipped"]})
-    return Scores(probs, labels, [parts[i] for i in keep], [paths[i] for i in keep], emb, skipped)
+    return Scores(probs, labels, [parts[i] for i in keep], [paths[i] for i in keep], emb, skipped,
+                  [domains[i] for i in keep])
 
 
-def score_metrics(scores: Scores) -> EvalResult:
-    """``evaluate_scores`` on collected scores (participant metrics only where ids are known)."""
+def score_metrics(scores: Scores, classes: ClassInfo = MA52_CLASSES) -> EvalResult:
+    """``evaluate_scores`` on collected scores (participant / domain metrics only where ids / domains are
+    known; a manifest's ``classes`` give the label -> group mapping)."""
     known = any(scores.participants)
-    return evaluate_scores(scores.probs, scores.labels, scores.participants if known else None)
+    return evaluate_scores(scores.probs, scores.labels, scores.participants if known else None,
+                           domains=scores.domains if any(scores.domains) else None,
+                           coarse=None if classes is MA52_CLASSES else classes.coarse,
+                           words=(classes.label_word, classes.group_word))
 
 
-def write_predictions_csv(path: Path, scores: Scores, top: int = 5) -> None:
-    """Per-clip ``predictions.csv``: file, participant, true label, top-k labels with probabilities."""
+def write_predictions_csv(path: Path, scores: Scores, top: int = 5, classes: ClassInfo = MA52_CLASSES) -> None:
+    """Per-clip ``predictions.csv``: file, participant, true label (and its name in ``classes``), top-k
+    labels with probabilities."""
     k = min(top, scores.probs.shape[1]) if scores.probs.size else 0
     buf = io.StringIO(newline="")
     w = csv.writer(buf)
@@ -122,7 +134,7 @@ def write_predictions_csv(path: Path, scores: Scores, top: int = 5) -> None:
     for n in range(len(scores.paths)):
         order = np.argsort(-scores.probs[n], kind="stable")[:k]
         lab = int(scores.labels[n])
-        row: list[Any] = [Path(scores.paths[n]).name, scores.participants[n], lab, ACTION_NAMES[lab]]
+        row: list[Any] = [Path(scores.paths[n]).name, scores.participants[n], lab, classes.names[lab]]
         for j in order:
             row += [int(j), f"{float(scores.probs[n, j]):.6f}"]
         w.writerow(row)
@@ -138,13 +150,20 @@ def evaluate_checkpoint(
     ``metrics.json`` and ``predictions.csv`` into ``out_dir`` when given."""
     run_cfg = cfg if data is None else cfg.model_copy(update={"data": data})
     resolve_root(run_cfg.data, progress)
+    classes = class_info(run_cfg.data)
+    if classes is not MA52_CLASSES and len(classes.names) != cfg.model.num_classes:
+        raise DatasetError(f"{run_cfg.data.root}: its classes.csv has {len(classes.names)} classes, the model "
+                           f"{cfg.model.num_classes} outputs (it was trained on other classes)")
     records = load_split(run_cfg.data, split, progress)
     scores = collect_scores(model, eval_loader(run_cfg, records, views=views, batch_size=batch_size), device,
                             amp=run_cfg.optim.amp)
-    result = score_metrics(scores)
+    result = score_metrics(scores, classes)
     if out_dir is not None:
         payload = {"split": split, "views": views, "clips": len(scores.labels), "listed": len(records),
                    "skipped": scores.skipped, **result.to_json()}
+        if classes is not MA52_CLASSES:  # a manifest: its class names, groups and label -> group mapping
+            payload["classes"] = {"names": list(classes.names), "groups": list(classes.groups),
+                                  "coarse": list(classes.coarse)}
         write_json_atomic(out_dir / "metrics.json", payload)
-        write_predictions_csv(out_dir / "predictions.csv", scores)
+        write_predictions_csv(out_dir / "predictions.csv", scores, classes=classes)
     return result, scores

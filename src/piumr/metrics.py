@@ -43,6 +43,7 @@ __all__ = [
     "EvalResult",
     "ParticipantMetrics",
     "confusion",
+    "domain_accuracy",
     "evaluate_scores",
     "format_table",
     "official_metrics",
@@ -120,10 +121,11 @@ def _check_range(x: IntArray, num_classes: int, name: str) -> None:
         raise ValueError(f"{name} must lie in [0, {num_classes}), got range [{x.min()}, {x.max()}]")
 
 
-def _to_body(actions: IntArray) -> IntArray:
-    """Map action labels ``(N,)`` in [0, 52) to body groups ``(N,)`` in [0, 7)."""
-    _check_range(actions, _NUM_ACTIONS, "action labels")
-    table = np.asarray(_ACTION_TO_BODY, dtype=np.int64)
+def _to_body(actions: IntArray, coarse: Sequence[int] = _ACTION_TO_BODY) -> IntArray:
+    """Map action labels ``(N,)`` in [0, 52) to body groups ``(N,)`` in [0, 7) (or a manifest's labels to its
+    groups with ``coarse``, label -> group index)."""
+    _check_range(actions, len(coarse), "action labels")
+    table = np.asarray(coarse, dtype=np.int64)
     mapped: IntArray = table[actions]
     return mapped
 
@@ -154,13 +156,15 @@ def _f1_macro_micro(y_true: IntArray, y_pred: IntArray) -> tuple[float, float]:
     return macro, micro
 
 
-def _prepare(scores: ArrayLike, labels: ArrayLike) -> tuple[FloatArray, IntArray]:
+def _prepare(scores: ArrayLike, labels: ArrayLike, coarse: Sequence[int] | None = None) -> tuple[FloatArray, IntArray]:
     s = _scores_np(scores)
     y = _ints_np(labels, "labels")
     if y.shape[0] != s.shape[0]:
         raise ValueError(f"scores have {s.shape[0]} rows but labels have {y.shape[0]}")
-    if s.shape[1] > _NUM_ACTIONS:
+    if coarse is None and s.shape[1] > _NUM_ACTIONS:
         raise ValueError(f"scores have {s.shape[1]} classes, MA-52 has at most {_NUM_ACTIONS}")
+    if coarse is not None and s.shape[1] > len(coarse):
+        raise ValueError(f"scores have {s.shape[1]} classes, the group mapping covers {len(coarse)}")
     _check_range(y, s.shape[1], "labels")
     return s, y
 
@@ -168,8 +172,9 @@ def _prepare(scores: ArrayLike, labels: ArrayLike) -> tuple[FloatArray, IntArray
 # --------------------------------------------------------------------------------------------
 # official metrics
 # --------------------------------------------------------------------------------------------
-def official_metrics(scores: ArrayLike, labels: ArrayLike) -> dict[str, float]:
-    """The official MA-52 metrics, in percent.
+def official_metrics(scores: ArrayLike, labels: ArrayLike, coarse: Sequence[int] | None = None) -> dict[str, float]:
+    """The official MA-52 metrics, in percent (for a manifest: label and group level, ``coarse`` mapping
+    label -> group index; the keys keep MA-52's action / body names).
 
     Args:
         scores: ``(N, C)`` class scores (logits or probabilities), normally ``C = 52``;
@@ -181,14 +186,15 @@ def official_metrics(scores: ArrayLike, labels: ArrayLike) -> dict[str, float]:
         action_f1_macro, action_f1_micro, f1_mean`` (floats in 0-100). Top-5 uses
         ``k = min(5, C)``. Ties: see module docstring (lowest index wins).
     """
-    s, y = _prepare(scores, labels)
+    s, y = _prepare(scores, labels, coarse)
+    table = _ACTION_TO_BODY if coarse is None else coarse
     k = min(_TOPK, s.shape[1])
     ranking = _ranking(s)
     pred = ranking[:, 0]  # == np.argmax(s, axis=1)
     top5_hit = (ranking[:, :k] == y[:, None]).any(axis=1)
 
-    body_true = _to_body(y)
-    body_pred = _to_body(pred)
+    body_true = _to_body(y, table)
+    body_pred = _to_body(pred, table)
 
     a_macro, a_micro = _f1_macro_micro(y, pred)
     b_macro, b_micro = _f1_macro_micro(body_true, body_pred)
@@ -312,6 +318,20 @@ def participant_metrics(pred: ArrayLike, labels: ArrayLike, participants: Sequen
     )
 
 
+def domain_accuracy(pred: ArrayLike, labels: ArrayLike, domains: Sequence[str]) -> dict[str, float]:
+    """Action (label) Top-1 in percent per domain, ``{domain: accuracy}`` sorted by name; clips whose
+    domain is "" (unknown) are left out."""
+    p = _ints_np(pred, "pred")
+    y = _ints_np(labels, "labels")
+    if p.shape != y.shape or len(domains) != p.shape[0]:
+        raise ValueError(f"length mismatch: pred {p.shape[0]}, labels {y.shape[0]}, domains {len(domains)}")
+    out: dict[str, float] = {}
+    for name in sorted({d for d in domains if d}):
+        mask = np.asarray([d == name for d in domains])
+        out[name] = 100.0 * float(np.mean(p[mask] == y[mask]))
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # bundle
 # --------------------------------------------------------------------------------------------
@@ -324,12 +344,17 @@ class EvalResult:
         per_class: ``per_class_accuracy`` of the argmax predictions (percent, present classes).
         participants: ``participant_metrics`` or ``None`` when no ids were given.
         confusion: ``(C, C)`` int64 counts, row = true, column = predicted.
+        domains: ``domain_accuracy`` or ``None`` when no domains were given.
+        words: what the two levels are called: MA-52's ("action", "body"), a manifest's ("label", "group");
+            ``to_json`` names the official keys with them.
     """
 
     official: dict[str, float]
     per_class: dict[int, float]
     participants: ParticipantMetrics | None
     confusion: IntArray
+    domains: dict[str, float] | None = None
+    words: tuple[str, str] = ("action", "body")
 
     def to_json(self) -> dict[str, object]:
         """JSON-serialisable dict (plain lists/floats; ``per_class`` keys become strings)."""
@@ -337,44 +362,61 @@ class EvalResult:
         if self.participants is not None:
             part = dict(self.participants)
             part["per_participant"] = dict(self.participants["per_participant"])
-        return {
-            "official": {k: float(v) for k, v in self.official.items()},
+        out: dict[str, object] = {
+            "official": {_renamed(k, self.words): float(v) for k, v in self.official.items()},
             "per_class": {str(k): float(v) for k, v in self.per_class.items()},
             "participants": part,
             "confusion": [[int(v) for v in row] for row in self.confusion.tolist()],
         }
+        if self.domains is not None:
+            out["domains"] = dict(self.domains)
+        return out
+
+
+def _renamed(key: str, words: tuple[str, str]) -> str:
+    """An official metric key with the level words ``words`` (``action_top1`` -> ``label_top1``)."""
+    return key.replace("action", words[0], 1) if key.startswith("action") else key.replace("body", words[1], 1)
 
 
 def evaluate_scores(
-    scores: ArrayLike, labels: ArrayLike, participants: Sequence[str] | None = None
+    scores: ArrayLike, labels: ArrayLike, participants: Sequence[str] | None = None, *,
+    domains: Sequence[str] | None = None, coarse: Sequence[int] | None = None,
+    words: tuple[str, str] = ("action", "body"),
 ) -> EvalResult:
-    """Official metrics + per-class accuracy + confusion (+ participant metrics).
+    """Official metrics + per-class accuracy + confusion (+ participant and domain metrics).
 
     Args:
-        scores: ``(N, C)`` scores, ``C <= 52``.
+        scores: ``(N, C)`` scores, ``C <= 52`` (``C <= len(coarse)`` with ``coarse``).
         labels: ``(N,)`` action labels in ``[0, C)``.
         participants: optional ``N`` participant ids ("" = unknown, excluded).
+        domains: optional ``N`` domain names ("" = unknown, excluded): per-domain accuracy.
+        coarse: label -> group index of a manifest's classes (default: MA-52's action -> body).
+        words: the names of the two levels (``EvalResult.words``).
     """
-    s, y = _prepare(scores, labels)
+    s, y = _prepare(scores, labels, coarse)
     num_classes = s.shape[1]
     pred = np.argmax(s, axis=1).astype(np.int64)
     return EvalResult(
-        official=official_metrics(s, y),
+        official=official_metrics(s, y, coarse),
         per_class=per_class_accuracy(pred, y, num_classes),
         participants=None if participants is None else participant_metrics(pred, y, participants),
         confusion=confusion(pred, y, num_classes),
+        domains=None if domains is None else domain_accuracy(pred, y, domains),
+        words=words,
     )
 
 
 # --------------------------------------------------------------------------------------------
 # output
 # --------------------------------------------------------------------------------------------
-def format_table(metrics: dict[str, float]) -> str:
-    """Two-line plain-text table (header, values with 2 decimals) in the paper's column order.
+def format_table(metrics: dict[str, float], words: tuple[str, str] = ("action", "body")) -> str:
+    """Two-line plain-text table (header, values with 2 decimals) in the paper's column order; ``words`` name
+    the two levels in the header (a manifest's "label" / "group").
 
     Raises ``KeyError`` if a ``PAPER_COLUMNS`` key is missing from ``metrics``.
     """
-    cells = [(name, f"{metrics[key]:.2f}") for key, name in PAPER_COLUMNS]
+    cells = [(name.replace("Action", words[0].capitalize()).replace("Body", words[1].capitalize()),
+              f"{metrics[key]:.2f}") for key, name in PAPER_COLUMNS]
     widths = [max(len(n), len(v)) for n, v in cells]
     header = " | ".join(n.rjust(w) for (n, _), w in zip(cells, widths, strict=True))
     values = " | ".join(v.rjust(w) for (_, v), w in zip(cells, widths, strict=True))

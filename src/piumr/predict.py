@@ -1,4 +1,5 @@
-"""``piumr predict``: top-5 actions and the body group for clips, and Codabench submissions.
+"""``piumr predict``: top-5 actions and the body group for clips (a manifest's labels and group), and
+Codabench submissions.
 
 Every input is answered: a clip gives a :class:`ClipPrediction`; a missing path, a folder without
 videos, an unreadable clip or a model output that is not finite gives a :class:`ClipFailure`, and
@@ -22,14 +23,15 @@ from torch import nn
 
 from piumr.config import TrainConfig
 from piumr.data.loaders import build_dataset, eval_loader
-from piumr.data.ma52 import ACTION_NAMES, ACTION_TO_BODY, BODY_NAMES, ClipRecord, read_split
+from piumr.data.ma52 import ACTION_NAMES, MANIFEST_NAME, ClipRecord, read_split
+from piumr.data.manifest import MA52_CLASSES, ClassInfo, is_manifest, read_manifest
 from piumr.errors import DatasetError, VideoError
 from piumr.evaluate import collect_scores
 from piumr.files import atomic_write
 from piumr.metrics import SUBMISSION_HEADER, topk_submission_rows
 
 __all__ = ["VIDEO_SUFFIXES", "ClipPrediction", "ClipFailure", "TrainedOn", "trained_on", "find_latest_checkpoint",
-           "expand_inputs", "predict_clips", "write_submission"]
+           "expand_inputs", "manifest_inputs", "predict_clips", "write_submission"]
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
 
@@ -63,16 +65,21 @@ class ClipFailure:
 @dataclass(frozen=True)
 class TrainedOn:
     """What a checkpoint was trained on, for the user: ``classes`` its training split held (None: not
-    recorded), ``warning`` one line when that is not MA-52's 52 classes (else None)."""
+    recorded), ``warning`` one line when that is not MA-52's 52 classes (else None); ``names`` the class
+    names and groups a prediction shows (a manifest's ``classes.csv``, else MA-52's)."""
 
     kind: str
     classes: tuple[int, ...] | None
     warning: str | None
+    names: ClassInfo = MA52_CLASSES
 
     def describe(self) -> str:
         """One line naming the classes the model was trained to output."""
         if self.classes is None:
             return f"trained on {self.kind} data; its training classes are not recorded"
+        if self.names is not MA52_CLASSES:
+            return (f"trained on a manifest: {len(self.classes)} of its {len(self.names.names)} classes "
+                    f"({', '.join(self.names.names[c] for c in self.classes)})")
         names = ", ".join(f"{c} {ACTION_NAMES[c] if c < len(ACTION_NAMES) else '?'}" for c in self.classes)
         if len(self.classes) == len(ACTION_NAMES):
             return f"trained on {self.kind} data: all {len(ACTION_NAMES)} MA-52 classes"
@@ -91,6 +98,10 @@ def trained_on(meta: dict[str, Any], path: Path) -> TrainedOn:
     kind = str(info.get("kind", "unknown"))
     raw = info.get("classes")
     classes = tuple(int(c) for c in raw) if isinstance(raw, list) else None
+    if kind == "manifest" and isinstance(info.get("names"), list):
+        names = ClassInfo(tuple(str(n) for n in info["names"]), tuple(int(c) for c in info["coarse"]),
+                          tuple(str(g) for g in info["groups"]))
+        return TrainedOn(kind, classes, None, names)
     full = classes is not None and classes == tuple(range(len(ACTION_NAMES)))
     warning = None
     if kind not in ("MA-52", "prepared cache") or not full:
@@ -126,13 +137,27 @@ def expand_inputs(inputs: Sequence[Path]) -> list[Path | ClipFailure]:
     return out
 
 
+def manifest_inputs(data: Path | None) -> list[Path]:
+    """The clips ``piumr predict --data MANIFEST`` predicts: its rows marked ``split=test`` when there are
+    any, else every row (checked like training data); nothing for no ``data`` or an MA-52 root."""
+    if data is None or not is_manifest(data):
+        return []
+    man = read_manifest(data)
+    if (man.path.parent / MANIFEST_NAME).is_file():
+        raise DatasetError(f"{data}: a prepared cache holds frames, not videos; predict from the manifest it was "
+                           "prepared from")
+    test = [r.path for r, s in zip(man.records, man.splits, strict=True) if s == "test"]
+    return test or [r.path for r in man.records]
+
+
 def predict_clips(model: nn.Module, cfg: TrainConfig, inputs: Sequence[Path | ClipFailure], device: torch.device,
-                  *, views: int = 1, top: int = 5) -> Iterator[ClipPrediction | ClipFailure]:
+                  *, views: int = 1, top: int = 5, names: ClassInfo = MA52_CLASSES,
+                  ) -> Iterator[ClipPrediction | ClipFailure]:
     """Predict each clip in turn (eval sampling, centre crop), one result per input in input order.
 
     ``inputs`` come from :func:`expand_inputs`; failures in it are passed through. Unreadable clips
     and clips whose class probabilities are not finite (e.g. a checkpoint holding NaN weights)
-    yield :class:`ClipFailure`.
+    yield :class:`ClipFailure`. ``names``: class names and groups (``TrainedOn.names``).
     """
     paths = [p for p in inputs if isinstance(p, Path)]
     records = [ClipRecord(Path(p), 0, 0, None, None, None) for p in paths]
@@ -159,11 +184,12 @@ def predict_clips(model: nn.Module, cfg: TrainConfig, inputs: Sequence[Path | Cl
             continue
         order = np.argsort(-probs, kind="stable")[:top]
         best = int(order[0])
-        body = ACTION_TO_BODY[best] if best < len(ACTION_TO_BODY) else -1
-        body_prob = float(sum(probs[a] for a in range(min(len(probs), len(ACTION_TO_BODY))) if ACTION_TO_BODY[a] == body))
+        coarse = names.coarse
+        body = coarse[best] if best < len(coarse) else -1
+        body_prob = float(sum(probs[a] for a in range(min(len(probs), len(coarse))) if coarse[a] == body))
         yield ClipPrediction(
-            rec.path, [(int(j), ACTION_NAMES[j] if j < len(ACTION_NAMES) else str(j), float(probs[j])) for j in order],
-            body, BODY_NAMES[body] if body >= 0 else "?", body_prob)
+            rec.path, [(int(j), names.names[j] if j < len(names.names) else str(j), float(probs[j])) for j in order],
+            body, names.groups[body] if body >= 0 else "?", body_prob)
 
 
 def write_submission(model: nn.Module, cfg: TrainConfig, test_root: Path, out_zip: Path, device: torch.device, *,

@@ -44,7 +44,8 @@ from piumr.checkpoint import restore_rng, save_checkpoint
 from piumr.config import CHECKPOINT_EVERY_MIN, OptimConfig, TrainConfig
 from piumr.data.dataset import VideoDataset
 from piumr.data.loaders import build_dataset, eval_loader, probe_lengths, train_loader
-from piumr.data.splits import load_split, resolve_root
+from piumr.data.manifest import MA52_CLASSES, ClassInfo
+from piumr.data.splits import class_info, load_split, resolve_root
 from piumr.errors import RunError
 from piumr.evaluate import Scores, collect_scores, score_metrics, write_predictions_csv
 from piumr.files import write_json_atomic
@@ -108,6 +109,7 @@ class _Run:
     steps_per_epoch: int
     checkpoint_every_s: float = math.inf
     folder_id: tuple[int, int] | None = None
+    classes: ClassInfo = MA52_CLASSES  # a manifest's classes and groups (validation metrics, predictions)
 
 
 @dataclass
@@ -207,7 +209,7 @@ def _set_up(opened: run_folder.Opened, out_dir: Path, dinfo: DistInfo, progress:
     st = os.stat(out_dir) if dinfo.main else None
     return _Run(cfg, out_dir, dinfo, console, _Log(out_dir / "log.jsonl" if dinfo.main else None), train_ds,
                 val_loader, model, criterion, opt, steps,
-                folder_id=(st.st_dev, st.st_ino) if st is not None else None)
+                folder_id=(st.st_dev, st.st_ino) if st is not None else None, classes=class_info(cfg.data))
 
 
 def _restore(run: _Run, opened: run_folder.Opened) -> _State:
@@ -356,7 +358,7 @@ def _validate(run: _Run, state: _State, epoch: int, row: dict[str, Any], prog: P
         raise RunError(f"validation scores are not finite (NaN or inf) at epoch {epoch}, step {state.step}: the "
                        f"model diverged; the last good checkpoint is {state.last_good}")
     _account_val(run, state, epoch, scores, row)
-    result = score_metrics(scores)
+    result = score_metrics(scores, run.classes)
     state.final = result.official
     row["val"] = state.final
     if result.participants is not None:
@@ -371,7 +373,7 @@ def _validate(run: _Run, state: _State, epoch: int, row: dict[str, Any], prog: P
         _guarded(run, state, epoch, "metrics.json",
                  lambda: write_json_atomic(run.out_dir / "metrics.json", payload))
         _guarded(run, state, epoch, "predictions_val.csv",
-                 lambda: write_predictions_csv(run.out_dir / "predictions_val.csv", scores))
+                 lambda: write_predictions_csv(run.out_dir / "predictions_val.csv", scores, classes=run.classes))
     if dinfo.main:
         prog.console.print(f"epoch {epoch}: val F1_mean {state.final['f1_mean']:.2f} "
                            f"(action top-1 {state.final['action_top1']:.2f}, best {state.best:.2f})")
@@ -417,11 +419,19 @@ def _finish(run: _Run, state: _State, seconds: float) -> TrainResult:
         _guarded(run, state, run.cfg.optim.epochs - 1, "summary.json", lambda: write_json_atomic(
             run.out_dir / "summary.json", _summary_payload(res, run.dinfo, extra)))
         if res.final:
-            run.console.print(format_table(res.final))
+            run.console.print(format_table(res.final, (run.classes.label_word, run.classes.group_word)))
     return res
 
 
 # ------------------------------------------------------------------------------------------ the recipe
+
+
+def fit_head(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with one classifier output per class of a manifest's ``classes.csv`` (MA-52 data: unchanged)."""
+    classes = class_info(cfg.data)
+    if classes is MA52_CLASSES or cfg.model.num_classes == len(classes.names):
+        return cfg
+    return cfg.model_copy(update={"model": cfg.model.model_copy(update={"num_classes": len(classes.names)})})
 
 
 def train(
@@ -443,6 +453,7 @@ def train(
     console = console or Console(stderr=True, soft_wrap=True)
     dinfo = setup_distributed(device)
     out_dir = Path(out_dir)
+    cfg = fit_head(cfg)
     opened = run_folder.open_run(cfg, out_dir, main=dinfo.main, resume=resume, fresh=fresh, console=console)
     try:
         done = _finished(opened, out_dir, dinfo, console)

@@ -104,7 +104,7 @@ class VideoDataset(Dataset[dict[str, Any]]):
     def _item(self, i: int, video: torch.Tensor, skipped: list[str]) -> dict[str, Any]:
         rec = self.records[i]
         return {"video": video, "action": rec.action, "body": rec.body,
-                "participant": rec.participant or "", "path": str(rec.path), "index": i,
+                "participant": rec.participant or "", "domain": rec.domain or "", "path": str(rec.path), "index": i,
                 "skipped": skipped}
 
     def _load(self, i: int) -> torch.Tensor:
@@ -143,13 +143,14 @@ class VideoDataset(Dataset[dict[str, Any]]):
 
 def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack a list of items: ``video`` (B, 3, T, c, c) or (B, V, 3, T, c, c), ``action``/
-    ``body``/``index`` int64 (B,), ``participant``/``path`` lists, ``skipped`` one flat list."""
+    ``body``/``index`` int64 (B,), ``participant``/``domain``/``path`` lists, ``skipped`` one flat list."""
     return {
         "video": torch.stack([b["video"] for b in batch]),
         "action": torch.tensor([b["action"] for b in batch], dtype=torch.long),
         "body": torch.tensor([b["body"] for b in batch], dtype=torch.long),
         "index": torch.tensor([b["index"] for b in batch], dtype=torch.long),
         "participant": [b["participant"] for b in batch],
+        "domain": [b["domain"] for b in batch],
         "path": [b["path"] for b in batch],
         "skipped": [p for b in batch for p in b["skipped"]],
     }

@@ -34,9 +34,13 @@ Mode = Literal["train", "eval", "predict"]
 
 
 def data_root(records: Sequence[ClipRecord]) -> Path:
-    """The folder holding the split folders of ``records`` (where a prepared cache keeps its manifest);
-    ``.`` for no records."""
-    return records[0].path.parent.parent if records else Path(".")
+    """The folder holding the split folders of ``records`` (where a prepared cache keeps its manifest), or a
+    manifest's folder; ``.`` for no records."""
+    if not records:
+        return Path(".")
+    first = records[0]
+    return first.list_file.parent if first.list_file is not None and first.list_file.suffix == ".csv" \
+        else first.path.parent.parent
 
 
 def build_dataset(cfg: TrainConfig, records: Sequence[ClipRecord], mode: Mode, *, views: int = 1) -> VideoDataset:

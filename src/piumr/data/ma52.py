@@ -69,7 +69,8 @@ def body_of(action: int) -> int:
 
 @dataclass(frozen=True)
 class ClipRecord:
-    """One clip of a split list. ``participant`` is None for test clips (names carry no id)."""
+    """One clip of a split list or manifest row. ``participant`` is None for test clips (names carry no id);
+    ``action`` / ``body`` are a manifest's label / group index; ``domain`` is set by manifests only."""
 
     path: Path
     action: int
@@ -77,6 +78,7 @@ class ClipRecord:
     participant: str | None
     list_file: Path | None
     line: int | None
+    domain: str | None = None
 
 
 @dataclass(frozen=True)

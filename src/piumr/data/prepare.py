@@ -12,7 +12,9 @@ A loader seeks to the sampled frames only and batch-decodes them with
 :func:`torchvision.io.decode_jpeg`. ``piumr_manifest.json`` lists every clip (frame
 count, size, byte count, sha256, and the source clip's byte size and mtime); the list
 files and label_name.txt are copied, so the cache is itself a dataset root for
-:func:`piumr.data.ma52.find_layout`.
+:func:`piumr.data.ma52.find_layout`. From a manifest (``piumr.data.manifest``) a clip goes to
+``<out>/<its manifest path>.jpgs`` and ``manifest.csv`` + ``classes.csv`` are copied: ``<out>/manifest.csv``
+is then the prepared dataset.
 
 Rules of a rerun into an existing cache: a clip whose source file changed size or
 mtime since it was converted is converted again (so is one converted before sources
@@ -45,8 +47,9 @@ from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg  # type: igno
 from piumr.config import MAX_SHORT_SIDE, MIN_SHORT_SIDE
 from piumr.data import video
 from piumr.data.ma52 import (
-    LABEL_FILE, MANIFEST_NAME, PREPARED_SUFFIX, SPLITS, DatasetError, Split, find_layout, read_split,
+    LABEL_FILE, MANIFEST_NAME, PREPARED_SUFFIX, SPLITS, DatasetError, Layout, Split, find_layout, read_split,
 )
+from piumr.data.manifest import CLASSES_NAME, is_manifest, read_manifest
 from piumr.data.video import Backend, VideoError
 
 MAGIC = b"PIUMRJPG"
@@ -161,6 +164,8 @@ class PreparedCache:
             return text
         p = Path(text)
         name = p.name[: -len(PREPARED_SUFFIX)] if p.name.endswith(PREPARED_SUFFIX) else p.name
+        if p.is_relative_to(self.root) and p.with_name(name).relative_to(self.root).as_posix() in self.clips:
+            return p.with_name(name).relative_to(self.root).as_posix()  # a path under the cache (manifests)
         if p.parent.name:
             key = f"{_split_dir(p.parent.name)}/{name}"
             if key in self.clips:
@@ -328,7 +333,8 @@ def prepare_dataset(
     quality: int = 90,
     backend: Backend = "auto",
 ) -> PrepareReport:
-    """Convert the raw clips of ``splits`` under ``root`` into a cache at ``out``.
+    """Convert the raw clips of ``splits`` under ``root`` (an MA-52 root, or a manifest: its rows of ``splits``,
+    every row without a ``split`` column) into a cache at ``out``.
 
     Resumable: clips whose cache file exists and verifies (header, sha256 from an
     earlier manifest) and whose source file has the size and mtime recorded then are
@@ -342,20 +348,18 @@ def prepare_dataset(
         raise ValueError(f"short_side {short_side} is outside {MIN_SHORT_SIDE}..{MAX_SHORT_SIDE} pixels")
     start = time.perf_counter()
     out = Path(out)
-    layout = find_layout(root, list_dir)
+    man = read_manifest(Path(root), check_files=False) if is_manifest(root) else None
+    layout = find_layout(root, list_dir) if man is None else None  # a bad root fails before out is made
     out.mkdir(parents=True, exist_ok=True)
-    manifest = _load_manifest(out, short_side, quality, layout.root)
+    manifest = _load_manifest(out, short_side, quality, man.path if man is not None else Path(root))
     report = PrepareReport(out=out)
-    tasks: list[_Task] = []
-    for split in splits:
-        if split not in layout.lists:
-            report.missing_splits.append(split)
-            continue
-        shutil.copyfile(layout.lists[split], out / layout.lists[split].name)
-        (out / split).mkdir(exist_ok=True)
-        tasks.extend(_tasks(root, split, list_dir, out, manifest))
-    if layout.label_names is not None:
-        shutil.copyfile(layout.label_names, out / LABEL_FILE)
+    if layout is not None:
+        tasks = _list_tasks(layout, splits, list_dir, out, manifest, report)
+    elif man is not None:  # a manifest: its rows of ``splits`` (every row without a split column)
+        for name in (man.path.name, CLASSES_NAME):
+            shutil.copyfile(man.path.parent / name, out / name)
+        tasks = [_task(r.path.relative_to(man.path.parent).as_posix(), r.path, out, manifest)
+                 for r, s in zip(man.records, man.splits, strict=True) if s is None or s in splits]
     results = _run(tasks, short_side, quality, backend, workers, progress)
     for n, result in enumerate(results, 1):
         _record(manifest, report, result)
@@ -392,15 +396,32 @@ def _load_manifest(out: Path, short_side: int, quality: int, source: Path) -> di
             "complete": False, "clips": {}, "failed": {}}
 
 
-def _tasks(root: Path, split: Split, list_dir: Path | None, out: Path, manifest: dict[str, Any]) -> list[_Task]:
-    tasks = []
-    for rec in read_split(root, split, list_dir, check_files=False):
-        key = f"{split}/{rec.path.name}"
-        old = manifest["clips"].get(key)
-        sha = old["sha256"] if old else None
-        src = old.get("source") if old else None
-        tasks.append(_Task(key, rec.path, out / (key + PREPARED_SUFFIX), sha, src if isinstance(src, dict) else None))
+def _list_tasks(layout: Layout, splits: Sequence[Split], list_dir: Path | None, out: Path, manifest: dict[str, Any],
+                report: PrepareReport) -> list[_Task]:
+    """Tasks of an MA-52 root's ``splits``; copies its list files and label names into ``out``."""
+    tasks: list[_Task] = []
+    for split in splits:
+        if split not in layout.lists:
+            report.missing_splits.append(split)
+            continue
+        shutil.copyfile(layout.lists[split], out / layout.lists[split].name)
+        (out / split).mkdir(exist_ok=True)
+        tasks.extend(_tasks(layout.root, split, list_dir, out, manifest))
+    if layout.label_names is not None:
+        shutil.copyfile(layout.label_names, out / LABEL_FILE)
     return tasks
+
+
+def _tasks(root: Path, split: Split, list_dir: Path | None, out: Path, manifest: dict[str, Any]) -> list[_Task]:
+    return [_task(f"{split}/{rec.path.name}", rec.path, out, manifest)
+            for rec in read_split(root, split, list_dir, check_files=False)]
+
+
+def _task(key: str, source: Path, out: Path, manifest: dict[str, Any]) -> _Task:
+    old = manifest["clips"].get(key)
+    sha = old["sha256"] if old else None
+    src = old.get("source") if old else None
+    return _Task(key, source, out / (key + PREPARED_SUFFIX), sha, src if isinstance(src, dict) else None)
 
 
 def _run(

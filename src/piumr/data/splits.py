@@ -1,4 +1,5 @@
-"""From a ``DataConfig`` to clip records: the synthetic default, official and cross-subject splits."""
+"""From a ``DataConfig`` to clip records: the synthetic default, official and cross-subject splits, and the
+same protocols (plus a held-out domain) over a manifest."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from typing import Literal
 from piumr.config import DataConfig
 from piumr.data.ma52 import ClipRecord, DatasetError, read_split
 from piumr.data.ma52 import cross_subject_folds as _folds
+from piumr.data.manifest import MA52_CLASSES, ClassInfo, Manifest, is_manifest, read_manifest
 from piumr.data.synth import ensure_synth
 
-__all__ = ["cache_dir", "resolve_root", "load_split", "synth_params", "hold_out_seen"]
+__all__ = ["cache_dir", "resolve_root", "load_split", "synth_params", "hold_out_seen", "class_info"]
 
 SplitName = Literal["train", "val", "val_seen", "test"]
 
@@ -30,12 +32,17 @@ def synth_params(cfg: DataConfig) -> dict[str, int]:
 
 
 def resolve_root(cfg: DataConfig, progress: bool = True) -> Path:
-    """The dataset root: generated (and cached) for ``root="synth"``, else the user's path."""
+    """The dataset root: generated (and cached) for ``root="synth"``, else the user's path (a folder, or a
+    manifest file: checked here)."""
     if cfg.root == "synth":
         return ensure_synth(cache_dir() / "synth", progress=progress, **synth_params(cfg))
     root = Path(cfg.root).expanduser()
+    if is_manifest(root):
+        read_manifest(root)
+        return root
     if not root.is_dir():
-        raise DatasetError(f"{root}: data root does not exist (give an MA-52 folder, a prepared cache, or 'synth')")
+        raise DatasetError(f"{root}: data root does not exist (give an MA-52 folder, a prepared cache, "
+                           "a manifest .csv or 'synth')")
     return root
 
 
@@ -65,6 +72,11 @@ def load_split(cfg: DataConfig, split: SplitName, progress: bool = True) -> list
     "train" and served as "val_seen" (seen persons, unseen clips). "test" is always the official test list.
     """
     root = resolve_root(cfg, progress)
+    if is_manifest(root):
+        return _manifest_split(cfg, read_manifest(root), split)
+    if cfg.hold_out is not None:
+        raise DatasetError(f"{root}: --hold-out {cfg.hold_out} needs a manifest with a 'domain' column "
+                           "(docs/data.md)")
     if split == "test":
         return read_split(root, split)
     if cfg.split == "official":
@@ -79,5 +91,50 @@ def load_split(cfg: DataConfig, split: SplitName, progress: bool = True) -> list
         pool_train, held_persons = _folds(pool, k=cfg.folds, seed=cfg.fold_seed)[cfg.fold]
     if split == "val":
         return held_persons
+    kept, seen = hold_out_seen(pool_train, cfg.seen_holdout)
+    return kept if split == "train" else seen
+
+
+def class_info(cfg: DataConfig) -> ClassInfo:
+    """Class names and coarse groups of ``cfg``'s data: a manifest's ``classes.csv``, else MA-52's."""
+    root = Path(cfg.root).expanduser()
+    return read_manifest(root, check_files=False).classes if cfg.root != "synth" and is_manifest(root) \
+        else MA52_CLASSES
+
+
+def _manifest_split(cfg: DataConfig, man: Manifest, split: SplitName) -> list[ClipRecord]:
+    """``load_split`` over a manifest: official = its ``split`` column; cross-subject = folds on ``person``
+    over the rows not marked test; ``hold_out="domain=NAME"``: NAME's rows are "val", the other domains train."""
+    where = f"{man.path}:1"
+    rows = list(zip(man.records, man.splits, strict=True))
+    if split == "test" or (cfg.split == "official" and cfg.hold_out is None):
+        if not man.has("split"):
+            raise DatasetError(f"{where}: no 'split' column for the {split} split; give one, or train with "
+                               "--split cross-subject (folds on 'person') or --hold-out domain=NAME")
+        want = "val" if split == "val_seen" else split
+        picked = [r for r, s in rows if s == want]
+        if not picked:
+            raise DatasetError(f"{man.path}: no row has split {want!r}")
+        return picked
+    pool = [r for r, s in rows if s != "test"]
+    if cfg.hold_out is not None:
+        name = cfg.hold_out.split("=", 1)[1]
+        if not man.has("domain"):
+            raise DatasetError(f"{where}: --hold-out {cfg.hold_out} needs a 'domain' column")
+        for r in pool:
+            if r.domain is None:
+                raise DatasetError(f"{r.list_file}:{r.line}: empty domain (--hold-out {cfg.hold_out} needs one on "
+                                   "every row)")
+        domains = sorted({r.domain or "" for r in pool})
+        if name not in domains:
+            raise DatasetError(f"{man.path}: --hold-out {cfg.hold_out}: no such domain; the domains are "
+                               f"{', '.join(domains)}")
+        pool_train, held = [r for r in pool if r.domain != name], [r for r in pool if r.domain == name]
+    else:
+        if not man.has("person"):
+            raise DatasetError(f"{where}: --split cross-subject needs a 'person' column (person-disjoint folds)")
+        pool_train, held = _folds(pool, k=cfg.folds, seed=cfg.fold_seed)[cfg.fold]
+    if split == "val":
+        return held
     kept, seen = hold_out_seen(pool_train, cfg.seen_holdout)
     return kept if split == "train" else seen

@@ -8,6 +8,7 @@ from typing import Any
 
 from piumr.config import DataConfig
 from piumr.data.ma52 import PREPARED_SUFFIX, SPLITS, find_layout, read_split
+from piumr.data.manifest import is_manifest, read_manifest
 from piumr.data.prepare import PreparedCache, open_cache_if_any
 from piumr.data.splits import resolve_root
 
@@ -49,14 +50,20 @@ def verify_cache(cache: PreparedCache, hash_clips: int) -> dict[str, Any]:
 def data_report(cfg: DataConfig, hash_clips: int = 64) -> dict[str, Any]:
     """Root (``"synth"`` is generated when absent, as training does), split sizes, cache verification.
 
-    Raises ``DatasetError`` for a root that does not exist or is not an MA-52-format folder.
+    Raises ``DatasetError`` for a root that does not exist or is not an MA-52-format folder or a manifest.
     """
     root = resolve_root(cfg, progress=False)
-    layout = find_layout(root)
-    splits = {s: len(read_split(root, s, check_files=False)) for s in SPLITS if s in layout.lists}
-    cache = open_cache_if_any(root)
+    if is_manifest(root):  # rows per split value ("all" without a split column); its folder may be a cache
+        man = read_manifest(root, check_files=False)
+        splits = {s or "all": man.splits.count(s) for s in dict.fromkeys(man.splits)}
+        cache = open_cache_if_any(root.parent)
+    else:
+        layout = find_layout(root)
+        splits = {s: len(read_split(root, s, check_files=False)) for s in SPLITS if s in layout.lists}
+        cache = open_cache_if_any(root)
     return {
         "root": cfg.root, "path": str(root), "kind": "synth" if cfg.root == "synth" else (
+            ("prepared " if cache is not None else "") + "manifest" if is_manifest(root) else
             "prepared cache" if cache is not None else "raw videos"),
         "splits": splits,
         "cache": None if cache is None else verify_cache(cache, hash_clips),

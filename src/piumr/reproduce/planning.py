@@ -15,6 +15,7 @@ from pathlib import Path
 from rich.table import Table as RichTable
 
 from piumr.config import PRESETS, DataConfig, TrainConfig, backbone_overrides, get_preset, with_overrides
+from piumr.data.manifest import is_manifest
 from piumr.data.splits import load_split, synth_params
 from piumr.data.synth import split_counts
 from piumr.reproduce import specs
@@ -77,7 +78,7 @@ def data_sizes(data: DataConfig) -> DataSizes:
         per_person = data.synth_clips_per_person
         kept = per_person - (per_person // every if every > 0 else 0)  # load_split's seen-persons hold-out
         return DataSizes(n["cross_subject_train"] // per_person * kept, n["cross_subject_val"], "synthetic data")
-    if Path(data.root).expanduser().is_dir():
+    if Path(data.root).expanduser().is_dir() or is_manifest(data.root):
         return DataSizes(len(load_split(data, "train", progress=False)), len(load_split(data, "val", progress=False)),
                          f"the lists of {data.root}")
     return ma52_sizes(data)

@@ -31,6 +31,7 @@ from piumr.checkpoint import load_model, provenance
 from piumr.config import TrainConfig, backbone_overrides, get_preset, with_overrides
 from piumr.data.loaders import build_dataset
 from piumr.data.ma52 import ClipRecord
+from piumr.data.manifest import is_manifest
 from piumr.data.splits import load_split
 from piumr.evaluate import evaluate_checkpoint
 from piumr.files import write_json_atomic
@@ -157,8 +158,9 @@ def make_settings(*, data: str | None, preset: str = "paper", seeds: Sequence[in
         raise ValueError(f"--epochs must be >= 1, got {epochs}")
     if jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {jobs}")
-    if data != "synth" and not plan_only and not Path(data).expanduser().is_dir():
-        raise FileNotFoundError(f"{data}: data root does not exist (give an MA-52 folder, a prepared cache, or 'synth')")
+    if data != "synth" and not plan_only and not (Path(data).expanduser().is_dir() or is_manifest(data)):
+        raise FileNotFoundError(f"{data}: data root does not exist (give an MA-52 folder, a prepared cache, a "
+                                "manifest .csv or 'synth')")
     over: dict[str, Any] = {"data.root": data if data == "synth" else str(Path(data).expanduser())}
     if epochs is not None:
         over["optim.epochs"] = epochs

@@ -24,6 +24,8 @@ from piumr.config import DataConfig
 from piumr.files import dir_mode
 from piumr.data.ma52 import ACTION_NAMES as _ACTION_NAMES
 from piumr.data.ma52 import ACTION_TO_BODY as _ACTION_TO_BODY
+from piumr.data.ma52 import BODY_NAMES as _BODY_NAMES
+from piumr.data.manifest import ClassInfo, write_manifest
 from piumr.data.synth.actions import select_classes
 from piumr.data.synth.geometry import F32, U8
 from piumr.data.synth.persons import PersonAttrs, make_person
@@ -210,6 +212,17 @@ def _cross_subject(out: Path, clips: list[_Clip], persons: int, seed: int,
     return train_p, val_p
 
 
+def _write_manifest(out: Path, clips: Sequence[_Clip], classes: tuple[int, ...]) -> None:
+    """``manifest.csv`` + ``classes.csv`` of a generated set: its K classes as labels 0..K-1 (MA-52 names,
+    body parts as groups), one row per clip of the official splits."""
+    bodies = sorted({_ACTION_TO_BODY[c] for c in classes})
+    info = ClassInfo(tuple(_ACTION_NAMES[c] for c in classes), tuple(bodies.index(_ACTION_TO_BODY[c]) for c in classes),
+                     tuple(_BODY_NAMES[b] for b in bodies))
+    rows = [{"path": f"{c.split}/{c.name}", "label": str(classes.index(c.label)), "person": f"{c.person:04d}",
+             "group": _BODY_NAMES[_ACTION_TO_BODY[c.label]], "split": c.split} for c in clips]
+    write_manifest(out / "manifest.csv", rows, info)
+
+
 def generate(
     out: Path,
     *,
@@ -222,11 +235,13 @@ def generate(
     workers: int = 2,
     progress: bool = True,
     fps: int = 15,
+    manifest: bool = False,
 ) -> SynthInfo:
     """Generate the synthetic MA-52 dataset into ``out`` (see the module docstring for the layout).
 
     ``out`` may exist but must not already contain a dataset. ``workers`` and ``progress`` do not
-    affect the output. Raises ValueError for invalid parameters.
+    affect the output. ``manifest`` also writes ``manifest.csv`` + ``classes.csv`` (the same clips, labels
+    numbered 0..K-1 over the generated classes; docs/data.md). Raises ValueError for invalid parameters.
     """
     _check_params(persons, clips_per_person, frames, size, fps)
     classes = select_classes(classes_per_body)
@@ -270,6 +285,8 @@ def generate(
         "persons": [dict(asdict(pp), id=f"{pp.pid:04d}") for pp in people],
     }
     (out / "synth_meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    if manifest:
+        _write_manifest(out, clips, classes)
     return SynthInfo(
         out=out,
         classes=classes,
