@@ -34,6 +34,7 @@ FLAGS: dict[str, str] = {
     "model.backbone": "--backbone",
     "model.pretrained": "--pretrained",
     "model.tfam.enabled": "--no-tfam",
+    "model.tfam.stage": "--tfam-stage",
     "model.tfam.frequency": "--tfam-frequency/--no-tfam-frequency",
     "model.tfam.temporal": "--tfam-temporal/--no-tfam-temporal",
     "model.tfam.fusion": "--fusion",

@@ -23,7 +23,7 @@ from .errors import console, err, user_errors, warn_cpu_time
 from .flags import refuse_combined, with_overrides_described
 from .options import (
     HELP_SETTINGS, LIST_SPLITS, PRESET_METAVAR, DeviceOpt, PresetOpt, ThreadsOpt, check_data, check_file, check_inputs,
-    check_preset, metavar, resolve_checkpoint,
+    check_preset, metavar, parse_minutes, resolve_checkpoint,
 )
 from .resume import parse_milestones, resume_run
 
@@ -201,8 +201,8 @@ def train(
     milestones: Annotated[Optional[str], typer.Option(help="epochs where the lr is multiplied by 0.1, e.g. 30,60 "
                                                            "('' = none)")] = None,
     checkpoint_every_min: Annotated[float, typer.Option(
-        help="minutes between mid-epoch checkpoints (0 = epoch ends only)", min=0.0,
-        max=MAX_CHECKPOINT_EVERY_MIN)] = CHECKPOINT_EVERY_MIN,
+        help=f"minutes between mid-epoch checkpoints (0 = epoch ends only; at most {MAX_CHECKPOINT_EVERY_MIN:g})",
+        parser=parse_minutes, metavar="FLOAT")] = CHECKPOINT_EVERY_MIN,
     frames: Annotated[Optional[int], typer.Option()] = None,
     crop: Annotated[Optional[int], typer.Option()] = None,
     backbone: Annotated[Optional[str], typer.Option(
@@ -333,7 +333,7 @@ def evaluate(
         _threads(threads, d.num_workers)
         dest = out_dir or path.parent / f"eval-{split}"
         res, scores = evaluate_checkpoint(model, ck.config, split=which, out_dir=dest, device=dev,
-                                          views=views, batch_size=batch_size, data=d)
+                                          views=views, batch_size=batch_size, data=d, source=path)
         out.print(format_table(res.official))
         if res.participants is not None:
             p = res.participants
@@ -367,7 +367,7 @@ def predict(
         path = resolve_checkpoint(checkpoint, ARTIFACTS)
         if submission is None and not clips:
             raise ValueError("give one or more clips or folders (or --submission)")
-        check_inputs(clips)
+        check_inputs(clips, submission)
         if submission is not None and data is None:
             raise ValueError("--submission needs --data (the MA-52 root holding test_list_videos.txt)")
         check_data(str(data) if data is not None else None)

@@ -9,24 +9,20 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from piumr.checkpoint import load_model, read_checkpoint, save_checkpoint
-from piumr.config import PRESETS
+from piumr.checkpoint import load_model, read_checkpoint
 from piumr.errors import CheckpointError
-from piumr.model import PIUmrNet
-from test_faults import invoke, write_clip
+from test_faults import checkpoints, invoke, write_clip
+
+__all__ = ["checkpoints"]  # a fixture shared with test_faults
 
 
-@pytest.fixture(scope="module")
-def good(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture()
+def good(checkpoints: tuple[Path, Path]) -> Path:
     """An untrained tiny checkpoint."""
-    cfg = PRESETS["tiny"]
-    torch.manual_seed(0)
-    return save_checkpoint(tmp_path_factory.mktemp("meta") / "good.safetensors", PIUmrNet(cfg.model), cfg,
-                           epoch=0, step=0)
+    return checkpoints[0]
 
 
 def edited(src: Path, dest: Path, *, config: dict[str, object] | None = None, meta: str | None = None,

@@ -48,6 +48,7 @@ from piumr.data.ma52 import (
     LABEL_FILE, MANIFEST_NAME, PREPARED_SUFFIX, SPLITS, DatasetError, Split, find_layout, read_split,
 )
 from piumr.data.video import Backend, VideoError
+from piumr.files import named
 
 MAGIC = b"PIUMRJPG"
 VERSION = 1
@@ -307,8 +308,14 @@ def _convert(task: _Task, short_side: int, quality: int, backend: Backend) -> _R
     data = encode_clip(frames, info.fps, quality)
     task.dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = task.dst.with_name(f"{task.dst.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, task.dst)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, task.dst)
+    except BaseException as e:  # a full disk: no half-written temporary is left behind; the error goes on
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise named(e, task.dst) from None
+        raise
     return _Result(task.key, "done", _entry(read_header(task.dst), data, source), None)
 
 
@@ -343,6 +350,8 @@ def prepare_dataset(
     start = time.perf_counter()
     out = Path(out)
     layout = find_layout(root, list_dir)
+    if out.resolve() in (Path(root).resolve(), layout.root.resolve()):
+        raise ValueError(f"--out {out} is the data folder (--data {root}): the cache goes to a folder of its own")
     out.mkdir(parents=True, exist_ok=True)
     manifest = _load_manifest(out, short_side, quality, layout.root)
     report = PrepareReport(out=out)
@@ -468,8 +477,14 @@ def _verify(out: Path, manifest: dict[str, Any], report: PrepareReport) -> None:
 
 def _save_manifest(out: Path, manifest: dict[str, Any]) -> None:
     tmp = out / (MANIFEST_NAME + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, out / MANIFEST_NAME)
+    try:
+        tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, out / MANIFEST_NAME)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise named(e, out / MANIFEST_NAME) from None
+        raise
 
 
 def report_dict(report: PrepareReport) -> dict[str, Any]:
