@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from pydantic import ValidationError
 
 from piumr.config import MAX_SEED, Backbone, Split
 
 from .errors import console, user_errors
 from .errors import err as _err
+from .flags import describe
 from .options import HELP_SETTINGS, PRESET_HELP, PRESET_METAVAR, DeviceOpt, ThreadsOpt, check_data, check_preset, metavar
 
 reproduce_app = typer.Typer(
@@ -87,9 +89,12 @@ def _run(names: list[str], data: str | None, preset: str, seeds: list[str] | Non
         if split is not None and split not in ("official", "cross-subject"):
             raise ValueError(f"--split must be official or cross-subject, got {split!r}")
         chosen = parse_seeds(seeds, extra) if seeds is not None or extra else default_seeds
-        settings = make_settings(data=data, preset=preset, seeds=chosen, epochs=epochs, out=out,
-                                 device=device, max_steps_per_epoch=max_steps_per_epoch, progress=not quiet,
-                                 console=_err, split=split, jobs=jobs, table1_with=table1_with, backbone=backbone)
+        try:
+            settings = make_settings(data=data, preset=preset, seeds=chosen, epochs=epochs, out=out,
+                                     device=device, max_steps_per_epoch=max_steps_per_epoch, progress=not quiet,
+                                     console=_err, split=split, jobs=jobs, table1_with=table1_with, backbone=backbone)
+        except ValidationError as e:  # one line naming the flag the user typed, not pydantic's report
+            raise ValueError(describe(e)) from None
         expand_names(names)  # unknown names fail here, before anything runs
         pick_device(device)  # an unknown or absent device fails here, before anything runs
         if not plan:  # a read-only or full --out, or a file in its place, fails here, before anything runs

@@ -174,3 +174,9 @@ def test_predict_describes_the_checkpoint_once_not_after_every_clip(checkpoints:
     assert res.exit_code == 0, res.output
     assert res.output.count("body group") == 3
     assert " ".join(res.output.split()).count("checkpoint trained on") == 1, res.output  # was: 3
+
+
+def test_reproduce_option_out_of_range_names_the_flag() -> None:
+    res = invoke("reproduce", "table2", "--data", "synth", "--preset", "tiny", "--plan", "--max-steps-per-epoch", "0")
+    one_line(res, "--max-steps-per-epoch 0")  # was: pydantic's 4-line report about max_steps_per_epoch
+    assert "validation error" not in res.output
