@@ -30,7 +30,7 @@ from piumr.config import DataConfig, ModelConfig, TrainConfig
 from piumr.data.ma52 import MANIFEST_NAME
 from piumr.data.splits import cache_dir, load_split, synth_params
 from piumr.data.synth import synth_key
-from piumr.errors import CheckpointError
+from piumr.errors import CheckpointError, MissingExtraError
 from piumr.files import atomic_write
 from piumr.model import PIUmrNet
 from piumr.version import __version__
@@ -291,6 +291,8 @@ def check_sizes(path: Path, config: TrainConfig, shapes: dict[str, tuple[int, ..
     try:
         with torch.device("meta"):
             expected = {k: tuple(v.shape) for k, v in PIUmrNet(cfg).state_dict().items()}
+    except MissingExtraError:  # its own message says which extra to install
+        raise
     except (ValueError, AssertionError, RuntimeError) as e:  # e.g. attention heads that do not divide its width
         raise CheckpointError(f"{path}: its piumr_config does not describe a model that can be built "
                               f"({type(e).__name__}: {_one_line(e)})") from None
