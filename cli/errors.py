@@ -3,6 +3,7 @@ the note that a long CPU run prints before it starts."""
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,7 +33,8 @@ err = console(stderr=True)
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Bad paths, data, checkpoints, presets, options or run folders -> ``error: ...`` and exit 2; a GPU out
+    """Bad paths, data, checkpoints, presets, options or run folders, and what the system refuses (a full or
+    read-only disk, no permission: ``OSError``, named by its file) -> ``error: ...`` and exit 2; a GPU out
     of memory -> a hint and exit 3; a training run stopped by a fault (``RunError``: divergence, a failed
     write, a vanished run folder) -> exit 4; anything else propagates with its traceback (a bug)."""
     try:
@@ -42,13 +44,39 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(4) from None
     except (CheckpointError, DatasetError, DeviceError, VideoError, FileNotFoundError, KeyError, ValueError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        if isinstance(e, FileNotFoundError) and e.filename is not None:
+            msg = os_error_line(e)
         err.print(f"[bold red]error:[/] {escape(msg)}", highlight=False)  # a path or hint may hold [...]
+        raise typer.Exit(2) from None
+    except OSError as e:  # the machine refused: a full or read-only disk, no permission, a file for a folder
+        err.print(f"[bold red]error:[/] {escape(os_error_line(e))}", highlight=False)
         raise typer.Exit(2) from None
     except RuntimeError as e:
         if "out of memory" in str(e).lower():
             err.print("[bold red]error:[/] the GPU ran out of memory; try a smaller --batch-size")
             raise typer.Exit(3) from None
         raise
+
+
+#: what to do about an operating-system error, by errno
+_HINTS = {errno.ENOSPC: "the disk is full; free space or choose another folder, then run again",
+          errno.EDQUOT: "the disk quota is used up; free space or choose another folder, then run again",
+          errno.EROFS: "a read-only file system; choose a writable folder",
+          errno.EACCES: "no permission; choose a folder you can write to",
+          errno.EPERM: "not permitted; choose a folder you can write to",
+          errno.ENOTDIR: "a file is in the way where a folder is needed",
+          errno.EEXIST: "something else is already in its place",
+          errno.EISDIR: "a folder is in the way where a file is needed",
+          errno.ELOOP: "a symbolic-link loop"}
+
+
+def os_error_line(e: OSError) -> str:
+    """One line for an operating-system error: the file(s), what the system said and what to do."""
+    files = " -> ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
+    said = e.strerror or str(e) or type(e).__name__
+    hint = _HINTS.get(e.errno or 0)
+    text = f"{files}: {said}" if files else said
+    return f"{text} ({hint})" if hint else text
 
 
 def warn_cpu_time(what: str, cfg: ModelConfig, clips: int, train: bool, threads: int, device: str) -> None:

@@ -20,9 +20,12 @@ def parse_milestones(text: Optional[str]) -> Optional[tuple[int, ...]]:
     if text is None:
         return None
     try:
-        return tuple(int(m) for m in text.replace(" ", "").split(",") if m)
+        epochs = tuple(int(m) for m in text.replace(" ", "").split(",") if m)
     except ValueError:
         raise ValueError(f"--milestones {text!r}: give epochs as integers separated by commas, e.g. 30,60") from None
+    if any(m < 0 for m in epochs):
+        raise ValueError(f"--milestones {text!r}: epochs must be >= 0")
+    return epochs
 
 
 @dataclass(frozen=True)

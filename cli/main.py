@@ -209,7 +209,7 @@ def evaluate(
         _threads(threads, d.num_workers)
         dest = out_dir or path.parent / f"eval-{split}"
         res, scores = evaluate_checkpoint(model, ck.config, split=which, out_dir=dest, device=dev,
-                                          views=views, batch_size=batch_size, data=d)
+                                          views=views, batch_size=batch_size, data=d, source=path)
         out.print(format_table(res.official, res.words))
         if res.participants is not None:
             p = res.participants

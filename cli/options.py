@@ -3,6 +3,7 @@ checks of paths and names that run before any heavy import (torch, video decoder
 
 from __future__ import annotations
 
+import math
 import textwrap
 from pathlib import Path
 from typing import Annotated, Any, Optional, get_args
@@ -10,7 +11,8 @@ from typing import Annotated, Any, Optional, get_args
 import typer
 import typer._click._textwrap as typer_textwrap
 
-from piumr.config import PRESETS, Backbone, ListSplit, get_preset
+from piumr.config import MAX_CHECKPOINT_EVERY_MIN, PRESETS, Backbone, ListSplit, get_preset
+from piumr.files import path_problem
 
 
 class _WholeWords(typer_textwrap.TextWrapper):
@@ -52,6 +54,20 @@ PRESET_HELP = "config preset (config.py PRESETS)"
 PresetOpt = Annotated[str, typer.Option(metavar=PRESET_METAVAR, help=PRESET_HELP)]
 
 
+def parse_minutes(text: str) -> float:
+    """``--checkpoint-every-min``: minutes from 0 to ``MAX_CHECKPOINT_EVERY_MIN``; ``typer.BadParameter``
+    (a usage error naming the flag) for text that is not a number (``nan``, ``inf``, ``abc``) or out of range."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a number of minutes") from None
+    if not math.isfinite(value):
+        raise typer.BadParameter(f"{text!r} is not a number of minutes (give 0 to {MAX_CHECKPOINT_EVERY_MIN:g})")
+    if not 0 <= value <= MAX_CHECKPOINT_EVERY_MIN:
+        raise typer.BadParameter(f"{text} is outside 0..{MAX_CHECKPOINT_EVERY_MIN:g} minutes")
+    return value
+
+
 def check_preset(name: str) -> None:
     """``KeyError`` listing the presets when ``name`` is not one (before any heavy import)."""
     get_preset(name)
@@ -70,6 +86,9 @@ def check_data(data: Optional[str], flag: str = "--data") -> None:
     if data is None or data == "synth":
         return
     root = Path(data).expanduser()
+    problem = path_problem(root)
+    if problem is not None and problem != "no such file or folder":
+        raise FileNotFoundError(f"{flag} {data}: {problem} (give an MA-52 folder, a prepared cache, or 'synth')")
     if not root.exists():
         raise FileNotFoundError(f"{flag} {data}: data root does not exist (give {DATA_KINDS})")
     if not root.is_dir() and root.suffix.lower() != ".csv":
@@ -80,7 +99,9 @@ def check_file(path: Optional[Path], flag: str, what: str = "file", *, folder_ok
     """``FileNotFoundError`` naming ``flag`` when ``path`` is given and is not an existing file (or, with
     ``folder_ok``, folder)."""
     if path is not None and not (path.is_file() or (folder_ok and path.is_dir())):
-        raise FileNotFoundError(f"{flag} {path}: no such {what}")
+        problem = path_problem(path)
+        raise FileNotFoundError(f"{flag} {path}: " + (f"no such {what}" if problem in (None, "no such file or folder")
+                                                      else f"{problem}, not a {what}"))
 
 
 def resolve_checkpoint(checkpoint: Optional[Path], artifacts: Path) -> Path:
@@ -97,11 +118,16 @@ def resolve_checkpoint(checkpoint: Optional[Path], artifacts: Path) -> Path:
     return found[-1]
 
 
-def check_inputs(paths: Optional[list[Path]]) -> None:
+def check_inputs(paths: Optional[list[Path]], submission: Optional[Path] = None) -> None:
     """When not one of ``paths`` exists: ``FileNotFoundError`` naming them (before any heavy import). Some
-    missing among existing ones are reported per input by ``piumr.predict.expand_inputs`` instead."""
-    if paths and not any(p.exists() for p in paths):
-        raise FileNotFoundError(f"no clip to predict: no such file or folder: {', '.join(map(str, paths))}")
+    missing among existing ones are reported per input by ``piumr.predict.expand_inputs`` instead. Clips and
+    a ``--submission`` together are refused (a submission scores --data's test list, the clips would be
+    dropped)."""
+    if paths and submission is not None:
+        raise ValueError(f"--submission {submission} scores the test list of --data; it cannot be combined with "
+                         f"clips to predict ({paths[0]}{', ...' if len(paths) > 1 else ''}): run them separately")
+    if paths and all(path_problem(p) for p in paths):
+        raise FileNotFoundError("no clip to predict: " + "; ".join(f"{p}: {path_problem(p)}" for p in paths))
 
 
 def check_predict(clips: Optional[list[Path]], submission: Optional[Path], data: Optional[Path]) -> None:
@@ -110,7 +136,7 @@ def check_predict(clips: Optional[list[Path]], submission: Optional[Path], data:
     manifest = data is not None and data.suffix.lower() == ".csv"
     if submission is None and not clips and not manifest:
         raise ValueError("give one or more clips or folders, a manifest (--data manifest.csv) or --submission")
-    check_inputs(clips)
+    check_inputs(clips, submission)
     if submission is not None and (data is None or manifest):
         raise ValueError("--submission needs --data (the MA-52 root holding test_list_videos.txt)")
     check_data(str(data) if data is not None else None)

@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Annotated, Optional, get_args
 
 import typer
+from pydantic import ValidationError
 
-from piumr.config import PERSON_DISJOINT, Backbone, Split
+from piumr.config import MAX_SEED, PERSON_DISJOINT, Backbone, Split
 
 from .errors import console, user_errors
 from .errors import err as _err
+from .flags import describe
 from .options import HELP_SETTINGS, PRESET_HELP, PRESET_METAVAR, DeviceOpt, ThreadsOpt, check_data, check_preset, metavar
 
 reproduce_app = typer.Typer(
@@ -33,9 +35,13 @@ def parse_seeds(seeds: list[str] | None, extra: list[str] | None) -> tuple[int, 
     if not tokens:
         raise ValueError("--seeds is empty: give at least one seed, e.g. --seeds 0 1 2")
     try:
-        return tuple(int(t) for t in tokens)
+        chosen = tuple(int(t) for t in tokens)
     except ValueError:
         raise ValueError(f"--seeds takes integers, got {' '.join(tokens)!r}") from None
+    for s in chosen:
+        if not 0 <= s <= MAX_SEED:
+            raise ValueError(f"--seeds {s}: a seed is an integer from 0 to {MAX_SEED}")
+    return chosen
 
 
 DataOpt = Annotated[Optional[str], typer.Option(
@@ -74,6 +80,7 @@ def _run(names: list[str], data: str | None, preset: str, seeds: list[str] | Non
         if data is None and not plan:
             raise ValueError("--data is required to run (an MA-52 root, a prepared cache, or 'synth'); "
                              "--plan without --data assumes MA-52")
+    from piumr.files import check_writable
     from piumr.reproduce import expand_names, make_settings, plan_table, print_result, run_many
     from piumr.reproduce import plan as make_plan
     from piumr.runtime import configure_threads, pick_device
@@ -82,11 +89,16 @@ def _run(names: list[str], data: str | None, preset: str, seeds: list[str] | Non
         if split is not None and split not in get_args(Split):
             raise ValueError(f"--split must be {' or '.join(get_args(Split))}, got {split!r}")
         chosen = parse_seeds(seeds, extra) if seeds is not None or extra else default_seeds
-        settings = make_settings(data=data, preset=preset, seeds=chosen, epochs=epochs, out=out,
-                                 device=device, max_steps_per_epoch=max_steps_per_epoch, progress=not quiet,
-                                 console=_err, split=split, jobs=jobs, table1_with=table1_with, backbone=backbone)
+        try:
+            settings = make_settings(data=data, preset=preset, seeds=chosen, epochs=epochs, out=out,
+                                     device=device, max_steps_per_epoch=max_steps_per_epoch, progress=not quiet,
+                                     console=_err, split=split, jobs=jobs, table1_with=table1_with, backbone=backbone)
+        except ValidationError as e:  # one line naming the flag the user typed, not pydantic's report
+            raise ValueError(describe(e)) from None
         expand_names(names)  # unknown names fail here, before anything runs
         pick_device(device)  # an unknown or absent device fails here, before anything runs
+        if not plan:  # a read-only or full --out, or a file in its place, fails here, before anything runs
+            check_writable(settings.root)
         configure_threads(threads, settings.base.data.num_workers)
         if plan:
             table, line = plan_table(settings, make_plan(settings, names))

@@ -15,7 +15,10 @@ from piumr.config import (
 
 from .errors import console, user_errors, warn_cpu_time
 from .flags import TRAIN_OPTIONS, build_config, config_overrides, refuse_conflicts, typed_options
-from .options import ARTIFACTS, PRESET_METAVAR, DataOpt, DeviceOpt, HoldOutOpt, ThreadsOpt, check_data, check_file, check_preset, metavar
+from .options import (
+    ARTIFACTS, PRESET_METAVAR, DataOpt, DeviceOpt, HoldOutOpt, ThreadsOpt, check_data, check_file, check_preset, metavar,
+    parse_minutes,
+)
 from .resume import resume_run
 
 out = console()
@@ -34,8 +37,8 @@ def train(
     milestones: Annotated[Optional[str], typer.Option(help="epochs where the lr is multiplied by 0.1, e.g. 30,60 "
                                                            "('' = none)")] = None,
     checkpoint_every_min: Annotated[float, typer.Option(
-        help="minutes between mid-epoch checkpoints (0 = epoch ends only)", min=0.0,
-        max=MAX_CHECKPOINT_EVERY_MIN)] = CHECKPOINT_EVERY_MIN,
+        help=f"minutes between mid-epoch checkpoints (0 = epoch ends only; at most {MAX_CHECKPOINT_EVERY_MIN:g})",
+        parser=parse_minutes, metavar="FLOAT")] = CHECKPOINT_EVERY_MIN,
     frames: Annotated[Optional[int], typer.Option()] = None,
     crop: Annotated[Optional[int], typer.Option()] = None,
     backbone: Annotated[Optional[str], typer.Option(

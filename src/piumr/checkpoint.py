@@ -14,6 +14,7 @@ import os
 import platform
 import random
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -25,12 +26,12 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_bytes
 from torch import nn
 
-from piumr.config import DataConfig, TrainConfig
+from piumr.config import DataConfig, ModelConfig, TrainConfig
 from piumr.data.ma52 import MANIFEST_NAME
 from piumr.data.manifest import is_manifest
 from piumr.data.splits import cache_dir, class_info, load_split, synth_params
 from piumr.data.synth import synth_key
-from piumr.errors import CheckpointError
+from piumr.errors import CheckpointError, MissingExtraError
 from piumr.files import atomic_write
 from piumr.model import PIUmrNet
 from piumr.version import __version__
@@ -233,28 +234,111 @@ def write_file(path: Path, blob: bytes) -> None:
     path.write_bytes(blob)
 
 
-def read_checkpoint(path: Path) -> Checkpoint:
-    """Read a piumr checkpoint; ``CheckpointError`` naming the file if it is not one."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint")
+def _one_line(e: Exception) -> str:
+    """The first line of ``e`` (pydantic and torch errors run over several lines)."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _header(path: Path) -> tuple[dict[str, str], dict[str, tuple[int, ...]]]:
+    """(metadata, {tensor name: shape}) from the safetensors header alone (no tensor is read)."""
     try:
         with safe_open(str(path), framework="pt") as f:
-            md = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            return dict(f.metadata() or {}), {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from e
+        raise CheckpointError(f"{path}: not a readable safetensors file ({_one_line(e)})") from None
+
+
+def _parse_metadata(path: Path, md: dict[str, str]) -> tuple[TrainConfig, dict[str, Any]]:
+    """The config and meta of a checkpoint's metadata; ``CheckpointError`` (one line naming the file) when
+    either is missing, not JSON, of the wrong shape or of the wrong types."""
     if "piumr_config" not in md:
         raise CheckpointError(f"{path}: safetensors file without piumr config metadata (not a piumr checkpoint)")
     try:
         config = TrainConfig.model_validate_json(md["piumr_config"])
+    except ValueError as e:  # pydantic's ValidationError is a ValueError
+        raise CheckpointError(f"{path}: invalid piumr_config metadata ({_one_line(e)})") from None
+    try:
         meta = json.loads(md.get("piumr_meta", "{}"))
     except ValueError as e:
-        raise CheckpointError(f"{path}: invalid piumr metadata ({e})") from e
+        raise CheckpointError(f"{path}: invalid piumr_meta metadata (not JSON: {_one_line(e)})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: invalid piumr_meta metadata (a JSON object expected, found "
+                              f"{type(meta).__name__})")
+    for key in ("epoch", "step"):
+        if key in meta and (not isinstance(meta[key], int) or isinstance(meta[key], bool) or meta[key] < 0):
+            raise CheckpointError(f"{path}: invalid piumr_meta metadata ({key} = {meta[key]!r}, a count expected)")
+    for key in ("optim", "rng", "extra", "trained_on", "metrics"):
+        if key in meta and not isinstance(meta[key], dict):
+            raise CheckpointError(f"{path}: invalid piumr_meta metadata ({key} is a {type(meta[key]).__name__}, "
+                                  "a JSON object expected)")
+    return config, meta
+
+
+# model sizes in a checkpoint's config that decide how much memory building the model takes, and that the
+# stored weights show as a dimension (``check_sizes`` refuses a value no stored tensor has)
+_SIZES: dict[str, Callable[[ModelConfig], int | None]] = {
+    "num_classes": lambda m: m.num_classes,
+    "tfam.attn_dim": lambda m: m.tfam.attn_dim if m.tfam.enabled and m.tfam.temporal else None,
+    "tfam.num_dct": lambda m: m.tfam.num_dct if m.tfam.enabled and m.tfam.frequency else None,
+    "tfam.attn_kernel": lambda m: m.tfam.attn_kernel if m.tfam.enabled and m.tfam.frequency else None,
+}
+
+
+def check_sizes(path: Path, config: TrainConfig, shapes: dict[str, tuple[int, ...]]) -> None:
+    """Refuse a config whose model would not match the tensors stored in the file, before anything is
+    allocated: each size of ``_SIZES`` must be a dimension of a stored weight, then the model is built on
+    the ``meta`` device (shapes only, no memory) and every parameter and buffer is compared with the file's.
+    ``CheckpointError`` naming the file and the first difference."""
+    stored = {k[6:]: v for k, v in shapes.items() if k.startswith("model.")}
+    dims = {d for shape in stored.values() for d in shape}
+    for key, get in _SIZES.items():
+        value = get(config.model)
+        if value is not None and value not in dims:
+            raise CheckpointError(f"{path}: model.{key} = {value} in its piumr_config, but no weight stored in the "
+                                  "file has that size (edited metadata?)")
+    cfg = config.model.model_copy(update={"pretrained": None})
+    try:
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in PIUmrNet(cfg).state_dict().items()}
+    except MissingExtraError:  # its own message says which extra to install
+        raise
+    except (ValueError, AssertionError, RuntimeError) as e:  # e.g. attention heads that do not divide its width
+        raise CheckpointError(f"{path}: its piumr_config does not describe a model that can be built "
+                              f"({type(e).__name__}: {_one_line(e)})") from None
+    missing = sorted(set(expected) - set(stored))
+    extra = sorted(set(stored) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(stored) if expected[k] != stored[k])
+    if missing or extra or wrong:
+        what = (f"{wrong[0]} is {list(stored[wrong[0]])} in the file, {list(expected[wrong[0]])} by its config"
+                if wrong else f"{len(missing)} weight(s) missing (e.g. {missing[0]})" if missing
+                else f"{len(extra)} unexpected weight(s) (e.g. {extra[0]})")
+        raise CheckpointError(f"{path}: weights do not fit the {cfg.backbone} model in its own config ({what})")
+
+
+def read_checkpoint(path: Path) -> Checkpoint:
+    """Read a piumr checkpoint; ``CheckpointError`` naming the file if it is not one. The metadata, and the
+    model sizes in it against the stored tensors (``check_sizes``), are checked from the header before any
+    tensor is read or model built."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    md, shapes = _header(path)
+    config, meta = _parse_metadata(path, md)
+    check_sizes(path, config, shapes)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({_one_line(e)})") from None
     model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
     optim = None
     if "optim" in meta:
-        optim = _unflatten_optim({k: v for k, v in tensors.items() if k.startswith("optim.")}, meta["optim"])
+        try:
+            optim = _unflatten_optim({k: v for k, v in tensors.items() if k.startswith("optim.")}, meta["optim"])
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise CheckpointError(f"{path}: invalid optimiser state in piumr_meta ({type(e).__name__}: "
+                                  f"{_one_line(e)})") from None
     rng = {"tensors": {k: v for k, v in tensors.items() if k.startswith("rng.")}, "json": meta.get("rng", {})}
     meta["extra_tensors"] = {k[6:]: v for k, v in tensors.items() if k.startswith("extra.")}
     return Checkpoint(path, config, model_state, meta, optim, rng)
@@ -262,7 +346,8 @@ def read_checkpoint(path: Path) -> Checkpoint:
 
 def load_model(path: Path, *, expect_classes: int | None = None,
                map_location: str | torch.device = "cpu") -> tuple[PIUmrNet, Checkpoint]:
-    """Rebuild the model from the checkpoint file alone; returns (model in eval mode, checkpoint)."""
+    """Rebuild the model from the checkpoint file alone; returns (model in eval mode, checkpoint). The sizes in
+    its metadata are checked against the stored tensors (``check_sizes``) before the model is built."""
     ckpt = read_checkpoint(path)
     cfg = ckpt.config.model.model_copy(update={"pretrained": None})
     if expect_classes is not None and cfg.num_classes != expect_classes:

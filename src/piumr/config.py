@@ -50,6 +50,7 @@ Fusion = Literal["consistency", "mean"]
 # Bounds of the numeric options (config fields and the CLI options that are not config fields).
 # Upper bounds reject values that cannot be meant (they would exhaust memory or disk), not
 # unusual-but-valid choices.
+MAX_DCT_KERNEL = 64  # TFAM's DCT filters are at most 64 x 64 (the default is 7 x 7)
 MAX_FRAMES = 256  # frames per clip the model sees (paper: 16)
 MAX_CROP = 1024  # pixels (paper: 224)
 MIN_SHORT_SIDE, MAX_SHORT_SIDE = 16, 4096  # decode / cache short side in pixels
@@ -84,7 +85,9 @@ class TFAMConfig(_Frozen):
     fusion: Fusion = "consistency"  # Table 3 "Fus." column: consistency (eq. 5) or naive mean
     stage: int = Field(4, ge=1, le=4)  # not in paper: after X3D res-stage 4 (the last), before the head
     num_dct: int = Field(16, ge=1)  # not in paper: D, lowest-frequency DCT-II bases (zig-zag order)
-    dct_kernel: int = Field(7, ge=1)  # not in paper: k x k DCT filters (7x7 as in HDF_DFER)
+    # not in paper: k x k DCT filters (7x7 as in HDF_DFER); bounded: no stored weight shows k, and a checkpoint's
+    # config must not decide an unbounded allocation (the k x k bases)
+    dct_kernel: int = Field(7, ge=1, le=MAX_DCT_KERNEL)
     beta: float = 0.1  # not in paper: eq. (1)-(2) variance-modulation weight
     alpha: float = 0.1  # not in paper: eq. (1)-(2) perturbation weight
     eps_low: float = 1e-4  # not in paper: clamp lower bound for Var_hw(E_d)

@@ -7,7 +7,9 @@ another piumr module.
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "DatasetError", "VideoError", "DeviceError", "RunFolderError", "RunError", "MissingExtraError"]
+import re
+
+__all__ = ["load_error", "CheckpointError", "DatasetError", "VideoError", "DeviceError", "RunFolderError", "RunError", "MissingExtraError"]
 
 
 class CheckpointError(ValueError):
@@ -38,3 +40,16 @@ class RunError(RuntimeError):
 
 class MissingExtraError(ValueError):
     """An optional package a chosen feature needs is not installed; the message names the extra to install."""
+
+
+def load_error(e: BaseException) -> str:
+    """One line for a weights file that ``torch.load(weights_only=True)`` or safetensors could not read: the
+    exception's first line, and for a pickle payload what it holds, never torch's advice to retry with
+    ``weights_only=False`` (which would run the payload)."""
+    text = str(e)
+    if "Weights only load failed" in text:
+        found = re.search(r"(unsupported GLOBAL \S+|Unsupported global: \S+|Unsupported operand \S+)", text)
+        detail = found.group(1).rstrip(".") if found else "objects other than tensors"
+        return f"not a plain weights file ({detail}); pickled Python objects are never loaded"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__

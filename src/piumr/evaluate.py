@@ -19,7 +19,7 @@ from piumr.data.loaders import eval_loader
 from piumr.data.manifest import MA52_CLASSES, ClassInfo
 from piumr.data.splits import class_info, load_split, resolve_root
 from piumr.errors import DatasetError
-from piumr.files import write_json_atomic, write_text_atomic
+from piumr.files import check_writable, write_json_atomic, write_text_atomic
 from piumr.metrics import EvalResult, evaluate_scores
 
 __all__ = ["Scores", "collect_scores", "eval_loader", "evaluate_checkpoint", "score_metrics", "write_predictions_csv"]
@@ -144,10 +144,18 @@ def write_predictions_csv(path: Path, scores: Scores, top: int = 5, classes: Cla
 def evaluate_checkpoint(
     model: nn.Module, cfg: TrainConfig, *, split: Literal["train", "val", "val_seen", "test"], out_dir: Path | None,
     device: torch.device, views: int = 1, batch_size: int | None = None, progress: bool = True,
-    data: DataConfig | None = None,
+    data: DataConfig | None = None, source: Path | None = None,
 ) -> tuple[EvalResult, Scores]:
     """Evaluate ``model`` on ``split`` of ``data`` (default: the config's); write
-    ``metrics.json`` and ``predictions.csv`` into ``out_dir`` when given."""
+    ``metrics.json`` and ``predictions.csv`` into ``out_dir`` when given; ``source``, the checkpoint file, is
+    named when the scores are not finite (an ``out_dir`` that cannot be written
+    raises its ``OSError`` before any clip is scored)."""
+    if out_dir is not None:
+        try:
+            check_writable(out_dir)
+        except OSError as e:
+            raise ValueError(f"{e.filename}: {e.strerror}: metrics.json and predictions.csv cannot be written to "
+                             f"{out_dir}; give --out a writable folder") from None
     run_cfg = cfg if data is None else cfg.model_copy(update={"data": data})
     resolve_root(run_cfg.data, progress)
     classes = class_info(run_cfg.data)
@@ -157,6 +165,9 @@ def evaluate_checkpoint(
     records = load_split(run_cfg.data, split, progress)
     scores = collect_scores(model, eval_loader(run_cfg, records, views=views, batch_size=batch_size), device,
                             amp=run_cfg.optim.amp)
+    if not np.isfinite(scores.probs).all():
+        raise ValueError(f"{source or 'the model'}: its scores on the {split} split are not finite (NaN or inf): "
+                         "the weights are broken (e.g. saved from a diverged run)")
     result = score_metrics(scores, classes)
     if out_dir is not None:
         payload = {"split": split, "views": views, "clips": len(scores.labels), "listed": len(records),

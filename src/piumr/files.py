@@ -9,14 +9,17 @@ goes through ``atomic_write``.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write", "write_text_atomic", "write_json_atomic", "umask", "file_mode", "dir_mode"]
+__all__ = ["atomic_write", "write_text_atomic", "write_json_atomic", "umask", "file_mode", "dir_mode", "path_problem",
+           "check_writable", "named"]
 
 
 def umask() -> int:
@@ -34,6 +37,56 @@ def file_mode() -> int:
 def dir_mode() -> int:
     """Mode of a new folder under the current umask (0755 with the usual 022)."""
     return 0o777 & ~umask()
+
+
+def path_problem(path: Path) -> str | None:
+    """None when ``path`` is a regular file or a folder (after symbolic links), else what it is instead, for a
+    message: missing, a symbolic-link loop, a broken link, a FIFO, a socket or a device (never opened: reading
+    a FIFO would wait forever)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "a symbolic-link loop"
+        if e.errno == errno.ENOENT and os.path.islink(path):
+            return f"a broken symbolic link (to {os.readlink(path)}, which does not exist)"
+        if e.errno == errno.ENOENT:
+            return "no such file or folder"
+        return e.strerror or str(e)
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+    return f"{kind}, not a regular file or folder"
+
+
+def check_writable(path: Path, *, file: bool = False) -> None:
+    """Raise the ``OSError`` that writing ``path`` (a folder; with ``file``, a file) would meet, before long
+    work starts, without creating anything: something other than a folder in the way (``NotADirectoryError``),
+    a folder where the file should go (``IsADirectoryError``), or a folder that cannot be written (a
+    read-only or full file system, no permission: a probe file in the nearest existing folder)."""
+    path = Path(path)
+    if file and path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "Is a folder (a file name is needed)", str(path))
+    folder = path.parent if file else path
+    while not folder.is_dir():
+        if os.path.lexists(folder):
+            raise NotADirectoryError(errno.ENOTDIR, "Not a folder", str(folder))
+        if folder == folder.parent:
+            break
+        folder = folder.parent
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".piumr-write-check.", suffix=".tmp")
+    except OSError as e:  # named by the path asked about, not by the probe's random name
+        raise OSError(e.errno, e.strerror, str(path)) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def named(e: OSError, path: Path) -> OSError:
+    """``e`` if it names its file, else the same error naming ``path`` (a ``write()`` on a full disk raises
+    ENOSPC without a file name)."""
+    return e if e.filename is not None else OSError(e.errno, e.strerror or str(e), str(path))
 
 
 def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
@@ -54,6 +107,8 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
         with open(tmp, "rb+") as fh:  # on disk before it replaces the old file
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        raise named(e, path) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -27,7 +27,7 @@ from piumr.data.ma52 import ACTION_NAMES, MANIFEST_NAME, ClipRecord, read_split
 from piumr.data.manifest import MA52_CLASSES, ClassInfo, is_manifest, read_manifest
 from piumr.errors import DatasetError, VideoError
 from piumr.evaluate import collect_scores
-from piumr.files import atomic_write
+from piumr.files import atomic_write, check_writable, path_problem
 from piumr.metrics import SUBMISSION_HEADER, topk_submission_rows
 
 __all__ = ["VIDEO_SUFFIXES", "ClipPrediction", "ClipFailure", "TrainedOn", "trained_on", "find_latest_checkpoint",
@@ -130,10 +130,10 @@ def expand_inputs(inputs: Sequence[Path]) -> list[Path | ClipFailure]:
         if p.is_dir():
             found = sorted(q for q in p.iterdir() if q.suffix.lower() in VIDEO_SUFFIXES and q.is_file())
             out += found or [ClipFailure(p, f"{p}: no video files ({', '.join(VIDEO_SUFFIXES)}) in this folder")]
-        elif p.exists():
+        elif (problem := path_problem(p)) is None:
             out.append(p)
         else:
-            out.append(ClipFailure(p, f"{p}: no such file or folder"))
+            out.append(ClipFailure(p, f"{p}: {problem}"))
     return out
 
 
@@ -195,7 +195,9 @@ def predict_clips(model: nn.Module, cfg: TrainConfig, inputs: Sequence[Path | Cl
 def write_submission(model: nn.Module, cfg: TrainConfig, test_root: Path, out_zip: Path, device: torch.device, *,
                      views: int = 1) -> int:
     """Score the official test list of ``test_root`` and write ``out_zip`` holding ``prediction.csv``
-    (Codabench format, at the zip root). Returns the number of rows. Broken clips raise."""
+    (Codabench format, at the zip root). Returns the number of rows. Broken clips raise; an ``out_zip`` that
+    cannot be written (a folder, a read-only or full disk) raises its ``OSError`` before any clip is scored."""
+    check_writable(out_zip, file=True)
     records = read_split(test_root, "test")
     run_cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"on_error": "raise"})})
     scores = collect_scores(model, eval_loader(run_cfg, records, views=views), device, amp=cfg.optim.amp)

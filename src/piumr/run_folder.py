@@ -58,7 +58,11 @@ def is_empty(folder: Path) -> bool:
 
 
 def _aside(folder: Path) -> Path:
-    """A free ``<folder>.old-<time>[-n]`` next to ``folder``."""
+    """A free ``<folder>.old-<time>[-n]`` next to ``folder``; ``RunFolderError`` for a folder without a name
+    (``--out ''``, ``.``, ``/``: the current folder is never moved aside)."""
+    if not folder.name:
+        raise RunFolderError(f"--out {str(folder)!r} with --fresh: the current folder (or /) is never moved aside; "
+                             "give --out a named run folder")
     base = folder.with_name(f"{folder.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
     dest, n = base, 1
     while dest.exists():
@@ -149,30 +153,48 @@ def claim(folder: Path, *, fresh: bool = False) -> tuple[RunLock, Path | None]:
         what = ", ".join(sorted(p.name for p in folder.iterdir() if p.name != LOCK)[:4])
         raise RunFolderError(f"{folder} already holds a run ({what}, ...); continue it with --resume {folder}, "
                              f"or start over with --fresh (moves it to {folder.name}.old-<time>)")
-    dest = _aside(folder)
     try:
+        dest = _aside(folder)
         os.rename(folder, dest)
         (dest / LOCK).unlink(missing_ok=True)
     except OSError as e:
         lock.release()
-        raise RunFolderError(f"{folder}: could not move the old run aside to {dest} ({e.strerror or e})") from None
+        raise RunFolderError(f"{folder}: could not move the old run aside ({e.strerror or e})") from None
+    except BaseException:
+        lock.release()
+        raise
     lock.release()
     return RunLock(folder).acquire(), dest
 
 
-def trim_log(path: Path, step: int) -> int:
-    """Keep the rows of ``log.jsonl`` up to ``step`` (rows without a step are kept, an unreadable line is
-    dropped); rewrites the file atomically. Returns the number of rows dropped."""
+def _log_rows(path: Path) -> list[tuple[str, dict[str, Any] | None]]:
+    """(line, row) of each line of ``log.jsonl`` (row None: not JSON, e.g. half-written by a kill; a JSON value
+    other than an object is kept as an empty row). ``RunFolderError`` naming the file and line for a row whose
+    ``step`` is not a count (``null``, ``"abc"``: an edited log)."""
     if not path.is_file():
-        return 0
-    kept, dropped = [], 0
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        return []
+    rows: list[tuple[str, dict[str, Any] | None]] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
         try:
             row = json.loads(line)
         except ValueError:
-            dropped += 1
+            rows.append((line, None))
             continue
-        if isinstance(row, dict) and int(row.get("step", 0)) > step:
+        row = row if isinstance(row, dict) else {}
+        if "step" in row and (not isinstance(row["step"], int) or isinstance(row["step"], bool)):
+            raise RunFolderError(f"{path}: line {number}: step is {row['step']!r}, not a count (an edited log? "
+                                 "correct or remove that line, then resume)")
+        rows.append((line, row))
+    return rows
+
+
+def trim_log(path: Path, step: int) -> int:
+    """Keep the rows of ``log.jsonl`` up to ``step`` (rows without a step are kept, an unreadable line is
+    dropped); rewrites the file atomically. Returns the number of rows dropped. A row whose ``step`` is not a
+    count (``null``, ``"abc"``: an edited file) is a ``RunFolderError`` naming the file and line."""
+    kept, dropped = [], 0
+    for line, row in _log_rows(path):
+        if row is None or row.get("step", 0) > step:
             dropped += 1
             continue
         kept.append(line)
@@ -243,10 +265,15 @@ def read_config(folder: Path) -> tuple[TrainConfig, list[dict[str, Any]]]:
     path = folder / CONFIG
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
-        history = list(payload.pop("amendments", []))
+        history = payload.pop("amendments", []) if isinstance(payload, dict) else []
+        if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+            raise RunFolderError(f"{path}: not a piumr run config (\"amendments\" is {history!r}, a list of "
+                                 "changes expected)")
         return TrainConfig.model_validate(payload), history
     except FileNotFoundError:
         raise RunFolderError(f"{folder}: no run to resume here (no last.safetensors or {CONFIG})") from None
+    except RunFolderError:
+        raise
     except (ValueError, ValidationError, AttributeError) as e:
         first = str(e).splitlines()[0]
         raise RunFolderError(f"{path}: not a piumr run config ({first})") from None
@@ -258,6 +285,28 @@ def write_config(folder: Path, cfg: TrainConfig, history: list[dict[str, Any]]) 
     if history:
         payload["amendments"] = history
     write_text_atomic(folder / CONFIG, json.dumps(payload, indent=2) + "\n")
+
+
+def _same_run(last: Path, saved: TrainConfig, run: TrainConfig) -> None:
+    """``RunFolderError`` when ``last``'s config differs from the run's ``config.json`` beyond amendments (a
+    checkpoint of another run copied in: resuming it would rewrite the run's config to match)."""
+    a, b = _flat(run.model_dump(mode="json")), _flat(saved.model_dump(mode="json"))
+    differ = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and k not in AMENDABLE]
+    if differ:
+        k, more = differ[0], f" and {len(differ) - 1} more setting(s)" if len(differ) > 1 else ""
+        raise RunFolderError(f"{last}: not this run's checkpoint: its {k} is {b.get(k)!r}, {CONFIG} says "
+                             f"{a.get(k)!r}{more}; put the run's own last.safetensors back, or start a new run")
+
+
+def _warn_inexact(last: Path, ckpt: Checkpoint, console: Console) -> None:
+    """One warning line when ``last`` cannot resume exactly: no optimiser or no RNG state (e.g. a
+    ``best.safetensors`` copied over it)."""
+    missing = [what for what, absent in (("optimiser", ckpt.optim_state is None),
+                                        ("RNG", not ckpt.rng.get("tensors"))) if absent]
+    if missing:
+        console.print(f"[yellow]warning:[/] {last} holds no {' or '.join(missing)} state (a best.safetensors copied "
+                      "over it?): the run goes on from its weights, but not exactly as it would have",
+                      highlight=False)
 
 
 def open_run(cfg: TrainConfig, out_dir: Path, *, main: bool, resume: bool, fresh: bool, console: Console) -> Opened:
@@ -285,7 +334,12 @@ def open_run(cfg: TrainConfig, out_dir: Path, *, main: bool, resume: bool, fresh
         has_config = (out_dir / CONFIG).is_file()
         base, history = read_config(out_dir) if has_config else (cfg, [])
         if ckpt is not None:
+            if has_config:
+                _same_run(last, ckpt.config, base)
+            if main:
+                _warn_inexact(last, ckpt, console)
             base = ckpt.config
+        _log_rows(out_dir / "log.jsonl")  # an edited log is refused before anything is written
         epochs_done = int(ckpt.meta["epoch"]) + 1 if ckpt is not None else 0
         changes = amendments(base, cfg, epochs_done=epochs_done)
     except BaseException:

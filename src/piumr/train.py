@@ -188,10 +188,6 @@ def _set_up(opened: run_folder.Opened, out_dir: Path, dinfo: DistInfo, progress:
     resolve_root(cfg.data, progress and dinfo.main)
     train_records = load_split(cfg.data, "train", progress)
     val_records = load_split(cfg.data, "val", progress)
-    if dinfo.main and (opened.ckpt is None or opened.changes or not (out_dir / run_folder.CONFIG).is_file()):
-        epoch, _, step = opened.start()
-        opened.history += [c.to_json(epoch, step) for c in opened.changes]
-        run_folder.write_config(out_dir, cfg, opened.history)
     train_ds = build_dataset(cfg, train_records, "train")
     probe_lengths(train_ds)
     val_loader = eval_loader(cfg, val_records, batch_size=max(1, cfg.optim.batch_size // dinfo.world),
@@ -206,6 +202,11 @@ def _set_up(opened: run_folder.Opened, out_dir: Path, dinfo: DistInfo, progress:
     steps = len(train_ds) // cfg.optim.batch_size
     if cfg.max_steps_per_epoch is not None:
         steps = min(steps, cfg.max_steps_per_epoch)
+    # config.json last: data, loaders and the model (a --pretrained file) fail before the run folder holds a run
+    if dinfo.main and (opened.ckpt is None or opened.changes or not (out_dir / run_folder.CONFIG).is_file()):
+        epoch, _, step = opened.start()
+        opened.history += [c.to_json(epoch, step) for c in opened.changes]
+        run_folder.write_config(out_dir, cfg, opened.history)
     st = os.stat(out_dir) if dinfo.main else None
     return _Run(cfg, out_dir, dinfo, console, _Log(out_dir / "log.jsonl" if dinfo.main else None), train_ds,
                 val_loader, model, criterion, opt, steps,

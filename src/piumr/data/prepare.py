@@ -51,6 +51,7 @@ from piumr.data.ma52 import (
 )
 from piumr.data.manifest import CLASSES_NAME, is_manifest, read_manifest
 from piumr.data.video import Backend, VideoError
+from piumr.files import named
 
 MAGIC = b"PIUMRJPG"
 VERSION = 1
@@ -312,8 +313,14 @@ def _convert(task: _Task, short_side: int, quality: int, backend: Backend) -> _R
     data = encode_clip(frames, info.fps, quality)
     task.dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = task.dst.with_name(f"{task.dst.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, task.dst)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, task.dst)
+    except BaseException as e:  # a full disk: no half-written temporary is left behind; the error goes on
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise named(e, task.dst) from None
+        raise
     return _Result(task.key, "done", _entry(read_header(task.dst), data, source), None)
 
 
@@ -350,6 +357,9 @@ def prepare_dataset(
     out = Path(out)
     man = read_manifest(Path(root), check_files=False) if is_manifest(root) else None
     layout = find_layout(root, list_dir) if man is None else None  # a bad root fails before out is made
+    data_dir = Path(root).parent if man is not None else layout.root if layout is not None else Path(root)
+    if out.resolve() in (Path(root).resolve(), data_dir.resolve()):
+        raise ValueError(f"--out {out} is the data folder (--data {root}): the cache goes to a folder of its own")
     out.mkdir(parents=True, exist_ok=True)
     manifest = _load_manifest(out, short_side, quality, man.path if man is not None else Path(root))
     report = PrepareReport(out=out)
@@ -489,8 +499,14 @@ def _verify(out: Path, manifest: dict[str, Any], report: PrepareReport) -> None:
 
 def _save_manifest(out: Path, manifest: dict[str, Any]) -> None:
     tmp = out / (MANIFEST_NAME + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, out / MANIFEST_NAME)
+    try:
+        tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, out / MANIFEST_NAME)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise named(e, out / MANIFEST_NAME) from None
+        raise
 
 
 def report_dict(report: PrepareReport) -> dict[str, Any]:

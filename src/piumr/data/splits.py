@@ -35,7 +35,16 @@ def resolve_root(cfg: DataConfig, progress: bool = True) -> Path:
     """The dataset root: generated (and cached) for ``root="synth"``, else the user's path (a folder, or a
     manifest file: checked here)."""
     if cfg.root == "synth":
-        return ensure_synth(cache_dir() / "synth", progress=progress, **synth_params(cfg))
+        base = cache_dir()
+        where = f"PIUMR_CACHE={base}" if os.environ.get("PIUMR_CACHE") else f"{base} (the default PIUMR_CACHE)"
+        if os.path.lexists(base) and not base.is_dir():
+            raise DatasetError(f"{where}: not a folder; the generated data set goes there (set PIUMR_CACHE to a "
+                               "folder)")
+        try:
+            return ensure_synth(base / "synth", progress=progress, **synth_params(cfg))
+        except OSError as e:  # read-only, full, not ours: one line naming the cache, not a traceback
+            raise DatasetError(f"{where}: cannot write the generated data set there ({e.filename}: "
+                               f"{e.strerror or e}); set PIUMR_CACHE to a writable folder") from None
     root = Path(cfg.root).expanduser()
     if is_manifest(root):
         read_manifest(root)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from piumr.config import ModelConfig
-from piumr.errors import CheckpointError
+from piumr.errors import CheckpointError, load_error
 
 __all__ = ["X3DSpec", "X3D_SPECS", "build_x3d", "stage_channels", "load_kinetics_checkpoint", "CheckpointError"]
 
@@ -98,7 +98,7 @@ def load_kinetics_checkpoint(net: nn.Module, path: Path) -> list[str]:
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types (pickle, zip, runtime)
-        raise CheckpointError(f"{path}: cannot read as a torch checkpoint ({type(e).__name__}: {e})") from e
+        raise CheckpointError(f"{path}: cannot read as a torch checkpoint ({load_error(e)})") from None
     state = raw.get("model_state", raw) if isinstance(raw, dict) else None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: expected a state dict or a dict with 'model_state'")

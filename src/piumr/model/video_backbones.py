@@ -32,7 +32,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from piumr.errors import CheckpointError
+from piumr.errors import CheckpointError, load_error
 
 __all__ = [
     "VideoSpec", "VIDEO_SPECS", "VideoSplit", "build_video_backbone", "video_split",
@@ -231,7 +231,7 @@ def load_torchvision_weights(net: nn.Module, path: Path, name: str) -> list[str]
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types (pickle, zip, runtime)
-        raise CheckpointError(f"{path}: cannot read as a torch checkpoint ({type(e).__name__}: {e})") from e
+        raise CheckpointError(f"{path}: cannot read as a torch checkpoint ({load_error(e)})") from None
     state = raw.get("model", raw) if isinstance(raw, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: expected a torchvision state dict (name -> tensor)")

@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from piumr.errors import CheckpointError, MissingExtraError
+from piumr.errors import CheckpointError, MissingExtraError, load_error
 
 __all__ = [
     "VideoMAESpec", "VIDEOMAE_SPECS", "PATCH", "TUBELET", "VideoMAEBackbone", "VideoMAESplit",
@@ -232,7 +232,7 @@ def _read_state(path: Path) -> dict[str, Tensor]:
         else:
             raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # safetensors and torch raise several types (header, pickle, zip, runtime)
-        raise CheckpointError(f"{path}: cannot read as a state dict ({type(e).__name__}: {e})") from e
+        raise CheckpointError(f"{path}: cannot read as a state dict ({load_error(e)})") from None
     if isinstance(raw, dict):
         for wrapper in ("model", "module", "state_dict"):
             if isinstance(raw.get(wrapper), dict):
