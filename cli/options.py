@@ -10,7 +10,8 @@ from typing import Annotated, Any, Optional, get_args
 import typer
 import typer._click._textwrap as typer_textwrap
 
-from piumr.config import PRESETS, Backbone, ListSplit, get_preset
+from piumr.backbones import BACKBONES
+from piumr.config import PRESETS, ListSplit, get_preset
 
 
 class _WholeWords(typer_textwrap.TextWrapper):
@@ -40,7 +41,7 @@ def metavar(values: Any) -> str:
 #: where runs, results and (by default) checkpoints go, relative to the working directory
 ARTIFACTS = Path("artifacts")
 PRESET_NAMES = tuple(PRESETS)
-BACKBONE_NAMES: tuple[str, ...] = get_args(Backbone)
+BACKBONE_NAMES: tuple[str, ...] = BACKBONES
 LIST_SPLITS: tuple[str, ...] = get_args(ListSplit)
 
 ThreadsOpt = Annotated[Optional[int], typer.Option(

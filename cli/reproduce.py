@@ -9,7 +9,8 @@ from typing import Annotated, Optional, get_args
 
 import typer
 
-from piumr.config import PERSON_DISJOINT, Backbone, Split
+from piumr.backbones import BACKBONES
+from piumr.config import PERSON_DISJOINT, Split
 
 from .errors import console, user_errors
 from .errors import err as _err
@@ -57,7 +58,7 @@ SplitOpt = Annotated[Optional[str], typer.Option(
 JobsOpt = Annotated[int, typer.Option(
     help="trainings run at once, in separate processes (each gets physical cores / jobs threads)")]
 BackboneOpt = Annotated[Optional[str], typer.Option(
-    metavar=metavar(Backbone), help="train every row on this backbone instead of the preset's (e.g. swin3d_tiny); with --preset paper at "
+    metavar=metavar(BACKBONES), help="train every row on this backbone instead of the preset's; with --preset paper at "
          "its own clip length and crop")]
 
 
@@ -119,7 +120,7 @@ def table1(
     max_steps_per_epoch: StepsOpt = None, quiet: QuietOpt = False, threads: ThreadsOpt = None,
     split: SplitOpt = None, jobs: JobsOpt = 1, backbone: BackboneOpt = None,
     with_: Annotated[Optional[list[str]], typer.Option(
-        "--with", metavar=metavar(Backbone), help="also train this backbone plain and + TFAM + GIRL (e.g. swin3d_t = Video Swin-T); "
+        "--with", metavar=metavar(BACKBONES), help="also train this backbone plain and + TFAM + GIRL "
                        "repeatable")] = None,
 ) -> None:
     """Table 1: X3D baseline and PIUmr trained here (and --with backbones), the paper's other methods as reported rows."""

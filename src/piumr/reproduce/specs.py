@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from piumr.config import BACKBONES, TFAMConfig, TrainConfig, backbone_overrides, with_overrides
+from piumr.backbones import REGISTRY, backbone_spec
+from piumr.config import TFAMConfig, TrainConfig, backbone_overrides, with_overrides
 from piumr.metrics import PAPER_COLUMNS
 from piumr.reproduce import paper
 
@@ -159,10 +160,6 @@ def _table1() -> ExperimentSpec:
                "Top-5 is not reported."))
 
 
-#: display names and Table 1 rows of the backbones ``table1 --with`` can add (torchvision's, VideoMAE)
-_BACKBONE_LABELS: dict[str, str] = {"swin3d_t": "Video Swin-T", "r2plus1d_18": "R(2+1)D-18", "mvit_v2_s": "MViTv2-S",
-                                    "videomae_b": "VideoMAE-B"}
-_BACKBONE_PAPER_ROW: dict[str, str] = {"swin3d_t": "Video Swin T"}
 
 
 def backbone_rows(backbone: str, *, native_input: bool) -> tuple[RowSpec, RowSpec]:
@@ -174,12 +171,13 @@ def backbone_rows(backbone: str, *, native_input: bool) -> tuple[RowSpec, RowSpe
     row carries the paper's reported values where Table 1 has that method.
     Raises ``ValueError`` for an X3D or unknown backbone.
     """
-    if backbone not in BACKBONES or backbone.startswith("x3d"):
+    if backbone not in REGISTRY or REGISTRY[backbone].family == "x3d":
         raise ValueError(f"--with {backbone!r}: choose a non-X3D backbone: "
-                         f"{', '.join(b for b in BACKBONES if not b.startswith('x3d'))}")
+                         f"{', '.join(n for n, s in REGISTRY.items() if s.family != 'x3d')}")
     over = {**backbone_overrides(backbone, native_input=native_input), "model.pretrained": None}
-    label = _BACKBONE_LABELS.get(backbone, backbone)
-    reported = {r.name: r for r in paper.TABLE1_REPORTED}.get(_BACKBONE_PAPER_ROW.get(backbone, ""))
+    spec = REGISTRY[backbone]
+    label = spec.label
+    reported = {r.name: r for r in paper.TABLE1_REPORTED}.get(spec.paper_row or "")
     return (RowSpec(backbone, f"{label} (TFAM off, GIRL off)", {**over, **_OFF, **_NO_GIRL}, reported),
             RowSpec(f"{backbone}+piumr", f"{label} + TFAM + GIRL", over))
 
@@ -277,5 +275,5 @@ def run_slug(cfg: TrainConfig) -> str:
             t += "-cons" if tf.fusion == "consistency" else "-mean"
     g = "girl" if cfg.girl.enabled else "nogirl"
     split = "_xsub" if cfg.data.split == "cross-subject" else ""
-    bb = "" if cfg.model.backbone.startswith("x3d") else f"{cfg.model.backbone}_"
+    bb = "" if backbone_spec(cfg.model.backbone).family == "x3d" else f"{cfg.model.backbone}_"
     return f"{bb}{t}_{g}{split}-{config_key(cfg)}"
