@@ -11,7 +11,7 @@ import typer
 import typer._click._textwrap as typer_textwrap
 
 from piumr.backbones import BACKBONES
-from piumr.config import PRESETS, ListSplit, get_preset
+from piumr.config import PRESETS, SYNTH, ListSplit, get_preset
 
 
 class _WholeWords(typer_textwrap.TextWrapper):
@@ -60,7 +60,7 @@ def check_preset(name: str) -> None:
 
 def check_data(data: Optional[str], flag: str = "--data") -> None:
     """``FileNotFoundError`` naming ``flag`` when ``data`` is neither ``synth`` nor an existing folder."""
-    if data is None or data == "synth":
+    if data is None or data == SYNTH:
         return
     root = Path(data).expanduser()
     if not root.exists():

@@ -10,7 +10,7 @@ from typing import Annotated, Optional, get_args
 import typer
 
 from piumr.backbones import BACKBONES
-from piumr.config import PERSON_DISJOINT, Split
+from piumr.config import PERSON_DISJOINT, SYNTH, Split
 
 from .errors import console, user_errors
 from .errors import err as _err
@@ -158,6 +158,6 @@ def demo(
     """CPU demo on synthetic data: Table 2's four settings on unseen and seen persons (2 seeds each) and Fig. 5.
 
     Generates the data, decodes it once into memory, trains 8 small models 2 at a time on the
-    person-disjoint split, and writes JSON, LaTeX and PNG under --out (see README: Measured numbers)."""
-    _run(["demo", "fig5"], "synth", preset, seeds, extra, epochs, out, plan, device, None, quiet, threads,
+    person-disjoint split, and writes JSON, LaTeX and PNG under --out (see docs/results.md)."""
+    _run(["demo", "fig5"], SYNTH, preset, seeds, extra, epochs, out, plan, device, None, quiet, threads,
          PERSON_DISJOINT, jobs, default_seeds=(0, 1))

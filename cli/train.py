@@ -44,7 +44,7 @@ def train(
         metavar=metavar(BACKBONES), help="with --preset paper: the backbone's own clip length and crop")] = None,
     pretrained: Annotated[Optional[Path], typer.Option(
         help="local Kinetics checkpoint: X3D .pyth, torchvision .pth, VideoMAE model folder or file")] = None,
-    tfam_stage: Annotated[Optional[int], typer.Option(help="stage TFAM follows (default: the backbone's, README)")] = None,
+    tfam_stage: Annotated[Optional[int], typer.Option(help="stage TFAM follows (default: the backbone's, docs/backbones.md)")] = None,
     no_tfam: Annotated[bool, typer.Option("--no-tfam", help="drop TFAM")] = False,
     no_girl: Annotated[bool, typer.Option("--no-girl", help="drop GIRL (CE only)")] = False,
     tfam_frequency: Annotated[Optional[bool], typer.Option("--tfam-frequency/--no-tfam-frequency")] = None,

@@ -25,6 +25,7 @@ Backbone = Annotated[str, AfterValidator(check_backbone)]
 
 
 Split = Literal["official", "cross-subject"]
+SYNTH = "synth"  # the data root that stands for the generated synthetic dataset (``piumr.data.synth``)
 PERSON_DISJOINT: Split = "cross-subject"  # the split whose train and test persons differ (folds, seen holdout)
 ListSplit = Literal["train", "val", "test"]  # the three official MA-52 lists
 OnError = Literal["raise", "skip"]
@@ -146,7 +147,7 @@ class ModelConfig(_Frozen):
 class DataConfig(_Frozen):
     """Where clips come from and how they are sampled."""
 
-    root: str = "synth"  # "synth" = generated dataset; else an MA-52 root (or prepared cache)
+    root: str = SYNTH  # SYNTH = generated dataset; else an MA-52 root (or prepared cache)
     split: Split = "official"
     fold: int = Field(0, ge=0)  # cross-subject fold index, < folds
     folds: int = Field(5, ge=2)  # not in paper: k for cross-subject folds
@@ -259,7 +260,7 @@ PRESETS: dict[str, TrainConfig] = {
 }
 
 # smoke with a wider X3D: ~4-7 min on 2 CPU cores, long enough to fit persons, so seen persons score
-# higher than unseen ones (README, person shift)
+# higher than unseen ones (docs/results.md, person shift)
 PRESETS["small"] = _wider(PRESETS["smoke"], "small")
 
 

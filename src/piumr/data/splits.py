@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from piumr.config import DataConfig
-from piumr.data.ma52 import ClipRecord, DatasetError, read_split
+from piumr import settings
+from piumr.config import SYNTH, DataConfig, TrainConfig
+from piumr.data.ma52 import MANIFEST_NAME, ClipRecord, DatasetError, read_split
 from piumr.data.ma52 import cross_subject_folds as _folds
 from piumr.data.synth import ensure_synth
 
 __all__ = ["cache_dir", "resolve_root", "load_split", "synth_params", "hold_out_seen"]
 
+SYNTH_META = "synth_meta.json"  # the file a generated dataset's root holds (``piumr.data.synth.generate``)
 SplitName = Literal["train", "val", "val_seen", "test"]
 
 
 def cache_dir() -> Path:
-    """Where generated data lives: ``$PIUMR_CACHE`` or ``~/.cache/piumr``."""
-    env = os.environ.get("PIUMR_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "piumr"
+    """Where generated data lives: ``$PIUMR_CACHE`` or ``~/.cache/piumr`` (``piumr.settings``)."""
+    return settings.current().cache
 
 
 def synth_params(cfg: DataConfig) -> dict[str, int]:
@@ -30,13 +31,30 @@ def synth_params(cfg: DataConfig) -> dict[str, int]:
 
 
 def resolve_root(cfg: DataConfig, progress: bool = True) -> Path:
-    """The dataset root: generated (and cached) for ``root="synth"``, else the user's path."""
-    if cfg.root == "synth":
-        return ensure_synth(cache_dir() / "synth", progress=progress, **synth_params(cfg))
+    """The dataset root: generated (and cached) for ``root=SYNTH``, else the user's path."""
+    if cfg.root == SYNTH:
+        return ensure_synth(cache_dir() / SYNTH, progress=progress, **synth_params(cfg))
     root = Path(cfg.root).expanduser()
     if not root.is_dir():
         raise DatasetError(f"{root}: data root does not exist (give an MA-52 folder, a prepared cache, or 'synth')")
     return root
+
+
+def trained_on(cfg: TrainConfig, records: Sequence[ClipRecord]) -> dict[str, Any]:
+    """What a model of ``cfg`` trained on ``records`` (its training split) is trained on, as a checkpoint stores
+    it (``trained_on``): ``kind`` "synthetic" (``--data synth`` or a generated folder), "prepared cache" or
+    "MA-52"; ``root``; ``split`` and ``fold``; ``classes``, the sorted action labels of ``records``; ``head``,
+    the classifier's outputs."""
+    data = cfg.data
+    root = Path(data.root).expanduser()
+    if data.root == SYNTH or (root / SYNTH_META).is_file():
+        kind = "synthetic"
+    elif (root / MANIFEST_NAME).is_file():
+        kind = "prepared cache"
+    else:
+        kind = "MA-52"
+    return {"kind": kind, "root": data.root if data.root == SYNTH else str(root), "split": data.split,
+            "fold": data.fold, "classes": sorted({r.action for r in records}), "head": cfg.model.num_classes}
 
 
 def hold_out_seen(records: list[ClipRecord], every: int) -> tuple[list[ClipRecord], list[ClipRecord]]:

@@ -38,16 +38,14 @@ Why this layout
     exceed 2**31). Non-contiguous (e.g. channels_last_3d) inputs are made contiguous first.
 
 Under ``TRITON_INTERPRET=1`` (set before triton is imported) the same kernels run on CPU tensors, which is how
-they are tested on machines without a GPU. ``PIUMR_TRITON_INTERPRET=1`` asks for that too: if triton has not
-been imported yet, importing this module sets ``TRITON_INTERPRET=1`` for the process.
+they are tested on machines without a GPU. ``PIUMR_TRITON_INTERPRET=1`` asks for that too: the command line
+applies it when a command starts (``piumr.settings.apply_to_process``); importing this module changes no
+environment.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import sys
-import warnings
 from typing import Any
 
 import torch
@@ -66,22 +64,6 @@ __all__ = [
     "triton_interpreted",
 ]
 
-
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-if _env_flag("PIUMR_TRITON_INTERPRET") and not _env_flag("TRITON_INTERPRET"):
-    # TRITON_INTERPRET is read when a kernel is decorated, and triton.language must be imported with it set.
-    if "triton" in sys.modules:
-        warnings.warn(
-            "PIUMR_TRITON_INTERPRET=1 ignored: triton was imported before piumr.kernels; "
-            "set TRITON_INTERPRET=1 in the environment instead",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    else:
-        os.environ["TRITON_INTERPRET"] = "1"
 
 try:
     import triton

@@ -15,7 +15,7 @@ from pathlib import Path
 from rich.table import Table as RichTable
 
 from piumr.backbones import backbone_spec
-from piumr.config import PRESETS, DataConfig, TrainConfig, backbone_overrides, get_preset, with_overrides
+from piumr.config import PRESETS, SYNTH, DataConfig, TrainConfig, backbone_overrides, get_preset, with_overrides
 from piumr.data.splits import load_split, synth_params
 from piumr.data.synth import split_counts
 from piumr.reproduce import specs
@@ -66,7 +66,7 @@ def data_sizes(data: DataConfig) -> DataSizes:
     without ``--data``)."""
     cross = data.split == "cross-subject"
     every = data.seen_holdout
-    if data.root == "synth":
+    if data.root == SYNTH:
         n = split_counts(**synth_params(data))
         if not cross:
             return DataSizes(n["train"], n["val"], "synthetic data")

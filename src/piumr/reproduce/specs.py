@@ -254,13 +254,51 @@ def build_config(base: TrainConfig, row: RowSpec, seed: int) -> TrainConfig:
     return canonical(cfg)
 
 
+#: the config fields that run keys were first defined over (dotted). A field added since enters a key only when
+#: it differs from its default: adding a field with a default keeps every existing run key (and run folder)
+_KEYED_FIELDS = frozenset([
+    *"ce_weight eval_every max_steps_per_epoch".split(),
+    *(f"data.{f}" for f in "backend crop_min_scale fold fold_seed folds hflip memory_cache num_workers on_error "
+      "root seen_holdout short_side split synth_classes_per_body synth_clips_per_person synth_frames "
+      "synth_persons synth_seed synth_size".split()),
+    *(f"girl.{f}" for f in "detach_weights enabled eps eta exclude_self groups lambda_var tau var_grad weight "
+      "weight_on".split()),
+    *(f"model.{f}" for f in "backbone crop dropout frames num_classes pretrained zero_init_residual".split()),
+    *(f"model.tfam.{f}" for f in "alpha attn_dim attn_heads attn_kernel beta dct_kernel dyt_init enabled eps_high "
+      "eps_low frequency fusion fusion_cos fusion_grad fusion_momentum gamma_w gate_scale_init kernel_scale "
+      "mask_ratio num_dct sinkhorn_iters stability_pool stage tau_min tau_scale temporal temporal_perturb "
+      "tokens".split()),
+    *(f"optim.{f}" for f in "amp batch_size epochs gamma grad_clip lr milestones warmup_epochs weight_decay".split()),
+])
+#: never in a key: the run's name, and the seeds (all seeds of one row share its key)
+_UNKEYED = ("name", "seed", "girl.seed")
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def _nested(flat: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, v in flat.items():
+        *parents, leaf = key.split(".")
+        node = out
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = v
+    return out
+
+
 def config_key(cfg: TrainConfig) -> str:
-    """12-hex digest of the config without its seeds (all seeds of one row share it)."""
-    data = cfg.model_dump(mode="json")
-    data.pop("seed")
-    data["girl"].pop("seed")
-    data.pop("name")
-    blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    """12-hex digest of the fields of ``cfg`` that change a result: every field but the name and the seeds,
+    where a field added after ``_KEYED_FIELDS`` counts only when it is not at its default."""
+    defaults = _flat(type(cfg)().model_dump(mode="json"))
+    data = {k: v for k, v in _flat(cfg.model_dump(mode="json")).items()
+            if k not in _UNKEYED and (k in _KEYED_FIELDS or v != defaults.get(k))}
+    blob = json.dumps(_nested(data), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
