@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from piumr.config import (
-    MAX_CROP, MAX_FRAMES, MAX_SHORT_SIDE, MAX_VIEWS, MAX_WORKERS, MIN_SHORT_SIDE, DataConfig, ListSplit,
+    MAX_CROP, MAX_FRAMES, MAX_SHORT_SIDE, MAX_VIEWS, MAX_WORKERS, MIN_SHORT_SIDE, SYNTH, DataConfig, ListSplit,
 )
 
 from .display import show_prediction
@@ -40,6 +40,21 @@ app = typer.Typer(help="PIUmr: person-independent micro-action recognition (X3D 
 bench_app = typer.Typer(help="Speed and memory benchmarks (print numbers; never timed tests).", no_args_is_help=True,
                         rich_markup_mode=None, context_settings=HELP_SETTINGS)
 app.add_typer(bench_app, name="bench")
+
+
+@app.callback()
+def _edge(ctx: typer.Context) -> None:
+    # the environment is read here, once per command (piumr.settings), and forgotten when it ends
+    from piumr import settings
+
+    with user_errors():
+        now = settings.RuntimeSettings.from_env()
+    settings.use(now)
+    ctx.call_on_close(lambda: settings.use(None))
+    warning = settings.apply_to_process(now)
+    if warning:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+
 out = console()
 app.command()(doctor)
 app.command()(train)
@@ -333,7 +348,7 @@ def bench_infer(
 
 @bench_app.command("loader")
 def bench_loader(
-    data: Annotated[str, typer.Option(help="data root or prepared cache ('synth' for the generated set)")] = "synth",
+    data: Annotated[str, typer.Option(help="data root or prepared cache ('synth' for the generated set)")] = SYNTH,
     preset: PresetOpt = "paper",
     workers: Annotated[int, typer.Option(min=0, max=MAX_WORKERS)] = 2,
     seconds: Annotated[float, typer.Option(min=0.1)] = 20.0,

@@ -11,7 +11,8 @@ from typing import Annotated, Any, Optional, get_args
 import typer
 import typer._click._textwrap as typer_textwrap
 
-from piumr.config import MAX_CHECKPOINT_EVERY_MIN, PRESETS, Backbone, ListSplit, get_preset
+from piumr.backbones import BACKBONES
+from piumr.config import MAX_CHECKPOINT_EVERY_MIN, PRESETS, SYNTH, ListSplit, get_preset
 from piumr.files import path_problem
 
 
@@ -42,7 +43,7 @@ def metavar(values: Any) -> str:
 #: where runs, results and (by default) checkpoints go, relative to the working directory
 ARTIFACTS = Path("artifacts")
 PRESET_NAMES = tuple(PRESETS)
-BACKBONE_NAMES: tuple[str, ...] = get_args(Backbone)
+BACKBONE_NAMES: tuple[str, ...] = BACKBONES
 LIST_SPLITS: tuple[str, ...] = get_args(ListSplit)
 
 ThreadsOpt = Annotated[Optional[int], typer.Option(
@@ -83,7 +84,7 @@ ManifestOpt = Annotated[bool, typer.Option("--manifest", help="also write manife
 def check_data(data: Optional[str], flag: str = "--data") -> None:
     """``FileNotFoundError`` naming ``flag`` when ``data`` is neither ``synth``, an existing folder nor an
     existing manifest (``.csv`` file; its rows are checked when it is read)."""
-    if data is None or data == "synth":
+    if data is None or data == SYNTH:
         return
     root = Path(data).expanduser()
     problem = path_problem(root)

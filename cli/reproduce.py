@@ -10,7 +10,8 @@ from typing import Annotated, Optional, get_args
 import typer
 from pydantic import ValidationError
 
-from piumr.config import MAX_SEED, PERSON_DISJOINT, Backbone, Split
+from piumr.backbones import BACKBONES
+from piumr.config import MAX_SEED, PERSON_DISJOINT, SYNTH, Split
 
 from .errors import console, user_errors
 from .errors import err as _err
@@ -63,7 +64,7 @@ SplitOpt = Annotated[Optional[str], typer.Option(
 JobsOpt = Annotated[int, typer.Option(
     help="trainings run at once, in separate processes (each gets physical cores / jobs threads)")]
 BackboneOpt = Annotated[Optional[str], typer.Option(
-    metavar=metavar(Backbone), help="train every row on this backbone instead of the preset's (e.g. swin3d_tiny); with --preset paper at "
+    metavar=metavar(BACKBONES), help="train every row on this backbone instead of the preset's; with --preset paper at "
          "its own clip length and crop")]
 
 
@@ -131,7 +132,7 @@ def table1(
     max_steps_per_epoch: StepsOpt = None, quiet: QuietOpt = False, threads: ThreadsOpt = None,
     split: SplitOpt = None, jobs: JobsOpt = 1, backbone: BackboneOpt = None,
     with_: Annotated[Optional[list[str]], typer.Option(
-        "--with", metavar=metavar(Backbone), help="also train this backbone plain and + TFAM + GIRL (e.g. swin3d_t = Video Swin-T); "
+        "--with", metavar=metavar(BACKBONES), help="also train this backbone plain and + TFAM + GIRL "
                        "repeatable")] = None,
 ) -> None:
     """Table 1: X3D baseline and PIUmr trained here (and --with backbones), the paper's other methods as reported rows."""
@@ -169,6 +170,6 @@ def demo(
     """CPU demo on synthetic data: Table 2's four settings on unseen and seen persons (2 seeds each) and Fig. 5.
 
     Generates the data, decodes it once into memory, trains 8 small models 2 at a time on the
-    person-disjoint split, and writes JSON, LaTeX and PNG under --out (see README: Measured numbers)."""
-    _run(["demo", "fig5"], "synth", preset, seeds, extra, epochs, out, plan, device, None, quiet, threads,
+    person-disjoint split, and writes JSON, LaTeX and PNG under --out (see docs/results.md)."""
+    _run(["demo", "fig5"], SYNTH, preset, seeds, extra, epochs, out, plan, device, None, quiet, threads,
          PERSON_DISJOINT, jobs, default_seeds=(0, 1))

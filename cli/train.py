@@ -9,8 +9,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from piumr.backbones import BACKBONES
 from piumr.config import (
-    CHECKPOINT_EVERY_MIN, MAX_CHECKPOINT_EVERY_MIN, PERSON_DISJOINT, Backbone, Fusion, OnError, Split,
+    CHECKPOINT_EVERY_MIN, MAX_CHECKPOINT_EVERY_MIN, PERSON_DISJOINT, Fusion, OnError, Split,
 )
 
 from .errors import console, user_errors, warn_cpu_time
@@ -42,10 +43,10 @@ def train(
     frames: Annotated[Optional[int], typer.Option()] = None,
     crop: Annotated[Optional[int], typer.Option()] = None,
     backbone: Annotated[Optional[str], typer.Option(
-        metavar=metavar(Backbone), help="with --preset paper: the backbone's own clip length and crop")] = None,
+        metavar=metavar(BACKBONES), help="with --preset paper: the backbone's own clip length and crop")] = None,
     pretrained: Annotated[Optional[Path], typer.Option(
         help="local Kinetics checkpoint: X3D .pyth, torchvision .pth, VideoMAE model folder or file")] = None,
-    tfam_stage: Annotated[Optional[int], typer.Option(help="stage TFAM follows (default: the backbone's, README)")] = None,
+    tfam_stage: Annotated[Optional[int], typer.Option(help="stage TFAM follows (default: the backbone's, docs/backbones.md)")] = None,
     no_tfam: Annotated[bool, typer.Option("--no-tfam", help="drop TFAM")] = False,
     no_girl: Annotated[bool, typer.Option("--no-girl", help="drop GIRL (CE only)")] = False,
     tfam_frequency: Annotated[Optional[bool], typer.Option("--tfam-frequency/--no-tfam-frequency")] = None,

@@ -68,8 +68,8 @@ def test_kinetics_checkpoint_errors(tmp_path: Path) -> None:
     other = build_x3d("x3d_m", num_classes=400, frames=4, crop=32)  # another width: shape mismatch
     f = tmp_path / "x3d_m.pyth"
     torch.save({"model_state": other.state_dict()}, f)
-    with pytest.raises(CheckpointError, match="shape mismatch"):
-        load_kinetics_checkpoint(build_x3d("x3d_tiny", num_classes=52, frames=4, crop=32), f)
+    with pytest.raises(CheckpointError, match=r"x3d_m\.pyth: not a x3d_tiny state dict \(\d+ unexpected keys"):
+        load_kinetics_checkpoint(build_x3d("x3d_tiny", num_classes=52, frames=4, crop=32), f, "x3d_tiny")
 
 
 def test_safetensors_round_trip_bit_exact(tmp_path: Path) -> None:

@@ -1,8 +1,8 @@
-"""The README is the contract: every command and Python snippet it documents runs, against a fresh install in a
-temporary folder.
+"""The README and the docs it sends readers to are the contract: every command and Python snippet they document
+runs, against a fresh install in a temporary folder.
 
-The commands come from the README itself (its fenced ``bash`` blocks and the first column of its command
-table), so a command added there is run here. Each runs at the ``tiny`` preset, or with ``--plan`` / ``--help``
+The commands come from the pages themselves (the README's quick start, the ``piumr`` / ``torchrun`` lines of the
+docs' fenced ``bash`` blocks, and the first column of every command table), so a command added there is run here. Each runs at the ``tiny`` preset, or with ``--plan`` / ``--help``
 where a full run is too long; placeholders (``ROOT``, ``DIR``, ``P``, ...) become files made here. Every flag
 the README names next to a command must exist in that command's ``--help``.
 """
@@ -22,6 +22,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
+#: the pages the README moved its details to: their commands and snippets are run too
+DOCS = [REPO / "docs" / f"{name}.md" for name in ("cli", "backbones", "results", "library")]
+#: the front page stays one page
+README_MAX_BYTES = 10 * 1024
 
 #: quick-start steps that the fresh install below stands for
 INSTALL_STEPS = {"python3 -m venv .venv", ". .venv/bin/activate", "pip install -e .", 'pip install -e ".[dev]"'}
@@ -63,17 +67,29 @@ def quick_start(text: str) -> list[str]:
     return bash_blocks(section[:section.index("\n## ", 3)])
 
 
+def _is_command(text: str) -> bool:
+    return text.split()[0] in ("piumr", "torchrun")
+
+
 def documented() -> list[tuple[str, str]]:
-    """(command, context) for every piumr/torchrun command the README documents."""
+    """(command, context) for every piumr/torchrun command the README and ``DOCS`` document."""
     text = README.read_text(encoding="utf-8")
     out: list[tuple[str, str]] = []
     for line in quick_start(text):
         for step in (s.strip() for s in line.split("&&")):
             if step not in INSTALL_STEPS | SUITE_STEPS:
                 out.append((step, line))
-    for commands, row in table_rows(text):
-        out += [(c, row) for c in commands if c.split()[0] in ("piumr", "torchrun")]
+    for page in [text, *(d.read_text(encoding="utf-8") for d in DOCS)]:
+        if page is not text:
+            out += [(line, line) for line in bash_blocks(page) if _is_command(line)]
+        for commands, row in table_rows(page):
+            out += [(c, row) for c in commands if _is_command(c)]
     return out
+
+
+def snippets() -> list[str]:
+    """The ```python snippets of the README and ``DOCS``."""
+    return [s for page in [README, *DOCS] for s in python_blocks(page.read_text(encoding="utf-8"))]
 
 
 def _expand(tokens: list[str]) -> list[list[str]]:
@@ -173,10 +189,21 @@ def test_quick_start_is_two_commands_with_a_virtual_environment() -> None:
     assert all(c.startswith("python3 -m venv .venv && . .venv/bin/activate && pip install -e ") for c in commands)
 
 
+def test_readme_fits_on_a_page_and_its_links_resolve() -> None:
+    """README.md <= 10 KB; every relative link of it and of ``DOCS`` names a file or folder that exists."""
+    assert len(README.read_bytes()) <= README_MAX_BYTES
+    for page in [README, *DOCS]:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text(encoding="utf-8")):
+            if not target.startswith(("http://", "https://")):
+                assert (page.parent / target).exists(), f"{page.name}: broken link {target}"
+
+
 def test_every_documented_command_is_understood(tmp_path: Path) -> None:
     assert python_blocks(README.read_text(encoding="utf-8"))
     docs = documented()
     assert any(d.startswith("piumr reproduce demo") for d, _ in docs) and len(docs) >= 10
+    for page in DOCS[:3]:  # the moved sections bring their commands with them
+        assert any(ctx in page.read_text(encoding="utf-8") for _, ctx in docs), page
     for doc, _ in docs:
         assert runnable(doc, Place(tmp_path)), doc
 
@@ -228,12 +255,12 @@ def test_every_readme_command_runs(tmp_path: Path) -> None:
     docs = sorted(documented(), key=lambda d: next((i for i, w in enumerate(ORDER) if d[0].startswith(f"piumr {w}")),
                                                     len(ORDER)))
     failures = []
-    for snippet in python_blocks(README.read_text(encoding="utf-8")):
+    for snippet in snippets():
         t = time.perf_counter()
         res = subprocess.run(["python", "-c", snippet], capture_output=True, text=True, env=env, cwd=work, timeout=600)
-        print(f"{time.perf_counter() - t:6.1f} s  the README's python snippet")
+        print(f"{time.perf_counter() - t:6.1f} s  a python snippet")
         if res.returncode != 0 or not res.stdout.strip():
-            failures.append(f"a README python snippet exited {res.returncode} and printed {res.stdout!r}: "
+            failures.append(f"a documented python snippet exited {res.returncode} and printed {res.stdout!r}: "
                             f"{res.stderr.strip()[-800:]}")
     shown: dict[str, set[str]] = {}  # README line -> words of the help of the commands it documents
     for doc, context in docs:

@@ -18,7 +18,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from piumr.config import PRESETS, TrainConfig, get_preset
+from piumr.config import PRESETS, TrainConfig, get_preset, with_overrides
 from piumr.metrics import EvalResult
 from piumr.reproduce import figures, paper, specs
 from piumr.reproduce.planning import estimate_gpu_hours, plan
@@ -144,6 +144,45 @@ def test_seeds_share_the_config_key_but_not_the_folder(tmp_path: Path) -> None:
     assert (a0.cfg.seed, a1.cfg.seed, a1.cfg.girl.seed) == (0, 1, 1)
     # figures use the first seed only
     assert {j.seed for j in jobs_for(s, specs.EXPERIMENTS["fig5"])} == {0}
+
+
+def test_committed_run_keys_stay_valid() -> None:
+    """Every run folder that the committed results name (artifacts/reproduce/*/<experiment>/rows/*.json) is
+    the one the current code keys the same (experiment, row, seed) to: no committed run would be retrained."""
+    from piumr.reproduce.runner import experiment_spec, make_settings
+
+    root = Path(__file__).resolve().parents[1]
+    named: dict[str, set[str]] = {}
+    for f in (root / "artifacts" / "reproduce" / "synth-smoke-xsub").glob("*/rows/*.json"):
+        d = json.loads(f.read_text())
+        named.setdefault(d["experiment"], set()).update(Path(r).as_posix() for r in d["run_dirs"])
+    assert len(named) >= 5 and sum(map(len, named.values())) >= 40
+    s = make_settings(data="synth", preset="smoke", split="cross-subject", seeds=(0, 1, 2), table1_with=("swin3d_t",),
+                      out=Path("artifacts/reproduce/synth-smoke-xsub"))
+    for name, dirs in named.items():
+        keyed = {j.run_dir.as_posix() for j in jobs_for(s, experiment_spec(s, name))}
+        assert dirs <= keyed, (name, sorted(dirs - keyed)[:3])
+
+
+def test_a_new_field_at_its_default_keeps_the_run_key() -> None:
+    """Adding a config field with a default (top level or nested) changes no run key; setting it does."""
+    from piumr.config import GIRLConfig
+
+    class NewGIRL(GIRLConfig):
+        new_margin: float = 0.0
+
+    class NewConfig(TrainConfig):
+        new_knob: int = 3
+        girl: NewGIRL = NewGIRL()
+
+    base = get_preset("smoke")
+    key = specs.config_key(base)
+    grown = NewConfig.model_validate(base.model_dump())
+    assert specs.config_key(grown) == key
+    assert specs.config_key(grown.model_copy(update={"new_knob": 4})) != key
+    assert specs.config_key(grown.model_copy(update={"girl": grown.girl.model_copy(update={"new_margin": 1.0})})) != key
+    assert specs.config_key(base.model_copy(update={"seed": 7, "name": "other"})) == key  # seeds share a key
+    assert specs.config_key(with_overrides(base, {"optim.lr": 0.5})) != key
 
 
 # ----------------------------------------------------------------------------------------------

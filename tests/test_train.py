@@ -91,19 +91,24 @@ def test_broken_clip_is_skipped_and_counted(tmp_path: Path) -> None:
         train(raising, tmp_path / "run2", progress=False)
 
 
-def test_training_data_is_not_remembered_before_the_data_exists(tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    """A checkpoint's ``trained_on`` asked for before the synthetic set exists (classes unknown) must not stick:
-    once the set is generated, the classes are found (a process-wide cache once kept the None)."""
-    from piumr.checkpoint import training_data
-    from piumr.data.splits import resolve_root
+def test_checkpoint_is_given_its_training_data(tmp_path: Path) -> None:
+    """``trained_on`` comes from the training records the run holds (``data.splits.trained_on``); the checkpoint
+    stores what it is given and reads no data (a module-level cache keyed by $PIUMR_CACHE once lived there)."""
+    import ast
 
-    data = PRESETS["tiny"].data
-    monkeypatch.setenv("PIUMR_CACHE", str(tmp_path / "empty"))
+    from piumr.checkpoint import save_checkpoint
+    from piumr.data.ma52 import ClipRecord
+    from piumr.data.splits import trained_on
+    from piumr.model import PIUmrNet
+
     cfg = PRESETS["tiny"]
-    assert training_data(cfg)["classes"] is None  # nothing generated under this cache yet
-    resolve_root(data, progress=False)  # generates the tiny synthetic set here
-    classes = training_data(cfg)["classes"]
-    assert classes is not None and len(classes) >= 2
-    monkeypatch.setenv("PIUMR_CACHE", str(tmp_path / "other"))  # another cache: not the remembered answer
-    assert training_data(cfg)["classes"] is None
+    records = [ClipRecord(tmp_path / f"{i}.mp4", a, 0, "p1", None, None) for i, a in enumerate((5, 2, 5))]
+    info = trained_on(cfg, records)
+    assert info == {"kind": "synthetic", "root": "synth", "split": cfg.data.split, "fold": cfg.data.fold,
+                    "classes": [2, 5], "head": cfg.model.num_classes}
+    assert trained_on(with_overrides(cfg, {"data.root": str(tmp_path)}), records)["kind"] == "MA-52"
+    path = save_checkpoint(tmp_path / "m.safetensors", PIUmrNet(cfg.model), cfg, epoch=0, step=0, trained_on=info)
+    assert read_checkpoint(path).meta["trained_on"] == info
+    src = Path(__file__).resolve().parents[1] / "src" / "piumr" / "checkpoint.py"
+    imported = {n.module for n in ast.walk(ast.parse(src.read_text())) if isinstance(n, ast.ImportFrom)}
+    assert not {m for m in imported if m and m.startswith("piumr.data")}, imported

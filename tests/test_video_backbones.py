@@ -15,6 +15,7 @@ from piumr.config import (
     BACKBONES, NATIVE_INPUT, TFAM_STAGES, TFAMConfig, backbone_overrides, get_preset, with_overrides,
 )
 from piumr.model import PIUmrNet
+from piumr.backbones import REGISTRY
 from piumr.model.video_backbones import VIDEO_SPECS
 
 TINY = ["r2plus1d_tiny", "swin3d_tiny", "mvit_tiny"]
@@ -113,7 +114,7 @@ def test_local_torchvision_weights_load(name: str, tmp_path: Path) -> None:
     torch.manual_seed(1)
     src = _model(name, TFAM_STAGES[name][-1], enabled=False)
     state = dict(src.backbone.state_dict())
-    cls = VIDEO_SPECS[name].classifier
+    cls = REGISTRY[name].classifier
     state[cls[0]] = torch.randn(400, state[cls[0]].shape[1])  # a Kinetics-400 classifier
     state[cls[1]] = torch.randn(400)
     f = tmp_path / f"{name}.pth"
@@ -205,11 +206,11 @@ def test_table1_with_swin_rows(tmp_path: Path) -> None:
 
 
 def test_table1_with_plan_scales_the_estimate(tmp_path: Path) -> None:
-    from piumr.reproduce.planning import BACKBONE_STEP_RATIO, backbone_cost_ratio, plan
+    from piumr.reproduce.planning import backbone_cost_ratio, plan
     from piumr.reproduce.runner import make_settings
 
     rows = {r.row: r for r in plan(make_settings(data="synth", out=tmp_path, table1_with=("swin3d_t",)), ["table1"])}
-    ratio = BACKBONE_STEP_RATIO["swin3d_t"] / BACKBONE_STEP_RATIO["x3d_m"]
+    ratio = backbone_cost_ratio("swin3d_t")
     assert 1.0 < ratio < 2.0  # measured on an H200: 218.5 / 143.9 ms per step
     assert backbone_cost_ratio("x3d_s") == 1.0  # other X3D sizes are not scaled
     assert rows["swin3d_t"].paper_gpu_hours == pytest.approx(ratio * rows["x3d"].paper_gpu_hours)
@@ -255,7 +256,7 @@ def test_full_size_models_match_torchvision_state_dicts(name: str) -> None:
     frames, crop = NATIVE_INPUT[name]
     ref = getattr(tvv, name)(weights=None).state_dict()
     ours = _model(name, TFAM_STAGES[name][-1], frames, crop, enabled=False).backbone.state_dict()
-    cls = set(VIDEO_SPECS[name].classifier)
+    cls = set(REGISTRY[name].classifier)
     assert set(ref) == set(ours)
     assert all(ref[k].shape == ours[k].shape for k in ref if k not in cls)
 

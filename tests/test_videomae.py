@@ -221,7 +221,7 @@ def test_wrong_weights_are_one_clear_error(tmp_path: Path) -> None:
             _model("videomae_b", frames=16, crop=224, pretrained=tmp_path / "tiny.pth")
     tiny["videomae.embeddings.patch_embeddings.projection.weight"] = torch.randn(64, 3, 1, 16, 16)  # tubelet 1
     torch.save(tiny, tmp_path / "tubelet1.pth")
-    with pytest.raises(CheckpointError, match=r"tubelet1\.pth: not a videomae_tiny state dict \(shape of "
+    with pytest.raises(CheckpointError, match=r"tubelet1\.pth: not a videomae_tiny state dict \(shape mismatch for "
                                               r"videomae\.embeddings\.patch_embeddings\.projection\.weight"):
         _model(pretrained=tmp_path / "tubelet1.pth")
     (tmp_path / "large").mkdir()
@@ -272,11 +272,12 @@ def test_cli_train_evaluate_predict(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 @needs_transformers
 def test_plan_macs_and_table1_rows(tmp_path: Path) -> None:
     from piumr.bench import _build, forward_flops
-    from piumr.reproduce.planning import BACKBONE_GMACS, plan
+    from piumr.backbones import REGISTRY
+    from piumr.reproduce.planning import plan
     from piumr.reproduce.runner import experiment_spec, jobs_for, make_settings
 
     cfg = with_overrides(get_preset("paper"), backbone_overrides("videomae_b", native_input=True))
-    assert forward_flops(cfg.model) / 2e9 == pytest.approx(BACKBONE_GMACS["videomae_b"], abs=0.01)
+    assert forward_flops(cfg.model) / 2e9 == pytest.approx(REGISTRY["videomae_b"].gmacs, abs=0.01)
     s = make_settings(data="synth", preset="paper", out=tmp_path, table1_with=("videomae_b",))
     spec = experiment_spec(s, "table1")
     assert [r.key for r in spec.rows][-2:] == ["videomae_b", "videomae_b+piumr"]
@@ -284,7 +285,7 @@ def test_plan_macs_and_table1_rows(tmp_path: Path) -> None:
     ours = {j.row.key: j for j in jobs_for(s, spec)}["videomae_b+piumr"].cfg
     assert (ours.model.frames, ours.model.crop, ours.model.tfam.stage) == (16, 224, 4)
     rows = {r.row: r for r in plan(s, ["table1"])}
-    ratio = BACKBONE_GMACS["videomae_b"] / BACKBONE_GMACS["x3d_m"]
+    ratio = REGISTRY["videomae_b"].gmacs / REGISTRY["x3d_m"].gmacs  # type: ignore[operator]
     assert rows["videomae_b"].paper_gpu_hours == pytest.approx(ratio * rows["x3d"].paper_gpu_hours)
     tiny = with_overrides(get_preset("smoke"), backbone_overrides("videomae_tiny", native_input=False))
     net, girl = _build(tiny, "x3d")  # the plain backbone: the wrapper with TFAM off

@@ -17,12 +17,11 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from piumr.backbones import backbone_spec
 from piumr.config import ModelConfig, TrainConfig
 from piumr.losses import GIRLLoss
 from piumr.model import PIUmrNet
 from piumr.model.backbone import build_x3d
-from piumr.model.video_backbones import is_torchvision_backbone
-from piumr.model.videomae import is_videomae_backbone
 
 __all__ = ["BenchRow", "VARIANTS", "bench_variant", "run_bench", "forward_flops", "estimate_cpu_seconds",
            "CPU_FLOPS_PER_CORE"]
@@ -74,7 +73,7 @@ def _build(cfg: TrainConfig, variant: str) -> tuple[torch.nn.Module, bool]:
     """(model, use_girl) for a variant; "x3d" is the plain backbone: pytorchvideo X3D (no wrapper), or a
     torchvision or VideoMAE backbone in the PIUmr wrapper with TFAM off."""
     m = cfg.model
-    if variant == "x3d" and not (is_torchvision_backbone(m.backbone) or is_videomae_backbone(m.backbone)):
+    if variant == "x3d" and backbone_spec(m.backbone).family == "x3d":
         return build_x3d(m.backbone, num_classes=m.num_classes, frames=m.frames, crop=m.crop, dropout=m.dropout), False
     tfam_on = variant in ("x3d+tfam", "piumr", "piumr-fast")
     net = PIUmrNet(m.model_copy(update={"tfam": m.tfam.model_copy(update={"enabled": tfam_on}), "pretrained": None}))

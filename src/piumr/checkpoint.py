@@ -26,18 +26,13 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_bytes
 from torch import nn
 
-from piumr.config import DataConfig, ModelConfig, TrainConfig
-from piumr.data.ma52 import MANIFEST_NAME
-from piumr.data.manifest import is_manifest
-from piumr.data.splits import cache_dir, class_info, load_split, synth_params
-from piumr.data.synth import synth_key
+from piumr.config import ModelConfig, TrainConfig
 from piumr.errors import CheckpointError, MissingExtraError
 from piumr.files import atomic_write
 from piumr.model import PIUmrNet
 from piumr.version import __version__
 
-__all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "read_checkpoint", "load_model", "provenance",
-           "training_data"]
+__all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "read_checkpoint", "load_model", "provenance"]
 
 FORMAT = "piumr-checkpoint-v1"
 
@@ -73,61 +68,6 @@ def provenance(device: str = "cpu") -> dict[str, Any]:
         "host_cpus": os.cpu_count(),
         "platform": platform.platform(),
     }
-
-
-_TRAINING_DATA: dict[tuple[DataConfig, str], tuple[str, str, tuple[int, ...]]] = {}
-
-
-def _training_data(data: DataConfig) -> tuple[str, str, tuple[int, ...] | None]:
-    """(kind, root, classes) of ``data``, remembered per (config, data cache folder) once its classes are known
-    (reading a split's lists each checkpoint would be slow; an answer without classes, e.g. before the synthetic
-    set exists or under another ``PIUMR_CACHE``, is never remembered)."""
-    key = (data, str(cache_dir()))
-    if key not in _TRAINING_DATA:
-        found = _read_training_data(data)
-        if found[2] is None:
-            return found
-        _TRAINING_DATA[key] = (found[0], found[1], found[2])
-    return _TRAINING_DATA[key]
-
-
-def _read_training_data(data: DataConfig) -> tuple[str, str, tuple[int, ...] | None]:
-    if data.root == "synth":  # the generated set, if it is there (training generated it)
-        there = (cache_dir() / "synth" / synth_key(**synth_params(data)) / "synth_meta.json").is_file()
-        classes = tuple(sorted({r.action for r in load_split(data, "train", progress=False)})) if there else None
-        return "synthetic", "synth", classes
-    root = Path(data.root).expanduser()
-    if is_manifest(root) and root.is_file():
-        return "manifest", str(root), tuple(sorted({r.action for r in load_split(data, "train", progress=False)}))
-    if not root.is_dir():
-        return "unknown (data root not found when saving)", str(root), None
-    if (root / "synth_meta.json").is_file():
-        kind = "synthetic"
-    elif (root / MANIFEST_NAME).is_file():
-        kind = "prepared cache"
-    else:
-        kind = "MA-52"
-    classes = tuple(sorted({r.action for r in load_split(data, "train", progress=False)}))
-    return kind, str(root), classes
-
-
-def training_data(config: TrainConfig) -> dict[str, Any]:
-    """What a model of ``config`` is trained on, as stored in a checkpoint's ``trained_on``.
-
-    ``kind``: "synthetic" (``--data synth`` or a generated folder), "prepared cache", "MA-52" or "manifest";
-    ``root``; ``split`` (official / cross-subject, ``fold``); ``classes``: the sorted action labels of
-    the training split (None when the data root is not at hand); ``head``: the classifier's outputs. A
-    manifest adds ``hold_out`` and its ``classes.csv``: ``names``, ``groups`` and ``coarse`` (label -> group).
-    """
-    kind, root, classes = _training_data(config.data)
-    out: dict[str, Any] = {"kind": kind, "root": root, "split": config.data.split, "fold": config.data.fold,
-                           "classes": list(classes) if classes is not None else None,
-                           "head": config.model.num_classes}
-    if kind == "manifest":  # the names a prediction shows, kept with the model (the manifest may move)
-        info = class_info(config.data)
-        out.update(hold_out=config.data.hold_out, names=list(info.names), groups=list(info.groups),
-                   coarse=list(info.coarse))
-    return out
 
 
 @dataclass
@@ -197,8 +137,12 @@ def save_checkpoint(
     metrics: dict[str, float] | None = None, best_metric: float | None = None,
     optimizer: torch.optim.Optimizer | None = None, extra_tensors: dict[str, torch.Tensor] | None = None,
     extra: dict[str, Any] | None = None, device: str = "cpu", with_rng: bool = False,
+    trained_on: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``model`` (unwrapped, DDP's ``module``), its config and provenance atomically to ``path``.
+
+    ``trained_on`` is what the model was trained on, as the caller knows it (``piumr.data.splits.trained_on``:
+    kind, root, split, classes, head); the checkpoint stores it and reads no data.
 
     With ``optimizer`` / ``with_rng`` the file also resumes training exactly.
     ``extra_tensors`` (names must not start with ``model.``) and ``extra`` (JSON)
@@ -209,7 +153,7 @@ def save_checkpoint(
     meta: dict[str, Any] = {
         "format": FORMAT, "epoch": epoch, "step": step, "metrics": metrics or {},
         "best_metric": best_metric, "seed": config.seed, "provenance": provenance(device), "extra": extra or {},
-        "trained_on": training_data(config),
+        "trained_on": trained_on,
     }
     if optimizer is not None:
         ot, oj = _flatten_optim(optimizer.state_dict())
@@ -269,7 +213,7 @@ def _parse_metadata(path: Path, md: dict[str, str]) -> tuple[TrainConfig, dict[s
         if key in meta and (not isinstance(meta[key], int) or isinstance(meta[key], bool) or meta[key] < 0):
             raise CheckpointError(f"{path}: invalid piumr_meta metadata ({key} = {meta[key]!r}, a count expected)")
     for key in ("optim", "rng", "extra", "trained_on", "metrics"):
-        if key in meta and not isinstance(meta[key], dict):
+        if meta.get(key) is not None and not isinstance(meta[key], dict):  # null: not recorded
             raise CheckpointError(f"{path}: invalid piumr_meta metadata ({key} is a {type(meta[key]).__name__}, "
                                   "a JSON object expected)")
     return config, meta

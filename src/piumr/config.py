@@ -11,36 +11,21 @@ small CPU presets (``smoke``, ``tiny``) for demos and tests.
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-Backbone = Literal["x3d_xs", "x3d_s", "x3d_m", "x3d_l", "x3d_tiny", "x3d_mini",
-                   "r2plus1d_18", "swin3d_t", "mvit_v2_s", "r2plus1d_tiny", "swin3d_tiny", "mvit_tiny",
-                   "videomae_b", "videomae_tiny"]
-BACKBONES: tuple[str, ...] = get_args(Backbone)
+from piumr.backbones import BACKBONES as BACKBONES  # re-exported: the registry's names and views
+from piumr.backbones import NATIVE_INPUT as NATIVE_INPUT
+from piumr.backbones import TFAM_STAGES, backbone_spec, check_backbone
+from piumr.backbones import default_tfam_stage as default_tfam_stage
 
-#: (clip length, crop) each backbone's Kinetics weights were made for: pytorchvideo's X3D hub values and
-#: torchvision's weight transforms / docs (R(2+1)D-18: 16 x 112; Swin3D-T: 32 x 224; MViTv2-S: 16 x 224),
-#: VideoMAE-B's 16 x 224 (its Kinetics fine-tuned checkpoints). The tiny test variants take the ``tiny``
-#: preset's input.
-NATIVE_INPUT: dict[str, tuple[int, int]] = {
-    "x3d_xs": (4, 160), "x3d_s": (13, 160), "x3d_m": (16, 224), "x3d_l": (16, 312),
-    "x3d_tiny": (4, 64), "x3d_mini": (4, 64),
-    "r2plus1d_18": (16, 112), "swin3d_t": (32, 224), "mvit_v2_s": (16, 224),
-    "r2plus1d_tiny": (4, 32), "swin3d_tiny": (4, 32), "mvit_tiny": (4, 32),
-    "videomae_b": (16, 224), "videomae_tiny": (4, 32),
-}
-
-#: stages TFAM may follow, and the default (the last allowed): MViT's embedding is its class token,
-#: which no block reads after stage 4, so TFAM there would change nothing.
-TFAM_STAGES: dict[str, tuple[int, ...]] = {b: ((1, 2, 3) if b.startswith("mvit") else (1, 2, 3, 4)) for b in BACKBONES}
+#: a registered backbone name (``piumr.backbones.REGISTRY``); an unknown one is a one-line error listing them
+Backbone = Annotated[str, AfterValidator(check_backbone)]
 
 
-def default_tfam_stage(backbone: str) -> int:
-    """The stage TFAM follows by default on ``backbone`` (4; MViT: 3)."""
-    return TFAM_STAGES[backbone][-1]
 Split = Literal["official", "cross-subject"]
+SYNTH = "synth"  # the data root that stands for the generated synthetic dataset (``piumr.data.synth``)
 PERSON_DISJOINT: Split = "cross-subject"  # the split whose train and test persons differ (folds, seen holdout)
 ListSplit = Literal["train", "val", "test"]  # the three official MA-52 lists
 OnError = Literal["raise", "skip"]
@@ -165,7 +150,7 @@ class ModelConfig(_Frozen):
 class DataConfig(_Frozen):
     """Where clips come from and how they are sampled."""
 
-    root: str = "synth"  # "synth" = generated dataset; else an MA-52 root, a prepared cache or a manifest .csv
+    root: str = SYNTH  # SYNTH = generated dataset; else an MA-52 root, a prepared cache or a manifest .csv
     split: Split = "official"
     fold: int = Field(0, ge=0)  # cross-subject fold index, < folds
     folds: int = Field(5, ge=2)  # not in paper: k for cross-subject folds
@@ -283,21 +268,20 @@ PRESETS: dict[str, TrainConfig] = {
 }
 
 # smoke with a wider X3D: ~4-7 min on 2 CPU cores, long enough to fit persons, so seen persons score
-# higher than unseen ones (README, person shift)
+# higher than unseen ones (docs/results.md, person shift)
 PRESETS["small"] = _wider(PRESETS["smoke"], "small")
 
 
 def backbone_overrides(backbone: str, *, native_input: bool) -> dict[str, Any]:
     """Dotted overrides that put a config on ``backbone``: TFAM at its default stage and, with
-    ``native_input``, the clip length and crop of its own Kinetics weights (``NATIVE_INPUT``).
+    ``native_input``, the clip length and crop of its own Kinetics weights (its ``BackboneSpec``).
 
     Raises ``ValueError`` naming the valid backbones for an unknown one.
     """
-    if backbone not in BACKBONES:
-        raise ValueError(f"unknown backbone {backbone!r}; choose one of: {', '.join(BACKBONES)}")
-    over: dict[str, Any] = {"model.backbone": backbone, "model.tfam.stage": default_tfam_stage(backbone)}
+    spec = backbone_spec(backbone)
+    over: dict[str, Any] = {"model.backbone": backbone, "model.tfam.stage": spec.default_tfam_stage}
     if native_input:
-        over["model.frames"], over["model.crop"] = NATIVE_INPUT[backbone]
+        over["model.frames"], over["model.crop"] = spec.native_input
     return over
 
 

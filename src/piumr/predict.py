@@ -88,7 +88,7 @@ class TrainedOn:
 
 
 def trained_on(meta: dict[str, Any], path: Path) -> TrainedOn:
-    """Read a checkpoint's ``trained_on`` metadata (``piumr.checkpoint.training_data``); ``path`` is named
+    """Read a checkpoint's ``trained_on`` metadata (``piumr.data.splits.trained_on``); ``path`` is named
     in the warning."""
     info = meta.get("trained_on")
     if not isinstance(info, dict):

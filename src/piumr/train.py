@@ -45,7 +45,7 @@ from piumr.config import CHECKPOINT_EVERY_MIN, OptimConfig, TrainConfig
 from piumr.data.dataset import VideoDataset
 from piumr.data.loaders import build_dataset, eval_loader, probe_lengths, train_loader
 from piumr.data.manifest import MA52_CLASSES, ClassInfo
-from piumr.data.splits import class_info, load_split, resolve_root
+from piumr.data.splits import class_info, load_split, resolve_root, trained_on
 from piumr.errors import RunError
 from piumr.evaluate import Scores, collect_scores, score_metrics, write_predictions_csv
 from piumr.files import write_json_atomic
@@ -110,6 +110,7 @@ class _Run:
     checkpoint_every_s: float = math.inf
     folder_id: tuple[int, int] | None = None
     classes: ClassInfo = MA52_CLASSES  # a manifest's classes and groups (validation metrics, predictions)
+    trained_on: dict[str, Any] = field(default_factory=dict)  # what checkpoints record (data.splits.trained_on)
 
 
 @dataclass
@@ -210,7 +211,8 @@ def _set_up(opened: run_folder.Opened, out_dir: Path, dinfo: DistInfo, progress:
     st = os.stat(out_dir) if dinfo.main else None
     return _Run(cfg, out_dir, dinfo, console, _Log(out_dir / "log.jsonl" if dinfo.main else None), train_ds,
                 val_loader, model, criterion, opt, steps,
-                folder_id=(st.st_dev, st.st_ino) if st is not None else None, classes=class_info(cfg.data))
+                folder_id=(st.st_dev, st.st_ino) if st is not None else None, classes=class_info(cfg.data),
+                trained_on=trained_on(cfg, train_records))
 
 
 def _restore(run: _Run, opened: run_folder.Opened) -> _State:
@@ -368,7 +370,7 @@ def _validate(run: _Run, state: _State, epoch: int, row: dict[str, Any], prog: P
         state.best = state.final["f1_mean"]
         _guarded(run, state, epoch, "best.safetensors", lambda: save_checkpoint(
             run.out_dir / "best.safetensors", run.model, cfg, epoch=epoch, step=state.step, metrics=state.final,
-            best_metric=state.best, device=str(dinfo.device)))
+            best_metric=state.best, device=str(dinfo.device), trained_on=run.trained_on))
         payload = {"epoch": epoch, "split": "val", "clips": len(scores.labels), "listed": row["val_listed"],
                    "skipped": state.val_missing, "shrank": state.val_shrank, **result.to_json()}
         _guarded(run, state, epoch, "metrics.json",
@@ -397,7 +399,7 @@ def _save_last(run: _Run, state: _State, epoch: int, *, batches: int = 0,
     _guarded(run, state, epoch, "the checkpoint last.safetensors", lambda: save_checkpoint(
         path, run.model, run.cfg, epoch=epoch, step=state.step, metrics=state.final,
         best_metric=state.best if state.best > -math.inf else None, optimizer=run.opt, extra_tensors=tensors,
-        extra=extra, device=str(run.dinfo.device), with_rng=True))
+        extra=extra, device=str(run.dinfo.device), with_rng=True, trained_on=run.trained_on))
     state.last_good = f"{path} (epoch {epoch}, step {state.step})"
     state.last_save = time.monotonic()
 

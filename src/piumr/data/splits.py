@@ -4,24 +4,26 @@ same protocols (plus a held-out domain) over a manifest."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from piumr.config import DataConfig
-from piumr.data.ma52 import ClipRecord, DatasetError, read_split
+from piumr import settings
+from piumr.config import SYNTH, DataConfig, TrainConfig
+from piumr.data.ma52 import MANIFEST_NAME, ClipRecord, DatasetError, read_split
 from piumr.data.ma52 import cross_subject_folds as _folds
 from piumr.data.manifest import MA52_CLASSES, ClassInfo, Manifest, is_manifest, read_manifest
 from piumr.data.synth import ensure_synth
 
 __all__ = ["cache_dir", "resolve_root", "load_split", "synth_params", "hold_out_seen", "class_info"]
 
+SYNTH_META = "synth_meta.json"  # the file a generated dataset's root holds (``piumr.data.synth.generate``)
 SplitName = Literal["train", "val", "val_seen", "test"]
 
 
 def cache_dir() -> Path:
-    """Where generated data lives: ``$PIUMR_CACHE`` or ``~/.cache/piumr``."""
-    env = os.environ.get("PIUMR_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "piumr"
+    """Where generated data lives: ``$PIUMR_CACHE`` or ``~/.cache/piumr`` (``piumr.settings``)."""
+    return settings.current().cache
 
 
 def synth_params(cfg: DataConfig) -> dict[str, int]:
@@ -32,19 +34,19 @@ def synth_params(cfg: DataConfig) -> dict[str, int]:
 
 
 def resolve_root(cfg: DataConfig, progress: bool = True) -> Path:
-    """The dataset root: generated (and cached) for ``root="synth"``, else the user's path (a folder, or a
+    """The dataset root: generated (and cached) for ``root=SYNTH``, else the user's path (a folder, or a
     manifest file: checked here)."""
-    if cfg.root == "synth":
+    if cfg.root == SYNTH:
         base = cache_dir()
-        where = f"PIUMR_CACHE={base}" if os.environ.get("PIUMR_CACHE") else f"{base} (the default PIUMR_CACHE)"
+        where = f"{settings.CACHE_ENV}={base}"
         if os.path.lexists(base) and not base.is_dir():
-            raise DatasetError(f"{where}: not a folder; the generated data set goes there (set PIUMR_CACHE to a "
-                               "folder)")
+            raise DatasetError(f"{where}: not a folder; the generated data set goes there (set {settings.CACHE_ENV} "
+                               "to a folder)")
         try:
-            return ensure_synth(base / "synth", progress=progress, **synth_params(cfg))
+            return ensure_synth(base / SYNTH, progress=progress, **synth_params(cfg))
         except OSError as e:  # read-only, full, not ours: one line naming the cache, not a traceback
             raise DatasetError(f"{where}: cannot write the generated data set there ({e.filename}: "
-                               f"{e.strerror or e}); set PIUMR_CACHE to a writable folder") from None
+                               f"{e.strerror or e}); set {settings.CACHE_ENV} to a writable folder") from None
     root = Path(cfg.root).expanduser()
     if is_manifest(root):
         read_manifest(root)
@@ -53,6 +55,31 @@ def resolve_root(cfg: DataConfig, progress: bool = True) -> Path:
         raise DatasetError(f"{root}: data root does not exist (give an MA-52 folder, a prepared cache, "
                            "a manifest .csv or 'synth')")
     return root
+
+
+def trained_on(cfg: TrainConfig, records: Sequence[ClipRecord]) -> dict[str, Any]:
+    """What a model of ``cfg`` trained on ``records`` (its training split) is trained on, as a checkpoint stores
+    it (``trained_on``): ``kind`` "synthetic" (``--data synth`` or a generated folder), "prepared cache" or
+    "MA-52"; ``root``; ``split`` and ``fold``; ``classes``, the sorted action labels of ``records``; ``head``,
+    the classifier's outputs. A manifest ("manifest") adds ``hold_out`` and its ``classes.csv``: ``names``,
+    ``groups`` and ``coarse`` (label -> group)."""
+    data = cfg.data
+    root = Path(data.root).expanduser()
+    if data.root == SYNTH or (root / SYNTH_META).is_file():
+        kind = "synthetic"
+    elif is_manifest(root) and root.is_file():
+        kind = "manifest"
+    elif (root / MANIFEST_NAME).is_file():
+        kind = "prepared cache"
+    else:
+        kind = "MA-52"
+    out: dict[str, Any] = {"kind": kind, "root": data.root if data.root == SYNTH else str(root), "split": data.split,
+                           "fold": data.fold, "classes": sorted({r.action for r in records}),
+                           "head": cfg.model.num_classes}
+    if kind == "manifest":  # the names a prediction shows, kept with the model (the manifest may move)
+        info = class_info(data)
+        out.update(hold_out=data.hold_out, names=list(info.names), groups=list(info.groups), coarse=list(info.coarse))
+    return out
 
 
 def hold_out_seen(records: list[ClipRecord], every: int) -> tuple[list[ClipRecord], list[ClipRecord]]:

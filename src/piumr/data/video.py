@@ -23,7 +23,6 @@ whose short side scaled to 256 would be 256000 pixels wide.
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,7 +35,9 @@ import decord
 import numpy as np
 import torch
 
+from piumr import settings
 from piumr.errors import VideoError
+from piumr.settings import BUDGET_ENV
 
 Backend = Literal["decord", "pyav", "auto"]
 # Threads per decoder. 0 = FFmpeg's choice (all cores); DataLoader workers may set 1.
@@ -99,8 +100,6 @@ def resized_size(height: int, width: int, short_side: int) -> tuple[int, int]:
 
 # ----------------------------------------------------------------------------- memory budget
 
-BUDGET_ENV = "PIUMR_DECODE_BUDGET_MIB"
-DEFAULT_BUDGET_MIB = 1024
 
 
 class DecodeBudgetError(VideoError):
@@ -108,13 +107,9 @@ class DecodeBudgetError(VideoError):
 
 
 def decode_budget() -> int:
-    """Bytes one :func:`read_frames` call may return: ``$PIUMR_DECODE_BUDGET_MIB`` MiB (default 1024)."""
-    text = os.environ.get(BUDGET_ENV, "").strip()
-    if not text:
-        return DEFAULT_BUDGET_MIB * 2**20
-    if not (text.isascii() and text.isdigit()) or int(text) < 1:
-        raise ValueError(f"{BUDGET_ENV}={text!r}: expected a whole number of MiB >= 1")
-    return int(text) * 2**20
+    """Bytes one :func:`read_frames` call may return: ``$PIUMR_DECODE_BUDGET_MIB`` MiB (default 1024), as read
+    into ``piumr.settings``."""
+    return settings.current().decode_budget_mib * 2**20
 
 
 def check_budget(path: Path, frames: int, height: int, width: int, budget: int, what: str = "") -> None:

@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from piumr.config import DataConfig
+from piumr.config import SYNTH, DataConfig
 from piumr.data.ma52 import PREPARED_SUFFIX, SPLITS, find_layout, read_split
 from piumr.data.manifest import is_manifest, read_manifest
 from piumr.data.prepare import PreparedCache, open_cache_if_any
@@ -62,7 +62,7 @@ def data_report(cfg: DataConfig, hash_clips: int = 64) -> dict[str, Any]:
         splits = {s: len(read_split(root, s, check_files=False)) for s in SPLITS if s in layout.lists}
         cache = open_cache_if_any(root)
     return {
-        "root": cfg.root, "path": str(root), "kind": "synth" if cfg.root == "synth" else (
+        "root": cfg.root, "path": str(root), "kind": SYNTH if cfg.root == SYNTH else (
             ("prepared " if cache is not None else "") + "manifest" if is_manifest(root) else
             "prepared cache" if cache is not None else "raw videos"),
         "splits": splits,

@@ -8,16 +8,88 @@ pretrained checkpoints are untouched. Nothing else in the model changes.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from piumr.kernels.depthwise import TritonDepthwiseConv3d, is_x3d_depthwise_conv, triton_available
+from piumr.kernels.depthwise import DepthwiseConv3dFunction, triton_available, triton_interpreted
 
-__all__ = ["FastPathMode", "apply_fast_path", "find_depthwise_convs"]
+__all__ = ["FastPathMode", "TritonDepthwiseConv3d", "apply_fast_path", "find_depthwise_convs", "is_x3d_depthwise_conv"]
 
 FastPathMode = Literal["auto", "triton", "reference"]
+
+
+class TritonDepthwiseConv3d(nn.Module):
+    """Drop-in for pytorchvideo X3D's depthwise ``conv_b``: Conv3d(C, C, 3, stride=(1, s, s), padding=1,
+    groups=C, bias=False).
+
+    Attributes: ``weight`` (Parameter, (C, 1, 3, 3, 3); the same name as nn.Conv3d, so state_dicts and
+    Kinetics checkpoints load unchanged), ``stride`` ((1, s, s)), ``channels``.
+    forward: (B, C, T, H, W) -> (B, C, T, Ho, Wo). Runs the Triton kernels on CUDA tensors, or on CPU tensors
+    when the kernels were built for the interpreter (``TRITON_INTERPRET=1``/``PIUMR_TRITON_INTERPRET=1``);
+    anything else (CPU, no triton) uses ``F.conv3d``, so CPU users never break. Under CUDA autocast x and
+    weight are cast to the autocast dtype, as autocast does for nn.Conv3d.
+    """
+
+    def __init__(self, channels: int, stride: int = 1, weight: nn.Parameter | None = None) -> None:
+        super().__init__()
+        if stride not in (1, 2):
+            raise ValueError(f"spatial stride must be 1 or 2, got {stride}")
+        if weight is None:
+            weight = nn.Parameter(torch.empty(channels, 1, 3, 3, 3))
+            nn.init.kaiming_uniform_(weight, a=math.sqrt(5))  # nn.Conv3d's default init
+        if tuple(weight.shape) != (channels, 1, 3, 3, 3):
+            raise ValueError(f"weight must be ({channels}, 1, 3, 3, 3), got {tuple(weight.shape)}")
+        self.channels = channels
+        self.stride: tuple[int, int, int] = (1, stride, stride)
+        self.weight = weight
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv3d) -> TritonDepthwiseConv3d:
+        """Wrap a matching depthwise nn.Conv3d, sharing (not copying) its weight Parameter."""
+        if not is_x3d_depthwise_conv(conv):
+            raise ValueError(f"not an X3D depthwise 3x3x3 conv: {conv}")
+        weight = conv.weight
+        if not isinstance(weight, nn.Parameter):
+            raise TypeError(f"conv.weight must be an nn.Parameter to be shared, got {type(weight).__name__}")
+        return cls(conv.in_channels, stride=int(conv.stride[1]), weight=weight)
+
+    def use_triton(self, x: torch.Tensor) -> bool:
+        """Whether forward(x) runs the Triton kernels."""
+        return triton_available() and (x.is_cuda or triton_interpreted())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, C, T, H, W) -> (B, C, T, Ho, Wo)."""
+        weight: torch.Tensor = self.weight
+        if not self.use_triton(x):
+            return F.conv3d(x, weight, None, self.stride, 1, 1, self.channels)
+        if torch.is_autocast_enabled(x.device.type):
+            dtype = torch.get_autocast_dtype(x.device.type)
+            x, weight = x.to(dtype), weight.to(dtype)
+        out: torch.Tensor = DepthwiseConv3dFunction.apply(x, weight, self.stride[1])
+        return out
+
+    def extra_repr(self) -> str:
+        return f"{self.channels}, {self.channels}, kernel_size=(3, 3, 3), stride={self.stride}, padding=(1, 1, 1)"
+
+
+def is_x3d_depthwise_conv(module: nn.Module) -> bool:
+    """True for nn.Conv3d(C, C, 3x3x3, stride (1, s, s) with s in {1, 2}, padding 1, groups=C, no bias)."""
+    return (
+        type(module) is nn.Conv3d
+        and module.groups == module.in_channels == module.out_channels
+        and tuple(module.kernel_size) == (3, 3, 3)
+        and module.stride[0] == 1
+        and module.stride[1] == module.stride[2]
+        and module.stride[1] in (1, 2)
+        and tuple(module.padding) == (1, 1, 1)
+        and tuple(module.dilation) == (1, 1, 1)
+        and module.padding_mode == "zeros"
+        and module.bias is None
+    )
 
 
 def find_depthwise_convs(model: nn.Module) -> list[str]:

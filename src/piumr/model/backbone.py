@@ -12,12 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
+from piumr.backbones import backbone_spec
 from piumr.config import ModelConfig
-from piumr.errors import CheckpointError, load_error
+from piumr.errors import CheckpointError
+from piumr.model.weights import fit_state, one_file, read_state
 
-__all__ = ["X3DSpec", "X3D_SPECS", "build_x3d", "stage_channels", "load_kinetics_checkpoint", "CheckpointError"]
+__all__ = ["X3DSpec", "X3D_SPECS", "X3DSplit", "build", "build_x3d", "stage_channels", "load_kinetics_checkpoint",
+           "CheckpointError"]
 
 
 @dataclass(frozen=True)
@@ -81,45 +84,67 @@ def stage_channels(stage: nn.Module) -> int:
     return int(convs[-1].out_channels)
 
 
-def load_kinetics_checkpoint(net: nn.Module, path: Path) -> list[str]:
-    """Load a local pytorchvideo Kinetics checkpoint into ``net``.
+class X3DSplit:
+    """Runs a pytorchvideo X3D stage by stage (holds no parameters); the interface of every family's split.
 
-    ``path`` is a ``.pyth`` file with ``model_state`` (or a bare state dict),
-    read with ``torch.load(weights_only=True)``. The classifier
-    (``blocks.5.proj``) is re-initialised when its class count differs.
-    Returns the keys that were NOT loaded. Raises ``CheckpointError`` naming
-    the file on a missing file, an unreadable file, or any other mismatch.
+    ``stem`` (``blocks[0]``) -> ``stage(1..4)`` (the residual stages ``blocks[1..4]``, (B, C, T, H, W)) ->
+    ``embed`` (the head's projected pool + ReLU, (B, 2048) for X3D-M) -> ``head`` (dropout + linear).
     """
-    path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a folder; this backbone takes one weights file (a folder is for VideoMAE)")
-    if not path.is_file():
-        raise CheckpointError(f"{path}: pretrained weights file not found")
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several types (pickle, zip, runtime)
-        raise CheckpointError(f"{path}: cannot read as a torch checkpoint ({load_error(e)})") from None
-    state = raw.get("model_state", raw) if isinstance(raw, dict) else None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: expected a state dict or a dict with 'model_state'")
-    own = net.state_dict()
-    skipped = [k for k in ("blocks.5.proj.weight", "blocks.5.proj.bias")
-               if k in state and k in own and state[k].shape != own[k].shape]
-    for k in skipped:
-        del state[k]
-    bad = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
-    if bad:
-        k = bad[0]
-        raise CheckpointError(
-            f"{path}: shape mismatch for {k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)} "
-            "(a checkpoint of another X3D size?)"
-        )
-    unexpected = [k for k in state if k not in own]
-    missing = [k for k in own if k not in state and k not in skipped]
-    if unexpected or len(missing) > len(own) // 2:
-        raise CheckpointError(
-            f"{path}: does not fit this X3D ({len(unexpected)} unexpected keys, e.g. {unexpected[:3]}; "
-            f"{len(missing)} missing)"
-        )
-    net.load_state_dict(state, strict=False)
-    return skipped + missing
+
+    def stem(self, net: Any, x: Tensor) -> Tensor:
+        """(B, 3, T, H, W) -> stem output (B, C, T, H', W')."""
+        return net.blocks[0](x)  # type: ignore[no-any-return]
+
+    def stage(self, net: Any, i: int, x: Tensor) -> Tensor:
+        """Run residual stage ``i`` (1-4)."""
+        return net.blocks[i](x)  # type: ignore[no-any-return]
+
+    def to_cthw(self, x: Tensor) -> Tensor:
+        """Stage output is already (B, C, T, H, W)."""
+        return x
+
+    def from_cthw(self, y: Tensor, like: Tensor) -> Tensor:
+        """(B, C, T, H, W) is the stage layout."""
+        return y
+
+    def channels(self, net: Any, stage: int) -> int:
+        """C of stage ``stage``'s output (TFAM's input width)."""
+        return stage_channels(net.blocks[stage])
+
+    def embed(self, net: Any, x: Tensor) -> Tensor:
+        """Last stage output (B, C, T, H, W) -> embedding (B, D) (projected pool + activation)."""
+        return torch.flatten(net.blocks[5].pool(x), 1)
+
+    def head(self, net: Any, emb: Tensor) -> Tensor:
+        """Embedding (B, D) -> logits (B, num_classes) (dropout if any + linear; no softmax)."""
+        head = net.blocks[5]
+        if head.dropout is not None:  # pytorchvideo builds no dropout module for rate 0
+            emb = head.dropout(emb)
+        return head.proj(emb)  # type: ignore[no-any-return]
+
+    def embed_dim(self, net: Any) -> int:
+        """D, the classifier's input width."""
+        return int(net.blocks[5].proj.in_features)
+
+
+def build(cfg: ModelConfig) -> tuple[nn.Module, X3DSplit]:
+    """The X3D of ``cfg`` (``build_x3d``; ``zero_init_residual=False`` sets each residual branch's last
+    BatchNorm, which pytorchvideo zero-initialises, back to ones) and its split."""
+    net = build_x3d(cfg.backbone, num_classes=cfg.num_classes, frames=cfg.frames, crop=cfg.crop, dropout=cfg.dropout)
+    if not cfg.zero_init_residual:
+        for m in net.modules():  # pytorchvideo marks each residual branch's last BatchNorm
+            if getattr(m, "block_final_bn", False) and isinstance(m, nn.BatchNorm3d):
+                nn.init.ones_(m.weight)
+    return net, X3DSplit()
+
+
+def load_kinetics_checkpoint(net: nn.Module, path: Path, name: str) -> list[str]:
+    """Load a local pytorchvideo Kinetics checkpoint into ``net`` (the X3D built as ``name``).
+
+    ``path`` is a ``.pyth`` file with ``model_state`` (or a bare state dict), read by
+    ``piumr.model.weights.read_state``. The classifier (``blocks.5.proj``) is re-initialised when its class
+    count differs; up to half of the model's keys may be absent. Returns the keys that were NOT loaded.
+    Raises ``CheckpointError`` naming the file on a missing or unreadable file or any other mismatch.
+    """
+    path = one_file(Path(path))
+    return fit_state(net, read_state(path), path, name, backbone_spec(name).classifier, max_missing=0.5)

@@ -3,23 +3,50 @@ VideoMAE (optional extra)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
-import torch
 from torch import Tensor, nn
 
+from piumr.backbones import Family, backbone_spec
 from piumr.config import ModelConfig, TFAMConfig, get_preset
-from piumr.model.backbone import build_x3d, load_kinetics_checkpoint, stage_channels
+from piumr.model import backbone as x3d
+from piumr.model import video_backbones, videomae
 from piumr.model.tfam import TFAM
-from piumr.model.video_backbones import (
-    VideoSplit, build_video_backbone, is_torchvision_backbone, load_torchvision_weights, video_split,
-)
-from piumr.model.videomae import (
-    VideoMAEBackbone, VideoMAESplit, is_videomae_backbone, load_videomae_weights, videomae_split,
-)
 
-__all__ = ["PIUmrOutput", "PIUmrNet", "build_model", "build_tfam", "attach_tfam"]
+__all__ = ["PIUmrOutput", "PIUmrNet", "Split", "FamilyCode", "FAMILIES", "build_model", "build_tfam", "attach_tfam"]
+
+
+class Split(Protocol):
+    """How a backbone runs stage by stage (holds no parameters): ``stem`` -> ``stage(1..4)`` -> ``embed`` ->
+    ``head``; ``to_cthw`` / ``from_cthw`` turn a stage output into (B, C, T, H, W) for TFAM and back;
+    ``channels(net, s)`` is C after stage s; ``embed_dim`` is the classifier's input width D."""
+
+    def stem(self, net: Any, x: Tensor) -> Tensor: ...
+    def stage(self, net: Any, i: int, x: Tensor) -> Tensor: ...
+    def to_cthw(self, x: Tensor) -> Tensor: ...
+    def from_cthw(self, y: Tensor, like: Tensor) -> Tensor: ...
+    def channels(self, net: Any, stage: int) -> int: ...
+    def embed(self, net: Any, x: Tensor) -> Tensor: ...
+    def head(self, net: Any, emb: Tensor) -> Tensor: ...
+    def embed_dim(self, net: Any) -> int: ...
+
+
+class FamilyCode(NamedTuple):
+    """The code of one backbone family: ``build(cfg)`` -> (backbone module, its ``Split``), and
+    ``load(net, path, name)`` -> the keys of local pretrained weights it did not load."""
+
+    build: Callable[[ModelConfig], tuple[nn.Module, Split]]
+    load: Callable[[nn.Module, Path, str], list[str]]
+
+
+#: the family of each registered backbone (``piumr.backbones``) -> the module that builds, splits and loads it
+FAMILIES: dict[Family, FamilyCode] = {
+    "x3d": FamilyCode(x3d.build, x3d.load_kinetics_checkpoint),
+    "torchvision": FamilyCode(video_backbones.build, video_backbones.load_torchvision_weights),
+    "videomae": FamilyCode(videomae.build, videomae.load_videomae_weights),
+}
 
 
 class PIUmrOutput(NamedTuple):
@@ -51,68 +78,31 @@ class PIUmrNet(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.tfam_stage = cfg.tfam.stage
-        self.tfam: TFAM | None
-        self._split: VideoSplit | VideoMAESplit | None
-        if is_videomae_backbone(cfg.backbone):
-            vspec, self._split = videomae_split(cfg.backbone)
-            self.backbone: nn.Module = VideoMAEBackbone(cfg.backbone, num_classes=cfg.num_classes,
-                                                        frames=cfg.frames, crop=cfg.crop, dropout=cfg.dropout)
-            self.tfam = build_tfam(vspec.dims[cfg.tfam.stage - 1], cfg.tfam) if cfg.tfam.enabled else None
-            self.embed_dim = self._split.embed_dim(self.backbone)
-            return
-        if is_torchvision_backbone(cfg.backbone):
-            spec, self._split = video_split(cfg.backbone)
-            self.backbone = build_video_backbone(cfg.backbone, num_classes=cfg.num_classes, frames=cfg.frames,
-                                                 crop=cfg.crop, dropout=cfg.dropout)
-            self.tfam = build_tfam(spec.dims[cfg.tfam.stage - 1], cfg.tfam) if cfg.tfam.enabled else None
-            self.embed_dim = self._split.embed_dim(self.backbone)
-            return
-        self._split = None
-        self.backbone = build_x3d(cfg.backbone, num_classes=cfg.num_classes, frames=cfg.frames,
-                                  crop=cfg.crop, dropout=cfg.dropout)
-        if not cfg.zero_init_residual:
-            for m in self.backbone.modules():  # pytorchvideo marks each residual branch's last BatchNorm
-                if getattr(m, "block_final_bn", False) and isinstance(m, nn.BatchNorm3d):
-                    nn.init.ones_(m.weight)
-        blocks: Any = getattr(self.backbone, "blocks")
-        self.tfam = build_tfam(stage_channels(blocks[cfg.tfam.stage]), cfg.tfam) if cfg.tfam.enabled else None
-        self.embed_dim = int(blocks[5].proj.in_features)
+        self.backbone: nn.Module
+        self.backbone, self._split = FAMILIES[backbone_spec(cfg.backbone).family].build(cfg)
+        channels = self._split.channels(self.backbone, cfg.tfam.stage)
+        self.tfam: TFAM | None = build_tfam(channels, cfg.tfam) if cfg.tfam.enabled else None
+        self.embed_dim = self._split.embed_dim(self.backbone)
 
     def forward_features(self, x: Tensor) -> Tensor:
         """(B, 3, T, H, W) -> last-stage features: (B, C, T', H', W') for X3D and R(2+1)D,
         (B, T', H', W', C) for Swin, tokens (B, 1 + T'H'W', C) for MViT, (B, T'H'W', C) for VideoMAE."""
-        if self._split is not None:
-            sp = self._split
-            x = sp.stem(self.backbone, x)
-            for i in range(1, 5):
-                x = sp.stage(self.backbone, i, x)
-                if self.tfam is not None and i == self.tfam_stage:
-                    x = sp.from_cthw(self.tfam(sp.to_cthw(x)), x)
-            return x
-        blocks: Any = getattr(self.backbone, "blocks")
-        for i in range(5):
-            x = blocks[i](x)
+        sp = self._split
+        x = sp.stem(self.backbone, x)
+        for i in range(1, 5):
+            x = sp.stage(self.backbone, i, x)
             if self.tfam is not None and i == self.tfam_stage:
-                x = self.tfam(x)
+                x = sp.from_cthw(self.tfam(sp.to_cthw(x)), x)
         return x
 
     def embed(self, feats: Tensor) -> Tensor:
         """Last-stage features -> embedding f (B, D) (X3D: projected pool + ReLU; torchvision: its pool
         or MViT's class token; VideoMAE: mean token + fc_norm)."""
-        if self._split is not None:
-            return self._split.embed(self.backbone, feats)
-        head: Any = getattr(self.backbone, "blocks")[5]
-        return torch.flatten(head.pool(feats), 1)
+        return self._split.embed(self.backbone, feats)
 
     def forward_head(self, emb: Tensor) -> Tensor:
         """Embedding (B, D) -> logits (B, num_classes) (dropout where the backbone has one + linear; no softmax)."""
-        if self._split is not None:
-            return self._split.head(self.backbone, emb)
-        head: Any = getattr(self.backbone, "blocks")[5]
-        if head.dropout is not None:  # pytorchvideo builds no dropout module for rate 0
-            emb = head.dropout(emb)
-        logits: Tensor = head.proj(emb)
-        return logits
+        return self._split.head(self.backbone, emb)
 
     def forward(self, x: Tensor) -> PIUmrOutput:
         if x.dim() != 5 or x.shape[1] != 3:
@@ -129,11 +119,11 @@ def build_model(
 
     ``build_model(preset="paper")`` gives X3D-M + TFAM for 16x224 input and 52
     classes; ``config`` takes a full ``ModelConfig`` instead; keyword overrides
-    replace ``ModelConfig`` fields (``num_classes=10``, ``backbone="x3d_s"``,
+    replace ``ModelConfig`` fields (``num_classes=10``, ``backbone=`` a name of ``piumr.backbones.BACKBONES``,
     ``tfam=TFAMConfig(enabled=False)`` ...). ``pretrained`` is a local Kinetics
-    checkpoint (never downloaded): pytorchvideo ``.pyth`` for X3D, a VideoMAE
-    model folder or state dict for VideoMAE (``load_videomae_weights``), a
-    torchvision ``.pth`` state dict otherwise; the classifier is re-initialised when the
+    checkpoint (never downloaded), loaded by the backbone family's loader (``FAMILIES``): pytorchvideo
+    ``.pyth`` for X3D, a VideoMAE model folder or state dict for VideoMAE, a torchvision ``.pth`` state dict
+    otherwise; the classifier is re-initialised when the
     class count differs.
     """
     cfg = config if config is not None else get_preset(preset or "paper").model
@@ -142,12 +132,8 @@ def build_model(
                                                                  for k, v in overrides.items()}})
     weights = pretrained if pretrained is not None else cfg.pretrained
     net = PIUmrNet(cfg)
-    if weights is not None and is_videomae_backbone(cfg.backbone):
-        load_videomae_weights(net.backbone, Path(weights), cfg.backbone)
-    elif weights is not None and is_torchvision_backbone(cfg.backbone):
-        load_torchvision_weights(net.backbone, Path(weights), cfg.backbone)
-    elif weights is not None:
-        load_kinetics_checkpoint(net.backbone, Path(weights))
+    if weights is not None:
+        FAMILIES[backbone_spec(cfg.backbone).family].load(net.backbone, Path(weights), cfg.backbone)
     return net
 
 

@@ -32,17 +32,19 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from piumr.errors import CheckpointError, load_error
+from piumr.backbones import backbone_spec
+from piumr.config import ModelConfig
+from piumr.model.weights import fit_state, one_file, read_state
 
 __all__ = [
-    "VideoSpec", "VIDEO_SPECS", "VideoSplit", "build_video_backbone", "video_split",
-    "load_torchvision_weights", "is_torchvision_backbone",
+    "VideoSpec", "VIDEO_SPECS", "VideoSplit", "build", "build_video_backbone", "video_split",
+    "load_torchvision_weights",
 ]
 
 
 @dataclass(frozen=True)
 class VideoSpec:
-    """One torchvision backbone: its family, builder arguments and classifier keys."""
+    """One torchvision backbone: its architecture family and builder arguments (the rest: ``piumr.backbones``)."""
 
     family: str  # "r2plus1d" | "swin3d" | "mvit"
     depths: tuple[int, int, int, int]
@@ -50,30 +52,20 @@ class VideoSpec:
     heads: tuple[int, int, int, int] = (1, 1, 1, 1)
     window: tuple[int, int, int] = (8, 7, 7)  # swin3d attention window (T, H, W)
     stochastic_depth: float = 0.0
-    classifier: tuple[str, ...] = ()  # state-dict keys of the classifier (re-initialised on a class-count change)
 
 
 VIDEO_SPECS: dict[str, VideoSpec] = {
     # torchvision.models.video.r2plus1d_18
-    "r2plus1d_18": VideoSpec("r2plus1d", (2, 2, 2, 2), (64, 128, 256, 512), classifier=("fc.weight", "fc.bias")),
+    "r2plus1d_18": VideoSpec("r2plus1d", (2, 2, 2, 2), (64, 128, 256, 512)),
     # torchvision.models.video.swin3d_t
-    "swin3d_t": VideoSpec("swin3d", (2, 2, 6, 2), (96, 192, 384, 768), (3, 6, 12, 24), stochastic_depth=0.1,
-                          classifier=("head.weight", "head.bias")),
+    "swin3d_t": VideoSpec("swin3d", (2, 2, 6, 2), (96, 192, 384, 768), (3, 6, 12, 24), stochastic_depth=0.1),
     # torchvision.models.video.mvit_v2_s
-    "mvit_v2_s": VideoSpec("mvit", (1, 2, 11, 2), (96, 192, 384, 768), (1, 2, 4, 8), stochastic_depth=0.2,
-                           classifier=("head.1.weight", "head.1.bias")),
+    "mvit_v2_s": VideoSpec("mvit", (1, 2, 11, 2), (96, 192, 384, 768), (1, 2, 4, 8), stochastic_depth=0.2),
     # not paper models: the same code at small depth/width, for CPU tests and demos
-    "r2plus1d_tiny": VideoSpec("r2plus1d", (1, 1, 1, 1), (64, 128, 256, 512), classifier=("fc.weight", "fc.bias")),
-    "swin3d_tiny": VideoSpec("swin3d", (1, 1, 1, 1), (16, 32, 64, 128), (1, 1, 2, 2), window=(2, 4, 4),
-                             classifier=("head.weight", "head.bias")),
-    "mvit_tiny": VideoSpec("mvit", (1, 1, 1, 1), (16, 32, 64, 128), (1, 1, 2, 2),
-                           classifier=("head.1.weight", "head.1.bias")),
+    "r2plus1d_tiny": VideoSpec("r2plus1d", (1, 1, 1, 1), (64, 128, 256, 512)),
+    "swin3d_tiny": VideoSpec("swin3d", (1, 1, 1, 1), (16, 32, 64, 128), (1, 1, 2, 2), window=(2, 4, 4)),
+    "mvit_tiny": VideoSpec("mvit", (1, 1, 1, 1), (16, 32, 64, 128), (1, 1, 2, 2)),
 }
-
-
-def is_torchvision_backbone(name: str) -> bool:
-    """True when ``name`` is one of ``VIDEO_SPECS`` (built here, not by pytorchvideo)."""
-    return name in VIDEO_SPECS
 
 
 def _mvit_blocks(spec: VideoSpec) -> list[Any]:
@@ -137,8 +129,9 @@ class VideoSplit:
     convert a stage output to (B, C, T, H, W) for TFAM and back.
     """
 
-    def __init__(self, family: str, depths: tuple[int, int, int, int]) -> None:
+    def __init__(self, family: str, depths: tuple[int, int, int, int], dims: tuple[int, int, int, int]) -> None:
         self.family = family
+        self.dims = dims
         ends = [sum(depths[: i + 1]) for i in range(4)]
         self._mvit_ranges = [(0 if i == 0 else ends[i - 1], ends[i]) for i in range(4)]
         self._thw: tuple[int, int, int] = (0, 0, 0)
@@ -188,6 +181,10 @@ class VideoSplit:
             return y.permute(0, 2, 3, 4, 1)
         return torch.cat([like[:, :1], y.flatten(2).transpose(1, 2)], dim=1)
 
+    def channels(self, net: Any, stage: int) -> int:
+        """C of stage ``stage``'s output (TFAM's input width)."""
+        return self.dims[stage - 1]
+
     def embed(self, net: Any, x: Tensor) -> Tensor:
         """Last stage output -> embedding (B, D): pooled features (R(2+1)D, Swin) or MViT's class token."""
         if self.family == "r2plus1d":
@@ -212,44 +209,22 @@ class VideoSplit:
 def video_split(name: str) -> tuple[VideoSpec, VideoSplit]:
     """The spec and a fresh ``VideoSplit`` of backbone ``name``."""
     spec = VIDEO_SPECS[name]
-    return spec, VideoSplit(spec.family, spec.depths)
+    return spec, VideoSplit(spec.family, spec.depths, spec.dims)
+
+
+def build(cfg: ModelConfig) -> tuple[nn.Module, VideoSplit]:
+    """The torchvision backbone of ``cfg`` and its split."""
+    net = build_video_backbone(cfg.backbone, num_classes=cfg.num_classes, frames=cfg.frames, crop=cfg.crop,
+                               dropout=cfg.dropout)
+    return net, video_split(cfg.backbone)[1]
 
 
 def load_torchvision_weights(net: nn.Module, path: Path, name: str) -> list[str]:
     """Load a local torchvision ``.pth`` state dict into backbone ``net`` (built as ``name``).
 
-    Read with ``torch.load(weights_only=True)``; the classifier is
-    re-initialised when its class count differs. Returns the keys NOT loaded.
-    Raises ``CheckpointError`` (one line naming the file) on a missing or
-    unreadable file or any key/shape mismatch.
+    Read by ``piumr.model.weights.read_state``; the classifier is re-initialised when its class count
+    differs. Returns the keys NOT loaded. Raises ``CheckpointError`` (one line naming the file) on a missing
+    or unreadable file or any key/shape mismatch.
     """
-    path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a folder; this backbone takes one weights file (a folder is for VideoMAE)")
-    if not path.is_file():
-        raise CheckpointError(f"{path}: pretrained weights file not found")
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several types (pickle, zip, runtime)
-        raise CheckpointError(f"{path}: cannot read as a torch checkpoint ({load_error(e)})") from None
-    state = raw.get("model", raw) if isinstance(raw, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise CheckpointError(f"{path}: expected a torchvision state dict (name -> tensor)")
-    own = net.state_dict()
-    classifier = VIDEO_SPECS[name].classifier
-    skipped = [k for k in classifier if k in state and k in own and state[k].shape != own[k].shape]
-    state = {k: v for k, v in state.items() if k not in skipped}
-    unexpected = [k for k in state if k not in own]
-    missing = [k for k in own if k not in state and k not in skipped]
-    if unexpected or missing:
-        raise CheckpointError(
-            f"{path}: not a {name} state dict ({len(unexpected)} unexpected keys, e.g. {unexpected[:2]}; "
-            f"{len(missing)} missing, e.g. {missing[:2]})")
-    bad = [k for k, v in state.items() if own[k].shape != v.shape]
-    if bad:
-        k = bad[0]
-        raise CheckpointError(
-            f"{path}: shape mismatch for {k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)} "
-            f"({name} weights are for its own clip length and crop?)")
-    net.load_state_dict(state, strict=False)
-    return skipped
+    path = one_file(Path(path))
+    return fit_state(net, read_state(path), path, name, backbone_spec(name).classifier)

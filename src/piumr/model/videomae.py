@@ -38,11 +38,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from piumr.errors import CheckpointError, MissingExtraError, load_error
+from piumr.backbones import backbone_spec
+from piumr.config import ModelConfig
+from piumr.errors import CheckpointError, MissingExtraError
+from piumr.model.weights import fit_state, read_state
 
 __all__ = [
     "VideoMAESpec", "VIDEOMAE_SPECS", "PATCH", "TUBELET", "VideoMAEBackbone", "VideoMAESplit",
-    "is_videomae_backbone", "videomae_split", "load_videomae_weights",
+    "build", "videomae_split", "load_videomae_weights",
 ]
 
 PATCH = 16  # spatial patch size (pixels)
@@ -67,15 +70,6 @@ VIDEOMAE_SPECS: dict[str, VideoMAESpec] = {
     "videomae_b": VideoMAESpec(hidden=768, layers=12, heads=12),  # MCG-NJU/videomae-base
     "videomae_tiny": VideoMAESpec(hidden=64, layers=4, heads=2),  # not a published model: CPU tests and demos
 }
-
-#: state-dict keys of the classifier (re-initialised when the class count differs)
-CLASSIFIER = ("classifier.weight", "classifier.bias")
-
-
-def is_videomae_backbone(name: str) -> bool:
-    """True when ``name`` is one of ``VIDEOMAE_SPECS``."""
-    return name in VIDEOMAE_SPECS
-
 
 def _transformers() -> ModuleType:
     """``transformers``, or ``MissingExtraError`` naming the extra that installs it."""
@@ -130,6 +124,7 @@ class VideoMAESplit:
     """
 
     def __init__(self, spec: VideoMAESpec) -> None:
+        self.dims = spec.dims
         per = spec.layers // 4
         self._ranges = [(i * per, (i + 1) * per) for i in range(4)]
         self._grid: tuple[int, int, int] = (0, 0, 0)
@@ -158,6 +153,10 @@ class VideoMAESplit:
     def from_cthw(self, y: Tensor, like: Tensor) -> Tensor:
         """(B, C, T', H', W') -> tokens (B, N, C) (``like`` unused: no class token)."""
         return y.flatten(2).transpose(1, 2)
+
+    def channels(self, net: Any, stage: int) -> int:
+        """C of stage ``stage``'s tokens (TFAM's input width)."""
+        return self.dims[stage - 1]
 
     def embed(self, net: Any, x: Tensor) -> Tensor:
         """Final tokens (B, N, C) -> embedding (B, C): mean over tokens, then ``fc_norm``."""
@@ -219,28 +218,6 @@ def _weights_file(path: Path, name: str) -> Path:
     if not path.is_file():
         raise CheckpointError(f"{path}: pretrained weights file or folder not found")
     return path
-
-
-def _read_state(path: Path) -> dict[str, Tensor]:
-    """name -> tensor from a ``.safetensors`` file or a ``torch.save``d state dict (``weights_only=True``;
-    a ``{"model": ...}``, ``{"module": ...}`` or ``{"state_dict": ...}`` wrapper is opened)."""
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            raw: Any = load_file(str(path), device="cpu")
-        else:
-            raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # safetensors and torch raise several types (header, pickle, zip, runtime)
-        raise CheckpointError(f"{path}: cannot read as a state dict ({load_error(e)})") from None
-    if isinstance(raw, dict):
-        for wrapper in ("model", "module", "state_dict"):
-            if isinstance(raw.get(wrapper), dict):
-                raw = raw[wrapper]
-                break
-    if not isinstance(raw, dict) or not raw or not all(isinstance(v, Tensor) for v in raw.values()):
-        raise CheckpointError(f"{path}: expected a state dict (name -> tensor)")
-    return {str(k): v for k, v in raw.items()}
 
 
 #: keys of ``VideoMAEForPreTraining`` outside its encoder (its decoder)
@@ -328,24 +305,16 @@ def load_videomae_weights(net: nn.Module, path: Path, name: str) -> list[str]:
     keys NOT loaded. Raises ``CheckpointError`` (one line naming the file) on a
     missing or unreadable file or a file of another model.
     """
-    path = Path(path)
-    file = _weights_file(path, name)
-    raw = _read_state(file)
+    file = _weights_file(Path(path), name)
+    raw = read_state(file)
     state, _ = _own_keys(_from_original(raw) if _is_original(raw) else raw)
-    own = net.state_dict()
-    skipped = [k for k in CLASSIFIER if k in state and k in own and state[k].shape != own[k].shape]
-    state = {k: v for k, v in state.items() if k not in skipped}
-    optional = ("fc_norm.weight", "fc_norm.bias", *CLASSIFIER)
-    unexpected = [k for k in state if k not in own]
-    missing = [k for k in own if k not in state and k not in optional]
-    if unexpected or missing:
-        raise CheckpointError(
-            f"{file}: not a {name} state dict ({len(unexpected)} unexpected keys, e.g. {unexpected[:2]}; "
-            f"{len(missing)} missing, e.g. {missing[:2]})")
-    bad = [k for k, v in state.items() if own[k].shape != v.shape]
-    if bad:
-        k = bad[0]
-        raise CheckpointError(f"{file}: not a {name} state dict (shape of {k}: file {tuple(state[k].shape)}, "
-                              f"{name} {tuple(own[k].shape)})")
-    net.load_state_dict(state, strict=False)
-    return [k for k in own if k not in state]
+    return fit_state(net, state, file, name, backbone_spec(name).classifier,
+                     optional=("fc_norm.weight", "fc_norm.bias", *backbone_spec(name).classifier))
+
+
+def build(cfg: ModelConfig) -> tuple[nn.Module, VideoMAESplit]:
+    """The VideoMAE backbone of ``cfg`` and its split."""
+    split = videomae_split(cfg.backbone)[1]
+    net = VideoMAEBackbone(cfg.backbone, num_classes=cfg.num_classes, frames=cfg.frames, crop=cfg.crop,
+                           dropout=cfg.dropout)
+    return net, split

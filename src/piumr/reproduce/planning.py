@@ -14,7 +14,8 @@ from pathlib import Path
 
 from rich.table import Table as RichTable
 
-from piumr.config import PRESETS, DataConfig, TrainConfig, backbone_overrides, get_preset, with_overrides
+from piumr.backbones import backbone_spec
+from piumr.config import PRESETS, SYNTH, DataConfig, TrainConfig, backbone_overrides, get_preset, with_overrides
 from piumr.data.manifest import is_manifest
 from piumr.data.splits import load_split, synth_params
 from piumr.data.synth import split_counts
@@ -22,8 +23,8 @@ from piumr.reproduce import specs
 from piumr.reproduce.runner import expand_names, experiment_spec
 from piumr.reproduce.runs import Settings, State, jobs_for
 
-__all__ = ["ANCHOR_TRAIN_CLIPS_PER_S", "ANCHOR_EVAL_CLIPS_PER_S", "TFAM_OVERHEAD", "BACKBONE_GMACS",
-           "BACKBONE_STEP_RATIO", "backbone_cost_ratio",
+__all__ = ["ANCHOR_TRAIN_CLIPS_PER_S", "ANCHOR_EVAL_CLIPS_PER_S", "ANCHOR_BACKBONE", "TFAM_OVERHEAD",
+           "backbone_cost_ratio",
            "estimate_gpu_hours", "DataSizes", "data_sizes", "ma52_sizes", "PlanRow", "plan", "plan_table"]
 
 # Measured anchors (torch 2.11, bf16 autocast, AdamW): plain pytorchvideo X3D-M 16x224, bf16, batch 80, one H100.
@@ -34,26 +35,21 @@ ANCHOR_EVAL_CLIPS_PER_S = 874.0
 #: ratio was 1.17 (TFAM's small kernels are launch-bound): the estimate is for the paper's batch 80.
 TFAM_OVERHEAD = 1.034
 MA52_TRAIN_CLIPS, MA52_VAL_CLIPS = 11_250, 5_586
-#: multiply-accumulates (G) of one clip's forward pass at each backbone's own clip length and crop
-#: (``piumr.config.NATIVE_INPUT``), counted with ``torch.utils.flop_counter`` (``piumr.bench.forward_flops`` / 2);
-#: for reference: GPU speed per MAC differs widely between architectures (Swin3D-T has 18.6x X3D-M's MACs but
-#: took 1.5x its step time), so estimates use ``BACKBONE_STEP_RATIO`` and fall back to this ratio only for a
-#: backbone that was not timed
-BACKBONE_GMACS: dict[str, float] = {"x3d_m": 4.73, "r2plus1d_18": 40.52, "swin3d_t": 87.76, "mvit_v2_s": 64.22,
-                                    "videomae_b": 180.34}
-#: training step time of the plain backbone over plain X3D-M's, each at its own clip length and crop, bf16, batch
-#: 16, 5 steps after 2 warm-ups, one H200 (``bench/gpu_backbones.sh``; artifacts/gpu-check/2026-11-26-h200/
-#: backbones.log): 57.8, 218.5, 263.1 ms against 143.9 ms
-BACKBONE_STEP_RATIO: dict[str, float] = {"x3d_m": 1.0, "r2plus1d_18": 57.8 / 143.9, "swin3d_t": 218.5 / 143.9,
-                                         "mvit_v2_s": 263.1 / 143.9}
+#: the backbone the anchors above were measured on: the paper preset's (X3D-M)
+ANCHOR_BACKBONE = PRESETS["paper"].model.backbone
 
 
 def backbone_cost_ratio(backbone: str) -> float:
-    """Training time of ``backbone`` relative to X3D-M: the measured step-time ratio, else the MACs ratio,
-    else 1 (the other X3D sizes are not scaled)."""
-    if backbone in BACKBONE_STEP_RATIO:
-        return BACKBONE_STEP_RATIO[backbone]
-    return BACKBONE_GMACS.get(backbone, BACKBONE_GMACS["x3d_m"]) / BACKBONE_GMACS["x3d_m"]
+    """Training time of ``backbone`` relative to X3D-M, from its registry spec (``piumr.backbones``): the
+    measured step-time ratio, else the ratio of forward MACs (GPU speed per MAC differs widely between
+    architectures: Swin3D-T has 18.6x X3D-M's MACs but took 1.5x its step time), else 1 (the other X3D sizes
+    are not scaled)."""
+    spec, anchor = backbone_spec(backbone), backbone_spec(ANCHOR_BACKBONE)
+    if spec.step_ratio is not None:
+        return spec.step_ratio
+    if spec.gmacs is not None and anchor.gmacs is not None:
+        return spec.gmacs / anchor.gmacs
+    return 1.0
 
 
 @dataclass(frozen=True)
@@ -71,7 +67,7 @@ def data_sizes(data: DataConfig) -> DataSizes:
     without ``--data``)."""
     cross = data.split == "cross-subject"
     every = data.seen_holdout
-    if data.root == "synth":
+    if data.root == SYNTH:
         n = split_counts(**synth_params(data))
         if not cross:
             return DataSizes(n["train"], n["val"], "synthetic data")

@@ -35,6 +35,7 @@ import numpy.typing as npt
 import torch
 from rich.console import Console
 
+from piumr.backbones import backbone_spec
 from piumr.checkpoint import load_model
 from piumr.data.loaders import eval_loader
 from piumr.evaluate import collect_scores
@@ -278,7 +279,7 @@ def experiment_spec(settings: Settings, name: str) -> ExperimentSpec:
     size with the paper preset, the preset's otherwise). With ``--backbone`` the rows say so."""
     spec = specs.get_experiment(name)
     bb = settings.base.model.backbone
-    if not bb.startswith("x3d"):  # --backbone: the X3D rows run on bb; the paper's X3D values do not apply
+    if backbone_spec(bb).family != "x3d":  # --backbone: the X3D rows run on bb; the paper's X3D values do not apply
         spec = replace(spec, rows=tuple(replace(r, label=r.label.replace("X3D", bb), paper=None) for r in spec.rows))
     if spec.name == "table1" and settings.table1_with:
         extra = specs.table1_with(settings.table1_with, native_input=settings.preset == "paper")

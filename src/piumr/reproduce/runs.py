@@ -28,7 +28,7 @@ import torch
 from rich.console import Console
 
 from piumr.checkpoint import load_model, provenance
-from piumr.config import TrainConfig, backbone_overrides, get_preset, with_overrides
+from piumr.config import SYNTH, TrainConfig, backbone_overrides, get_preset, with_overrides
 from piumr.data.loaders import build_dataset
 from piumr.data.ma52 import ClipRecord
 from piumr.data.manifest import is_manifest
@@ -131,7 +131,7 @@ ASSUMED_MA52 = "MA-52"
 
 def data_tag(data: str, preset: str) -> str:
     """Folder name for a data root + preset: ``synth-tiny``, ``MA-52`` (the paper preset adds nothing)."""
-    name = "synth" if data == "synth" else (Path(data).expanduser().resolve().name or "data")
+    name = SYNTH if data == SYNTH else (Path(data).expanduser().resolve().name or "data")
     return name if preset == "paper" else f"{name}-{preset}"
 
 
@@ -158,10 +158,10 @@ def make_settings(*, data: str | None, preset: str = "paper", seeds: Sequence[in
         raise ValueError(f"--epochs must be >= 1, got {epochs}")
     if jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {jobs}")
-    if data != "synth" and not plan_only and not (Path(data).expanduser().is_dir() or is_manifest(data)):
+    if data != SYNTH and not plan_only and not (Path(data).expanduser().is_dir() or is_manifest(data)):
         raise FileNotFoundError(f"{data}: data root does not exist (give an MA-52 folder, a prepared cache, a "
                                 "manifest .csv or 'synth')")
-    over: dict[str, Any] = {"data.root": data if data == "synth" else str(Path(data).expanduser())}
+    over: dict[str, Any] = {"data.root": data if data == SYNTH else str(Path(data).expanduser())}
     if epochs is not None:
         over["optim.epochs"] = epochs
     if max_steps_per_epoch is not None:
@@ -176,7 +176,7 @@ def make_settings(*, data: str | None, preset: str = "paper", seeds: Sequence[in
     root = out if out is not None else Path("artifacts") / "reproduce" / data_tag(data, preset)
     return Settings(root=root, base=base, preset=preset, seeds=tuple(seeds), device=device, progress=progress,
                     console=console or Console(stderr=True), jobs=jobs,
-                    banner=SYNTH_BANNER if data == "synth" else None, table1_with=tuple(table1_with))
+                    banner=SYNTH_BANNER if data == SYNTH else None, table1_with=tuple(table1_with))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from piumr.config import BACKBONES, TFAMConfig, TrainConfig, backbone_overrides, with_overrides
+from piumr.backbones import REGISTRY, backbone_spec
+from piumr.config import TFAMConfig, TrainConfig, backbone_overrides, with_overrides
 from piumr.metrics import PAPER_COLUMNS
 from piumr.reproduce import paper
 
@@ -159,10 +160,6 @@ def _table1() -> ExperimentSpec:
                "Top-5 is not reported."))
 
 
-#: display names and Table 1 rows of the backbones ``table1 --with`` can add (torchvision's, VideoMAE)
-_BACKBONE_LABELS: dict[str, str] = {"swin3d_t": "Video Swin-T", "r2plus1d_18": "R(2+1)D-18", "mvit_v2_s": "MViTv2-S",
-                                    "videomae_b": "VideoMAE-B"}
-_BACKBONE_PAPER_ROW: dict[str, str] = {"swin3d_t": "Video Swin T"}
 
 
 def backbone_rows(backbone: str, *, native_input: bool) -> tuple[RowSpec, RowSpec]:
@@ -174,12 +171,13 @@ def backbone_rows(backbone: str, *, native_input: bool) -> tuple[RowSpec, RowSpe
     row carries the paper's reported values where Table 1 has that method.
     Raises ``ValueError`` for an X3D or unknown backbone.
     """
-    if backbone not in BACKBONES or backbone.startswith("x3d"):
+    if backbone not in REGISTRY or REGISTRY[backbone].family == "x3d":
         raise ValueError(f"--with {backbone!r}: choose a non-X3D backbone: "
-                         f"{', '.join(b for b in BACKBONES if not b.startswith('x3d'))}")
+                         f"{', '.join(n for n, s in REGISTRY.items() if s.family != 'x3d')}")
     over = {**backbone_overrides(backbone, native_input=native_input), "model.pretrained": None}
-    label = _BACKBONE_LABELS.get(backbone, backbone)
-    reported = {r.name: r for r in paper.TABLE1_REPORTED}.get(_BACKBONE_PAPER_ROW.get(backbone, ""))
+    spec = REGISTRY[backbone]
+    label = spec.label
+    reported = {r.name: r for r in paper.TABLE1_REPORTED}.get(spec.paper_row or "")
     return (RowSpec(backbone, f"{label} (TFAM off, GIRL off)", {**over, **_OFF, **_NO_GIRL}, reported),
             RowSpec(f"{backbone}+piumr", f"{label} + TFAM + GIRL", over))
 
@@ -256,13 +254,51 @@ def build_config(base: TrainConfig, row: RowSpec, seed: int) -> TrainConfig:
     return canonical(cfg)
 
 
+#: the config fields that run keys were first defined over (dotted). A field added since enters a key only when
+#: it differs from its default: adding a field with a default keeps every existing run key (and run folder)
+_KEYED_FIELDS = frozenset([
+    *"ce_weight eval_every max_steps_per_epoch".split(),
+    *(f"data.{f}" for f in "backend crop_min_scale fold fold_seed folds hflip memory_cache num_workers on_error "
+      "root seen_holdout short_side split synth_classes_per_body synth_clips_per_person synth_frames "
+      "synth_persons synth_seed synth_size".split()),
+    *(f"girl.{f}" for f in "detach_weights enabled eps eta exclude_self groups lambda_var tau var_grad weight "
+      "weight_on".split()),
+    *(f"model.{f}" for f in "backbone crop dropout frames num_classes pretrained zero_init_residual".split()),
+    *(f"model.tfam.{f}" for f in "alpha attn_dim attn_heads attn_kernel beta dct_kernel dyt_init enabled eps_high "
+      "eps_low frequency fusion fusion_cos fusion_grad fusion_momentum gamma_w gate_scale_init kernel_scale "
+      "mask_ratio num_dct sinkhorn_iters stability_pool stage tau_min tau_scale temporal temporal_perturb "
+      "tokens".split()),
+    *(f"optim.{f}" for f in "amp batch_size epochs gamma grad_clip lr milestones warmup_epochs weight_decay".split()),
+])
+#: never in a key: the run's name, and the seeds (all seeds of one row share its key)
+_UNKEYED = ("name", "seed", "girl.seed")
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def _nested(flat: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, v in flat.items():
+        *parents, leaf = key.split(".")
+        node = out
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = v
+    return out
+
+
 def config_key(cfg: TrainConfig) -> str:
-    """12-hex digest of the config without its seeds (all seeds of one row share it)."""
-    data = cfg.model_dump(mode="json")
-    data.pop("seed")
-    data["girl"].pop("seed")
-    data.pop("name")
-    blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    """12-hex digest of the fields of ``cfg`` that change a result: every field but the name and the seeds,
+    where a field added after ``_KEYED_FIELDS`` counts only when it is not at its default."""
+    defaults = _flat(type(cfg)().model_dump(mode="json"))
+    data = {k: v for k, v in _flat(cfg.model_dump(mode="json")).items()
+            if k not in _UNKEYED and (k in _KEYED_FIELDS or v != defaults.get(k))}
+    blob = json.dumps(_nested(data), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -277,5 +313,5 @@ def run_slug(cfg: TrainConfig) -> str:
             t += "-cons" if tf.fusion == "consistency" else "-mean"
     g = "girl" if cfg.girl.enabled else "nogirl"
     split = "_xsub" if cfg.data.split == "cross-subject" else ""
-    bb = "" if cfg.model.backbone.startswith("x3d") else f"{cfg.model.backbone}_"
+    bb = "" if backbone_spec(cfg.model.backbone).family == "x3d" else f"{cfg.model.backbone}_"
     return f"{bb}{t}_{g}{split}-{config_key(cfg)}"
