@@ -10,6 +10,8 @@ from pydantic import ValidationError
 
 from piumr.config import TrainConfig
 
+from .speed import SPEED_FLAGS
+
 # config key (dotted) -> the command-line option that sets it
 FLAGS: dict[str, str] = {
     "data.root": "--data",
@@ -43,6 +45,7 @@ FLAGS: dict[str, str] = {
     "seed": "--seed",
     "eval_every": "--eval-every",
     "max_steps_per_epoch": "--max-steps-per-epoch",
+    **SPEED_FLAGS,
 }
 
 

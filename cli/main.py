@@ -26,6 +26,7 @@ from .options import (
     check_preset, metavar, resolve_checkpoint,
 )
 from .resume import parse_milestones, resume_run
+from .speed import CompileOpt, FastDepthwiseOpt, SpeedOpt, speed_overrides
 
 if TYPE_CHECKING:  # the CLI imports torch-heavy modules inside commands, so --help stays fast
     from piumr.checkpoint import Checkpoint
@@ -33,8 +34,6 @@ if TYPE_CHECKING:  # the CLI imports torch-heavy modules inside commands, so --h
 
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
 warnings.filterwarnings("ignore", message=".*saved_variables.*", category=DeprecationWarning)
-
-
 
 app = typer.Typer(help="PIUmr: person-independent micro-action recognition (X3D + TFAM + GIRL).",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
@@ -228,6 +227,7 @@ def train(
     eval_every: Annotated[Optional[int], typer.Option()] = None,
     max_steps_per_epoch: Annotated[Optional[int], typer.Option()] = None,
     on_error: Annotated[Optional[str], typer.Option(metavar=metavar(OnError), help="what a broken clip does")] = None,
+    compile_: CompileOpt = None, fast_depthwise: FastDepthwiseOpt = None, speed: SpeedOpt = None,
     device: DeviceOpt = None,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
     threads: ThreadsOpt = None,
@@ -246,13 +246,13 @@ def train(
         typed = {"--preset": preset, "--data": data, "--epochs": epochs, "--batch-size": batch_size, "--lr": lr,
                  "--milestones": milestones, "--frames": frames, "--crop": crop, "--backbone": backbone,
                  "--pretrained": pretrained, "--tfam-stage": tfam_stage, "--no-tfam": no_tfam or None,
-                 "--no-girl": no_girl or None,
-                 "--tfam-frequency/--no-tfam-frequency": tfam_frequency,
+                 "--no-girl": no_girl or None, "--tfam-frequency/--no-tfam-frequency": tfam_frequency,
                  "--tfam-temporal/--no-tfam-temporal": tfam_temporal, "--fusion": fusion,
                  "--girl-var-grad": girl_var_grad or None, "--girl-detach-weights": girl_detach_weights or None,
                  "--split": split, "--fold": fold, "--seed": seed, "--workers": workers, "--amp/--no-amp": amp,
                  "--grad-clip": grad_clip, "--eval-every": eval_every, "--max-steps-per-epoch": max_steps_per_epoch,
-                 "--on-error": on_error, "--fresh": fresh or None}
+                 "--on-error": on_error, "--fresh": fresh or None, "--compile/--no-compile": compile_,
+                 "--fast-depthwise": fast_depthwise, "--speed": speed}
         if resume is not None:
             if out_dir is not None and out_dir.resolve() != resume.resolve():
                 raise ValueError(f"--out {out_dir} cannot be combined with --resume {resume} (a resumed run stays "
@@ -280,7 +280,7 @@ def train(
             "data.split": split, "data.fold": fold, "seed": seed, "data.num_workers": workers,
             "optim.amp": amp, "optim.grad_clip": grad_clip, "eval_every": eval_every,
             "max_steps_per_epoch": max_steps_per_epoch, "data.on_error": on_error,
-        }, backbone)
+            **speed_overrides(compile_, fast_depthwise, speed)}, backbone)
         if fold is not None and cfg.data.split != "cross-subject":
             raise ValueError(f"--fold {fold} applies to --split cross-subject only (this run uses {cfg.data.split!r})")
         run_dir = out_dir or ARTIFACTS / "runs" / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"

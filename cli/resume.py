@@ -6,13 +6,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from .flags import FLAGS, with_overrides_described
+from .speed import speed_overrides
 
 if TYPE_CHECKING:
     from piumr.train import TrainResult
 
 # the options a resumed run accepts (the config keys they set); the others would change the run mid-way
 RESUME_OPTIONS = {"--epochs": "optim.epochs", "--lr": "optim.lr", "--milestones": "optim.milestones",
-                  "--workers": "data.num_workers"}
+                  "--workers": "data.num_workers", "--compile/--no-compile": "speed.compile",
+                  "--fast-depthwise": "speed.depthwise", "--speed": "speed"}  # speed: how a step runs
 
 
 def parse_milestones(text: Optional[str]) -> Optional[tuple[int, ...]]:
@@ -45,7 +47,8 @@ def resume_run(folder: Path, typed: dict[str, Any], *, device: Optional[str], pr
         base = read_config(folder)[0]
     else:
         raise FileNotFoundError(f"{folder}: no run to resume here (no last.safetensors or config.json)")
-    values = {key: typed[flag] for flag, key in RESUME_OPTIONS.items() if flag in typed}
+    values = {key: typed[flag] for flag, key in RESUME_OPTIONS.items() if flag in typed and key != "speed"}
+    values.update(speed_overrides(None, None, typed.get("--speed")))
     if "optim.milestones" in values:
         values["optim.milestones"] = parse_milestones(values["optim.milestones"])
     try:

@@ -3,7 +3,8 @@
 - ``depthwise``: forward / backward-input / backward-weight kernels of X3D's depthwise 3x3x3 conv, the autograd
   Function and the drop-in ``TritonDepthwiseConv3d`` module (falls back to ``F.conv3d`` off-GPU).
 - ``bench``: ``bench_depthwise``, reference vs Triton timing of one layer (CUDA only).
-- ``fastpath``: ``apply_fast_path(model, mode)`` swaps the module into a model, sharing weights.
+- ``fastpath``: ``apply_fast_path(model, mode)`` swaps the module into a model, sharing weights;
+  ``swap_depthwise(model, impl, tiles)`` picks conv3d, ATen's ``conv_depthwise3d`` or Triton (training path).
 """
 
 from piumr.kernels.depthwise import (
@@ -17,10 +18,19 @@ from piumr.kernels.depthwise import (
     triton_interpreted,
 )
 from piumr.kernels.bench import bench_depthwise
-from piumr.kernels.fastpath import FastPathMode, apply_fast_path, find_depthwise_convs
+from piumr.kernels.fastpath import (
+    AtenDepthwiseConv3d,
+    DepthwiseImpl,
+    FastPathMode,
+    apply_fast_path,
+    find_depthwise_convs,
+    swap_depthwise,
+)
 
 __all__ = [
+    "AtenDepthwiseConv3d",
     "DepthwiseConv3dFunction",
+    "DepthwiseImpl",
     "FastPathMode",
     "TritonDepthwiseConv3d",
     "apply_fast_path",
@@ -30,6 +40,7 @@ __all__ = [
     "depthwise_conv3d_backward_weight",
     "find_depthwise_convs",
     "is_x3d_depthwise_conv",
+    "swap_depthwise",
     "triton_available",
     "triton_interpreted",
 ]

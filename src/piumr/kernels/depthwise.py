@@ -57,11 +57,13 @@ from torch.autograd.function import once_differentiable
 
 __all__ = [
     "DepthwiseConv3dFunction",
+    "Tiles",
     "TritonDepthwiseConv3d",
     "depthwise_conv3d",
     "depthwise_conv3d_backward_input",
     "depthwise_conv3d_backward_weight",
     "is_x3d_depthwise_conv",
+    "tile_key",
     "triton_available",
     "triton_interpreted",
 ]
@@ -470,32 +472,46 @@ def depthwise_conv3d_backward_weight(
     return partial.sum(dim=0)[:, :_NUM_TAPS].reshape(c, 1, 3, 3, 3)
 
 
+Tiles = dict[str, Block]
+"""Tile per kernel and shape, keyed by :func:`tile_key` (``"fwd/16x56x56/s1"``); a missing key takes ``_tile``."""
+
+
+def tile_key(kind: str, t: int, h: int, w: int, stride: int) -> str:
+    """Key of :data:`Tiles`: ``kind`` in fwd, bwd_input, bwd_weight; (t, h, w) the forward input's plane stack."""
+    return f"{kind}/{t}x{h}x{w}/s{stride}"
+
+
 class DepthwiseConv3dFunction(torch.autograd.Function):
-    """Autograd wiring of the three kernels: ``apply(x, weight, stride) -> y``.
+    """Autograd wiring of the three kernels: ``apply(x, weight, stride, tiles=None) -> y``.
 
     x: (B, C, T, H, W); weight: (C, 1, 3, 3, 3); stride: spatial stride s in {1, 2} (temporal stride 1,
-    padding 1); y: (B, C, T, Ho, Wo) in x.dtype. grad_x comes back in grad_y's dtype, grad_w in weight.dtype.
+    padding 1); tiles: optional :data:`Tiles` for this shape; y: (B, C, T, Ho, Wo) in x.dtype. grad_x comes
+    back in grad_y's dtype, grad_w in weight.dtype.
     """
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, stride: int) -> torch.Tensor:
-        y = depthwise_conv3d(x, weight, stride)
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, stride: int,
+                tiles: Tiles | None = None) -> torch.Tensor:
+        t, h, w = x.shape[2:]
+        ctx.blocks = [(tiles or {}).get(tile_key(k, t, h, w, stride)) for k in ("fwd", "bwd_input", "bwd_weight")]
+        y = depthwise_conv3d(x, weight, stride, block=ctx.blocks[0])
         ctx.save_for_backward(x, weight)
         ctx.stride = stride
         return y
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, grad_y: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
+    def backward(ctx: Any, grad_y: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None]:
         x, weight = ctx.saved_tensors
         stride: int = ctx.stride
         grad_x: torch.Tensor | None = None
         grad_w: torch.Tensor | None = None
         if ctx.needs_input_grad[0]:
-            grad_x = depthwise_conv3d_backward_input(grad_y, weight, (x.shape[3], x.shape[4]), stride)
+            grad_x = depthwise_conv3d_backward_input(grad_y, weight, (x.shape[3], x.shape[4]), stride,
+                                                     block=ctx.blocks[1])
         if ctx.needs_input_grad[1]:
-            grad_w = depthwise_conv3d_backward_weight(x, grad_y, stride).to(weight.dtype)
-        return grad_x, grad_w, None
+            grad_w = depthwise_conv3d_backward_weight(x, grad_y, stride, block=ctx.blocks[2]).to(weight.dtype)
+        return grad_x, grad_w, None, None
 
 
 class TritonDepthwiseConv3d(nn.Module):
@@ -503,15 +519,18 @@ class TritonDepthwiseConv3d(nn.Module):
     groups=C, bias=False).
 
     Attributes: ``weight`` (Parameter, (C, 1, 3, 3, 3); the same name as nn.Conv3d, so state_dicts and
-    Kinetics checkpoints load unchanged), ``stride`` ((1, s, s)), ``channels``.
+    Kinetics checkpoints load unchanged), ``stride`` ((1, s, s)), ``channels``, ``tiles`` (optional
+    :data:`Tiles` per shape).
     forward: (B, C, T, H, W) -> (B, C, T, Ho, Wo). Runs the Triton kernels on CUDA tensors, or on CPU tensors
     when the kernels were built for the interpreter (``TRITON_INTERPRET=1``/``PIUMR_TRITON_INTERPRET=1``);
     anything else (CPU, no triton) uses ``F.conv3d``, so CPU users never break. Under CUDA autocast x and
     weight are cast to the autocast dtype, as autocast does for nn.Conv3d.
     """
 
-    def __init__(self, channels: int, stride: int = 1, weight: nn.Parameter | None = None) -> None:
+    def __init__(self, channels: int, stride: int = 1, weight: nn.Parameter | None = None,
+                 tiles: Tiles | None = None) -> None:
         super().__init__()
+        self.tiles = tiles
         if stride not in (1, 2):
             raise ValueError(f"spatial stride must be 1 or 2, got {stride}")
         if weight is None:
@@ -524,14 +543,14 @@ class TritonDepthwiseConv3d(nn.Module):
         self.weight = weight
 
     @classmethod
-    def from_conv(cls, conv: nn.Conv3d) -> TritonDepthwiseConv3d:
+    def from_conv(cls, conv: nn.Conv3d, tiles: Tiles | None = None) -> TritonDepthwiseConv3d:
         """Wrap a matching depthwise nn.Conv3d, sharing (not copying) its weight Parameter."""
         if not is_x3d_depthwise_conv(conv):
             raise ValueError(f"not an X3D depthwise 3x3x3 conv: {conv}")
         weight = conv.weight
         if not isinstance(weight, nn.Parameter):
             raise TypeError(f"conv.weight must be an nn.Parameter to be shared, got {type(weight).__name__}")
-        return cls(conv.in_channels, stride=int(conv.stride[1]), weight=weight)
+        return cls(conv.in_channels, stride=int(conv.stride[1]), weight=weight, tiles=tiles)
 
     def use_triton(self, x: torch.Tensor) -> bool:
         """Whether forward(x) runs the Triton kernels."""
@@ -545,7 +564,7 @@ class TritonDepthwiseConv3d(nn.Module):
         if torch.is_autocast_enabled(x.device.type):
             dtype = torch.get_autocast_dtype(x.device.type)
             x, weight = x.to(dtype), weight.to(dtype)
-        out: torch.Tensor = DepthwiseConv3dFunction.apply(x, weight, self.stride[1])
+        out: torch.Tensor = DepthwiseConv3dFunction.apply(x, weight, self.stride[1], self.tiles)
         return out
 
     def extra_repr(self) -> str:

@@ -262,6 +262,7 @@ def config_key(cfg: TrainConfig) -> str:
     data.pop("seed")
     data["girl"].pop("seed")
     data.pop("name")
+    data.pop("speed")  # how a step runs changes no result (rounding aside): runs are shared across it
     blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
