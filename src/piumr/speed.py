@@ -113,6 +113,7 @@ class Feed:
     def epoch(self, epoch: int, skip: int = 0) -> Iterator[dict[str, Any]]:
         """Batches ``skip, skip + 1, ...`` of ``epoch`` (at most ``steps`` in all, ``skip`` included)."""
         if not self.speed.prefetch:
+            self.ds.set_epoch(epoch)
             loader = train_loader(self.cfg, self.ds, epoch=epoch, rank=self.rank, world=self.world,
                                   pin_memory=self.cuda, skip_batches=skip)
             for _, batch in zip(range(skip, self.steps), loader):
