@@ -34,7 +34,7 @@ if [ "$CPU_MODE" = 1 ]; then
   declare -A LIMIT=([calibrate]=20 [profile]=30 [matrix]=60 [depthwise]=20 [loader]=60 [compile]=0 [batch160]=30)
 else
   BUDGET=${PIUMR_LEASE_BUDGET:-470}; FLAG=
-  declare -A LIMIT=([calibrate]=30 [profile]=60 [matrix]=150 [depthwise]=60 [loader]=100 [compile]=150 [batch160]=60)
+  declare -A LIMIT=([calibrate]=20 [profile]=45 [matrix]=150 [depthwise]=90 [loader]=90 [compile]=120 [batch160]=60)
 fi
 SCALE=${PIUMR_LEASE_SCALE:-1}
 BUDGET=$(( BUDGET * SCALE ))
@@ -47,7 +47,9 @@ if [ -n "$(ls -A "$WHEELS" 2>/dev/null)" ]; then
   "$PY" -m pip install -q --no-index --no-deps --no-compile --target "$SITE" --find-links "$WHEELS" \
     -r bench/gpu_wheels.txt -r bench/gpu_wheels_built.txt >>"$LOG" 2>&1 || echo "[wheels] install failed (see lease.log)"
 fi
-export PYTHONPATH=$PWD/src:$PWD${SITE:+:$SITE}${PYTHONPATH:+:$PYTHONPATH}
+# the project from its source tree: src/ holds piumr, cli/ is the package piumr_cli once installed
+mkdir -p "$WORK/pkgs" && ln -sfn "$PWD/cli" "$WORK/pkgs/piumr_cli"
+export PYTHONPATH=$PWD/src:$WORK/pkgs:$SITE${PYTHONPATH:+:$PYTHONPATH}
 export PYTHONUNBUFFERED=1 PIUMR_CACHE=$WORK/cache
 TORCH_AFTER=$("$PY" -c "import torch; print(torch.__version__, torch.__file__)" 2>&1)
 { date -u; git rev-parse HEAD 2>/dev/null; echo "torch before: $TORCH_BEFORE"; echo "torch after: $TORCH_AFTER"

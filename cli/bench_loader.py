@@ -71,8 +71,8 @@ def bench_loader(
     for col in ("workers", "dtype", "decode", "clips/s", "MB/clip", "passes", "source"):
         t.add_column(col, justify="right")
     for r in rows:
-        if "skipped" in r:
-            t.add_row(str(r["workers"]), r["dtype_asked"], "cuda", r["skipped"], "", "", "")
+        if "not_run" in r:
+            t.add_row(str(r["workers"]), r["dtype_asked"], "cuda", r["not_run"], "", "", "")
             continue
         t.add_row(str(r["workers"]), r["dtype"], r["decode"], f"{r['clips_per_s']:.2f}",
                   f"{r['bytes_per_clip'] / 1e6:.2f}", f"{r['passes']:.1f}", r["source"])

@@ -303,7 +303,8 @@ def _train_one_epoch(run: _Run, net: torch.nn.Module, state: _State, epoch: int,
         acc["n_batches"] += 1
         acc["clips"] += video.shape[0] * dinfo.world
         rate = (acc["clips"] - clips0) / max(time.time() - t_ep, 1e-9)
-        prog.update(task, advance=1, info=f"loss {vals.get('total', math.nan):.3f} lr {lr:.1e} {rate:.1f} clips/s")
+        loss = f"{vals['total']:.3f}" if vals else "-"  # "-" until the first host read (speed.check_every)
+        prog.update(task, advance=1, info=f"loss {loss} lr {lr:.1e} {rate:.1f} clips/s")
         if log_now:
             _guarded(run, state, epoch, "log.jsonl", lambda: run.log(
                 type="step", epoch=epoch, step=state.step, loss=vals["total"], ce=vals["ce"], girl=vals["girl"],

@@ -50,7 +50,8 @@ def loader_throughput(
     separately; then batches are drawn for ``seconds``. ``uint8``: clips leave the loader as uint8 (normalised
     later on the device). ``gpu_decode``: the prepared cache's JPEGs decoded by ``torchvision.io.decode_jpeg`` on
     CUDA and augmented there, in this process (``workers`` is ignored; needs CUDA and a prepared cache).
-    Returns clips/s, the clips/passes/batches measured, bytes per clip and what was measured.
+    Returns clips/s, the clips/passes/batches measured, bytes per clip and what was measured (``{"not_run":
+    reason}`` for ``gpu_decode`` without CUDA or a prepared cache).
     """
     records = read_split(root, cast(Split, split), check_files=True)
     if not records:
@@ -62,7 +63,7 @@ def loader_throughput(
     prepared = dataset.cache is not None
     if gpu_decode:
         if not (torch.cuda.is_available() and isinstance(dataset.cache, PreparedCache)):
-            return {"skipped": "GPU JPEG decoding needs CUDA and a prepared cache"}
+            return {"not_run": "GPU JPEG decoding needs CUDA and a prepared cache"}
         dataset.cache, workers = _GpuJpegCache(dataset.cache, torch.device("cuda")), 0
     per_pass = max(min_clips, MIN_BATCHES_PER_PASS * batch_size, len(records))
     loader = DataLoader(_Repeated(dataset, per_pass), batch_sampler=_RandomBatches(per_pass, batch_size),
