@@ -342,7 +342,7 @@ def main(argv: list[str]) -> None:
         raise SystemExit("no CUDA device: run bench/gpu_lease.sh with PIUMR_LEASE_CPU=1 for the CPU mode")
     t = time.perf_counter()
     result = run_item(item, work, cpu)
-    (work / f"{item}.json").write_text(json.dumps({"result": result, "seconds": time.perf_counter() - t}))
+    (work / f"{item}.json").write_text(json.dumps({"result": result, "compute_s": time.perf_counter() - t}))
 
 
 if __name__ == "__main__":

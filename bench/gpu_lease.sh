@@ -3,7 +3,7 @@
 # in priority order, each under its own time limit, results.json rewritten after each one (a timeout keeps
 # what was done). Nothing is installed over the machine's torch: carried wheels (bench/gpu_wheels*.txt, as for
 # bench/gpu_check.sh) go into a private --target folder, the project runs from its source tree (PYTHONPATH).
-# Writes into OUT: results.json (every item: status, seconds, numbers), lease.log (all output),
+# Writes into OUT: results.json (every item: status, wall seconds, compute_s, numbers), lease.log (all output),
 # depthwise_tiles.json (Triton tiles per shape, for `piumr train --speed tiles=FILE`), env.txt.
 #
 # usage: bench/gpu_lease.sh OUT
