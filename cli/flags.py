@@ -14,6 +14,8 @@ from pydantic import ValidationError
 
 from piumr.config import TrainConfig
 
+from .speed import SPEED_FLAGS, parse_speed
+
 
 def parse_milestones(text: Optional[str]) -> Optional[tuple[int, ...]]:
     """``--milestones 30,60`` -> (30, 60); '' -> (); ``ValueError`` naming the flag otherwise."""
@@ -41,11 +43,13 @@ class Option:
     resumable: bool = False
     removes: Optional[str] = None  # the model part this switch removes ("tfam", "girl")
     configures: Optional[str] = None  # the model part this option configures
+    expands: bool = False  # ``convert`` returns several dotted config overrides (``--speed``), not one value
+    name: Optional[str] = None  # the command's parameter, where it is not the flag's (``compile_``)
 
     @property
     def param(self) -> str:
         """The command's parameter: ``--batch-size`` -> ``batch_size``."""
-        return self.flag.split("/")[0].removeprefix("--").replace("-", "_")
+        return self.name or self.flag.split("/")[0].removeprefix("--").replace("-", "_")
 
     def typed(self, value: Any) -> bool:
         """Whether the user typed this option, given the parameter's value."""
@@ -86,6 +90,10 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
     Option("--max-steps-per-epoch", "max_steps_per_epoch"),
     Option("--on-error", "data.on_error"),
     Option("--fresh", switch=True),
+    # how a step runs (docs/benchmarks.md); --compile and --fast-depthwise win over the same lever in --speed
+    Option("--speed", "speed", parse_speed, resumable=True, expands=True),
+    Option("--compile/--no-compile", "speed.compile", resumable=True, name="compile_"),
+    Option("--fast-depthwise", "speed.depthwise", resumable=True),
 )
 
 SYNTH_OPTIONS: tuple[Option, ...] = (
@@ -98,7 +106,8 @@ SYNTH_OPTIONS: tuple[Option, ...] = (
 )
 
 # config key (dotted) -> the command-line option that sets it
-FLAGS: dict[str, str] = {o.key: o.flag for o in (*SYNTH_OPTIONS, *TRAIN_OPTIONS) if o.key is not None}
+FLAGS: dict[str, str] = {**{o.key: o.flag for o in (*SYNTH_OPTIONS, *TRAIN_OPTIONS) if o.key is not None},
+                         **SPEED_FLAGS}
 # the options a resumed run accepts (the config keys they set); the others would change the run mid-way
 RESUME_OPTIONS: dict[str, str] = {o.flag: o.key for o in TRAIN_OPTIONS if o.resumable and o.key is not None}
 
@@ -110,8 +119,16 @@ def typed_options(options: Sequence[Option], params: Mapping[str, Any]) -> dict[
 
 def config_overrides(options: Sequence[Option], typed: Mapping[str, Any]) -> dict[str, Any]:
     """config key -> config value of the ``typed`` options (flag -> typed value) that set a key."""
-    return {o.key: (o.convert(typed[o.flag]) if o.convert else typed[o.flag])
-            for o in options if o.key is not None and o.flag in typed}
+    out: dict[str, Any] = {}
+    for o in options:
+        if o.key is None or o.flag not in typed:
+            continue
+        value = o.convert(typed[o.flag]) if o.convert else typed[o.flag]
+        if o.expands:
+            out.update(value)
+        else:
+            out[o.key] = value
+    return out
 
 
 def refuse_conflicts(options: Sequence[Option], typed: Mapping[str, Any]) -> None:

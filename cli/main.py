@@ -13,9 +13,10 @@ import typer
 from rich.table import Table
 
 from piumr.config import (
-    MAX_CROP, MAX_FRAMES, MAX_SHORT_SIDE, MAX_VIEWS, MAX_WORKERS, MIN_SHORT_SIDE, SYNTH, DataConfig, ListSplit,
+    MAX_SHORT_SIDE, MAX_VIEWS, MAX_WORKERS, MIN_SHORT_SIDE, SYNTH, DataConfig, ListSplit,
 )
 
+from .bench_loader import bench_loader
 from .display import show_prediction
 from .doctor import doctor
 from .errors import console, err, user_errors, warn_cpu_time
@@ -346,29 +347,7 @@ def bench_infer(
     _bench("infer", preset, batch, device, iters, variants, threads, backbone)
 
 
-@bench_app.command("loader")
-def bench_loader(
-    data: Annotated[str, typer.Option(help="data root or prepared cache ('synth' for the generated set)")] = SYNTH,
-    preset: PresetOpt = "paper",
-    workers: Annotated[int, typer.Option(min=0, max=MAX_WORKERS)] = 2,
-    seconds: Annotated[float, typer.Option(min=0.1)] = 20.0,
-    frames: Annotated[Optional[int], typer.Option(min=1, max=MAX_FRAMES)] = None,
-    crop: Annotated[Optional[int], typer.Option(min=32, max=MAX_CROP)] = None,
-    threads: ThreadsOpt = None,
-) -> None:
-    """Data loader throughput (augmented clips/s) from raw videos or a prepared cache."""
-    with user_errors():
-        check_data(data)
-        cfg = build_config(preset, {"data.root": data})
-    from piumr.data.bench import loader_throughput
-    from piumr.data.splits import resolve_root
-
-    with user_errors():
-        root = resolve_root(cfg.data)
-        _threads(threads, workers)
-        res = loader_throughput(root, "train", frames or cfg.model.frames, crop or cfg.model.crop,
-                                cfg.data.short_side, workers, cfg.optim.batch_size if workers else 8, seconds)
-        out.print_json(json.dumps(res))
+bench_app.command("loader")(bench_loader)
 
 
 def _register_reproduce() -> None:

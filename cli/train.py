@@ -21,6 +21,7 @@ from .options import (
     parse_minutes,
 )
 from .resume import resume_run
+from .speed import CompileOpt, FastDepthwiseOpt, SpeedOpt
 
 out = console()
 
@@ -66,6 +67,9 @@ def train(
     eval_every: Annotated[Optional[int], typer.Option()] = None,
     max_steps_per_epoch: Annotated[Optional[int], typer.Option()] = None,
     on_error: Annotated[Optional[str], typer.Option(metavar=metavar(OnError), help="what a broken clip does")] = None,
+    compile_: CompileOpt = None,
+    fast_depthwise: FastDepthwiseOpt = None,
+    speed: SpeedOpt = None,
     device: DeviceOpt = None,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
     threads: ThreadsOpt = None,

@@ -212,9 +212,13 @@ def test_train_options_are_declared_once() -> None:
                 value = getattr(value, part)
             assert with_overrides(base, {o.key: value}) is not None, o.key
             assert FLAGS[o.key] == o.flag
-    assert set(RESUME_OPTIONS.values()) <= set(AMENDABLE)
+    # --speed sets the whole speed section (several levers): each of its fields is an amendment
+    expanded = {k for v in RESUME_OPTIONS.values() for k in (
+        [f"speed.{f}" for f in type(base.speed).model_fields] if v == "speed" else [v])}
+    assert expanded <= set(AMENDABLE)
     assert RESUME_OPTIONS == {"--epochs": "optim.epochs", "--lr": "optim.lr", "--milestones": "optim.milestones",
-                              "--workers": "data.num_workers"}
+                              "--workers": "data.num_workers", "--speed": "speed",
+                              "--compile/--no-compile": "speed.compile", "--fast-depthwise": "speed.depthwise"}
 
 
 @pytest.mark.parametrize("args, message", [

@@ -203,6 +203,26 @@ class OptimConfig(_Frozen):
     warmup_epochs: int = Field(0, ge=0)  # not in paper
 
 
+Depthwise = Literal["conv3d", "aten", "triton"]
+
+
+class SpeedConfig(_Frozen):
+    """How a training step runs on the device; none of these changes a result beyond rounding (each is tested
+    against the lever off, docs/benchmarks.md "Training-path levers"). Not in paper. Every default is the
+    lever off: none has yet been measured to help on a GPU (the defaults await that measurement)."""
+
+    cudnn_benchmark: bool = False  # CUDA: let cuDNN time its algorithms for each shape once
+    channels_last: bool = False  # model and clips in channels_last_3d (DESIGN §5: slower for X3D-M on one H100)
+    compile: bool = False  # torch.compile the network (DESIGN §5: no gain alone, ~100 s warm-up)
+    fused_adamw: bool = False  # CUDA: AdamW(fused=True), one kernel for all parameters
+    uint8_clips: bool = False  # loader yields uint8 clips, normalised on the device (a quarter of the bytes)
+    prefetch: bool = False  # persistent loader workers across epochs; CUDA: next batch copied on a side stream
+    prefetch_factor: int = Field(4, ge=1, le=64)  # batches each worker keeps ready (with ``prefetch``)
+    check_every: int = Field(1, ge=1, le=100000)  # steps between host syncs (finite check, loss values)
+    depthwise: Depthwise = "conv3d"  # X3D depthwise convs: torch's conv3d (cuDNN), ATen's kernel, or Triton
+    depthwise_tiles: str | None = None  # JSON of Triton tiles per shape (bench/gpu_lease.sh writes one)
+
+
 class TrainConfig(_Frozen):
     """A complete, reproducible run."""
 
@@ -212,6 +232,7 @@ class TrainConfig(_Frozen):
     girl: GIRLConfig = GIRLConfig()
     data: DataConfig = DataConfig()
     optim: OptimConfig = OptimConfig()
+    speed: SpeedConfig = SpeedConfig()
     ce_weight: float = Field(1.0, ge=0.0)  # §4.1: plain sum
     eval_every: int = Field(1, ge=1)  # epochs between validations (not in paper)
     max_steps_per_epoch: int | None = Field(None, ge=1)  # cap for quick runs (not in paper)

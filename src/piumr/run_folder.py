@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from piumr.checkpoint import Checkpoint, read_checkpoint
-from piumr.config import TrainConfig
+from piumr.config import SpeedConfig, TrainConfig
 from piumr.errors import RunFolderError
 from piumr.files import write_text_atomic
 
@@ -41,7 +41,8 @@ LOCK = ".lock"
 CONFIG = "config.json"
 # config keys a resumed run may change: the length of the run, the learning-rate schedule, and the
 # number of loader processes (which does not change any result)
-AMENDABLE = ("optim.epochs", "optim.lr", "optim.milestones", "optim.gamma", "data.num_workers")
+AMENDABLE = ("optim.epochs", "optim.lr", "optim.milestones", "optim.gamma", "data.num_workers",
+             *(f"speed.{k}" for k in SpeedConfig.model_fields))  # how a step runs, not what it computes
 
 
 class AmendmentError(ValueError):

@@ -43,7 +43,7 @@ from piumr import run_folder
 from piumr.checkpoint import restore_rng, save_checkpoint
 from piumr.config import CHECKPOINT_EVERY_MIN, OptimConfig, TrainConfig
 from piumr.data.dataset import VideoDataset
-from piumr.data.loaders import build_dataset, eval_loader, probe_lengths, train_loader
+from piumr.data.loaders import build_dataset, eval_loader, probe_lengths
 from piumr.data.manifest import MA52_CLASSES, ClassInfo
 from piumr.data.splits import class_info, load_split, resolve_root, trained_on
 from piumr.errors import RunError
@@ -53,6 +53,7 @@ from piumr.losses import PIUmrLoss
 from piumr.metrics import format_table
 from piumr.model import PIUmrNet, build_model
 from piumr.runtime import DistInfo, seed_everything, setup_distributed
+from piumr.speed import Feed, LossMeter, Synced, compile_model, configure_backends, make_optimizer, prepare_model
 
 __all__ = ["TrainResult", "lr_at", "train"]
 
@@ -107,6 +108,8 @@ class _Run:
     criterion: PIUmrLoss
     opt: torch.optim.Optimizer
     steps_per_epoch: int
+    feed: Feed  # each epoch's batches on the device (piumr.speed)
+    meter: LossMeter  # loss parts summed on the device, read every speed.check_every steps
     checkpoint_every_s: float = math.inf
     folder_id: tuple[int, int] | None = None
     classes: ClassInfo = MA52_CLASSES  # a manifest's classes and groups (validation metrics, predictions)
@@ -198,8 +201,10 @@ def _set_up(opened: run_folder.Opened, out_dir: Path, dinfo: DistInfo, progress:
     # a resumed run takes its weights from the checkpoint: the --pretrained file is not read (it may have moved)
     model_cfg = cfg.model if opened.ckpt is None else cfg.model.model_copy(update={"pretrained": None})
     model = build_model(config=model_cfg).to(dinfo.device)
+    configure_backends(cfg.speed, dinfo.device)
+    prepare_model(model, cfg.speed)
     criterion = PIUmrLoss(cfg.girl, cfg.ce_weight)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    opt = make_optimizer(model, cfg.optim, cfg.speed, dinfo.device)
     steps = len(train_ds) // cfg.optim.batch_size
     if cfg.max_steps_per_epoch is not None:
         steps = min(steps, cfg.max_steps_per_epoch)
@@ -211,6 +216,8 @@ def _set_up(opened: run_folder.Opened, out_dir: Path, dinfo: DistInfo, progress:
     st = os.stat(out_dir) if dinfo.main else None
     return _Run(cfg, out_dir, dinfo, console, _Log(out_dir / "log.jsonl" if dinfo.main else None), train_ds,
                 val_loader, model, criterion, opt, steps,
+                Feed(cfg, train_ds, dinfo.device, steps, rank=dinfo.rank, world=dinfo.world),
+                LossMeter(cfg.speed.check_every),
                 folder_id=(st.st_dev, st.st_ino) if st is not None else None, classes=class_info(cfg.data),
                 trained_on=trained_on(cfg, train_records))
 
@@ -256,11 +263,12 @@ def _restore(run: _Run, opened: run_folder.Opened) -> _State:
 
 
 def _wrap(run: _Run) -> torch.nn.Module:
-    """The module to train: the model, or DDP around it under torch.distributed."""
+    """The module to train: the model, or DDP around it under torch.distributed; compiled with speed.compile."""
     if run.dinfo.world == 1:
-        return run.model
+        return compile_model(run.model, run.cfg.speed)
     dev = run.dinfo.device
-    return DistributedDataParallel(run.model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    return compile_model(DistributedDataParallel(run.model, device_ids=[dev.index] if dev.type == "cuda" else None),
+                         run.cfg.speed)
 
 
 # ------------------------------------------------------------------------------------------ one epoch
@@ -282,21 +290,15 @@ def _train_one_epoch(run: _Run, net: torch.nn.Module, state: _State, epoch: int,
     if skip:
         acc.update(state.partial)
     t_ep, clips0 = time.time(), acc["clips"]
-    loader = train_loader(cfg, run.train_ds, epoch=epoch, rank=dinfo.rank, world=dinfo.world,
-                          pin_memory=dinfo.device.type == "cuda", skip_batches=skip)
-    for i, batch in enumerate(loader, start=skip):
-        if i >= run.steps_per_epoch:
-            break
-        video = batch["video"].to(dinfo.device, non_blocking=True)  # (B, 3, T, H, W)
-        labels = batch["action"].to(dinfo.device, non_blocking=True)  # (B,)
+    vals: dict[str, float] = {}
+    for i, batch in enumerate(run.feed.epoch(epoch, skip), start=skip):
+        video, labels = batch["video"], batch["action"]  # on the device: (B, 3, T, H, W) float32, (B,)
         acc["skipped"] += batch["skipped"]
         with torch.autocast(dinfo.device.type, dtype=torch.bfloat16, enabled=use_amp):
             out = net(video)
         parts = run.criterion(out.logits, out.embedding, labels)
-        if not torch.isfinite(parts.total):
-            raise RunError(f"training diverged: non-finite loss ({float(parts.total.detach())}) at epoch {epoch}, step "
-                           f"{state.step + 1}; the last good checkpoint is {state.last_good} (resume from it "
-                           f"with a lower --lr: --resume {run.out_dir} --lr ...)")
+        log_now = (state.step + 1) % log_every == 0 and dinfo.main
+        vals = _synced(run, state, epoch, acc, run.meter.add(parts._asdict(), state.step + 1, log_now)) or vals
         run.opt.zero_grad(set_to_none=True)
         parts.total.backward()
         if cfg.optim.grad_clip is not None:
@@ -305,18 +307,18 @@ def _train_one_epoch(run: _Run, net: torch.nn.Module, state: _State, epoch: int,
         state.step += 1
         acc["n_batches"] += 1
         acc["clips"] += video.shape[0] * dinfo.world
-        vals = {k: float(v.detach()) for k, v in parts._asdict().items()}
-        for k, name in (("loss", "total"), ("ce", "ce"), ("girl", "girl")):
-            acc["sums"][k] += vals[name]
         rate = (acc["clips"] - clips0) / max(time.time() - t_ep, 1e-9)
-        prog.update(task, advance=1, info=f"loss {vals['total']:.3f} lr {lr:.1e} {rate:.1f} clips/s")
-        if state.step % log_every == 0 and dinfo.main:
+        loss = f"{vals['total']:.3f}" if vals else "-"  # "-" until the first host read (speed.check_every)
+        prog.update(task, advance=1, info=f"loss {loss} lr {lr:.1e} {rate:.1f} clips/s")
+        if log_now:
             _guarded(run, state, epoch, "log.jsonl", lambda: run.log(
                 type="step", epoch=epoch, step=state.step, loss=vals["total"], ce=vals["ce"], girl=vals["girl"],
                 girl_var=vals["girl_var"], lr=lr, clips_per_s=rate))
         if (dinfo.main and i + 1 < run.steps_per_epoch
                 and time.monotonic() - state.last_save >= run.checkpoint_every_s):
+            _synced(run, state, epoch, acc, run.meter.flush())
             _save_last(run, state, epoch, batches=i + 1, partial=acc)
+    _synced(run, state, epoch, acc, run.meter.flush())
     if acc["skipped"] and dinfo.main:
         run.console.print(f"[yellow]epoch {epoch}: skipped {len(acc['skipped'])} broken clip(s)[/]: "
                           + ", ".join(sorted(set(acc["skipped"]))[:5]))
@@ -325,6 +327,20 @@ def _train_one_epoch(run: _Run, net: torch.nn.Module, state: _State, epoch: int,
     return {"type": "epoch", "epoch": epoch, "step": state.step, "lr": lr,
             **{k: v / n for k, v in acc["sums"].items()},
             "clips_per_s": (acc["clips"] - clips0) / max(time.time() - t_ep, 1e-9), "skipped": len(acc["skipped"])}
+
+
+def _synced(run: _Run, state: _State, epoch: int, acc: dict[str, Any], got: Synced | None) -> dict[str, float]:
+    """Fold one host read of the loss meter into the epoch's sums; a non-finite total is a ``RunError``.
+    Returns the last step's loss parts ({} when nothing was read)."""
+    if got is None:
+        return {}
+    if got.bad_step is not None:
+        raise RunError(f"training diverged: non-finite loss ({got.bad_value}) at epoch {epoch}, step {got.bad_step}; "
+                       f"the last good checkpoint is {state.last_good} (resume from it with a lower --lr: "
+                       f"--resume {run.out_dir} --lr ...)")
+    for k, name in (("loss", "total"), ("ce", "ce"), ("girl", "girl")):
+        acc["sums"][k] += got.sums[name]
+    return got.last
 
 
 # ------------------------------------------------------------------------------------------ validate, save

@@ -8,13 +8,22 @@ from pathlib import Path
 from typing import Any, cast
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
+from torchvision.io import ImageReadMode, decode_jpeg  # type: ignore[import-untyped]
 
-from piumr.config import DataConfig, ModelConfig, TrainConfig
-from piumr.data.dataset import collate, worker_init
+from piumr.config import DataConfig, ModelConfig, SpeedConfig, TrainConfig
+from piumr.data.dataset import VideoDataset, collate, worker_init
 from piumr.data.loaders import build_dataset
 from piumr.data.ma52 import Split, read_split
+from piumr.data.prepare import PreparedCache, _read_blobs, read_header
+from piumr.errors import DatasetError
 from piumr.data.video import Backend, probe, read_frames, uniform_indices
+
+
+#: the fewest clips a loader measurement cycles through (a smaller split is indexed repeatedly), and the fewest
+#: batches one pass over them makes (a larger batch cycles through more clips): several epochs' worth of batches
+#: go through one loader whose workers start once, so neither a tiny split nor worker restarts set the number
+MIN_CLIPS, MIN_BATCHES_PER_PASS = 48, 4
 
 
 def loader_throughput(
@@ -27,41 +36,106 @@ def loader_throughput(
     batch_size: int,
     seconds: float,
     train: bool = True,
-) -> dict[str, float]:
-    """Clips/s of fully augmented ``(3, frames, crop, crop)`` clips through a DataLoader.
+    *,
+    uint8: bool = False,
+    gpu_decode: bool = False,
+    min_clips: int = MIN_CLIPS,
+) -> dict[str, Any]:
+    """Clips/s of fully augmented ``(3, frames, crop, crop)`` clips through one DataLoader.
 
-    Reads the prepared cache when ``root`` is one, else decodes raw videos (decoder-side
-    resize to ``short_side``). The first batch (worker start-up) is timed separately;
-    then batches are drawn until ``seconds`` have passed or the split is exhausted.
+    Frames come from the prepared cache when ``root`` is one, else from decoding the raw videos (the decoded-clip
+    memory cache is off: a measurement decodes). The split's clips are indexed repeatedly up to
+    ``max(min_clips, MIN_BATCHES_PER_PASS * batch_size)`` items a pass, drawn in random batches from one loader
+    that lives for the whole measurement (no worker restarts). The first batch (worker start-up) is timed
+    separately; then batches are drawn for ``seconds``. ``uint8``: clips leave the loader as uint8 (normalised
+    later on the device). ``gpu_decode``: the prepared cache's JPEGs decoded by ``torchvision.io.decode_jpeg`` on
+    CUDA and augmented there, in this process (``workers`` is ignored; needs CUDA and a prepared cache).
+    Returns clips/s, the clips/passes/batches measured, bytes per clip and what was measured (``{"not_run":
+    reason}`` for ``gpu_decode`` without CUDA or a prepared cache).
     """
     records = read_split(root, cast(Split, split), check_files=True)
-    cfg = TrainConfig(model=ModelConfig(frames=frames, crop=crop), data=DataConfig(short_side=short_side, on_error="skip"))
+    if not records:
+        raise DatasetError(f"{root}: the {split} split lists no clips to measure the loader on")
+    cfg = TrainConfig(model=ModelConfig(frames=frames, crop=crop),
+                      data=DataConfig(short_side=short_side, on_error="skip", memory_cache="off"),
+                      speed=SpeedConfig(uint8_clips=uint8 or gpu_decode))
     dataset = build_dataset(cfg, records, "train" if train else "eval")
-    cache = dataset.cache
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers,
-                        collate_fn=collate, worker_init_fn=worker_init if workers > 0 else None,
-                        persistent_workers=workers > 0, generator=torch.Generator().manual_seed(0))
+    prepared = dataset.cache is not None
+    if gpu_decode:
+        if not (torch.cuda.is_available() and isinstance(dataset.cache, PreparedCache)):
+            return {"not_run": "GPU JPEG decoding needs CUDA and a prepared cache"}
+        dataset.cache, workers = _GpuJpegCache(dataset.cache, torch.device("cuda")), 0
+    per_pass = max(min_clips, MIN_BATCHES_PER_PASS * batch_size, len(records))
+    loader = DataLoader(_Repeated(dataset, per_pass), batch_sampler=_RandomBatches(per_pass, batch_size),
+                        num_workers=workers, collate_fn=collate, worker_init_fn=worker_init if workers > 0 else None)
     start = time.perf_counter()
-    batches = _forever(loader)
+    batches = iter(loader)
     first = next(batches)
     warmup = time.perf_counter() - start
-    clips, skipped, t0 = 0, len(first["skipped"]), time.perf_counter()
+    clips, n_batches, skipped, t0 = 0, 0, len(first["skipped"]), time.perf_counter()
     for batch in batches:
         clips += batch["video"].shape[0]
+        n_batches += 1
         skipped += len(batch["skipped"])
-        if time.perf_counter() - t0 >= seconds:
+        if time.perf_counter() - t0 >= seconds:  # checked after a batch: at least one is measured
             break
+    if gpu_decode:
+        torch.cuda.synchronize()
     elapsed = max(time.perf_counter() - t0, 1e-9)
     rate = clips / elapsed
-    return {"clips_per_s": rate, "clips_per_s_per_worker": rate / max(workers, 1), "clips": float(clips),
-            "seconds": elapsed, "warmup_s": warmup, "skipped": float(skipped), "workers": float(workers),
-            "prepared": float(cache is not None)}
+    video = first["video"]
+    return {"clips_per_s": rate, "clips_per_s_per_worker": rate / max(workers, 1), "clips": clips,
+            "batches": n_batches, "passes": clips / per_pass, "distinct_clips": len(records), "clips_per_pass": per_pass,
+            "batch": batch_size, "seconds": elapsed, "warmup_s": warmup, "skipped": skipped, "workers": workers,
+            "dtype": str(video.dtype).removeprefix("torch."), "bytes_per_clip": video[0].numel() * video.element_size(),
+            "source": "prepared cache" if prepared else "raw videos", "decode": "cuda" if gpu_decode else "cpu",
+            "prepared": prepared}
 
 
-def _forever(loader: DataLoader[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Batches of successive epochs (small splits still fill the measuring time)."""
-    while True:
-        yield from loader
+class _Repeated(Dataset[dict[str, Any]]):
+    """``ds`` indexed repeatedly: item ``i`` is ``ds[i % len(ds)]`` for ``i < length``."""
+
+    def __init__(self, ds: VideoDataset, length: int) -> None:
+        self.ds, self.length = ds, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.ds[i % len(self.ds)]
+
+
+class _RandomBatches:
+    """Endless random batches of ``batch`` indices below ``n``: a new permutation each pass (seeded)."""
+
+    def __init__(self, n: int, batch: int) -> None:
+        self.n, self.batch = n, batch
+
+    def __iter__(self) -> Iterator[list[int]]:
+        gen = torch.Generator().manual_seed(0)
+        while True:
+            order = torch.randperm(self.n, generator=gen).tolist()
+            for b in range(0, self.n - self.batch + 1, self.batch):
+                yield order[b:b + self.batch]
+
+
+class _GpuJpegCache:
+    """A prepared cache whose JPEGs ``torchvision.io.decode_jpeg`` decodes on ``device`` (nvJPEG): read ->
+    uint8 ``(T, H, W, 3)`` on the device, which the clip transform then crops there."""
+
+    def __init__(self, cache: PreparedCache, device: torch.device) -> None:
+        self.cache, self.device = cache, device
+
+    def num_frames(self, path_or_name: str | Path) -> int:
+        return self.cache.num_frames(path_or_name)
+
+    def read(self, path_or_name: str | Path, indices: Sequence[int]) -> torch.Tensor:
+        path = self.cache.file(path_or_name)
+        header = read_header(path)
+        wanted = sorted({int(i) for i in indices})
+        images = decode_jpeg(_read_blobs(path, header, wanted), mode=ImageReadMode.RGB, device=self.device)
+        frame_of = dict(zip(wanted, images))
+        return torch.stack([frame_of[int(i)] for i in indices]).permute(0, 2, 3, 1).contiguous()
 
 
 def decode_throughput(

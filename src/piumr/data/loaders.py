@@ -7,18 +7,19 @@ error policy and cache for ``mode``:
 * ``"eval"``: uniform sampling, centre crop, optional temporal views;
 * ``"predict"``: like eval, on arbitrary files: no prepared cache, broken clips raise.
 
-Items are float32 ``(3, T, crop, crop)`` (``(V, 3, T, crop, crop)`` with views > 1);
+Items are float32 ``(3, T, crop, crop)`` (``(V, 3, T, crop, crop)`` with views > 1; training items are uint8
+with ``cfg.speed.uint8_clips``, normalised on the device by ``piumr.speed``);
 loaders batch them to ``(B, 3, T, crop, crop)`` (``(B, V, 3, T, crop, crop)``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 
 from piumr.config import TrainConfig
 from piumr.data.dataset import VideoDataset, collate, worker_init
@@ -28,7 +29,8 @@ from piumr.data.prepare import open_cache_if_any
 from piumr.data.transforms import build_transform
 from piumr.errors import VideoError
 
-__all__ = ["Mode", "data_root", "build_dataset", "probe_lengths", "train_loader", "eval_loader"]
+__all__ = ["Mode", "data_root", "build_dataset", "probe_lengths", "train_loader", "persistent_train_loader",
+           "eval_loader"]
 
 Mode = Literal["train", "eval", "predict"]
 
@@ -48,7 +50,7 @@ def build_dataset(cfg: TrainConfig, records: Sequence[ClipRecord], mode: Mode, *
     d, m = cfg.data, cfg.model
     train = mode == "train"
     transform = build_transform(train=train, crop=m.crop, short_side=d.short_side, hflip=train and d.hflip,
-                                min_scale=d.crop_min_scale)
+                                min_scale=d.crop_min_scale, normalize=not (train and cfg.speed.uint8_clips))
     if mode == "predict":
         return VideoDataset(records, frames=m.frames, train=False, transform=transform, backend=d.backend,
                             on_error="raise", views=views, decode_short_side=d.short_side)
@@ -122,6 +124,61 @@ def _epoch_order(ds: VideoDataset, gen: torch.Generator, sampler: DistributedSam
         return list(sampler)
     torch.empty((), dtype=torch.int64).random_(generator=gen)  # the loader's worker base seed comes first
     return list(RandomSampler(ds, generator=gen))
+
+
+class _EpochItems(Dataset[dict[str, Any]]):
+    """``ds`` indexed by ``(epoch, i)``: the item ``i`` with epoch ``epoch``'s sampling randomness, so workers
+    that live across epochs draw what a fresh loader of that epoch would."""
+
+    def __init__(self, ds: VideoDataset) -> None:
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
+        self.ds.set_epoch(key[0])
+        return self.ds[key[1]]
+
+
+class _EpochBatches:
+    """Batches of ``(epoch, i)`` keys for the epochs ``first..last``: each epoch's order is ``train_loader``'s,
+    its first ``steps`` batches (the first epoch from batch ``skip``)."""
+
+    def __init__(self, cfg: TrainConfig, ds: VideoDataset, first: int, skip: int, steps: int, rank: int,
+                 world: int) -> None:
+        self.cfg, self.ds, self.first, self.skip, self.steps = cfg, ds, first, skip, steps
+        self.rank, self.world, self.per_rank = rank, world, cfg.optim.batch_size // world
+
+    def __len__(self) -> int:
+        return (self.cfg.optim.epochs - self.first) * self.steps - self.skip
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for epoch in range(self.first, self.cfg.optim.epochs):
+            gen = torch.Generator().manual_seed(self.cfg.seed * 100003 + epoch)
+            dist: DistributedSampler[int] | None = None
+            if self.world > 1:
+                dist = DistributedSampler(self.ds, num_replicas=self.world, rank=self.rank, shuffle=True,
+                                          seed=self.cfg.seed, drop_last=True)
+                dist.set_epoch(epoch)
+            order = _epoch_order(self.ds, gen, dist)
+            for b in range(self.skip if epoch == self.first else 0, self.steps):
+                yield [(epoch, i) for i in order[b * self.per_rank:(b + 1) * self.per_rank]]
+
+
+def persistent_train_loader(cfg: TrainConfig, ds: VideoDataset, *, first_epoch: int, skip_batches: int, steps: int,
+                            rank: int = 0, world: int = 1, pin_memory: bool = False,
+                            prefetch_factor: int = 2) -> DataLoader[dict[str, Any]]:
+    """One loader for every remaining epoch (its workers start once and prefetch across epoch ends): the
+    batches ``train_loader`` gives epoch by epoch, ``steps`` per epoch, from ``first_epoch`` batch
+    ``skip_batches`` on (each epoch needs ``steps`` <= its full batches)."""
+    nw = cfg.data.num_workers
+    return DataLoader(_EpochItems(ds), batch_sampler=_EpochBatches(cfg, ds, first_epoch, skip_batches, steps, rank,
+                                                                   world),
+                      num_workers=nw, collate_fn=collate, worker_init_fn=worker_init if nw else None,
+                      pin_memory=pin_memory, prefetch_factor=prefetch_factor if nw else None,
+                      persistent_workers=nw > 0,
+                      generator=torch.Generator().manual_seed(cfg.seed))  # its worker seed: not the global RNG's
 
 
 def eval_loader(cfg: TrainConfig, records: list[ClipRecord], *, views: int = 1, batch_size: int | None = None,

@@ -29,11 +29,13 @@ TRAIN_CROP_RATIO = (3.0 / 4.0, 4.0 / 3.0)
 
 
 class ClipTransform:
-    """uint8 ``(T, H, W, 3)`` -> float32 ``(3, T, crop, crop)``; see :func:`build_transform`."""
+    """uint8 ``(T, H, W, 3)`` -> float32 ``(3, T, crop, crop)`` (``normalize=False``: uint8, left to
+    :func:`normalize_clips` on the device); see :func:`build_transform`."""
 
-    def __init__(self, spatial: v2.Transform, short_side: int) -> None:
+    def __init__(self, spatial: v2.Transform, short_side: int, normalize: bool = True) -> None:
         self.short_side = short_side
         self.spatial = spatial
+        self.normalize = normalize
         # (x / 255 - mean) / std == (x - 255 mean) * (1 / (255 std)), per channel, shape (3, 1, 1, 1)
         self.shift = torch.tensor(KINETICS_MEAN).mul(255.0).view(3, 1, 1, 1)
         self.scale = torch.tensor(KINETICS_STD).mul(255.0).reciprocal().view(3, 1, 1, 1)
@@ -45,6 +47,8 @@ class ClipTransform:
         if min(video.shape[-2:]) != self.short_side:  # cache/decoder may have resized already
             video = v2.functional.resize(video, [self.short_side], antialias=True)
         cropped: torch.Tensor = self.spatial(video).as_subclass(torch.Tensor)  # (T, 3, crop, crop) uint8
+        if not self.normalize:
+            return cropped.permute(1, 0, 2, 3).contiguous()  # (3, T, crop, crop) uint8
         return self._normalize(cropped)
 
     def _normalize(self, cropped: torch.Tensor) -> torch.Tensor:
@@ -59,17 +63,29 @@ class ClipTransform:
         return out.sub_(self.shift).mul_(self.scale)
 
     def __repr__(self) -> str:
-        return f"ClipTransform(short_side={self.short_side}, spatial={self.spatial})"
+        return f"ClipTransform(short_side={self.short_side}, spatial={self.spatial}, normalize={self.normalize})"
+
+
+def normalize_clips(video: torch.Tensor) -> torch.Tensor:
+    """uint8 ``(..., 3, T, H, W)`` -> float32, Kinetics-normalised on ``video``'s device: the same float32
+    operations as :class:`ClipTransform` in the loader, so the result is bit-identical to it."""
+    shift = torch.tensor(KINETICS_MEAN, device=video.device).mul(255.0).view(3, 1, 1, 1)
+    scale = torch.tensor(KINETICS_STD, device=video.device).mul(255.0).reciprocal().view(3, 1, 1, 1)
+    out = torch.empty(video.shape, dtype=torch.float32, device=video.device)
+    out.copy_(video)
+    return out.sub_(shift).mul_(scale)
 
 
 def build_transform(
-    train: bool, crop: int, short_side: int, hflip: bool = DataConfig().hflip, min_scale: float = TRAIN_CROP_SCALE[0]
+    train: bool, crop: int, short_side: int, hflip: bool = DataConfig().hflip, min_scale: float = TRAIN_CROP_SCALE[0],
+    normalize: bool = True,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """Clip transform: uint8 ``(T, H, W, 3)`` -> normalised float32 ``(3, T, crop, crop)``.
 
     Train: short-side resize to ``short_side``, RandomResizedCrop(``crop``, scale
     (``min_scale``, 1), default :data:`TRAIN_CROP_SCALE`), optional horizontal flip. Eval: short-side resize, centre
-    crop. Randomness comes from torch's global generator (the dataset seeds it per item).
+    crop. Randomness comes from torch's global generator (the dataset seeds it per item). ``normalize=False``:
+    uint8 ``(3, T, crop, crop)`` instead, for :func:`normalize_clips` on the device.
     """
     if crop > short_side:
         raise ValueError(f"crop {crop} is larger than short_side {short_side}")
@@ -80,4 +96,4 @@ def build_transform(
             steps.append(v2.RandomHorizontalFlip(p=0.5))
     else:
         steps = [v2.CenterCrop(crop)]
-    return ClipTransform(v2.Compose(steps), short_side)
+    return ClipTransform(v2.Compose(steps), short_side, normalize)

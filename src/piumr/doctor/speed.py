@@ -47,10 +47,17 @@ def train_speed(cfg: TrainConfig, device: torch.device, batch: int, iters: int, 
     return out
 
 
-def loader_speed(cfg: TrainConfig, root: Path, batch: int, seconds: float) -> dict[str, float]:
-    """Augmented training clips/s of the ``train`` split with ``cfg.data.num_workers`` workers."""
-    return loader_throughput(root, "train", cfg.model.frames, cfg.model.crop, cfg.data.short_side,
-                             cfg.data.num_workers, batch, seconds)
+def loader_speed(cfg: TrainConfig, root: Path, batch: int, seconds: float) -> dict[str, Any]:
+    """Augmented training clips/s of the ``train`` split with ``cfg.data.num_workers`` workers, decoded from the
+    prepared cache (or the raw videos when there is none; never the in-memory cache), over at least
+    ``MIN_CLIPS`` clips (a small split indexed repeatedly) through one loader whose workers start once
+    (:func:`piumr.data.bench.loader_throughput`). Clips leave the loader as ``cfg.speed.uint8_clips`` says.
+
+    The batch is at most ``max(8, 2 * workers)``: once every worker builds whole batches, clips/s does not depend
+    on the batch, and a smaller one measures more batches in ``seconds`` (at least one is always measured)."""
+    workers = cfg.data.num_workers
+    return loader_throughput(root, "train", cfg.model.frames, cfg.model.crop, cfg.data.short_side, workers,
+                             min(batch, max(8, 2 * workers)), seconds, uint8=cfg.speed.uint8_clips)
 
 
 def project(train_clips_s: float, loader_clips_s: float | None, train_clips: int, epochs: int) -> dict[str, Any]:

@@ -53,9 +53,11 @@ from torch.autograd.function import once_differentiable
 
 __all__ = [
     "DepthwiseConv3dFunction",
+    "Tiles",
     "depthwise_conv3d",
     "depthwise_conv3d_backward_input",
     "depthwise_conv3d_backward_weight",
+    "tile_key",
     "triton_available",
     "triton_interpreted",
 ]
@@ -448,29 +450,44 @@ def depthwise_conv3d_backward_weight(
     return partial.sum(dim=0)[:, :_NUM_TAPS].reshape(c, 1, 3, 3, 3)
 
 
+Tiles = dict[str, Block]
+"""Tile per kernel and shape, keyed by :func:`tile_key` (``"fwd/16x56x56/s1"``); a missing key takes ``_tile``."""
+
+
+def tile_key(kind: str, t: int, h: int, w: int, stride: int) -> str:
+    """Key of :data:`Tiles`: ``kind`` in fwd, bwd_input, bwd_weight; (t, h, w) the forward input's plane stack."""
+    return f"{kind}/{t}x{h}x{w}/s{stride}"
+
+
 class DepthwiseConv3dFunction(torch.autograd.Function):
-    """Autograd wiring of the three kernels: ``apply(x, weight, stride) -> y``.
+    """Autograd wiring of the three kernels: ``apply(x, weight, stride, tiles=None) -> y``.
 
     x: (B, C, T, H, W); weight: (C, 1, 3, 3, 3); stride: spatial stride s in {1, 2} (temporal stride 1,
-    padding 1); y: (B, C, T, Ho, Wo) in x.dtype. grad_x comes back in grad_y's dtype, grad_w in weight.dtype.
+    padding 1); tiles: optional :data:`Tiles` for this shape; y: (B, C, T, Ho, Wo) in x.dtype. grad_x comes
+    back in grad_y's dtype, grad_w in weight.dtype.
     """
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, stride: int) -> torch.Tensor:
-        y = depthwise_conv3d(x, weight, stride)
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, stride: int,
+                tiles: Tiles | None = None) -> torch.Tensor:
+        t, h, w = x.shape[2:]
+        ctx.blocks = [(tiles or {}).get(tile_key(k, t, h, w, stride)) for k in ("fwd", "bwd_input", "bwd_weight")]
+        y = depthwise_conv3d(x, weight, stride, block=ctx.blocks[0])
         ctx.save_for_backward(x, weight)
         ctx.stride = stride
         return y
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, grad_y: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
+    def backward(ctx: Any, grad_y: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None]:
         x, weight = ctx.saved_tensors
         stride: int = ctx.stride
         grad_x: torch.Tensor | None = None
         grad_w: torch.Tensor | None = None
         if ctx.needs_input_grad[0]:
-            grad_x = depthwise_conv3d_backward_input(grad_y, weight, (x.shape[3], x.shape[4]), stride)
+            grad_x = depthwise_conv3d_backward_input(grad_y, weight, (x.shape[3], x.shape[4]), stride,
+                                                     block=ctx.blocks[1])
         if ctx.needs_input_grad[1]:
-            grad_w = depthwise_conv3d_backward_weight(x, grad_y, stride).to(weight.dtype)
-        return grad_x, grad_w, None
+            grad_w = depthwise_conv3d_backward_weight(x, grad_y, stride, block=ctx.blocks[2]).to(weight.dtype)
+        return grad_x, grad_w, None, None
+

@@ -1,9 +1,14 @@
-"""The switch that puts the Triton depthwise kernels into an X3D model.
+"""The switch that puts a depthwise kernel (Triton's or ATen's) into an X3D model.
 
 ``apply_fast_path(model, mode)`` swaps every X3D depthwise conv (pytorchvideo's ``conv_b``: nn.Conv3d(C, C,
 3x3x3, stride (1, s, s), s in {1, 2}, padding 1, groups=C, no bias)) for a ``TritonDepthwiseConv3d`` that
 shares the very same weight Parameter, so parameter names, ``state_dict()`` keys, optimizer state and
 pretrained checkpoints are untouched. Nothing else in the model changes.
+
+``swap_depthwise(model, impl, tiles)`` is the training path's switch (``speed.depthwise``): ``"conv3d"`` keeps
+nn.Conv3d (cuDNN on CUDA), ``"aten"`` puts in :class:`AtenDepthwiseConv3d` (ATen's own depthwise-3D CUDA kernel,
+``torch._C._nn.conv_depthwise3d``, which cuDNN's heuristics bypass), ``"triton"`` the Triton kernels with
+optional tiles per shape. Off CUDA both replacements run ``F.conv3d`` (ATen's kernel exists for CUDA only).
 """
 
 from __future__ import annotations
@@ -15,11 +20,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from piumr.kernels.depthwise import DepthwiseConv3dFunction, triton_available, triton_interpreted
+from piumr.kernels.depthwise import (
+    DepthwiseConv3dFunction, Tiles, triton_available, triton_interpreted,
+)
 
-__all__ = ["FastPathMode", "TritonDepthwiseConv3d", "apply_fast_path", "find_depthwise_convs", "is_x3d_depthwise_conv"]
+_HAS_TRITON = triton_available()
+
+__all__ = ["AtenDepthwiseConv3d", "DepthwiseImpl", "FastPathMode", "TritonDepthwiseConv3d", "apply_fast_path",
+           "find_depthwise_convs", "is_x3d_depthwise_conv", "swap_depthwise"]
 
 FastPathMode = Literal["auto", "triton", "reference"]
+DepthwiseImpl = Literal["conv3d", "aten", "triton"]
 
 
 class TritonDepthwiseConv3d(nn.Module):
@@ -27,15 +38,18 @@ class TritonDepthwiseConv3d(nn.Module):
     groups=C, bias=False).
 
     Attributes: ``weight`` (Parameter, (C, 1, 3, 3, 3); the same name as nn.Conv3d, so state_dicts and
-    Kinetics checkpoints load unchanged), ``stride`` ((1, s, s)), ``channels``.
+    Kinetics checkpoints load unchanged), ``stride`` ((1, s, s)), ``channels``, ``tiles`` (optional
+    :data:`Tiles` per shape).
     forward: (B, C, T, H, W) -> (B, C, T, Ho, Wo). Runs the Triton kernels on CUDA tensors, or on CPU tensors
     when the kernels were built for the interpreter (``TRITON_INTERPRET=1``/``PIUMR_TRITON_INTERPRET=1``);
     anything else (CPU, no triton) uses ``F.conv3d``, so CPU users never break. Under CUDA autocast x and
     weight are cast to the autocast dtype, as autocast does for nn.Conv3d.
     """
 
-    def __init__(self, channels: int, stride: int = 1, weight: nn.Parameter | None = None) -> None:
+    def __init__(self, channels: int, stride: int = 1, weight: nn.Parameter | None = None,
+                 tiles: Tiles | None = None) -> None:
         super().__init__()
+        self.tiles = tiles
         if stride not in (1, 2):
             raise ValueError(f"spatial stride must be 1 or 2, got {stride}")
         if weight is None:
@@ -48,18 +62,18 @@ class TritonDepthwiseConv3d(nn.Module):
         self.weight = weight
 
     @classmethod
-    def from_conv(cls, conv: nn.Conv3d) -> TritonDepthwiseConv3d:
+    def from_conv(cls, conv: nn.Conv3d, tiles: Tiles | None = None) -> TritonDepthwiseConv3d:
         """Wrap a matching depthwise nn.Conv3d, sharing (not copying) its weight Parameter."""
         if not is_x3d_depthwise_conv(conv):
             raise ValueError(f"not an X3D depthwise 3x3x3 conv: {conv}")
         weight = conv.weight
         if not isinstance(weight, nn.Parameter):
             raise TypeError(f"conv.weight must be an nn.Parameter to be shared, got {type(weight).__name__}")
-        return cls(conv.in_channels, stride=int(conv.stride[1]), weight=weight)
+        return cls(conv.in_channels, stride=int(conv.stride[1]), weight=weight, tiles=tiles)
 
     def use_triton(self, x: torch.Tensor) -> bool:
         """Whether forward(x) runs the Triton kernels."""
-        return triton_available() and (x.is_cuda or triton_interpreted())
+        return _HAS_TRITON and (x.is_cuda or triton_interpreted())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, C, T, H, W) -> (B, C, T, Ho, Wo)."""
@@ -69,7 +83,7 @@ class TritonDepthwiseConv3d(nn.Module):
         if torch.is_autocast_enabled(x.device.type):
             dtype = torch.get_autocast_dtype(x.device.type)
             x, weight = x.to(dtype), weight.to(dtype)
-        out: torch.Tensor = DepthwiseConv3dFunction.apply(x, weight, self.stride[1])
+        out: torch.Tensor = DepthwiseConv3dFunction.apply(x, weight, self.stride[1], self.tiles)
         return out
 
     def extra_repr(self) -> str:
@@ -90,6 +104,63 @@ def is_x3d_depthwise_conv(module: nn.Module) -> bool:
         and module.padding_mode == "zeros"
         and module.bias is None
     )
+
+
+class AtenDepthwiseConv3d(nn.Module):
+    """X3D's depthwise ``conv_b`` through ATen's CUDA kernel ``conv_depthwise3d``.
+
+    ``weight`` (C, 1, 3, 3, 3) is the replaced conv's own Parameter; ``stride`` (1, s, s), padding 1, no bias.
+    forward: (B, C, T, H, W) -> (B, C, T, Ho, Wo). On CUDA it calls ``torch._C._nn.conv_depthwise3d``
+    (autograd has its backward); elsewhere ``F.conv3d``. ATen's op is not on autocast's lists, so under
+    autocast x and weight are cast to the autocast dtype here, as autocast does for nn.Conv3d.
+    """
+
+    def __init__(self, channels: int, stride: int, weight: nn.Parameter) -> None:
+        super().__init__()
+        self.channels = channels
+        self.stride: tuple[int, int, int] = (1, stride, stride)
+        self.weight = weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, C, T, H, W) -> (B, C, T, Ho, Wo)."""
+        weight: torch.Tensor = self.weight
+        if not x.is_cuda:
+            return F.conv3d(x, weight, None, self.stride, 1, 1, self.channels)
+        if torch.is_autocast_enabled(x.device.type):
+            dtype = torch.get_autocast_dtype(x.device.type)
+            x, weight = x.to(dtype), weight.to(dtype)
+        op = getattr(torch._C._nn, "conv_depthwise3d")  # not in torch's type stubs
+        out: torch.Tensor = op(x, weight.to(x.dtype), [3, 3, 3], None, list(self.stride), [1, 1, 1], [1, 1, 1])
+        return out
+
+    def extra_repr(self) -> str:
+        return f"{self.channels}, {self.channels}, kernel_size=(3, 3, 3), stride={self.stride}, padding=(1, 1, 1)"
+
+
+def swap_depthwise(model: nn.Module, impl: DepthwiseImpl, tiles: Tiles | None = None) -> int:
+    """Replace every X3D depthwise conv of ``model`` (in place) by ``impl``'s module; return how many.
+
+    ``"conv3d"`` changes nothing (returns 0); ``"aten"`` needs nothing beyond torch; ``"triton"`` raises
+    ``RuntimeError`` when triton is not importable. Weights are shared, as with :func:`apply_fast_path`.
+    """
+    if impl not in ("conv3d", "aten", "triton"):
+        raise ValueError(f"depthwise implementation must be conv3d, aten or triton, got {impl!r}")
+    if impl == "conv3d":
+        return 0
+    if impl == "triton" and not triton_available():
+        raise RuntimeError("the Triton depthwise kernels need triton, which is not importable")
+    replaced = 0
+    for name in find_depthwise_convs(model):
+        parent_name, _, child_name = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        conv = parent.get_submodule(child_name)
+        assert isinstance(conv, nn.Conv3d) and isinstance(conv.weight, nn.Parameter)
+        new: nn.Module = (TritonDepthwiseConv3d.from_conv(conv, tiles) if impl == "triton"
+                          else AtenDepthwiseConv3d(conv.in_channels, int(conv.stride[1]), conv.weight))
+        new.train(conv.training)
+        setattr(parent, child_name, new)
+        replaced += 1
+    return replaced
 
 
 def find_depthwise_convs(model: nn.Module) -> list[str]:

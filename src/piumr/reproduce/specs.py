@@ -294,10 +294,11 @@ def _nested(flat: dict[str, Any]) -> dict[str, Any]:
 
 def config_key(cfg: TrainConfig) -> str:
     """12-hex digest of the fields of ``cfg`` that change a result: every field but the name and the seeds,
-    where a field added after ``_KEYED_FIELDS`` counts only when it is not at its default."""
+    where a field added after ``_KEYED_FIELDS`` counts only when it is not at its default; ``speed`` (how a step
+    runs) never counts: runs are shared across it."""
     defaults = _flat(type(cfg)().model_dump(mode="json"))
     data = {k: v for k, v in _flat(cfg.model_dump(mode="json")).items()
-            if k not in _UNKEYED and (k in _KEYED_FIELDS or v != defaults.get(k))}
+            if k not in _UNKEYED and not k.startswith("speed.") and (k in _KEYED_FIELDS or v != defaults.get(k))}
     blob = json.dumps(_nested(data), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
