@@ -7,7 +7,8 @@ another piumr module.
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "DatasetError", "VideoError", "DeviceError", "RunFolderError", "RunError", "MissingExtraError"]
+__all__ = ["CheckpointError", "DatasetError", "VideoError", "DeviceError", "RunFolderError", "RunError", "MissingExtraError",
+           "Interrupted"]
 
 
 class CheckpointError(ValueError):
@@ -38,3 +39,12 @@ class RunError(RuntimeError):
 
 class MissingExtraError(ValueError):
     """An optional package a chosen feature needs is not installed; the message names the extra to install."""
+
+
+class Interrupted(Exception):
+    """Long work stopped by SIGINT or SIGTERM after saving what it had done; the message says what was kept
+    and how to continue. The command line exits with ``128 + signum`` (130, 143)."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
