@@ -16,6 +16,8 @@ _out = Console()
 
 
 def _rate(row: dict[str, Any]) -> str:
+    if "error" in row:
+        return str(row["error"])
     if "skipped" in row:
         return str(row["skipped"])
     return f"{row['clips_per_s']:.2f} clips/s, {row['ms_per_step']:.1f} ms/step, peak {row['peak_mem_gib']:.2f} GiB"
@@ -33,6 +35,10 @@ def _print(rep: dict[str, Any]) -> None:
     t = Table(title=f"piumr doctor: preset {rep['preset']} on {rep['device']}", show_header=False)
     t.add_column("item")
     t.add_column("value")
+    m = rep["measurement"]
+    t.add_row("measurement", f"{m['kind']}: batch {m['batch']}, {m['warmup']} + {m['iters']} steps per variant, "
+                             f"loader {m['loader_seconds']:g} s" + (" (short CPU measurement; --full for the long one)"
+                                                                    if m["kind"] == "short" else ""))
     pk = v["packages"]
     t.add_row("python", f"{v['python']} ({v['platform']})")
     t.add_row("torch / CUDA / cuDNN", f"{pk['torch']['version']} / {v['cuda_build']} / {v['cudnn']}")
@@ -43,17 +49,21 @@ def _print(rep: dict[str, Any]) -> None:
         t.add_row(f"device {d['type']}", f"{d['name']}{extra}, bf16 {'yes' if d['bf16'] else 'no'}")
     data = rep["data"]
     cache = data["cache"]
-    t.add_row("data", f"{data['path']} ({data['kind']}; {data['splits']})")
+    t.add_row("data", f"{data['path']} ({data['kind']}{'' if data.get('generated', True) else ', not generated yet'}; "
+                      f"{data['splits']})")
     t.add_row("cache", "none (raw videos)" if cache is None else
               f"{cache['clips']} clips, {'verified' if cache['verified'] else 'NOT verified'}")
     for name in ("x3d", "piumr", "piumr-fast"):
         t.add_row(f"train {name}", _rate(rep["train"][name]))
     lo = rep["loader"]
-    t.add_row("loader", lo["error"] if "error" in lo else f"{lo['clips_per_s']:.2f} clips/s, {int(lo['workers'])} workers")
+    t.add_row("loader", _rate(lo) if "clips_per_s" not in lo else
+              f"{lo['clips_per_s']:.2f} clips/s, {int(lo['workers'])} workers")
     t.add_row("bottleneck", rep["bottleneck"]["slower"])
     t.add_row("projection (found data)", _hours(rep["projection"]["found"]))
     t.add_row("projection (MA-52)", _hours(rep["projection"]["ma52"]))
     full = rep.get("full")
+    if full is None and m["kind"] == "full" and not rep["device"].startswith("cuda"):
+        t.add_row("GPU checks", "not run: kernels, bf16 steps and inference need a CUDA GPU")
     if full is not None:
         bad = sum(not r["ok"] for r in full["kernels"])
         t.add_row("kernels vs reference", f"{len(full['kernels']) - bad}/{len(full['kernels'])} shapes ok")
@@ -70,16 +80,25 @@ def doctor(
     data: Annotated[Optional[str], typer.Option(help="MA-52 root, prepared cache, manifest .csv or 'synth' (default: the preset's)")] = None,
     preset: Annotated[str, typer.Option(help="config preset to measure")] = "paper",
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON (docs/doctor.md)")] = False,
-    full: Annotated[bool, typer.Option("--full", help="also the GPU checks: kernels, 50 bf16 paper steps, inference")] = False,
+    full: Annotated[bool, typer.Option("--full", help="the long measurement (on CPU: batch 4, 5 steps, minutes; its "
+                                                      "estimate is printed first) and on CUDA the GPU checks: kernels, "
+                                                      "50 bf16 paper steps, inference")] = False,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 (default: cuda if available)")] = None,
-    batch: Annotated[Optional[int], typer.Option(min=1, help="training-speed batch (default: preset's on GPU, 4 on CPU)")] = None,
-    iters: Annotated[int, typer.Option(min=1, help="timed training steps per variant")] = 5,
-    warmup: Annotated[int, typer.Option(min=0, help="untimed steps before them")] = 2,
-    loader_seconds: Annotated[float, typer.Option(min=0.0, help="seconds of loader measurement")] = 10.0,
+    batch: Annotated[Optional[int], typer.Option(min=1, help="training-speed batch (default: preset's on GPU, 4 with "
+                                                             "--full on CPU, else 1 on CPU)")] = None,
+    iters: Annotated[Optional[int], typer.Option(min=1, help="timed training steps per variant [default: 5; 1 on "
+                                                             "CPU without --full]")] = None,
+    warmup: Annotated[Optional[int], typer.Option(min=0, help="untimed steps before them [default: 2; 1 on CPU "
+                                                              "without --full]")] = None,
+    loader_seconds: Annotated[Optional[float], typer.Option(min=0.0, help="seconds of loader measurement [default: "
+                                                                          "10; 3 on CPU without --full]")] = None,
     hash_clips: Annotated[int, typer.Option(help="prepared-cache files to re-hash (-1: all)")] = 64,
     threads: ThreadsOpt = None,
 ) -> None:
-    """Versions, devices, data and cache, and short speed measurements; exit 1 when a check fails."""
+    """Versions, devices, data and cache, and short speed measurements; exit 1 when a check fails.
+
+    On a CPU the default measurement is short (batch 1, one timed step per variant: about a minute on 2
+    cores, and a synthetic set not generated yet is not generated); --full measures the long one."""
     from piumr.config import get_preset, with_overrides
     from piumr.doctor import DoctorOptions, run_doctor
     from piumr.runtime import configure_threads, pick_device

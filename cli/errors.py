@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from piumr.config import ModelConfig
-from piumr.errors import CheckpointError, DatasetError, DeviceError, RunError, VideoError
+from piumr.errors import CheckpointError, DatasetError, DeviceError, Interrupted, RunError, VideoError
 
 #: width of tables when the output is not a terminal (piped or redirected) and COLUMNS is unset
 PIPE_WIDTH = 200
@@ -36,9 +36,13 @@ def user_errors() -> Iterator[None]:
     """Bad paths, data, checkpoints, presets, options or run folders, and what the system refuses (a full or
     read-only disk, no permission: ``OSError``, named by its file) -> ``error: ...`` and exit 2; a GPU out
     of memory -> a hint and exit 3; a training run stopped by a fault (``RunError``: divergence, a failed
-    write, a vanished run folder) -> exit 4; anything else propagates with its traceback (a bug)."""
+    write, a vanished run folder) -> exit 4; work stopped by a signal after saving (``Interrupted``) -> exit
+    128 + signal (130 SIGINT, 143 SIGTERM); anything else propagates with its traceback (a bug)."""
     try:
         yield
+    except Interrupted as e:
+        err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
+        raise typer.Exit(128 + e.signum) from None
     except RunError as e:
         err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
         raise typer.Exit(4) from None

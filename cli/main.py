@@ -155,7 +155,7 @@ def synth(
         _threads(threads, workers)
         t = time.perf_counter()
         res = generate(out_dir, workers=workers, progress=True, manifest=manifest, **synth_params(d))
-        out.print(f"wrote {res} in {time.perf_counter() - t:.1f} s")
+        out.print(f"{'kept the same set already there' if res.reused else 'wrote'} {res} in {time.perf_counter() - t:.1f} s")
 
 
 @app.command()

@@ -18,6 +18,7 @@ import torch
 from typer.testing import CliRunner
 
 from piumr.config import get_preset
+from piumr.data.splits import resolve_root
 from piumr.doctor.data import MA52_SIZES, verify_cache
 from piumr.doctor.full import check_kernels, synthetic_steps, x3d_depthwise_shapes
 from piumr.doctor.speed import FAST_PATH_UNAVAILABLE, project, train_speed
@@ -32,7 +33,8 @@ SMALL = ["--preset", "tiny", "--data", "synth", "--device", "cpu", "--iters", "1
 
 @pytest.fixture(scope="module")
 def report() -> dict[str, Any]:
-    """One CPU doctor run with a small preset, as its JSON."""
+    """One CPU doctor run with a small preset, as its JSON (its synthetic set generated beforehand)."""
+    resolve_root(get_preset("tiny").data, progress=False)
     res = runner.invoke(app, ["doctor", "--json", *SMALL])
     assert res.exit_code == 0, res.output
     rep: dict[str, Any] = json.loads(res.stdout)
@@ -42,6 +44,8 @@ def report() -> dict[str, Any]:
 def test_doctor_cpu_json_report(report: dict[str, Any]) -> None:
     rep = report
     assert rep["schema"] == 1 and rep["preset"] == "tiny" and rep["device"] == "cpu"
+    assert {k: rep["measurement"][k] for k in ("kind", "batch", "iters", "warmup", "loader_seconds")} == {
+        "kind": "short", "batch": 1, "iters": 1, "warmup": 1, "loader_seconds": 1}  # short on CPU: batch 1
     v = rep["versions"]
     assert v["packages"]["torch"]["version"] == torch.__version__.split("+")[0] or \
         v["packages"]["torch"]["version"] == torch.__version__
@@ -49,10 +53,10 @@ def test_doctor_cpu_json_report(report: dict[str, Any]) -> None:
     assert all(v["packages"][p]["importable"] for p in ("torch", "pytorchvideo", "decord", "av"))
     assert rep["devices"][0]["type"] == "cpu" and isinstance(rep["devices"][0]["bf16"], bool)
     data = rep["data"]
-    assert data["kind"] == "synth" and data["cache"] is None and data["splits"]["train"] > 0
+    assert data["kind"] == "synth" and data["cache"] is None and data["splits"]["train"] > 0 and data["generated"]
     t = rep["train"]
     for name in ("x3d", "piumr"):
-        assert t[name]["batch"] == 4 and (t[name]["frames"], t[name]["crop"]) == (4, 32)
+        assert t[name]["batch"] == 1 and (t[name]["frames"], t[name]["crop"]) == (4, 32)
         assert t[name]["clips_per_s"] > 0 and t[name]["peak_mem_gib"] > 0
     assert t["piumr-fast"] == {"skipped": FAST_PATH_UNAVAILABLE}
     lo = rep["loader"]
@@ -76,15 +80,39 @@ def test_doctor_table_output(report: dict[str, Any]) -> None:
         cli_doctor._print(report)
     text = cap.get()
     for needle in ("piumr doctor: preset tiny on cpu", "train piumr-fast", "not available on CPU", "bottleneck",
-                   "projection (MA-52)", "11250 clips"):
+                   "projection (MA-52)", "11250 clips", "short: batch 1", "(short CPU measurement"):
         assert needle in text
 
 
-def test_doctor_full_on_cpu_is_one_line_error() -> None:
-    res = runner.invoke(app, ["doctor", "--full", *SMALL])
-    assert res.exit_code == 2
-    lines = [ln for ln in res.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and "--full needs a CUDA GPU" in lines[0], res.output
+def test_doctor_default_on_cpu_is_short_and_generates_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default CPU doctor measures batch 1 and one step per variant, and does not generate a synthetic set
+    that is not there yet (the paper preset's takes minutes): it says so and skips that loader measurement."""
+    monkeypatch.setenv("PIUMR_CACHE", str(tmp_path / "cache"))
+    res = runner.invoke(app, ["doctor", "--json", "--preset", "tiny", "--data", "synth", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.stdout)
+    assert {k: rep["measurement"][k] for k in ("kind", "batch", "iters", "warmup", "loader_seconds")} == {
+        "kind": "short", "batch": 1, "iters": 1, "warmup": 1, "loader_seconds": 3.0}
+    assert rep["train"]["piumr"]["batch"] == 1 and rep["train"]["piumr"]["clips_per_s"] > 0
+    assert rep["data"]["generated"] is False and rep["data"]["splits"]["train"] == 24  # tiny: 6 persons x 8 clips
+    assert "not generated yet" in rep["loader"]["skipped"] and rep["bottleneck"]["slower"] == "unknown"
+    assert not (tmp_path / "cache").exists() and rep["problems"] == []
+    assert "short CPU measurement: batch 1, 1 + 1 steps per variant" in res.stderr
+
+
+def test_doctor_full_on_cpu_prints_its_estimate_first_and_measures_long(report: dict[str, Any]) -> None:
+    res = runner.invoke(app, ["doctor", "--json", "--full", *SMALL])
+    assert res.exit_code == 0, res.output
+    first = next(ln for ln in res.stderr.splitlines() if ln.startswith("doctor:"))
+    assert first.startswith("doctor: full CPU measurement: batch 4, 1 + 1 steps per variant") and "(estimate)" in first
+    rep = json.loads(res.stdout)
+    assert rep["measurement"]["kind"] == "full" and rep["measurement"]["estimate_s"] > 0
+    assert rep["train"]["piumr"]["batch"] == 4 and "full" not in rep and rep["problems"] == []
+    from piumr_cli import doctor as cli_doctor
+
+    with cli_doctor._out.capture() as cap:
+        cli_doctor._print(rep)
+    assert "GPU checks" in cap.get() and "not run: kernels" in cap.get()
 
 
 def test_doctor_bad_inputs(tmp_path: Path) -> None:

@@ -101,10 +101,13 @@ def one_line(res: Result, *names: object) -> str:
 @pytest.fixture()
 def no_scoring(monkeypatch: pytest.MonkeyPatch) -> None:
     """The scoring pass must not start (the output check comes first)."""
+    # imported before evaluate is patched: a first import during the patch would bind the patched function into
+    # predict's namespace, and the undo would then restore it there for the rest of the session
+    from piumr import predict as predict_module
+
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the prediction pass started before the output was checked")
     monkeypatch.setattr(evaluate_module, "collect_scores", refuse)
-    from piumr import predict as predict_module
     monkeypatch.setattr(predict_module, "collect_scores", refuse)
 
 

@@ -245,6 +245,7 @@ def _fresh_install(tmp: Path) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # ~2 min on 2 idle cores; each documented command is a process of its own
 def test_every_readme_command_runs(tmp_path: Path) -> None:
     bin_dir = _fresh_install(tmp_path)
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1",

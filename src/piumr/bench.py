@@ -8,11 +8,12 @@ includes the interpreter and libraries, ~0.4 GB) is its own.
 from __future__ import annotations
 
 import multiprocessing as mp
+import queue
 import resource
 import time
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +23,7 @@ from piumr.config import ModelConfig, TrainConfig
 from piumr.losses import GIRLLoss
 from piumr.model import PIUmrNet
 from piumr.model.backbone import build_x3d
+from piumr.runtime import die_with_parent
 
 __all__ = ["BenchRow", "VARIANTS", "bench_variant", "run_bench", "forward_flops", "estimate_cpu_seconds",
            "CPU_FLOPS_PER_CORE"]
@@ -133,12 +135,25 @@ def bench_variant(cfg: TrainConfig, variant: str, mode: Mode, batch: int, device
 
 def _child(q: "mp.Queue[dict[str, object]]", cfg_json: str, variant: str, mode: Mode, batch: int, device: str,
            iters: int, warmup: int, threads: int) -> None:
+    die_with_parent()  # a killed doctor or bench takes its measuring process with it
     torch.set_num_threads(threads)
     try:
         row = bench_variant(TrainConfig.model_validate_json(cfg_json), variant, mode, batch, device, iters, warmup)
         q.put({"ok": True, **asdict(row)})
     except Exception as e:  # reported to the parent, which raises it
         q.put({"ok": False, "error": f"{type(e).__name__}: {e}"})
+
+
+def _result_of(q: "mp.Queue[dict[str, object]]", p: Any, variant: str) -> dict[str, object]:
+    """What the measuring process ``p`` put on ``q``; ``RuntimeError`` when it ended without a result (it was
+    killed, or could not start) instead of waiting for ever."""
+    while True:
+        try:
+            return q.get(timeout=1.0)
+        except queue.Empty:
+            if not p.is_alive():
+                raise RuntimeError(f"bench {variant}: the measuring process ended (exit code {p.exitcode}) "
+                                   "without a result") from None
 
 
 def run_bench(cfg: TrainConfig, mode: Mode, *, batch: int, device: str, iters: int = 5, warmup: int = 2,
@@ -153,7 +168,7 @@ def run_bench(cfg: TrainConfig, mode: Mode, *, batch: int, device: str, iters: i
         p = ctx.Process(target=_child, args=(q, cfg.model_dump_json(), v, mode, batch, device, iters, warmup,
                                              threads or torch.get_num_threads()))
         p.start()
-        res = q.get()
+        res = _result_of(q, p, v)
         p.join()
         if not res.pop("ok"):
             raise RuntimeError(f"bench {v}: {res['error']}")

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["load_error", "CheckpointError", "DatasetError", "VideoError", "DeviceError", "RunFolderError", "RunError", "MissingExtraError"]
+__all__ = ["load_error", "CheckpointError", "DatasetError", "VideoError", "DeviceError", "RunFolderError", "RunError",
+           "MissingExtraError", "Interrupted"]
 
 
 class CheckpointError(ValueError):
@@ -53,3 +54,12 @@ def load_error(e: BaseException) -> str:
         return f"not a plain weights file ({detail}); pickled Python objects are never loaded"
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
     return f"{type(e).__name__}: {first}" if first else type(e).__name__
+
+
+class Interrupted(Exception):
+    """Long work stopped by SIGINT or SIGTERM after saving what it had done; the message says what was kept
+    and how to continue. The command line exits with ``128 + signum`` (130, 143)."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum

@@ -2,9 +2,11 @@
 
 * ``RunLock``: an exclusive ``flock`` on ``<run>/.lock`` (the file names the holder's pid). The kernel
   releases it when its process dies, even by kill -9, so a lock left by a dead process is stale and
-  taken over (the holder named in the file is reported).
+  taken over (the holder named in the file is reported). A process forked by the holder (a loader
+  worker) closes its copy of the lock at once, so the lock dies with the holder alone.
 * ``claim``: a new run needs an empty folder; a non-empty one is refused unless ``fresh``, which moves
-  it aside to ``<run>.old-<YYYYmmdd-HHMMSS>`` (the old run is kept).
+  it aside to ``<run>.old-<YYYYmmdd-HHMMSS>`` (the old run is kept), and only when it holds a run (a
+  piumr ``config.json``): a dataset or any other folder is never moved.
 * ``trim_log``: on resume, ``log.jsonl`` rows after the checkpoint's step (and a half-written last
   line) are dropped, so a resumed run never logs a step twice.
 * ``amendments``: what may change when a run is resumed (``AMENDABLE``); anything else is refused.
@@ -21,6 +23,7 @@ import json
 import os
 import socket
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -30,7 +33,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from piumr.checkpoint import Checkpoint, read_checkpoint
-from piumr.config import SpeedConfig, TrainConfig
+from piumr.config import SYNTH, SpeedConfig, TrainConfig
 from piumr.errors import RunFolderError
 from piumr.files import write_text_atomic
 
@@ -69,6 +72,24 @@ def _aside(folder: Path) -> Path:
     while dest.exists():
         dest, n = base.with_name(f"{base.name}-{n}"), n + 1
     return dest
+
+
+_HELD: weakref.WeakSet[RunLock] = weakref.WeakSet()  # the locks this process holds
+
+
+def _drop_inherited_locks() -> None:
+    """In a forked child: close the copies of the parent's lock descriptors (the parent keeps its lock)."""
+    for lock in list(_HELD):
+        if lock.fd is not None:
+            try:
+                os.close(lock.fd)
+            except OSError:
+                pass  # already closed: nothing to drop
+            lock.fd = None
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_drop_inherited_locks)
 
 
 class RunLock:
@@ -112,6 +133,7 @@ class RunLock:
             os.lseek(fd, 0, os.SEEK_SET)
             os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
             self.fd = fd
+            _HELD.add(self)
         except OSError as e:
             raise RunFolderError(f"{self.folder}: cannot write to the run folder ({e.strerror or e})") from None
         return self
@@ -128,6 +150,7 @@ class RunLock:
             pass  # the folder vanished or was moved: nothing of ours left to remove
         os.close(self.fd)
         self.fd = None
+        _HELD.discard(self)
         for folder in self.created:
             try:
                 folder.rmdir()  # only empty folders go
@@ -141,6 +164,25 @@ class RunLock:
         self.release()
 
 
+#: files whose presence makes a folder a dataset (MA-52 lists, a generated set, a prepared cache), never a run
+_DATASET_FILES = ("train_list_videos.txt", "val_list_videos.txt", "test_list_videos.txt", "synth_meta.json",
+                  "piumr_manifest.json")
+
+
+def _not_a_run(folder: Path) -> str | None:
+    """Why ``--fresh`` must not move ``folder`` aside (it holds a dataset, or no piumr run), None when it
+    holds a run: a ``config.json`` that is a piumr run config."""
+    found = [name for name in _DATASET_FILES if (folder / name).exists()]
+    if found:
+        return f"holds a dataset ({', '.join(found)}), not a run"
+    try:
+        read_config(folder)
+    except RunFolderError:
+        what = ", ".join(sorted(p.name for p in folder.iterdir() if p.name != LOCK)[:4])
+        return f"is not empty ({what}, ...) and holds no piumr run (no run {CONFIG})"
+    return None
+
+
 def claim(folder: Path, *, fresh: bool = False) -> tuple[RunLock, Path | None]:
     """Lock ``folder`` for a new run: it must be empty, or ``fresh`` moves its content aside.
 
@@ -151,9 +193,18 @@ def claim(folder: Path, *, fresh: bool = False) -> tuple[RunLock, Path | None]:
         return lock, None
     if not fresh:
         lock.release()
+        found = [name for name in _DATASET_FILES if (folder / name).exists()]
+        if found:
+            raise RunFolderError(f"{folder} holds a dataset ({', '.join(found)}), not a run: give an empty or new "
+                                 "--out")
         what = ", ".join(sorted(p.name for p in folder.iterdir() if p.name != LOCK)[:4])
         raise RunFolderError(f"{folder} already holds a run ({what}, ...); continue it with --resume {folder}, "
                              f"or start over with --fresh (moves it to {folder.name}.old-<time>)")
+    not_a_run = _not_a_run(folder)
+    if not_a_run is not None:
+        lock.release()
+        raise RunFolderError(f"{folder} {not_a_run}; --fresh moves only a run folder aside: give an empty or new "
+                             "--out")
     try:
         dest = _aside(folder)
         os.rename(folder, dest)
@@ -310,6 +361,16 @@ def _warn_inexact(last: Path, ckpt: Checkpoint, console: Console) -> None:
                       highlight=False)
 
 
+def _refuse_data_inside(cfg: TrainConfig, out_dir: Path) -> None:
+    """A new run's folder must not hold its own training data (``--fresh`` would move the data aside)."""
+    if cfg.data.root == SYNTH:
+        return
+    root, out = Path(cfg.data.root).resolve(), out_dir.resolve()
+    if root == out or out in root.parents:
+        raise RunFolderError(f"--out {out_dir} holds the training data (--data {cfg.data.root}); a run folder "
+                             "cannot hold its data: give another --out")
+
+
 def open_run(cfg: TrainConfig, out_dir: Path, *, main: bool, resume: bool, fresh: bool, console: Console) -> Opened:
     """Lock ``out_dir`` (the ``main`` process only; a new run claims it), read the checkpoint a resume
     continues from and check ``cfg``'s changes against the run's config (``AmendmentError``)."""
@@ -318,6 +379,7 @@ def open_run(cfg: TrainConfig, out_dir: Path, *, main: bool, resume: bool, fresh
         if resume:
             lock = RunLock(out_dir).acquire()
         else:
+            _refuse_data_inside(cfg, out_dir)
             lock, moved = claim(out_dir, fresh=fresh)
             if moved is not None:
                 console.print(f"moved the previous run in {out_dir} to {moved}")

@@ -7,12 +7,23 @@ so the main process gets ``max(1, cores - workers)`` intra-op threads and
 ``workers + threads <= cores`` whenever ``workers < cores``. An explicit
 ``--threads`` (or ``OMP_NUM_THREADS`` when no ``--threads`` is given) asks for
 fewer or more; it is capped by the same rule, never raised above it.
+
+Child processes (loader workers, ``prepare`` workers, parallel reproduce trainings) call
+``die_with_parent`` first: the kernel kills them when the process that started them dies, even by
+kill -9, so no worker outlives an interrupted command.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import random
+import signal
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +34,7 @@ import torch.distributed as dist
 from piumr.errors import DeviceError
 
 __all__ = ["DistInfo", "pick_device", "setup_distributed", "seed_everything", "physical_cores",
-           "thread_budget", "configure_threads"]
+           "thread_budget", "configure_threads", "die_with_parent", "Stop", "stop_on_signals", "pid_alive", "end_pool"]
 
 _DEVICE_HELP = "use cpu, cuda, cuda:N or auto"
 
@@ -157,3 +168,82 @@ def configure_threads(threads: int | None, workers: int) -> int:
     n = thread_budget(threads, workers, physical_cores(), os.environ.get("OMP_NUM_THREADS"))
     torch.set_num_threads(n)
     return n
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_forked_from: int | None = None  # in a forked child: the pid of the process that forked it
+
+
+def _remember_parent() -> None:
+    global _forked_from
+    _forked_from = os.getpid()
+
+
+os.register_at_fork(before=_remember_parent)
+
+
+def die_with_parent(parent: int | None = None, sig: int = signal.SIGKILL) -> None:
+    """Have the kernel send ``sig`` to this process when its parent dies (Linux ``PR_SET_PDEATHSIG``).
+
+    ``parent`` is the pid of the process that started this one (default: the process this one was forked
+    from, else the current parent): if it is already gone (it died between the start and this call), this
+    process exits at once. A no-op where ``prctl`` does not exist.
+    """
+    expected = parent if parent is not None else (_forked_from if _forked_from is not None else os.getppid())
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name, use_errno=True) if name else None
+    prctl = getattr(libc, "prctl", None)
+    if prctl is None:
+        return
+    if prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != expected:
+        os._exit(1)
+
+
+class Stop(BaseException):
+    """SIGINT or SIGTERM arrived during ``stop_on_signals`` (a BaseException: no ``except Exception`` on the way swallows it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Turn SIGINT and SIGTERM into ``Stop`` while the body runs (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, _frame: object) -> None:
+        raise Stop(signum)
+
+    old = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (a zombie counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def end_pool(pool: ProcessPoolExecutor) -> None:
+    """End a process pool now: queued work is cancelled and the running workers are terminated and joined
+    (``shutdown`` alone would wait for every task already handed to a worker)."""
+    procs = list(pool._processes.values()) if pool._processes else []
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        proc.join()

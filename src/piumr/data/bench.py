@@ -15,7 +15,8 @@ from piumr.config import DataConfig, ModelConfig, SpeedConfig, TrainConfig
 from piumr.data.dataset import VideoDataset, collate, worker_init
 from piumr.data.loaders import build_dataset
 from piumr.data.ma52 import Split, read_split
-from piumr.data.prepare import PreparedCache, _read_blobs, read_header
+from piumr.data.jpgs import read_blobs, read_header
+from piumr.data.prepare import PreparedCache
 from piumr.errors import DatasetError
 from piumr.data.video import Backend, probe, read_frames, uniform_indices
 
@@ -133,7 +134,7 @@ class _GpuJpegCache:
         path = self.cache.file(path_or_name)
         header = read_header(path)
         wanted = sorted({int(i) for i in indices})
-        images = decode_jpeg(_read_blobs(path, header, wanted), mode=ImageReadMode.RGB, device=self.device)
+        images = decode_jpeg(read_blobs(path, header, wanted), mode=ImageReadMode.RGB, device=self.device)
         frame_of = dict(zip(wanted, images))
         return torch.stack([frame_of[int(i)] for i in indices]).permute(0, 2, 3, 1).contiguous()
 

@@ -19,6 +19,7 @@ from piumr.config import DataConfig, TrainConfig
 from piumr.data import video as video_module
 from piumr.data.ma52 import ClipRecord
 from piumr.data.memory import FrameSource
+from piumr.runtime import die_with_parent
 from piumr.data.video import (
     Backend, VideoError, probe, read_frames, seeded_rng, segment_indices, uniform_indices, views_offsets,
 )
@@ -157,6 +158,8 @@ def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def worker_init(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: one decoder/torch thread per worker process."""
+    """DataLoader ``worker_init_fn``: one decoder/torch thread per worker process, which dies with the
+    process that started it (``piumr.runtime.die_with_parent``)."""
+    die_with_parent()
     torch.set_num_threads(1)
     video_module.DECODER_THREADS = 1

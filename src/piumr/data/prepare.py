@@ -20,6 +20,12 @@ Rules of a rerun into an existing cache: a clip whose source file changed size o
 mtime since it was converted is converted again (so is one converted before sources
 were recorded); a cache belongs to one source root and one short side: another
 ``--data`` root or ``--short-side`` is refused.
+
+Interruptions: the manifest is saved every ``_SAVE_EVERY`` clips or ``_SAVE_SECONDS`` seconds, and
+SIGINT or SIGTERM stops the work within about a clip's time: the workers are ended, the manifest of
+the clips done so far is saved, and :class:`piumr.errors.Interrupted` is raised; a rerun continues
+from there. Temporary files (``<file>.tmp<pid>``) of a process that is gone, e.g. one killed by -9,
+are removed when a run starts and when it stops. Workers die with the process that started them.
 """
 
 from __future__ import annotations
@@ -28,99 +34,34 @@ import hashlib
 import json
 import os
 import shutil
-import struct
+import signal
 import time
-import warnings
-from contextlib import contextmanager
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Generator, Iterable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg  # type: ignore[import-untyped]
+from torchvision.io import ImageReadMode, decode_jpeg  # type: ignore[import-untyped]
 
 from piumr.config import MAX_SHORT_SIDE, MIN_SHORT_SIDE
 from piumr.data import video
+from piumr.data.jpgs import ClipHeader, encode_clip, read_blobs, read_header, torchvision_jpeg
 from piumr.data.ma52 import (
     LABEL_FILE, MANIFEST_NAME, PREPARED_SUFFIX, SPLITS, DatasetError, Layout, Split, find_layout, read_split,
 )
 from piumr.data.manifest import CLASSES_NAME, is_manifest, read_manifest
 from piumr.data.video import Backend, VideoError
 from piumr.files import named
+from piumr.errors import Interrupted
+from piumr.runtime import Stop, die_with_parent, end_pool, pid_alive, stop_on_signals
 
-MAGIC = b"PIUMRJPG"
-VERSION = 1
 FORMAT = "piumr-jpeg-v1"
-_HEADER = struct.Struct("<8sIIIId")
 _SAVE_EVERY = 256  # clips between intermediate manifest writes
-
-
-@dataclass(frozen=True)
-class ClipHeader:
-    """Header of one cache file; ``offsets`` has ``num_frames + 1`` entries."""
-
-    num_frames: int
-    height: int
-    width: int
-    fps: float
-    offsets: np.ndarray[Any, np.dtype[np.uint64]]
-
-    @property
-    def data_start(self) -> int:
-        return _HEADER.size + 8 * (self.num_frames + 1)
-
-    @property
-    def file_size(self) -> int:
-        return self.data_start + int(self.offsets[-1])
-
-
-@contextmanager
-def _torchvision_jpeg() -> Iterator[None]:
-    """Silence only torchvision 0.29's deprecation notice for its JPEG codec (TorchCodec is
-    the suggested successor but is not a dependency; the functions still work)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities",
-                                category=DeprecationWarning)
-        yield
-
-
-def encode_clip(frames: torch.Tensor, fps: float, quality: int = 90) -> bytes:
-    """uint8 ``(N, H, W, 3)`` frames -> bytes of one cache file."""
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
-        raise ValueError(f"expected (N, H, W, 3) frames with N > 0, got {tuple(frames.shape)}")
-    with _torchvision_jpeg():
-        jpegs = encode_jpeg([f.permute(2, 0, 1).contiguous() for f in frames], quality=quality)
-    sizes = np.array([0] + [j.numel() for j in jpegs], dtype=np.uint64)
-    n, h, w = frames.shape[:3]
-    head = _HEADER.pack(MAGIC, VERSION, n, h, w, float(fps))
-    return b"".join([head, np.cumsum(sizes).astype("<u8").tobytes()] + [j.numpy().tobytes() for j in jpegs])
-
-
-def read_header(path: Path) -> ClipHeader:
-    """Parse and sanity-check a cache file's header (raises :class:`VideoError`)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(_HEADER.size)
-            if len(head) != _HEADER.size:
-                raise VideoError(f"{path}: truncated cache file (no header)")
-            magic, version, n, h, w, fps = _HEADER.unpack(head)
-            if magic != MAGIC or version != VERSION or n == 0:
-                raise VideoError(f"{path}: not a piumr cache file (magic {magic!r}, version {version})")
-            raw = f.read(8 * (n + 1))
-    except OSError as e:
-        raise VideoError(f"{path}: cannot read cache file ({e})") from e
-    if len(raw) != 8 * (n + 1):
-        raise VideoError(f"{path}: truncated cache file (offset table)")
-    offsets = np.frombuffer(raw, dtype="<u8").astype(np.uint64)
-    header = ClipHeader(int(n), int(h), int(w), float(fps), offsets)
-    if np.any(np.diff(offsets.astype(np.int64)) <= 0) or path.stat().st_size != header.file_size:
-        raise VideoError(f"{path}: corrupt or truncated cache file (offsets disagree with size)")
-    return header
+_SAVE_SECONDS = 10.0  # ... or seconds, whichever comes first
 
 
 def _split_dir(name: str) -> str:
@@ -203,24 +144,14 @@ class PreparedCache:
             raise VideoError(f"{path}: frames {idx} outside 0..{header.num_frames - 1}")
         video.check_budget(path, len(idx), header.height, header.width, video.decode_budget())
         wanted = sorted(set(idx))
-        blobs = _read_blobs(path, header, wanted)
+        blobs = read_blobs(path, header, wanted)
         try:
-            with _torchvision_jpeg():
+            with torchvision_jpeg():
                 images = decode_jpeg(blobs, mode=ImageReadMode.RGB)
         except RuntimeError as e:
             raise VideoError(f"{path}: corrupt JPEG data ({e})") from e
         frame_of = dict(zip(wanted, images))
         return torch.stack([frame_of[i] for i in idx]).permute(0, 2, 3, 1).contiguous()
-
-
-def _read_blobs(path: Path, header: ClipHeader, wanted: list[int]) -> list[torch.Tensor]:
-    blobs = []
-    with open(path, "rb") as f:
-        for i in wanted:
-            start, end = int(header.offsets[i]), int(header.offsets[i + 1])
-            f.seek(header.data_start + start)
-            blobs.append(torch.frombuffer(bytearray(f.read(end - start)), dtype=torch.uint8))
-    return blobs
 
 
 def open_cache_if_any(root: Path) -> PreparedCache | None:
@@ -316,17 +247,32 @@ def _convert(task: _Task, short_side: int, quality: int, backend: Backend) -> _R
     try:
         tmp.write_bytes(data)
         os.replace(tmp, task.dst)
-    except BaseException as e:  # a full disk: no half-written temporary is left behind; the error goes on
-        tmp.unlink(missing_ok=True)
+    except BaseException as e:  # a full disk, or an interruption in the inline (one-process) case: no
+        tmp.unlink(missing_ok=True)  # half-written temporary is left behind; the error goes on
         if isinstance(e, OSError):
             raise named(e, task.dst) from None
         raise
     return _Result(task.key, "done", _entry(read_header(task.dst), data, source), None)
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int) -> None:
+    """A conversion worker: dies with ``parent``; one thread; leaves SIGINT to the parent, which stops it."""
+    die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
     video.DECODER_THREADS = 1
+
+
+def remove_stale_temps(out: Path) -> list[Path]:
+    """Remove the temporary files (``*.tmp<pid>``, the manifest's ``.tmp``) that processes now gone left in
+    the cache ``out``; returns them."""
+    gone = []
+    for path in [*out.glob(f"*/*{PREPARED_SUFFIX}.tmp*"), out / (MANIFEST_NAME + ".tmp")]:
+        pid = path.name.rsplit(".tmp", 1)[-1]
+        if path.is_file() and (not pid.isdigit() or not pid_alive(int(pid))):
+            path.unlink(missing_ok=True)
+            gone.append(path)
+    return gone
 
 
 def prepare_dataset(
@@ -370,16 +316,37 @@ def prepare_dataset(
             shutil.copyfile(man.path.parent / name, out / name)
         tasks = [_task(r.path.relative_to(man.path.parent).as_posix(), r.path, out, manifest)
                  for r, s in zip(man.records, man.splits, strict=True) if s is None or s in splits]
-    results = _run(tasks, short_side, quality, backend, workers, progress)
-    for n, result in enumerate(results, 1):
-        _record(manifest, report, result)
-        if n % _SAVE_EVERY == 0:
-            _save_manifest(out, manifest)
+    remove_stale_temps(out)
+    with stop_on_signals():
+        _convert_all(out, manifest, report, _run(tasks, short_side, quality, backend, workers, progress),
+                     len(tasks))
     _verify(out, manifest, report)
     manifest["complete"] = True
     _save_manifest(out, manifest)
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _convert_all(out: Path, manifest: dict[str, Any], report: PrepareReport, results: Generator[_Result, None, None],
+                 total: int) -> None:
+    """Record every result, saving the manifest as it goes; on SIGINT/SIGTERM end the workers, save what is
+    done and raise ``Interrupted``."""
+    saved, n = time.monotonic(), 0
+    try:
+        for n, result in enumerate(results, 1):
+            _record(manifest, report, result)
+            if n % _SAVE_EVERY == 0 or time.monotonic() - saved >= _SAVE_SECONDS:
+                _save_manifest(out, manifest)
+                saved = time.monotonic()
+    except Stop as stop:
+        results.close()  # ends the workers (see _results)
+        manifest["complete"] = False
+        _save_manifest(out, manifest)
+        remove_stale_temps(out)
+        name = signal.Signals(stop.signum).name
+        raise Interrupted(f"prepare stopped by {name} after {n} of {total} clips; {out / MANIFEST_NAME} keeps the "
+                          f"{len(manifest['clips'])} converted: run the same command again to continue",
+                          stop.signum) from None
 
 
 def _load_manifest(out: Path, short_side: int, quality: int, source: Path) -> dict[str, Any]:
@@ -436,7 +403,7 @@ def _task(key: str, source: Path, out: Path, manifest: dict[str, Any]) -> _Task:
 
 def _run(
     tasks: list[_Task], short_side: int, quality: int, backend: Backend, workers: int, progress: bool
-) -> Iterator[_Result]:
+) -> Generator[_Result, None, None]:
     """Yield results (any order) with a rich progress bar; ``workers <= 1`` runs inline."""
     columns = (TextColumn("prepare"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, disable=not progress) as bar:
@@ -461,12 +428,15 @@ def _results(
         yield from (_convert(t, short_side, quality, backend) for t in todo)
         return
     ctx = get_context("spawn")  # fork after torch/FFmpeg threads start can deadlock
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
-        pending: list[Future[_Result]] = [
-            pool.submit(_convert, t, short_side, quality, backend) for t in todo
-        ]
-        for fut in pending:
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),))
+    try:
+        pending: list[Future[_Result]] = [pool.submit(_convert, t, short_side, quality, backend) for t in todo]
+        for fut in as_completed(pending):
             yield fut.result()
+    except BaseException:  # interrupted (or the consumer stopped): end the workers now, not after the queue
+        end_pool(pool)
+        raise
+    pool.shutdown()
 
 
 def _record(manifest: dict[str, Any], report: PrepareReport, result: _Result) -> None:

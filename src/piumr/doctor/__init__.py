@@ -19,27 +19,54 @@ from piumr.config import TrainConfig
 from piumr.data.ma52 import DatasetError
 from piumr.data.video import VideoError
 
-__all__ = ["DoctorOptions", "SCHEMA_VERSION", "run_doctor"]
+__all__ = ["DoctorOptions", "LONG_CPU", "SCHEMA_VERSION", "SHORT_CPU", "measurement", "run_doctor"]
 
 SCHEMA_VERSION = 1
 
 
 @dataclass(frozen=True)
 class DoctorOptions:
-    """What to measure. ``None`` sizes take the device's default (see :func:`run_doctor`)."""
+    """What to measure. ``None`` sizes take the default of the measurement (see :func:`measurement`)."""
 
-    batch: int | None = None  # training-speed batch: preset batch on CUDA, 4 on CPU
-    iters: int = 5  # timed training steps per variant
-    warmup: int = 2  # untimed steps before them
-    loader_seconds: float = 10.0  # how long the loader is measured
+    batch: int | None = None  # training-speed batch
+    iters: int | None = None  # timed training steps per variant
+    warmup: int | None = None  # untimed steps before them
+    loader_seconds: float | None = None  # how long the loader is measured
     hash_clips: int = 64  # prepared-cache files re-hashed (negative: all)
-    full: bool = False  # the GPU checks (kernels, bf16 steps, inference)
+    full: bool = False  # the long measurement, and on CUDA the GPU checks (kernels, bf16 steps, inference)
     full_steps: int = 50
     infer_batch: int = 80
     kernel_batch: int | None = None  # batch of the kernel checks: the preset batch when None
 
 
-def _full(dev: torch.device, opts: DoctorOptions, log: Callable[[str], None]) -> dict[str, Any]:
+#: (batch, timed steps, untimed steps, loader seconds) of the short CPU measurement, the default on a CPU: a
+#: paper-preset doctor then answers in about a minute on 2 cores instead of ~4; ``--full`` measures the long one
+SHORT_CPU = (1, 1, 1, 3.0)
+LONG_CPU = (4, 5, 2, 10.0)
+
+
+def measurement(cfg: TrainConfig, device: torch.device, opts: DoctorOptions) -> dict[str, Any]:
+    """The sizes of the speed measurement (``report["measurement"]``): ``kind`` "short" (the default on a
+    CPU) or "full", ``batch``, ``iters``, ``warmup``, ``loader_seconds``, and the ``estimate_s`` of its
+    training steps on an idle CPU (``piumr.bench.estimate_cpu_seconds``; None on CUDA)."""
+    from piumr.bench import estimate_cpu_seconds
+
+    short = device.type == "cpu" and not opts.full
+    batch, iters, warmup, seconds = SHORT_CPU if short else LONG_CPU
+    batch = opts.batch or (cfg.optim.batch_size if device.type == "cuda" else batch)
+    iters = opts.iters if opts.iters is not None else iters
+    warmup = opts.warmup if opts.warmup is not None else warmup
+    seconds = opts.loader_seconds if opts.loader_seconds is not None else seconds
+    clips = 2 * batch * (iters + warmup)  # x3d and piumr (the fast path needs CUDA)
+    estimate = (estimate_cpu_seconds(cfg.model, clips, train=True, threads=torch.get_num_threads())
+                if device.type == "cpu" else None)
+    m: dict[str, Any] = {"kind": "short" if short else "full", "batch": batch, "iters": iters, "warmup": warmup,
+                         "loader_seconds": seconds, "estimate_s": estimate}
+    return m
+
+
+def _full(dev: torch.device, opts: DoctorOptions, sizes: dict[str, Any], log: Callable[[str], None]
+          ) -> dict[str, Any]:
     """The ``--full`` checks, always on the ``paper`` preset (X3D-M, 16x224)."""
     from piumr.bench import run_bench
     from piumr.config import get_preset
@@ -55,8 +82,8 @@ def _full(dev: torch.device, opts: DoctorOptions, log: Callable[[str], None]) ->
     steps = synthetic_steps(paper, dev, opts.full_steps, paper.optim.batch_size)
     torch.cuda.empty_cache()
     log(f"--full: inference at batch {opts.infer_batch}")
-    rows = run_bench(paper, "infer", batch=opts.infer_batch, device=str(dev), iters=opts.iters,
-                     warmup=opts.warmup, variants=("x3d", "piumr", "piumr-fast"))
+    rows = run_bench(paper, "infer", batch=opts.infer_batch, device=str(dev), iters=sizes["iters"],
+                     warmup=sizes["warmup"], variants=("x3d", "piumr", "piumr-fast"))
     return {"kernels": kernels, "paper_steps": steps,
             "inference": {r.variant: r.__dict__ for r in rows}}
 
@@ -89,8 +116,10 @@ def run_doctor(cfg: TrainConfig, device: torch.device, opts: DoctorOptions,
     """Everything ``piumr doctor`` reports, as a JSON-ready dict (``docs/doctor.md``).
 
     ``cfg.data.root`` is the data root ("synth" is generated when absent, as in training). Raises
-    ``DatasetError`` for a data root that does not exist or holds no MA-52 lists, and ``ValueError`` for
-    ``opts.full`` without CUDA. A loader that fails on the clips is reported, not raised.
+    ``DatasetError`` for a data root that does not exist or holds no MA-52 lists. On a CPU the measurement is
+    short unless ``opts.full`` (:func:`measurement`), and a synthetic set not generated yet is not generated
+    (its loader is not measured); the GPU checks of ``opts.full`` run on CUDA only. A loader that fails on
+    the clips is reported, not raised.
     """
     from piumr.doctor.data import MA52_SIZES, data_report
     from piumr.doctor.env import devices, versions
@@ -98,21 +127,29 @@ def run_doctor(cfg: TrainConfig, device: torch.device, opts: DoctorOptions,
 
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {device}: CUDA is not available (torch {torch.__version__})")
-    if opts.full and device.type != "cuda":
-        raise ValueError(f"--full needs a CUDA GPU (device {device}); run without --full for the CPU checks")
     start = time.perf_counter()
+    m = measurement(cfg, device, opts)
+    if m["estimate_s"] is not None:
+        log(f"{m['kind']} CPU measurement: batch {m['batch']}, {m['warmup']} + {m['iters']} steps per variant at "
+            f"{cfg.model.frames}x{cfg.model.crop}, loader {m['loader_seconds']:g} s: training steps about "
+            f"{m['estimate_s']:.0f} s on an idle CPU (estimate)"
+            + ("; --full measures batch 4, 2 + 5 steps, loader 10 s" if m["kind"] == "short" else ""))
     report: dict[str, Any] = {"schema": SCHEMA_VERSION, "preset": cfg.name, "device": str(device),
-                              "versions": versions(), "devices": devices()}
+                              "measurement": m, "versions": versions(), "devices": devices()}
     log(f"data: {cfg.data.root}")
-    report["data"] = data_report(cfg.data, opts.hash_clips)
-    batch = opts.batch or (cfg.optim.batch_size if device.type == "cuda" else 4)
-    log(f"training speed: batch {batch}, {cfg.model.frames}x{cfg.model.crop}, {opts.iters} steps per variant")
-    report["train"] = train_speed(cfg, device, batch, opts.iters, opts.warmup)
-    log(f"loader speed: {cfg.data.num_workers} worker(s), {opts.loader_seconds:g} s")
-    try:
-        report["loader"] = loader_speed(cfg, Path(report["data"]["path"]), cfg.optim.batch_size, opts.loader_seconds)
-    except (DatasetError, VideoError) as e:
-        report["loader"] = {"error": str(e)}
+    report["data"] = data_report(cfg.data, opts.hash_clips, generate=m["kind"] == "full")
+    log(f"training speed: batch {m['batch']}, {cfg.model.frames}x{cfg.model.crop}, {m['iters']} steps per variant")
+    report["train"] = train_speed(cfg, device, m["batch"], m["iters"], m["warmup"])
+    log(f"loader speed: {cfg.data.num_workers} worker(s), {m['loader_seconds']:g} s")
+    if report["data"].get("generated") is False:
+        report["loader"] = {"skipped": "the synthetic set is not generated yet (piumr synth or the first training "
+                                       "makes it; doctor --full generates and measures it)"}
+    else:
+        try:
+            report["loader"] = loader_speed(cfg, Path(report["data"]["path"]), cfg.optim.batch_size,
+                                            m["loader_seconds"])
+        except (DatasetError, VideoError) as e:
+            report["loader"] = {"error": str(e)}
     t = report["train"]
     model_key = "piumr-fast" if "clips_per_s" in t["piumr-fast"] else "piumr"
     model_rate = float(t[model_key]["clips_per_s"])
@@ -127,8 +164,8 @@ def run_doctor(cfg: TrainConfig, device: torch.device, opts: DoctorOptions,
         "found": None if not found else project(model_rate, loader_rate, int(found), epochs),
         "ma52": project(model_rate, loader_rate, MA52_SIZES["train"], epochs),
     }
-    if opts.full:
-        report["full"] = _full(device, opts, log)
+    if opts.full and device.type == "cuda":
+        report["full"] = _full(device, opts, m, log)
     report["problems"] = _problems(report)
     report["seconds"] = time.perf_counter() - start
     return report

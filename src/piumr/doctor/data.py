@@ -10,7 +10,8 @@ from piumr.config import SYNTH, DataConfig
 from piumr.data.ma52 import PREPARED_SUFFIX, SPLITS, find_layout, read_split
 from piumr.data.manifest import is_manifest, read_manifest
 from piumr.data.prepare import PreparedCache, open_cache_if_any
-from piumr.data.splits import resolve_root
+from piumr.data.splits import cache_dir, resolve_root, synth_params
+from piumr.data.synth.generation import split_counts, synth_key
 
 __all__ = ["MA52_SIZES", "data_report", "verify_cache"]
 
@@ -47,11 +48,19 @@ def verify_cache(cache: PreparedCache, hash_clips: int) -> dict[str, Any]:
     }
 
 
-def data_report(cfg: DataConfig, hash_clips: int = 64) -> dict[str, Any]:
-    """Root (``"synth"`` is generated when absent, as training does), split sizes, cache verification.
+def data_report(cfg: DataConfig, hash_clips: int = 64, generate: bool = True) -> dict[str, Any]:
+    """Root (``"synth"`` is generated when absent, as training does, if ``generate``), split sizes, cache
+    verification; for ``"synth"`` also ``generated`` (False: the set is not there yet and its split sizes are
+    those it will have).
 
     Raises ``DatasetError`` for a root that does not exist or is not an MA-52-format folder or a manifest.
     """
+    if cfg.root == SYNTH:
+        final = cache_dir() / SYNTH / synth_key(**synth_params(cfg))
+        if not generate and not (final / "synth_meta.json").is_file():
+            counts = split_counts(**synth_params(cfg))
+            return {"root": cfg.root, "path": str(final), "kind": SYNTH, "generated": False,
+                    "splits": {s: counts[s] for s in SPLITS}, "cache": None}
     root = resolve_root(cfg, progress=False)
     if is_manifest(root):  # rows per split value ("all" without a split column); its folder may be a cache
         man = read_manifest(root, check_files=False)
@@ -67,4 +76,5 @@ def data_report(cfg: DataConfig, hash_clips: int = 64) -> dict[str, Any]:
             "prepared cache" if cache is not None else "raw videos"),
         "splits": splits,
         "cache": None if cache is None else verify_cache(cache, hash_clips),
+        **({"generated": True} if cfg.root == SYNTH else {}),
     }

@@ -4,7 +4,8 @@ evaluation on unseen and seen persons, and running several jobs at once in forke
 A run folder ``runs/<slug>-<config key>/seed<k>/`` holds one training (see ``piumr.reproduce.runner``).
 With ``Settings.jobs > 1`` pending runs are trained that many at a time in processes forked after
 the process-wide decoded-clip cache was filled, so each clip is decoded once; each process gets
-``physical cores // jobs`` intra-op threads (never more threads than cores).
+``physical cores // jobs`` intra-op threads (never more threads than cores) and dies with the
+command that started it.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from piumr.metrics import EvalResult
 from piumr.model import PIUmrNet
 from piumr.reproduce import specs
 from piumr.reproduce.specs import ExperimentSpec, RowSpec
-from piumr.runtime import physical_cores, pick_device, thread_budget
+from piumr.runtime import die_with_parent, physical_cores, pick_device, thread_budget
 from piumr.train import TrainResult, train
 
 __all__ = [
@@ -259,7 +260,9 @@ def _finite(x: float) -> float | None:
 _PARALLEL: tuple[Settings, list[Job]] | None = None  # what forked workers read (set before the pool starts)
 
 
-def _worker_init(threads: int) -> None:
+def _worker_init(threads: int, parent: int) -> None:
+    """A training process of ``run_jobs``: dies with ``parent`` (the reproduce command), ``threads`` threads."""
+    die_with_parent(parent)
     torch.set_num_threads(threads)
 
 
@@ -307,7 +310,7 @@ def run_jobs(settings: Settings, jobs: list[Job]) -> dict[str, list[dict[str, An
         settings.console.print(f"running {len(pending)} trainings, {workers} at a time ({threads} thread(s) each)")
         try:
             with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
-                                     initializer=_worker_init, initargs=(threads,)) as pool:
+                                     initializer=_worker_init, initargs=(threads, os.getpid())) as pool:
                 for i, res in zip(pending, pool.map(_run_in_worker, pending)):
                     results[i] = res
         finally:

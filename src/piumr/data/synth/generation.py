@@ -21,7 +21,9 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
 from piumr.config import DataConfig
-from piumr.files import dir_mode
+from piumr.errors import DatasetError
+from piumr.files import dir_mode, write_json_atomic
+from piumr.runtime import die_with_parent
 from piumr.data.ma52 import ACTION_NAMES as _ACTION_NAMES
 from piumr.data.ma52 import ACTION_TO_BODY as _ACTION_TO_BODY
 from piumr.data.ma52 import BODY_NAMES as _BODY_NAMES
@@ -30,9 +32,10 @@ from piumr.data.synth.actions import select_classes
 from piumr.data.synth.geometry import F32, U8
 from piumr.data.synth.persons import PersonAttrs, make_person
 from piumr.data.synth.rendering import render_clip
-__all__ = ["GENERATOR_VERSION", "SynthInfo", "generate", "synth_key", "ensure_synth"]
+__all__ = ["GENERATOR_VERSION", "MARKER", "SynthInfo", "generate", "synth_key", "ensure_synth"]
 
 GENERATOR_VERSION = "1"
+MARKER = ".piumr_synth.json"  # written first into the folder: the set in it is ours (generator, version, parameters)
 _DATA = DataConfig()  # the dataset-size defaults live in DataConfig (synth_*)
 
 
@@ -116,6 +119,7 @@ class SynthInfo:
     counts: dict[str, int]
     cross_subject_train_persons: tuple[str, ...]
     cross_subject_val_persons: tuple[str, ...]
+    reused: bool = False  # the folder already held this set, complete: nothing was written
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,7 @@ def _plan(persons: int, clips_per_person: int, classes: Sequence[int], seed: int
 
 
 def _link(src: Path, dst: Path) -> None:
+    dst.unlink(missing_ok=True)  # a link of an interrupted earlier generation into this (checked) folder
     try:
         os.link(src, dst)
     except OSError as e:  # file systems without hard links: fall back to a copy, loudly
@@ -162,7 +167,7 @@ def _iter_results(jobs: list[_ClipJob], workers: int) -> Iterator[str]:
         for job in jobs:
             yield _run_job(job)
         return
-    with ProcessPoolExecutor(max_workers=workers) as ex:
+    with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent, initargs=(os.getpid(),)) as ex:
         yield from ex.map(_run_job, jobs, chunksize=max(1, min(16, len(jobs) // (workers * 8) or 1)))
 
 
@@ -239,20 +244,28 @@ def generate(
 ) -> SynthInfo:
     """Generate the synthetic MA-52 dataset into ``out`` (see the module docstring for the layout).
 
-    ``out`` may exist but must not already contain a dataset. ``workers`` and ``progress`` do not
-    affect the output. ``manifest`` also writes ``manifest.csv`` + ``classes.csv`` (the same clips, labels
-    numbered 0..K-1 over the generated classes; docs/data.md). Raises ValueError for invalid parameters.
+    ``out`` must be missing or empty, or hold a set this function made (its ``MARKER`` file) with the same
+    parameters and nothing else: a complete one is kept as it is (``reused``), an interrupted one is made
+    again. Anything else raises ``DatasetError`` naming the folder: nothing there is overwritten.
+    ``workers`` and ``progress`` do not affect the output. ``manifest`` also writes ``manifest.csv`` +
+    ``classes.csv`` (the same clips, labels numbered 0..K-1 over the generated classes; docs/data.md). Raises
+    ValueError for invalid parameters.
     """
     _check_params(persons, clips_per_person, frames, size, fps)
     classes = select_classes(classes_per_body)
     out = Path(out)
-    if (out / "synth_meta.json").exists():
-        raise ValueError(f"{out}: already holds a generated dataset")
+    clips = _plan(persons, clips_per_person, classes, seed)
+    marker = {"generator": "piumr.data.synth", "version": GENERATOR_VERSION, "seed": seed,
+              "params": {"persons": persons, "clips_per_person": clips_per_person,
+                         "classes_per_body": classes_per_body, "frames": frames, "size": size, "fps": fps}}
+    if _ours(out, marker, clips):
+        return _existing(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / MARKER, marker)
     for sub in ("train", "val", "test", "cross_subject/train", "cross_subject/val"):
         (out / sub).mkdir(parents=True, exist_ok=True)
 
     people = [make_person(seed, pid) for pid in range(1, persons + 1)]
-    clips = _plan(persons, clips_per_person, classes, seed)
     jobs = [
         _ClipJob(str(out / c.split / c.name), people[c.person - 1], c.label, frames, size, fps,
                  int(np.random.default_rng([seed, 2, c.person, c.clip_no]).integers(0, 2**63 - 1)))
@@ -295,6 +308,58 @@ def generate(
         cross_subject_train_persons=tuple(f"{x:04d}" for x in train_p),
         cross_subject_val_persons=tuple(f"{x:04d}" for x in val_p),
     )
+
+
+def _expected(clips: list[_Clip]) -> set[str]:
+    """Every path (relative to the set's folder) ``generate`` writes for ``clips``."""
+    names = {MARKER, "synth_meta.json", "label_name.txt", "train", "val", "test", "cross_subject",
+             "cross_subject/train", "cross_subject/val", "cross_subject/label_name.txt"}
+    names |= {f"{s}_list_videos.txt" for s in ("train", "val", "test")}
+    names |= {f"cross_subject/{s}_list_videos.txt" for s in ("train", "val")}
+    names |= {f"{c.split}/{c.name}" for c in clips} | {f"cross_subject/{s}/{c.name}" for c in clips for s in
+                                                        ("train", "val")}
+    return names
+
+
+def _ours(out: Path, marker: dict[str, Any], clips: list[_Clip]) -> bool:
+    """Whether ``out`` already holds the complete set ``marker`` describes (True: keep it). False: ``out`` is
+    missing, empty, or holds an interrupted generation of this set (made again). ``DatasetError`` for any
+    other folder: a file, a non-empty folder piumr did not make, or a set of other parameters."""
+    if not out.exists():
+        return False
+    if not out.is_dir():
+        raise DatasetError(f"--out {out}: not a folder")
+    entries = {str(p.relative_to(out)) for p in out.rglob("*")}
+    if not entries:
+        return False
+    found: Any = None
+    for name in (MARKER, "synth_meta.json"):  # sets made before the marker existed have only the metadata
+        try:
+            found = json.loads((out / name).read_text(encoding="utf-8"))
+            break
+        except (OSError, ValueError):
+            continue
+    if not isinstance(found, dict) or found.get("generator") != marker["generator"]:
+        raise DatasetError(f"--out {out} is not empty and holds no synthetic set made by piumr synth ({MARKER}); "
+                           "nothing was written: give an empty or new folder")
+    mine = {k: found.get(k) for k in ("version", "seed", "params")}
+    if mine != {k: marker[k] for k in ("version", "seed", "params")}:
+        raise DatasetError(f"--out {out} holds a synthetic set of other settings (version {mine['version']}, seed "
+                           f"{mine['seed']}, {mine['params']}); nothing was written: give another folder")
+    other = sorted(entries - _expected(clips))
+    if other:
+        raise DatasetError(f"--out {out} holds files piumr synth did not write ({', '.join(other[:3])}); nothing "
+                           "was written: give an empty or new folder")
+    return (out / "synth_meta.json").is_file()
+
+
+def _existing(out: Path) -> SynthInfo:
+    """The ``SynthInfo`` of the complete set in ``out`` (read from its ``synth_meta.json``)."""
+    meta = json.loads((out / "synth_meta.json").read_text(encoding="utf-8"))
+    return SynthInfo(out=out, classes=tuple(int(c["label"]) for c in meta["classes"]),
+                     persons=tuple(str(p["id"]) for p in meta["persons"]), counts=dict(meta["counts"]),
+                     cross_subject_train_persons=tuple(meta["cross_subject"]["train_persons"]),
+                     cross_subject_val_persons=tuple(meta["cross_subject"]["val_persons"]), reused=True)
 
 
 def split_counts(*, persons: int = _DATA.synth_persons, clips_per_person: int = _DATA.synth_clips_per_person,
