@@ -6,6 +6,7 @@ and the options that configure it)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -29,6 +30,21 @@ def parse_milestones(text: Optional[str]) -> Optional[tuple[int, ...]]:
         raise ValueError(f"--milestones {text!r}: epochs must be >= 0")
     return epochs
 
+
+
+def parse_set(values: list[str] | None) -> dict[str, Any]:
+    """``--set KEY=VALUE`` options -> dotted config overrides; VALUE is read as JSON (``true``, ``0.5``,
+    ``[1, 2]``), else kept as text. A value without ``=`` is a ``ValueError`` naming it."""
+    out: dict[str, Any] = {}
+    for item in values or []:
+        key, eq, raw = item.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. --set girl.exclude_self=false")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
 
 @dataclass(frozen=True)
 class Option:
@@ -79,6 +95,7 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
     Option("--fusion", "model.tfam.fusion", configures="tfam"),
     Option("--girl-var-grad", "girl.var_grad", _const(True), switch=True, configures="girl"),
     Option("--girl-detach-weights", "girl.detach_weights", _const(True), switch=True, configures="girl"),
+    Option("--girl-grouping", "girl.grouping", configures="girl"),
     Option("--split", "data.split"),
     Option("--fold", "data.fold"),
     Option("--hold-out", "data.hold_out"),
@@ -94,6 +111,8 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
     Option("--speed", "speed", parse_speed, resumable=True, expands=True),
     Option("--compile/--no-compile", "speed.compile", resumable=True, name="compile_"),
     Option("--fast-depthwise", "speed.depthwise", resumable=True),
+    # any config field as KEY=VALUE (the last word: it wins over the options above)
+    Option("--set", None, parse_set, expands=True, name="set_"),
 )
 
 SYNTH_OPTIONS: tuple[Option, ...] = (
@@ -121,12 +140,12 @@ def config_overrides(options: Sequence[Option], typed: Mapping[str, Any]) -> dic
     """config key -> config value of the ``typed`` options (flag -> typed value) that set a key."""
     out: dict[str, Any] = {}
     for o in options:
-        if o.key is None or o.flag not in typed:
+        if o.flag not in typed or (o.key is None and not o.expands):
             continue
         value = o.convert(typed[o.flag]) if o.convert else typed[o.flag]
         if o.expands:
             out.update(value)
-        else:
+        elif o.key is not None:
             out[o.key] = value
     return out
 

@@ -12,7 +12,7 @@ import typer
 import typer._click._textwrap as typer_textwrap
 
 from piumr.backbones import BACKBONES
-from piumr.config import MAX_CHECKPOINT_EVERY_MIN, PRESETS, SYNTH, ListSplit, get_preset
+from piumr.config import MAX_CHECKPOINT_EVERY_MIN, PRESETS, SYNTH, Grouping, ListSplit, get_preset
 from piumr.files import path_problem
 
 
@@ -50,6 +50,12 @@ ThreadsOpt = Annotated[Optional[int], typer.Option(
     help="intra-op CPU threads (default: OMP_NUM_THREADS if set, else the physical cores left after the data "
          "loader workers; never more than that)")]
 DeviceOpt = Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:N or auto (default: cuda if available)")]
+GroupingOpt = Annotated[Optional[str], typer.Option(
+    metavar=metavar(Grouping), help="GIRL's groups: random pseudo-groups (paper) or person (one per participant; "
+                                    "every batch then holds G participants, equal shares)")]
+SetOpt = Annotated[Optional[list[str]], typer.Option(
+    "--set", metavar="KEY=VALUE", help="any config field as KEY=VALUE (VALUE read as JSON, else as text), e.g. --set girl.exclude_self=false "
+                  "--set model.tfam.fusion_lambda=batch; repeatable")]
 PRESET_METAVAR = metavar(PRESET_NAMES)
 PRESET_HELP = "config preset (config.py PRESETS)"
 PresetOpt = Annotated[str, typer.Option(metavar=PRESET_METAVAR, help=PRESET_HELP)]

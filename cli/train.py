@@ -17,7 +17,8 @@ from piumr.config import (
 from .errors import console, user_errors, warn_cpu_time
 from .flags import TRAIN_OPTIONS, build_config, config_overrides, refuse_conflicts, typed_options
 from .options import (
-    ARTIFACTS, PRESET_METAVAR, DataOpt, DeviceOpt, HoldOutOpt, ThreadsOpt, check_data, check_file, check_preset, metavar,
+    ARTIFACTS, PRESET_METAVAR, DataOpt, DeviceOpt, GroupingOpt, HoldOutOpt, SetOpt, ThreadsOpt, check_data, check_file,
+    check_preset, metavar,
     parse_minutes,
 )
 from .resume import resume_run
@@ -56,6 +57,8 @@ def train(
     girl_var_grad: Annotated[bool, typer.Option("--girl-var-grad", help="let GIRL's variance term carry gradient")] = False,
     girl_detach_weights: Annotated[bool, typer.Option("--girl-detach-weights",
                                                       help="GIRL's Gaussian weights as constants (default: gradient through them, as eq. 6)")] = False,
+    girl_grouping: GroupingOpt = None,
+    set_: SetOpt = None,
     split: Annotated[Optional[str], typer.Option(metavar=metavar(Split),
                                                  help="official lists or person-disjoint folds")] = None,
     fold: Annotated[Optional[int], typer.Option()] = None,

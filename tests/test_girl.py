@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from piumr.losses import PIUmrLoss
 
 
 def loop_reference(f: torch.Tensor, y: torch.Tensor, groups: list[list[int]], tau: float, eta: float,
-                   lambda_var: float, eps: float, weight_on: str = "scaled") -> float:
+                   lambda_var: float, eps: float, weight_on: str = "scaled", whole_batch: bool = False) -> float:
     """eq. (6)-(7) with plain Python loops in float64, straight from the paper's text.
 
     ``weight_on`` picks what the Gaussian is centred on: s_ij (literal), cos_ij, or s_ij - max_k s_ik."""
@@ -33,9 +34,10 @@ def loop_reference(f: torch.Tensor, y: torch.Tensor, groups: list[list[int]], ta
         return s(i, k)
 
     risks = []
-    for grp in groups:
+    for anchors in groups:
         total = 0.0
-        for i in grp:
+        grp = list(range(len(labels))) if whole_batch else anchors  # j, k run over the group (or the batch)
+        for i in anchors:
             gauss = {k: math.exp(-0.5 * ((u(i, k, grp) - eta) / eta) ** 2) for k in grp}
             # the softmax form is the same ratio; compute it stably via the max exponent
             log_g = {k: -0.5 * ((u(i, k, grp) - eta) / eta) ** 2 for k in grp}
@@ -48,7 +50,7 @@ def loop_reference(f: torch.Tensor, y: torch.Tensor, groups: list[list[int]], ta
             num = -sum(w[j] * (s(i, j) - lse) for j in grp if labels[j] == labels[i])
             den = sum(1 for j in grp if labels[j] == labels[i]) + eps
             total += num / den
-        risks.append(total / len(grp))
+        risks.append(total / len(anchors))
     mean = sum(risks) / len(risks)
     var = sum((r - mean) ** 2 for r in risks) / len(risks)
     return mean + lambda_var * var
@@ -62,11 +64,25 @@ def test_matches_float64_loop(seed: int, weight_on: str) -> None:
     f = torch.randn(b, d, generator=g)
     y = torch.randint(0, 4, (b,), generator=g)
     tau, eta = (0.07, 0.2) if seed % 2 == 0 else (1.0, 0.5)
-    loss = GIRLLoss(groups=groups, tau=tau, eta=eta, lambda_var=0.7, seed=seed, weight_on=weight_on)  # type: ignore[arg-type]
     ref_groups = [g_.tolist() for g_ in GIRLLoss(groups=groups, seed=seed).partition(b)]
-    got = float(loss(f, y))
-    want = loop_reference(f, y, ref_groups, tau, eta, 0.7, 1e-8, weight_on)
-    assert got == pytest.approx(want, rel=1e-4, abs=1e-5)
+    for pairs, whole in (("group", False), ("batch", True)):
+        loss = GIRLLoss(groups=groups, tau=tau, eta=eta, lambda_var=0.7, seed=seed, weight_on=weight_on,  # type: ignore[arg-type]
+                        pairs=pairs)  # type: ignore[arg-type]
+        got = float(loss(f, y))
+        want = loop_reference(f, y, ref_groups, tau, eta, 0.7, 1e-8, weight_on, whole_batch=whole)
+        assert got == pytest.approx(want, rel=1e-4, abs=1e-5), pairs
+
+
+def test_batch_pairs_give_group_anchors_partners() -> None:
+    """pairs="batch" (default): anchors keep their group, positives come from the whole batch, so at the
+    smoke statistics (12 clips, 7 classes, G = 4) far more anchors have a partner than inside groups of 3."""
+    g = torch.Generator().manual_seed(0)
+    shares = {"batch": [], "group": []}  # type: dict[str, list[float]]
+    for _ in range(50):
+        f, y = torch.randn(12, 8, generator=g), torch.randint(0, 7, (12,), generator=g)
+        for pairs in shares:
+            shares[pairs].append(float(GIRLLoss(groups=4, pairs=pairs).parts(f, y).partnered))  # type: ignore[arg-type]
+    assert sum(shares["batch"]) / 50 > 0.6 > 0.4 > sum(shares["group"]) / 50
 
 
 def test_groups_are_a_seeded_partition() -> None:
@@ -184,10 +200,11 @@ def test_defaults_match_config() -> None:
     for name in names:
         assert params[name].default == cfg[name], f"GIRLLoss.{name} drifts from GIRLConfig"
     custom = GIRLConfig(groups=3, tau=0.5, eta=0.3, lambda_var=0.2, var_grad=True, exclude_self=True,
-                        weight_on="shifted", detach_weights=True, seed=7)
+                        weight_on="shifted", detach_weights=True, seed=7, grouping="person", pairs="group")
     loss = GIRLLoss.from_config(custom)
     assert (loss.groups, loss.tau, loss.eta, loss.lambda_var, loss.var_grad, loss.exclude_self, loss.weight_on,
-            loss.detach_weights) == (3, 0.5, 0.3, 0.2, True, True, "shifted", True)
+            loss.detach_weights, loss.grouping, loss.pairs) == (3, 0.5, 0.3, 0.2, True, True, "shifted", True,
+                                                                 "person", "group")
 
 
 def test_literal_weights_sit_on_least_similar_pair() -> None:
@@ -203,3 +220,107 @@ def test_literal_weights_sit_on_least_similar_pair() -> None:
     assert float(default.max(dim=1).values.mean()) < 0.2
     shifted = GIRLLoss(weight_on="shifted", tau=0.07, eta=0.2).gaussian_weights(f)
     assert torch.equal(shifted.argmax(dim=1), torch.arange(16))  # the self-pair: the most similar one
+
+
+def test_person_groups_are_participants_against_float64_loop() -> None:
+    """grouping="person": one group per participant id, anchors = its clips, pairs over the whole batch.
+    Random pseudo-groups (or person groups that only pair within the participant) give other values."""
+    g = torch.Generator().manual_seed(4)
+    f, y = torch.randn(12, 6, generator=g), torch.randint(0, 3, (12,), generator=g)
+    persons = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3])
+    loss = GIRLLoss(groups=4, grouping="person", lambda_var=0.7)
+    groups = loss.partition(12, persons)
+    assert sorted(tuple(t.tolist()) for t in groups) == [(0, 1, 2), (3, 4, 5), (6, 7, 8), (9, 10, 11)]
+    want = loop_reference(f, y, [t.tolist() for t in groups], 0.07, 0.5, 0.7, 1e-8, "cosine", whole_batch=True)
+    assert float(loss(f, y, persons)) == pytest.approx(want, rel=1e-4, abs=1e-5)
+    within = loop_reference(f, y, [t.tolist() for t in groups], 0.07, 0.5, 0.7, 1e-8, "cosine")
+    assert abs(want - within) > 1e-3
+    assert abs(float(GIRLLoss(groups=4, lambda_var=0.7, pairs="group")(f, y)) - want) > 1e-3
+    with pytest.raises(ValueError, match="participant"):
+        loss(f, y)
+
+
+def test_weight_diagnostics_see_the_emphasis() -> None:
+    """w_eff (effective number of an anchor's positive weights / their count) is 1 for uniform weights and
+    falls when the Gaussian singles out pairs; w_ratio (max/min) rises. Anchors without a partner are counted."""
+    g = torch.Generator().manual_seed(0)
+    y = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    f = torch.randn(8, 16, generator=g)
+    flat = GIRLLoss(groups=1, eta=1e3).parts(f, y)  # a Gaussian far wider than any cosine gap: uniform
+    assert float(flat.w_eff) == pytest.approx(1.0, abs=1e-4) and float(flat.w_ratio) == pytest.approx(1.0, abs=1e-3)
+    sharp = GIRLLoss(groups=1, eta=0.05).parts(f, y)
+    assert float(sharp.w_eff) < 0.9 and float(sharp.w_ratio) > 2.0
+    assert float(flat.partnered) == 1.0
+    lonely = GIRLLoss(groups=1).parts(f, torch.arange(8))
+    assert float(lonely.partnered) == 0.0 and math.isnan(float(lonely.w_eff))
+
+
+def test_criterion_logs_and_state_travel_without_the_trainer_naming_them() -> None:
+    """The criterion reports its own log keys and extra checkpoint state; restoring the state reproduces
+    the next group draw exactly."""
+    from piumr.config import PRESETS
+    from piumr.losses import build_criterion
+
+    torch.manual_seed(0)
+    logits, emb, y = torch.randn(8, 5), torch.randn(8, 6), torch.randint(0, 5, (8,))
+    crit = build_criterion(PRESETS["tiny"])
+    out = crit(logits, emb, y)
+    assert {"loss", "ce", "girl", "girl_var", "girl_w_eff", "girl_w_ratio", "girl_partnered"} <= set(out.logs)
+    state = crit.state_tensors()
+    a = crit(logits, emb, y).total
+    other = build_criterion(PRESETS["tiny"])
+    other.load_state_tensors(state)
+    torch.testing.assert_close(other(logits, emb, y).total, a)
+    off = build_criterion(PRESETS["tiny"].model_copy(update={"girl": GIRLConfig(enabled=False)}))
+    assert set(off(logits, emb, y).logs) == {"loss", "ce"} and off.state_tensors() == {}
+
+
+def test_train_module_does_not_name_the_loss() -> None:
+
+    import piumr.train
+
+    assert "girl" not in Path(piumr.train.__file__).read_text().lower()
+
+
+def test_person_batches_hold_g_participants() -> None:
+    """Every batch of the person sampler holds exactly G participants with equal shares, no clip twice; a
+    plain shuffle of the same records does not (so the check can fail)."""
+    from piumr.data.loaders import person_batches
+    from piumr.data.ma52 import ClipRecord
+
+    recs = [ClipRecord(Path(f"{p:04d}_01_{i}.mp4"), 0, 1, f"{p:04d}", None, None) for p in range(7) for i in range(9)]
+    order = person_batches(recs, 12, 4, torch.Generator().manual_seed(0))
+    assert len(order) == len(set(order)) and len(order) >= 36
+    for k in range(0, len(order), 12):
+        names = [recs[i].participant for i in order[k:k + 12]]
+        assert len(set(names)) == 4 and all(names.count(n) == 3 for n in set(names))
+    plain = torch.randperm(len(recs), generator=torch.Generator().manual_seed(0)).tolist()
+    assert any(len({recs[i].participant for i in plain[k:k + 12]}) != 4 for k in range(0, 60, 12))
+    with pytest.raises(ValueError, match="participants"):
+        person_batches(recs[:18], 12, 4, torch.Generator())
+
+
+def test_cli_selects_person_groups_var_grad_and_any_field(tmp_path: Path) -> None:
+    """`piumr train --girl-grouping person --girl-var-grad --set KEY=VALUE` trains those arms (config.json
+    records them, the log carries the criterion's keys); a bad value is one line naming the flag."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from piumr_cli.main import app
+
+    base = ["train", "--preset", "tiny", "--data", "synth", "--epochs", "1", "--workers", "0", "--quiet",
+            "--threads", "1"]
+    res = CliRunner().invoke(app, [*base, "--girl-grouping", "person", "--girl-var-grad", "--set",
+                                   "girl.exclude_self=true", "--set", "model.tfam.fusion_lambda=batch",
+                                   "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (cfg["girl"]["grouping"], cfg["girl"]["var_grad"], cfg["girl"]["exclude_self"]) == ("person", True, True)
+    assert cfg["model"]["tfam"]["fusion_lambda"] == "batch"
+    steps = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert any("girl_partnered" in r and "tfam_lam_t" in r for r in steps)
+    for args, flag in ((["--girl-grouping", "nobody"], "--girl-grouping"), (["--set", "girl.tau"], "--set"),
+                       (["--girl-grouping", "person", "--batch-size", "7"], "--girl-grouping")):
+        bad = CliRunner().invoke(app, [*base, *args, "--out", str(tmp_path / "bad")])
+        assert bad.exit_code == 2 and bad.output.strip().count("\n") == 0 and flag in bad.output, bad.output

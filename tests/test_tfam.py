@@ -96,7 +96,7 @@ def test_eval_is_deterministic_train_is_not() -> None:
 
 def test_running_fusion_weights_sum_to_one_and_move() -> None:
     torch.manual_seed(0)
-    m = small_tfam()
+    m = small_tfam(fusion_lambda="batch")
     lam0 = m.lam.clone()
     m.train()
     m(torch.randn(B, C, T, H, W) * 3)
@@ -196,7 +196,7 @@ def test_defaults_match_config() -> None:
 def test_stability_below_one_when_perturbed(perturb: str) -> None:
     """With order-aware pooling, s_t < 1 whenever the perturbation changes the input (issue: s_t was == 1)."""
     torch.manual_seed(0)
-    m = small_tfam(temporal_perturb=perturb).train()
+    m = small_tfam(temporal_perturb=perturb, stability_on="all").train()
     x = _distinct_frames()
     assert m.temp is not None and m.freq is not None
     with torch.no_grad():
@@ -209,7 +209,7 @@ def test_stability_below_one_when_perturbed(perturb: str) -> None:
 def test_literal_stability_is_vacuous_under_shuffle() -> None:
     """The literal reading (shuffle + one max over (T, H, W)) gives s_t == 1: documented, kept behind switches."""
     torch.manual_seed(0)
-    m = small_tfam(temporal_perturb="shuffle", stability_pool="global").train()
+    m = small_tfam(temporal_perturb="shuffle", stability_pool="global", stability_on="all").train()
     x = _distinct_frames()
     assert m.temp is not None and m.freq is not None
     with torch.no_grad():
@@ -241,5 +241,99 @@ def test_mask_perturbation_masks_some_but_not_all_frames() -> None:
     m = small_tfam(temporal_perturb="mask", mask_ratio=0.0)
     x = torch.ones(2, C, 5, 3, 3)
     for _ in range(10):
-        kept = m._perturb_frames(x).amax(dim=(0, 1, 3, 4))
-        assert 1 <= int((kept == 0).sum()) <= 4
+        kept = m._perturb_frames(x).amax(dim=(1, 3, 4))  # (B, T), per clip
+        assert all(1 <= int((k == 0).sum()) <= 4 for k in kept)
+
+
+def _scores_with(m: TFAM, x: Tensor, monkeypatch: pytest.MonkeyPatch, temporal: object = None,
+                 spatial: object = None) -> tuple[Tensor, Tensor]:
+    """(s_t, s_s) with the temporal / spatial attention replaced by ``temporal`` / ``spatial`` when given."""
+    assert m.temp is not None and m.freq is not None
+    with monkeypatch.context() as mp:
+        if temporal is not None:
+            mp.setattr(m.temp, "attention", temporal)
+        if spatial is not None:
+            mp.setattr(m.freq, "attention", spatial)
+        with torch.no_grad():
+            return m.stability_scores(x)
+
+
+def test_stability_reads_the_branches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """s_t and s_s compare each branch's modulation on what the perturbation left: strictly between the
+    values a vacuous branch gives, 0 for an identity branch (no modulation) and 1 for one that ignores its
+    input. The first reading ("all") gives an identity temporal branch s_t ~ sqrt(kept fraction): it
+    measured the mask, not the branch."""
+    x = _distinct_frames()
+    torch.manual_seed(0)
+    m = small_tfam().train()
+    torch.manual_seed(1)
+    s_t, s_s = _scores_with(m, x, monkeypatch)
+    assert float(s_t.max()) < 0.99999 and float(s_t.min()) > 0.05, s_t
+    assert float(s_s.max()) < 0.99999 and float(s_s.min()) > 0.05, s_s
+    identity_t = lambda z: torch.zeros(z.shape[0], z.shape[2])  # noqa: E731  phi_t(x) = x
+    identity_s = lambda z, e=None: torch.zeros(z.shape[0], 1, z.shape[3], z.shape[4])  # noqa: E731
+    blind_t = lambda z: torch.full((z.shape[0], z.shape[2]), 0.7)  # noqa: E731  ignores its input
+    blind_s = lambda z, e=None: torch.full((z.shape[0], 1, z.shape[3], z.shape[4]), 0.7)  # noqa: E731
+    s_t_id, s_s_id = _scores_with(m, x, monkeypatch, identity_t, identity_s)
+    assert float(s_t_id.abs().max()) < 1e-6 and float(s_s_id.abs().max()) < 1e-6
+    s_t_bl, s_s_bl = _scores_with(m, x, monkeypatch, blind_t, blind_s)
+    assert torch.allclose(s_t_bl, torch.ones_like(s_t_bl)) and torch.allclose(s_s_bl, torch.ones_like(s_s_bl))
+    first = small_tfam(stability_on="all").train()
+    first.load_state_dict(m.state_dict())
+    s_t_first, _ = _scores_with(first, x, monkeypatch, identity_t)
+    kept = 1 - round(0.25 * x.shape[2]) / x.shape[2]
+    assert torch.allclose(s_t_first, torch.full_like(s_t_first, kept ** 0.5), atol=0.1), s_t_first
+
+
+def test_fusion_weights_per_clip_in_train_and_eval() -> None:
+    """lambda is per clip (it differs between clips), eval uses the same rule deterministically, and a
+    clip's eval output does not depend on its batch-mates. The batch-mean form gives every clip one weight."""
+    x = _distinct_frames()
+    x = torch.cat([x, x.flip(2) * 2.0 + 0.3])  # 6 clips of different content
+    torch.manual_seed(0)
+    m = small_tfam()
+    m.train()
+    m(x)
+    assert m.last_lam is not None and m.last_lam.shape == (6, 2)
+    assert float(m.last_lam[:, 0].std()) > 1e-4, m.last_lam
+    torch.testing.assert_close(m.last_lam.sum(dim=1), torch.ones(6))
+    m.eval()
+    with torch.no_grad():
+        full = m(x)
+        lam_eval = m.last_lam
+        alone = m(x[2:3])
+    assert lam_eval is not None and float(lam_eval[:, 0].std()) > 1e-4, lam_eval
+    torch.testing.assert_close(full[2:3], alone)
+    assert m.temp is not None and m.freq is not None
+    with torch.no_grad():  # each clip is fused with its own weights, not the batch's mean
+        x_t, x_s = m.temp(x), x * m.freq.attention(x)[:, :, None] + x
+    per_clip = lam_eval[:, 0, None, None, None, None] * x_t + lam_eval[:, 1, None, None, None, None] * x_s
+    mean = lam_eval.mean(dim=0)
+    torch.testing.assert_close(full, per_clip, rtol=0, atol=1e-6)
+    assert (full - (mean[0] * x_t + mean[1] * x_s)).abs().max() > 1e-5
+    with torch.no_grad():
+        assert torch.equal(m(x), full)
+    batch = small_tfam(fusion_lambda="batch")
+    batch.load_state_dict(m.state_dict())
+    batch.train()
+    batch(x)
+    assert batch.last_lam is not None
+
+
+def test_literal_row_tokens_see_the_input_only_through_a_t() -> None:
+    """tokens="rows" (SelfAttn(Linear(A_t)), literal): scaling the input keeps every frame affinity, so A_t
+    and the gate stay the same; the default tokens transport descriptors, so the gate changes. T != 16
+    resamples the rows."""
+    x = _distinct_frames()
+    for t in (8, 16):
+        xt = x[:, :, torch.arange(t) % x.shape[2]] if t != x.shape[2] else x
+        torch.manual_seed(0)
+        rows = small_tfam(tokens="rows")
+        assert rows.temp is not None
+        with torch.no_grad():
+            torch.testing.assert_close(rows.temp.attention(xt), rows.temp.attention(3.0 * xt))
+    torch.manual_seed(0)
+    centred = small_tfam()
+    assert centred.temp is not None
+    with torch.no_grad():
+        assert (centred.temp.attention(x) - centred.temp.attention(3.0 * x)).abs().max() > 1e-4

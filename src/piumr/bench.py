@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from piumr.backbones import backbone_spec
 from piumr.config import ModelConfig, TrainConfig
-from piumr.losses import GIRLLoss
+from piumr.losses import build_criterion
 from piumr.model import PIUmrNet
 from piumr.model.backbone import build_x3d
 from piumr.runtime import die_with_parent
@@ -72,7 +72,7 @@ def estimate_cpu_seconds(cfg: ModelConfig, clips: int, *, train: bool, threads: 
 
 
 def _build(cfg: TrainConfig, variant: str) -> tuple[torch.nn.Module, bool]:
-    """(model, use_girl) for a variant; "x3d" is the plain backbone: pytorchvideo X3D (no wrapper), or a
+    """(model, full loss) for a variant (full loss: the run's criterion, else CE); "x3d" is the plain backbone: pytorchvideo X3D (no wrapper), or a
     torchvision or VideoMAE backbone in the PIUmr wrapper with TFAM off."""
     m = cfg.model
     if variant == "x3d" and backbone_spec(m.backbone).family == "x3d":
@@ -92,9 +92,9 @@ def bench_variant(cfg: TrainConfig, variant: str, mode: Mode, batch: int, device
     warnings.filterwarnings("ignore")
     dev = torch.device(device)
     torch.manual_seed(0)
-    model, use_girl = _build(cfg, variant)
+    model, full_loss = _build(cfg, variant)
     model = model.to(dev).train(mode == "train")
-    girl = GIRLLoss.from_config(cfg.girl) if use_girl else None
+    criterion = build_criterion(cfg) if full_loss else None
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     x = torch.randn(batch, 3, cfg.model.frames, cfg.model.crop, cfg.model.crop, device=dev)
     y = torch.randint(0, cfg.model.num_classes, (batch,), device=dev)
@@ -108,9 +108,8 @@ def bench_variant(cfg: TrainConfig, variant: str, mode: Mode, batch: int, device
                 return
             out = model(x)
         logits, emb = (out.logits, out.embedding) if hasattr(out, "logits") else (out, None)
-        loss: torch.Tensor = F.cross_entropy(logits.float(), y)
-        if girl is not None and emb is not None:
-            loss = loss + girl(emb, y)
+        loss: torch.Tensor = (criterion(logits, emb, y).total if criterion is not None and emb is not None
+                              else F.cross_entropy(logits.float(), y))
         opt.zero_grad(set_to_none=True)
         torch.autograd.backward([loss])
         opt.step()

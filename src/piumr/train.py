@@ -1,17 +1,14 @@
 """Training (§4.1) as a recipe: open the run folder -> set up -> restore -> for each epoch: one epoch,
 validate, save -> finish.
 
-Runs on one device, or under ``torchrun`` with DistributedDataParallel
-(``torchrun --nproc-per-node N -m piumr train ...``): rank-0 logs and writes
-checkpoints, validation scores are gathered over all ranks. ``batch_size`` in
-the config is the GLOBAL batch (split evenly over ranks).
+Runs on one device, or under ``torchrun`` with DistributedDataParallel (``torchrun --nproc-per-node N -m piumr
+train ...``): rank-0 logs and writes checkpoints, validation scores are gathered over all ranks. ``batch_size``
+in the config is the GLOBAL batch (split evenly over ranks).
 
-Files in ``out_dir``: ``config.json``, ``log.jsonl`` (one JSON object per
-logged step, per epoch, per resume and per amendment), ``last.safetensors``
-(model + optimiser + RNG, written at every epoch end and every
-``checkpoint_every_min`` minutes within an epoch: ``resume=True`` continues
-exactly), ``best.safetensors`` (best validation F1_mean), ``metrics.json``
-(validation metrics of the best epoch), ``summary.json``.
+Files in ``out_dir``: ``config.json``, ``log.jsonl`` (one JSON object per logged step, per epoch, per resume
+and per amendment), ``last.safetensors`` (model + optimiser + RNG, written at every epoch end and every
+``checkpoint_every_min`` minutes within an epoch: ``resume=True`` continues exactly), ``best.safetensors``
+(best validation F1_mean), ``metrics.json`` (validation metrics of the best epoch), ``summary.json``.
 
 The run folder's rules (``piumr.run_folder``): one process at a time (a lock),
 a new run only into an empty folder (``fresh=True`` moves an old run aside),
@@ -49,11 +46,12 @@ from piumr.data.splits import class_info, load_split, resolve_root, trained_on
 from piumr.errors import RunError
 from piumr.evaluate import Scores, collect_scores, score_metrics, write_predictions_csv
 from piumr.files import write_json_atomic
-from piumr.losses import PIUmrLoss
+from piumr.losses import PIUmrLoss, build_criterion
 from piumr.metrics import format_table
 from piumr.model import PIUmrNet, build_model
 from piumr.runtime import DistInfo, seed_everything, setup_distributed
 from piumr.speed import Feed, LossMeter, Synced, compile_model, configure_backends, make_optimizer, prepare_model
+from piumr.steplog import RunLog, finite_values, fold_read, person_ids
 
 __all__ = ["TrainResult", "lr_at", "train"]
 
@@ -81,18 +79,6 @@ def lr_at(optim: OptimConfig, epoch: int) -> float:
     return lr
 
 
-class _Log:
-    """Append-only JSONL log (rank 0 only)."""
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-
-    def __call__(self, **row: Any) -> None:
-        if self.path is not None:
-            with open(self.path, "a") as fh:
-                fh.write(json.dumps(row) + "\n")
-
-
 @dataclass
 class _Run:
     """Everything set-up builds: fixed for the whole run."""
@@ -101,7 +87,7 @@ class _Run:
     out_dir: Path
     dinfo: DistInfo
     console: Console
-    log: _Log
+    log: RunLog
     train_ds: VideoDataset
     val_loader: DataLoader[dict[str, Any]]
     model: PIUmrNet
@@ -203,7 +189,7 @@ def _set_up(opened: run_folder.Opened, out_dir: Path, dinfo: DistInfo, progress:
     model = build_model(config=model_cfg).to(dinfo.device)
     configure_backends(cfg.speed, dinfo.device)
     prepare_model(model, cfg.speed)
-    criterion = PIUmrLoss(cfg.girl, cfg.ce_weight)
+    criterion = build_criterion(cfg)
     opt = make_optimizer(model, cfg.optim, cfg.speed, dinfo.device)
     steps = len(train_ds) // cfg.optim.batch_size
     if cfg.max_steps_per_epoch is not None:
@@ -214,7 +200,7 @@ def _set_up(opened: run_folder.Opened, out_dir: Path, dinfo: DistInfo, progress:
         opened.history += [c.to_json(epoch, step) for c in opened.changes]
         run_folder.write_config(out_dir, cfg, opened.history)
     st = os.stat(out_dir) if dinfo.main else None
-    return _Run(cfg, out_dir, dinfo, console, _Log(out_dir / "log.jsonl" if dinfo.main else None), train_ds,
+    return _Run(cfg, out_dir, dinfo, console, RunLog(out_dir / "log.jsonl" if dinfo.main else None), train_ds,
                 val_loader, model, criterion, opt, steps,
                 Feed(cfg, train_ds, dinfo.device, steps, rank=dinfo.rank, world=dinfo.world),
                 LossMeter(cfg.speed.check_every),
@@ -223,7 +209,7 @@ def _set_up(opened: run_folder.Opened, out_dir: Path, dinfo: DistInfo, progress:
 
 
 def _restore(run: _Run, opened: run_folder.Opened) -> _State:
-    """Model, optimiser, GIRL generator, RNGs and counters from ``last.safetensors`` (fresh state if None);
+    """Model, optimiser, the criterion's own state, RNGs and counters from ``last.safetensors`` (fresh state if None);
     the log loses its rows after the checkpoint's step and records the resume and its amendments."""
     ckpt, state = opened.ckpt, _State()
     if ckpt is not None:
@@ -241,9 +227,7 @@ def _restore(run: _Run, opened: run_folder.Opened) -> _State:
         state.val_missing = list(extra.get("val_missing", []))
         state.val_shrank = list(extra.get("val_shrank", []))
         state.last_good = f"{ckpt.path} (epoch {ckpt.meta['epoch']}, step {state.step})"
-        gen_state = ckpt.meta["extra_tensors"].get("girl_generator")
-        if gen_state is not None and run.criterion.girl is not None:
-            run.criterion.girl.generator.set_state(gen_state)
+        run.criterion.load_state_tensors(ckpt.meta["extra_tensors"])
         restore_rng(ckpt)
     log = run.out_dir / "log.jsonl"
     if not run.dinfo.main or not opened.resumed or (opened.ckpt is None and not log.is_file()):
@@ -286,9 +270,13 @@ def _train_one_epoch(run: _Run, net: torch.nn.Module, state: _State, epoch: int,
     net.train()
     use_amp = cfg.optim.amp and dinfo.device.type == "cuda"
     skip, state.batches_done = state.batches_done, 0
-    acc: dict[str, Any] = {"sums": {"loss": 0.0, "ce": 0.0, "girl": 0.0}, "n_batches": 0, "clips": 0, "skipped": []}
+    acc: dict[str, Any] = {"sums": {}, "counts": {}, "n_batches": 0, "clips": 0, "skipped": []}
     if skip:
         acc.update(state.partial)
+        # a checkpoint written before per-key counts: every key was summed over every batch
+        acc.setdefault("counts", {})
+        for k in acc["sums"]:
+            acc["counts"].setdefault(k, acc["n_batches"])
     t_ep, clips0 = time.time(), acc["clips"]
     vals: dict[str, float] = {}
     for i, batch in enumerate(run.feed.epoch(epoch, skip), start=skip):
@@ -296,9 +284,12 @@ def _train_one_epoch(run: _Run, net: torch.nn.Module, state: _State, epoch: int,
         acc["skipped"] += batch["skipped"]
         with torch.autocast(dinfo.device.type, dtype=torch.bfloat16, enabled=use_amp):
             out = net(video)
-        parts = run.criterion(out.logits, out.embedding, labels)
+        parts = run.criterion(out.logits, out.embedding, labels, person_ids(batch["participant"], dinfo.device))
         log_now = (state.step + 1) % log_every == 0 and dinfo.main
-        vals = _synced(run, state, epoch, acc, run.meter.add(parts._asdict(), state.step + 1, log_now)) or vals
+        # the criterion's and the model's own log values (e.g. the spread of TFAM's per-clip fusion weights),
+        # summed on the device and read every speed.check_every steps (``total`` is the one checked)
+        step_vals = {"total": parts.total, **parts.logs, **run.model.diagnostics()}
+        vals = _synced(run, state, epoch, acc, run.meter.add(step_vals, state.step + 1, log_now)) or vals
         run.opt.zero_grad(set_to_none=True)
         parts.total.backward()
         if cfg.optim.grad_clip is not None:
@@ -312,8 +303,8 @@ def _train_one_epoch(run: _Run, net: torch.nn.Module, state: _State, epoch: int,
         prog.update(task, advance=1, info=f"loss {loss} lr {lr:.1e} {rate:.1f} clips/s")
         if log_now:
             _guarded(run, state, epoch, "log.jsonl", lambda: run.log(
-                type="step", epoch=epoch, step=state.step, loss=vals["total"], ce=vals["ce"], girl=vals["girl"],
-                girl_var=vals["girl_var"], lr=lr, clips_per_s=rate))
+                type="step", epoch=epoch, step=state.step, **finite_values(vals), lr=lr,
+                clips_per_s=rate))
         if (dinfo.main and i + 1 < run.steps_per_epoch
                 and time.monotonic() - state.last_save >= run.checkpoint_every_s):
             _synced(run, state, epoch, acc, run.meter.flush())
@@ -323,9 +314,8 @@ def _train_one_epoch(run: _Run, net: torch.nn.Module, state: _State, epoch: int,
         run.console.print(f"[yellow]epoch {epoch}: skipped {len(acc['skipped'])} broken clip(s)[/]: "
                           + ", ".join(sorted(set(acc["skipped"]))[:5]))
     state.skipped += acc["skipped"]
-    n = max(acc["n_batches"], 1)
     return {"type": "epoch", "epoch": epoch, "step": state.step, "lr": lr,
-            **{k: v / n for k, v in acc["sums"].items()},
+            **{k: v / max(acc["counts"].get(k, 0), 1) for k, v in acc["sums"].items()},
             "clips_per_s": (acc["clips"] - clips0) / max(time.time() - t_ep, 1e-9), "skipped": len(acc["skipped"])}
 
 
@@ -338,8 +328,7 @@ def _synced(run: _Run, state: _State, epoch: int, acc: dict[str, Any], got: Sync
         raise RunError(f"training diverged: non-finite loss ({got.bad_value}) at epoch {epoch}, step {got.bad_step}; "
                        f"the last good checkpoint is {state.last_good} (resume from it with a lower --lr: "
                        f"--resume {run.out_dir} --lr ...)")
-    for k, name in (("loss", "total"), ("ce", "ce"), ("girl", "girl")):
-        acc["sums"][k] += got.sums[name]
+    fold_read(acc, got)
     return got.last
 
 
@@ -400,14 +389,12 @@ def _validate(run: _Run, state: _State, epoch: int, row: dict[str, Any], prog: P
 
 def _save_last(run: _Run, state: _State, epoch: int, *, batches: int = 0,
                partial: dict[str, Any] | None = None) -> None:
-    """``last.safetensors``: model, optimiser, GIRL generator, RNG states and counters (exact resume); at an
+    """``last.safetensors``: model, optimiser, the criterion's own state, RNG states and counters (exact resume); at an
     epoch end (``batches`` 0) or after ``batches`` batches of ``epoch`` with its running sums ``partial``."""
     if not all(bool(torch.isfinite(p).all()) for p in run.model.parameters()):
         raise RunError(f"training diverged: non-finite weights at epoch {epoch}, step {state.step}; the last good "
                        f"checkpoint is {state.last_good}")
-    tensors = {}
-    if run.criterion.girl is not None:
-        tensors["girl_generator"] = run.criterion.girl.generator.get_state()
+    tensors = run.criterion.state_tensors()
     # the clips skipped in earlier epochs; those of an unfinished epoch travel in ``partial``
     extra = {"epoch_batches": batches, "partial": partial or {}, "skipped": state.skipped,
              "val_reference": state.val_reference, "val_missing": state.val_missing, "val_shrank": state.val_shrank}

@@ -30,7 +30,7 @@ from piumr.data.transforms import build_transform
 from piumr.errors import VideoError
 
 __all__ = ["Mode", "data_root", "build_dataset", "probe_lengths", "train_loader", "persistent_train_loader",
-           "eval_loader"]
+           "eval_loader", "person_batches"]
 
 Mode = Literal["train", "eval", "predict"]
 
@@ -108,13 +108,53 @@ def train_loader(cfg: TrainConfig, ds: VideoDataset, *, epoch: int, rank: int = 
                                           drop_last=True)
         dist_sampler.set_epoch(epoch)
     sampler: DistributedSampler[int] | list[int] | None = dist_sampler
-    if skip_batches > 0:
+    min_persons = cfg.girl.groups if cfg.girl.enabled and cfg.girl.grouping == "person" else 0
+    if min_persons and world > 1:
+        raise ValueError("girl.grouping='person' draws its batches in one process; it does not run under "
+                         "torch.distributed yet")
+    if min_persons:
+        sampler = person_batches(ds.records, per_rank, min_persons, gen)[skip_batches * per_rank:]
+    elif skip_batches > 0:
         sampler = _epoch_order(ds, gen, dist_sampler)[skip_batches * per_rank:]
         gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
     nw = cfg.data.num_workers
     return DataLoader(ds, batch_size=per_rank, shuffle=sampler is None, sampler=sampler,
                       drop_last=True, num_workers=nw, collate_fn=collate, worker_init_fn=worker_init if nw else None,
                       generator=gen, pin_memory=pin_memory, persistent_workers=False)
+
+
+def person_batches(records: Sequence[ClipRecord], batch: int, persons: int, gen: torch.Generator) -> list[int]:
+    """One epoch's item order in which every consecutive ``batch`` items come from exactly ``persons``
+    participants, ``batch // persons`` clips each (``batch`` must be a multiple of ``persons``).
+
+    Each participant's clips are shuffled and cut into pieces of ``batch // persons``; the pieces, in
+    random order, fill batches greedily (a piece goes to the first open batch without its participant).
+    Leftovers (a participant's last short piece, batches no other participant could complete) are left
+    out of the epoch. Raises ``ValueError`` when the records hold fewer than ``persons`` participants."""
+    by_person: dict[str, list[int]] = {}
+    for i, r in enumerate(records):
+        by_person.setdefault(r.participant or "", []).append(i)
+    if len(by_person) < persons:
+        raise ValueError(f"person groups need {persons} participants per batch, but the training split has "
+                         f"{len(by_person)}")
+    k = batch // persons
+    pieces: list[tuple[str, list[int]]] = []
+    for name, clips in by_person.items():
+        mixed = [clips[j] for j in torch.randperm(len(clips), generator=gen).tolist()]
+        pieces += [(name, mixed[j:j + k]) for j in range(0, len(mixed) - k + 1, k)]
+    open_: list[dict[str, list[int]]] = []
+    order: list[int] = []
+    for j in torch.randperm(len(pieces), generator=gen).tolist():
+        name, piece = pieces[j]
+        target = next((b for b in open_ if name not in b), None)
+        if target is None:
+            target = {}
+            open_.append(target)
+        target[name] = piece
+        if len(target) == persons:
+            open_.remove(target)
+            order += [i for p in target.values() for i in p]
+    return order
 
 
 def _epoch_order(ds: VideoDataset, gen: torch.Generator, sampler: DistributedSampler[int] | None) -> list[int]:
@@ -171,7 +211,11 @@ def persistent_train_loader(cfg: TrainConfig, ds: VideoDataset, *, first_epoch: 
                             prefetch_factor: int = 2) -> DataLoader[dict[str, Any]]:
     """One loader for every remaining epoch (its workers start once and prefetch across epoch ends): the
     batches ``train_loader`` gives epoch by epoch, ``steps`` per epoch, from ``first_epoch`` batch
-    ``skip_batches`` on (each epoch needs ``steps`` <= its full batches)."""
+    ``skip_batches`` on (each epoch needs ``steps`` <= its full batches). Person batches
+    (``girl.grouping="person"``) are drawn by ``train_loader`` only: ``ValueError`` here."""
+    if cfg.girl.enabled and cfg.girl.grouping == "person":
+        raise ValueError("speed lever 'prefetch' cannot draw GIRL's person batches (girl.grouping='person') yet: "
+                         "train without --speed prefetch")
     nw = cfg.data.num_workers
     return DataLoader(_EpochItems(ds), batch_sampler=_EpochBatches(cfg, ds, first_epoch, skip_batches, steps, rank,
                                                                    world),

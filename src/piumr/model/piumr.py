@@ -104,6 +104,15 @@ class PIUmrNet(nn.Module):
         """Embedding (B, D) -> logits (B, num_classes) (dropout where the backbone has one + linear; no softmax)."""
         return self._split.head(self.backbone, emb)
 
+    def diagnostics(self) -> dict[str, Tensor]:
+        """Scalars of the last training forward worth logging: the mean and the spread (std over the
+        batch's clips) of TFAM's per-clip fusion weight lambda_t, when consistency fusion ran."""
+        lam = self.tfam.last_lam if self.tfam is not None else None
+        if lam is None or not self.training:
+            return {}
+        lt = lam[:, 0].float()
+        return {"tfam_lam_t": lt.mean(), "tfam_lam_t_std": lt.std(unbiased=False)}
+
     def forward(self, x: Tensor) -> PIUmrOutput:
         if x.dim() != 5 or x.shape[1] != 3:
             raise ValueError(f"expected video input (B, 3, T, H, W), got {tuple(x.shape)}")

@@ -24,6 +24,7 @@ __all__ = ["TFAM", "FrequencyBranch", "TemporalBranch", "DyT", "dct_bank", "sink
 # Every keyword default below is read from TFAMConfig, the one source of TFAM's defaults
 # (tests/test_tfam.py::test_defaults_match_config fails if a signature drifts from it).
 _D = TFAMConfig()
+ROW_LEN = 16  # tokens="rows": A_t rows are resampled to the paper's clip length (§4.1: 16 frames)
 
 
 def dct_bank(num: int, kernel: int) -> Tensor:
@@ -150,14 +151,17 @@ class TemporalBranch(nn.Module):
       the transport structure spans the sigmoid's range. ``"none"`` is the literal form.
     * ``tokens="centred"``: A_t transports the frame descriptors after removing their
       mean over T, so tokens differ by what A_t does, not by a shared mean;
-      ``"mean"`` is the first reading (``A_t @ a / T``, all tokens ~ the clip mean).
+      ``"mean"`` is the first reading (``A_t @ a / T``, all tokens ~ the clip mean);
+      ``"rows"`` is the literal SelfAttn(Linear(A_t)): A_t's rows are the tokens (resampled
+      to ``ROW_LEN`` = the paper's 16 frames when T differs), so the gate sees the input
+      only through A_t.
     """
 
     def __init__(
         self, channels: int, *, tau_min: float = _D.tau_min, tau_scale: float = _D.tau_scale,
         sinkhorn_iters: int = _D.sinkhorn_iters, gamma_w: float = _D.gamma_w, attn_dim: int = _D.attn_dim,
         attn_heads: int = _D.attn_heads, kernel_scale: Literal["frames", "none"] = _D.kernel_scale,
-        gate_scale_init: float = _D.gate_scale_init, tokens: Literal["centred", "mean"] = _D.tokens,
+        gate_scale_init: float = _D.gate_scale_init, tokens: Literal["centred", "mean", "rows"] = _D.tokens,
     ) -> None:
         super().__init__()
         if attn_dim % attn_heads:
@@ -171,7 +175,7 @@ class TemporalBranch(nn.Module):
         nn.init.zeros_(self.mix.bias)
         self.scale = nn.Parameter(torch.tensor(float(gate_scale_init)))  # Gamma in A_t = sigmoid(Gamma K + beta)
         self.shift = nn.Parameter(torch.tensor(0.0))  # beta
-        self.proj = nn.Linear(channels, attn_dim)  # "linear projection"
+        self.proj = nn.Linear(ROW_LEN if tokens == "rows" else channels, attn_dim)  # "linear projection"
         self.attn = nn.MultiheadAttention(attn_dim, attn_heads, batch_first=True)  # "self-attention block"
         self.norm = nn.LayerNorm(attn_dim)
         self.out = nn.Linear(attn_dim, 1)
@@ -210,7 +214,11 @@ class TemporalBranch(nn.Module):
         """
         _, a_t = self.kernels(x)
         desc = x.mean(dim=(3, 4)).transpose(1, 2)  # (B, T, C)
-        if self.tokens == "centred":
+        if self.tokens == "rows":  # A_t's rows (B, T, T) as the tokens, resampled to (B, T, ROW_LEN)
+            rows = a_t if a_t.shape[-1] == ROW_LEN else F.interpolate(a_t, size=ROW_LEN, mode="linear",
+                                                                         align_corners=True)
+            tokens = rows.to(desc.dtype)
+        elif self.tokens == "centred":
             tokens = torch.bmm(a_t.to(desc.dtype), desc - desc.mean(dim=1, keepdim=True))
         else:
             tokens = torch.bmm(a_t.to(desc.dtype), desc) / a_t.shape[-1]
@@ -238,9 +246,10 @@ class TFAM(nn.Module):
         Remaining keywords: see ``piumr.config.TFAMConfig``, the one source of every
         default here (all marked "not in paper" there).
 
-    Eval mode is deterministic: the random perturbations run only in training,
-    and consistency fusion then uses an exponential moving average of
-    (lambda_t, lambda_s) collected in training (like BatchNorm statistics).
+    Consistency fusion weighs each clip by its own (lambda_t, lambda_s) (``fusion_lambda="sample"``), in
+    training and in eval alike; eval draws its perturbations from a fixed seed, so it is deterministic.
+    ``fusion_lambda="batch"`` is the first reading: the batch mean in training and, in eval, an
+    exponential moving average of it collected in training (like BatchNorm statistics).
     """
 
     lam: Tensor
@@ -253,11 +262,13 @@ class TFAM(nn.Module):
         attn_kernel: int = _D.attn_kernel, tau_min: float = _D.tau_min, tau_scale: float = _D.tau_scale,
         sinkhorn_iters: int = _D.sinkhorn_iters, gamma_w: float = _D.gamma_w, attn_dim: int = _D.attn_dim,
         attn_heads: int = _D.attn_heads, kernel_scale: Literal["frames", "none"] = _D.kernel_scale,
-        gate_scale_init: float = _D.gate_scale_init, tokens: Literal["centred", "mean"] = _D.tokens,
+        gate_scale_init: float = _D.gate_scale_init, tokens: Literal["centred", "mean", "rows"] = _D.tokens,
         temporal_perturb: Literal["shuffle", "mask"] = _D.temporal_perturb, mask_ratio: float = _D.mask_ratio,
         stability_pool: Literal["frame", "global"] = _D.stability_pool,
         fusion_momentum: float = _D.fusion_momentum, fusion_grad: bool = _D.fusion_grad,
-        fusion_cos: Literal["shifted", "clamped"] = _D.fusion_cos, eps: float = 1e-6,
+        fusion_cos: Literal["shifted", "clamped"] = _D.fusion_cos,
+        stability_on: Literal["kept", "all"] = _D.stability_on, fusion_lambda: Literal["sample", "batch"] = _D.fusion_lambda,
+        eps: float = 1e-6,
     ) -> None:
         super().__init__()
         if not (frequency or temporal):
@@ -265,6 +276,8 @@ class TFAM(nn.Module):
         self.channels, self.fusion = channels, fusion
         self.temporal_perturb, self.mask_ratio, self.stability_pool = temporal_perturb, mask_ratio, stability_pool
         self.fusion_momentum, self.fusion_grad, self.fusion_cos, self.eps = fusion_momentum, fusion_grad, fusion_cos, eps
+        self.stability_on, self.fusion_lambda = stability_on, fusion_lambda
+        self.last_lam: Tensor | None = None  # (B, 2) per-clip fusion weights of the last consistency forward
         self.freq: FrequencyBranch | None = (
             FrequencyBranch(channels, num_dct=num_dct, dct_kernel=dct_kernel, beta=beta, alpha=alpha,
                             eps_low=eps_low, eps_high=eps_high, dyt_init=dyt_init, attn_kernel=attn_kernel)
@@ -284,18 +297,30 @@ class TFAM(nn.Module):
         """A TFAM for ``channels`` from a ``TFAMConfig`` (``enabled``/``stage`` are the caller's business)."""
         return cls(channels, **cfg.model_dump(exclude={"enabled", "stage"}))
 
-    def _perturb_frames(self, x: Tensor) -> Tensor:
-        """Temporal perturbation x_hat_t (§3.1.3): random frame shuffle or mask. Same shape.
+    def _generator(self, x: Tensor) -> torch.Generator | None:
+        """Eval: a fixed-seed stream (deterministic fusion, the same perturbation for every clip of a
+        batch, so a clip's weights do not depend on its batch-mates); training: the global RNG."""
+        return None if self.training else torch.Generator(device=x.device).manual_seed(0)
 
-        "mask" zeroes round(mask_ratio * T) frames, at least one and never all (T >= 2).
-        """
+    def _keep_mask(self, x: Tensor) -> Tensor:
+        """Frames "mask" keeps: (B, T) in {0, 1}; round(mask_ratio * T) zeros per clip, at least one and
+        never all (T >= 2). Training: drawn per clip; eval: one fixed draw shared by the batch."""
+        b, t = x.shape[0], x.shape[2]
+        n_mask = min(max(1, round(self.mask_ratio * t)), t - 1) if t > 1 else 0
+        gen = self._generator(x)
+        r = torch.rand(1 if gen is not None else b, t, device=x.device, generator=gen).expand(b, t)
+        masked = torch.zeros(b, t, dtype=torch.bool, device=x.device)
+        masked.scatter_(1, r.argsort(dim=1)[:, :n_mask], True)
+        return (~masked).to(x.dtype)
+
+    def _perturb_frames(self, x: Tensor, keep: Tensor | None = None) -> Tensor:
+        """Temporal perturbation x_hat_t (§3.1.3): random frame shuffle or mask (``keep`` (B, T), drawn by
+        ``_keep_mask`` when None). Same shape as x (B, C, T, H, W)."""
         t = x.shape[2]
         if self.temporal_perturb == "shuffle":
-            return x[:, :, torch.randperm(t, device=x.device)]
-        n_mask = min(max(1, round(self.mask_ratio * t)), t - 1) if t > 1 else 0
-        keep = torch.ones(t, device=x.device, dtype=x.dtype)
-        keep[torch.randperm(t, device=x.device)[:n_mask]] = 0
-        return x * keep[None, None, :, None, None]
+            return x[:, :, torch.randperm(t, device=x.device, generator=self._generator(x))]
+        keep = self._keep_mask(x) if keep is None else keep
+        return x * keep[:, None, :, None, None]
 
     def _pool_t(self, y: Tensor) -> Tensor:
         """Max-pool a temporal-branch output for s_t: (B, C, T, H, W) -> (B, C*T) or (B, C)."""
@@ -303,27 +328,79 @@ class TFAM(nn.Module):
             return y.float().amax(dim=(3, 4)).flatten(1)
         return y.float().amax(dim=(2, 3, 4))  # literal reading: one max per channel
 
-    def stability_scores(self, x: Tensor, x_t: Tensor, e: Tensor) -> tuple[Tensor, Tensor]:
+    def _spectral_noise(self, e: Tensor) -> Tensor:
+        """Variance-scaled noise for x_hat_s: (B, D, H, W) (eval: one fixed draw shared by the batch)."""
+        assert self.freq is not None
+        gen = self._generator(e)
+        shape = e.shape if gen is None else (1, *e.shape[1:])
+        z = torch.randn(shape, device=e.device, dtype=e.dtype, generator=gen)
+        return self.freq.noise_scale(self.freq.spectral_variance(e)) * z
+
+    def stability_scores(self, x: Tensor, x_t: Tensor | None = None, e: Tensor | None = None,
+                         a_s: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Raw stability cosines (s_t, s_s) of §3.1.3, each (B,), in [-1, 1].
 
-        x (B, C, T, H, W) the input, x_t its temporal-branch output, e (B, D, H, W) its spectrum.
+        x (B, C, T, H, W) the input; x_t its temporal-branch output, e (B, D, H, W) its spectrum and
+        a_s (B, 1, H, W) its spatial attention (each computed here when None).
+
+        ``stability_on="kept"`` (default): each branch's modulation, phi(x) - x, is compared on what the
+        perturbation left: s_t over the kept frames (per-frame spatial max, masked frames zeroed in both),
+        s_s between x * A_s(E) and x * A_s(E + noise). An identity branch has no modulation (s = 0), a
+        branch that ignores its input gives s = 1. ``"all"``: the first reading, phi_t's whole output over
+        all frames (so s_t mostly measures the mask ratio) and the spectrum E against E + noise (the
+        frequency branch itself is not involved).
         """
         assert self.temp is not None and self.freq is not None
-        x_hat: Tensor = self.temp(self._perturb_frames(x))
-        s_t = F.cosine_similarity(self._pool_t(x_t), self._pool_t(x_hat), dim=1)
-        var = self.freq.spectral_variance(e)
-        e_hat = e + self.freq.noise_scale(var) * torch.randn_like(e)  # variance-scaled noise
-        s_s = F.cosine_similarity(e.float().mean(dim=(2, 3)), e_hat.float().mean(dim=(2, 3)), dim=1)
+        e = self.freq.spectrum(x) if e is None else e
+        if self.stability_on == "all":
+            x_t = self.temp(x) if x_t is None else x_t
+            x_hat: Tensor = self.temp(self._perturb_frames(x))
+            s_t = F.cosine_similarity(self._pool_t(x_t), self._pool_t(x_hat), dim=1)
+            e_hat = e + self._spectral_noise(e)
+            s_s = F.cosine_similarity(e.float().mean(dim=(2, 3)), e_hat.float().mean(dim=(2, 3)), dim=1)
+            return s_t, s_s
+        keep = self._keep_mask(x) if self.temporal_perturb == "mask" else torch.ones_like(x[:, 0, :, 0, 0])
+        x_p = self._perturb_frames(x, keep)
+        gate, gate_hat = self.temp.attention(x), self.temp.attention(x_p)
+        k = keep[:, None, :]  # (B, 1, T)
+        m_t = (x.float() * gate[:, None, :, None, None]).amax(dim=(3, 4)) * k  # (B, C, T)
+        m_t_hat = (x_p.float() * gate_hat[:, None, :, None, None]).amax(dim=(3, 4)) * k
+        s_t = F.cosine_similarity(m_t.flatten(1), m_t_hat.flatten(1), dim=1, eps=1e-12)
+        a_s = self.freq.attention(x, e) if a_s is None else a_s
+        a_hat = self.freq.attention(x, e + self._spectral_noise(e))
+        m_s = (x.float() * a_s[:, :, None]).amax(dim=(3, 4)).flatten(1)
+        m_s_hat = (x.float() * a_hat[:, :, None]).amax(dim=(3, 4)).flatten(1)
+        s_s = F.cosine_similarity(m_s, m_s_hat, dim=1, eps=1e-12)
         return s_t, s_s
 
-    def _stability(self, x: Tensor, x_t: Tensor, e: Tensor | None) -> Tensor:
-        """(lambda_t, lambda_s) from branch stability (§3.1.3), batch-averaged: (2,)."""
-        assert e is not None
-        s_t, s_s = self.stability_scores(x, x_t, e)
+    def fusion_weights(self, x: Tensor, x_t: Tensor | None = None, e: Tensor | None = None,
+                       a_s: Tensor | None = None) -> Tensor:
+        """Per-clip (lambda_t, lambda_s) from branch stability (§3.1.3): (B, 2), rows sum to 1."""
+        s_t, s_s = self.stability_scores(x, x_t, e, a_s)
         s_t, s_s = _cos_to_unit(s_t, self.fusion_cos), _cos_to_unit(s_s, self.fusion_cos)
         # normalised so lambda_t + lambda_s == 1 exactly; equal weights when both are 0
         denom = s_t + s_s + 2 * self.eps
-        return torch.stack([((s_t + self.eps) / denom).mean(), ((s_s + self.eps) / denom).mean()])
+        return torch.stack([(s_t + self.eps) / denom, (s_s + self.eps) / denom], dim=1)
+
+    def _stability(self, x: Tensor, x_t: Tensor, e: Tensor | None) -> Tensor:
+        """(lambda_t, lambda_s) batch-averaged: (2,) (the ``fusion_lambda="batch"`` form)."""
+        return self.fusion_weights(x, x_t, e).mean(dim=0)
+
+    def _lambda(self, x: Tensor, x_t: Tensor, e: Tensor, a_s: Tensor) -> Tensor:
+        """The fusion weights for this forward: (B, 2) per clip, or (1, 2) for the batch-mean/EMA form."""
+        if self.fusion_lambda == "batch" and not self.training:
+            return self.lam[None]
+        if self.fusion_grad:
+            lam = self.fusion_weights(x, x_t, e, a_s)
+        else:
+            with torch.no_grad():
+                lam = self.fusion_weights(x.detach(), x_t.detach(), e.detach(), a_s.detach())
+        self.last_lam = lam.detach()
+        if self.fusion_lambda == "sample":
+            return lam
+        with torch.no_grad():
+            self.lam.lerp_(lam.detach().mean(dim=0).to(self.lam.dtype), self.fusion_momentum)
+        return lam.mean(dim=0, keepdim=True)
 
     def forward(self, x: Tensor) -> Tensor:
         """x (B, C, T, H, W) -> x_out (B, C, T, H, W), eq. (5)."""
@@ -334,21 +411,12 @@ class TFAM(nn.Module):
             out: Tensor = self.temp(x)
             return out
         e = self.freq.spectrum(x)
-        x_s = x * self.freq.attention(x, e)[:, :, None] + x
+        a_s = self.freq.attention(x, e)
+        x_s = x * a_s[:, :, None] + x
         if self.temp is None:
             return x_s
         x_t: Tensor = self.temp(x)
         if self.fusion == "mean":
             return 0.5 * (x_t + x_s)
-        if self.training:
-            if self.fusion_grad:
-                lam = self._stability(x, x_t, e)
-            else:
-                with torch.no_grad():
-                    lam = self._stability(x.detach(), x_t.detach(), e.detach())
-            with torch.no_grad():
-                self.lam.lerp_(lam.detach().to(self.lam.dtype), self.fusion_momentum)
-        else:
-            lam = self.lam
-        lam = lam.to(x.dtype)
-        return lam[0] * x_t + lam[1] * x_s
+        lam = self._lambda(x, x_t, e, a_s).to(x.dtype)
+        return lam[:, 0, None, None, None, None] * x_t + lam[:, 1, None, None, None, None] * x_s

@@ -272,6 +272,9 @@ _KEYED_FIELDS = frozenset([
 ])
 #: never in a key: the run's name, and the seeds (all seeds of one row share its key)
 _UNKEYED = ("name", "seed", "girl.seed")
+#: fields added with a default that is not the behaviour before them (the value that reproduces the old
+#: behaviour): a run whose part (GIRL, TFAM) is on and differs from it is a new run
+_LEGACY: dict[str, Any] = {"girl.pairs": "group", "model.tfam.fusion_lambda": "batch", "model.tfam.stability_on": "all"}
 
 
 def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -294,11 +297,22 @@ def _nested(flat: dict[str, Any]) -> dict[str, Any]:
 
 def config_key(cfg: TrainConfig) -> str:
     """12-hex digest of the fields of ``cfg`` that change a result: every field but the name and the seeds,
-    where a field added after ``_KEYED_FIELDS`` counts only when it is not at its default; ``speed`` (how a step
+    where a field added after ``_KEYED_FIELDS`` counts only when it is not at its default (``_LEGACY``'s: not
+    at the value of the behaviour before it, and only where its part is on); ``speed`` (how a step
     runs) never counts: runs are shared across it."""
     defaults = _flat(type(cfg)().model_dump(mode="json"))
-    data = {k: v for k, v in _flat(cfg.model_dump(mode="json")).items()
-            if k not in _UNKEYED and not k.startswith("speed.") and (k in _KEYED_FIELDS or v != defaults.get(k))}
+    flat = _flat(cfg.model_dump(mode="json"))
+    off = [s for s in ("girl.", "model.tfam.") if flat.get(s + "enabled") is False]
+
+    def counts(k: str, v: Any) -> bool:
+        if k in _UNKEYED or k.startswith("speed."):
+            return False
+        if k in _KEYED_FIELDS:
+            return True
+        if k in _LEGACY:  # a new field whose default changed the behaviour: counts where its part is on
+            return bool(v != _LEGACY[k]) and not any(k.startswith(s) for s in off)
+        return bool(v != defaults.get(k))
+    data = {k: v for k, v in flat.items() if counts(k, v)}
     blob = json.dumps(_nested(data), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
