@@ -76,3 +76,16 @@ def test_build_clips_is_deterministic_and_person_disjoint() -> None:
     assert set(a["seen"].persons) == set(a["train"].persons) == {1, 2, 3}
     assert set(a["unseen"].persons) == {1003, 1004} and set(c["unseen"].persons) == {1001, 1002}
     assert np.array_equal(a["train"].video, c["train"].video)  # the fold changes only the held-out persons
+
+
+def test_a_fold_on_synthetic_v1_data_is_refused_not_ignored() -> None:
+    """Before, ``--fold 3`` on the generated cross-subject root silently gave fold 0's persons."""
+    from piumr.config import PRESETS, with_overrides
+    from piumr.data.ma52 import DatasetError
+    from piumr.data.splits import load_split
+
+    cfg = with_overrides(PRESETS["tiny"], {"data.split": "cross-subject"}).data
+    assert load_split(cfg, "val", progress=False)  # fold 0: the generated split
+    bad = with_overrides(PRESETS["tiny"], {"data.split": "cross-subject", "data.fold": 3}).data
+    with pytest.raises(DatasetError, match="--fold 3: synthetic data"):
+        load_split(bad, "val", progress=False)
