@@ -27,25 +27,24 @@ def _arms(rng: np.random.Generator, effect: float, seeds: int = 10, persons: int
     return a, b
 
 
+def _intervals(seed: int, effect: float, runs: int) -> list[tuple[float, float]]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(runs):
+        c = paired_bootstrap(clusters(*_arms(rng, effect)), reps=400, seed=i)
+        out.append((c.lo, c.hi))
+    return out
+
+
 def test_aa_interval_covers_zero_about_95_percent() -> None:
-    rng = np.random.default_rng(1)
-    cover = []
-    for i in range(200):
-        a, b = _arms(rng, 0.0)
-        c = paired_bootstrap(clusters(a, b), reps=400, seed=i)
-        cover.append(c.lo <= 0.0 <= c.hi)
+    cover = [lo <= 0.0 <= hi for lo, hi in _intervals(1, 0.0, 200)]
     assert 0.88 <= float(np.mean(cover)) <= 0.99, np.mean(cover)
 
 
 def test_known_effect_is_recovered_and_resolved() -> None:
-    rng = np.random.default_rng(2)
-    hits = []
-    for i in range(40):
-        a, b = _arms(rng, 0.08)
-        c = paired_bootstrap(clusters(a, b), reps=400, seed=i)
-        hits.append((c.lo <= 8.0 <= c.hi, c.lo > 0))
-    assert np.mean([h[0] for h in hits]) >= 0.85  # the true 8 points lies in the interval
-    assert np.mean([h[1] for h in hits]) >= 0.9  # and the interval excludes 0 (power)
+    ci = _intervals(2, 0.08, 40)
+    assert np.mean([lo <= 8.0 <= hi for lo, hi in ci]) >= 0.85  # the true 8 points lies in the interval
+    assert np.mean([lo > 0 for lo, _ in ci]) >= 0.9  # and the interval excludes 0 (power)
 
 
 def test_holm_widens_intervals_and_mde_scales_with_se() -> None:
