@@ -160,3 +160,45 @@ def demo(
     person-disjoint split, and writes JSON, LaTeX and PNG under --out (see README: Measured numbers)."""
     _run(["demo", "fig5"], "synth", preset, seeds, extra, epochs, out, plan, device, None, quiet, threads,
          "cross-subject", jobs, default_seeds=(0, 1))
+
+
+@reproduce_app.command("shift-suite")
+def shift_suite(
+    data: Annotated[str, typer.Option(metavar="<synth>", help="only 'synth': task v2 rendered in memory")] = "synth",
+    jobs: JobsOpt = 2,
+    seeds: SeedsOpt = None,
+    extra: ExtraArg = None,
+    factors: Annotated[Optional[str], typer.Option(help="comma list of tempo,size,appearance,style,mixed [all]")] = None,
+    arms: Annotated[Optional[str], typer.Option(help="comma list of baseline,tfam,girl,piumr,control,aa [all]")] = None,
+    epochs: Annotated[int, typer.Option(help="epochs per training")] = 6,
+    out: Annotated[Path, typer.Option("--out", help="output folder")] = Path("artifacts/shift-suite"),
+    report_only: Annotated[bool, typer.Option(help="train nothing; rewrite the report from the runs present")] = False,
+) -> None:
+    """Person-shift suite (docs/shift_suite.md): per factor, baseline / +TFAM / +GIRL / PIUmr / positive control / A/A
+    on 10 paired seeds; resumable; writes JSON, LaTeX, a figure and summary.json under --out."""
+    import sys
+
+    with user_errors():
+        if data != "synth":
+            raise ValueError(f"--data {data}: the shift suite runs on synthetic data only ('synth')")
+        chosen = parse_seeds(seeds, extra) if seeds is not None or extra else tuple(range(10))
+    from piumr.reproduce.shift_report import write_report
+    from piumr.reproduce.shift_suite import SuiteSettings, run_suite, tasks
+
+    with user_errors():
+        base = SuiteSettings()
+        settings = SuiteSettings(
+            epochs=epochs, seeds=chosen,
+            factors=tuple(factors.split(",")) if factors else base.factors,
+            arms=tuple(arms.split(",")) if arms else base.arms)
+        settings.check()
+        t0 = time.time()
+        if not report_only:
+            run_suite(settings, out, jobs=jobs, on_done=lambda t, r, i, n: _out.print(
+                f"[{i}/{n}] {t.factor} {t.arm} seed {t.seed}: unseen {100 * sum(r['unseen']['action']) / len(r['unseen']['action']):.1f} "
+                f"seen {100 * sum(r['seen']['action']) / len(r['seen']['action']):.1f} ({r['train_s']:.0f} s)"))
+        full = SuiteSettings(epochs=epochs)
+        rep = write_report(out, command="piumr reproduce shift-suite " + " ".join(sys.argv[3:]),
+                           expected_runs=len(tasks(full)))
+        _out.print(f"{rep['meta']['runs_done']}/{rep['meta']['runs_expected']} runs; report under {out} "
+                   f"({time.time() - t0:.0f} s)")
