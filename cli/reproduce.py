@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from piumr.config import Backbone, Split
+from piumr.config import SHIFT_ARMS, SHIFT_FACTORS, Backbone, Split
 
 from .errors import console, user_errors
 from .errors import err as _err
@@ -182,6 +182,10 @@ def shift_suite(
         if data != "synth":
             raise ValueError(f"--data {data}: the shift suite runs on synthetic data only ('synth')")
         chosen = parse_seeds(seeds, extra) if seeds is not None or extra else tuple(range(10))
+        for flag, given, allowed in (("--factors", factors, SHIFT_FACTORS), ("--arms", arms, SHIFT_ARMS)):
+            bad = [x for x in (given or "").split(",") if given and x not in allowed]
+            if bad:
+                raise ValueError(f"{flag}: unknown {', '.join(bad)}; choose from {', '.join(allowed)}")
     from piumr.reproduce.shift_report import write_report
     from piumr.reproduce.shift_suite import SuiteSettings, run_suite, tasks
 

@@ -55,3 +55,20 @@ def test_suite_runs_resumes_and_writes_the_summary_shape(tmp_path: Path) -> None
     assert f["primary"]["ci"][0] <= f["primary"]["diff"] <= f["primary"]["ci"][1]
     for name in ("table.tex", "summary.md", "shift_suite.png", "results.json"):
         assert (tmp_path / name).is_file()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--factors", "tempo,colour"], "--factors: unknown colour"),
+    (["--arms", "swin"], "--arms: unknown swin"),
+    (["--data", "/nonexistent/ma52"], "--data /nonexistent/ma52: the shift suite runs on synthetic data only"),
+])
+def test_shift_suite_bad_options_are_one_line_before_torch(argv: list[str], message: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom piumr_cli.main import app\n"
+            f"try:\n    app({['reproduce', 'shift-suite', *argv]!r})\nexcept SystemExit as e:\n    code = e.code\n"
+            "print('torch imported' if 'torch' in sys.modules else 'torch not imported', code)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert message in res.stderr and len([ln for ln in res.stderr.splitlines() if ln.strip()]) == 1, res.stderr
+    assert res.stdout.split() == ["torch", "not", "imported", "2"], res.stdout + res.stderr

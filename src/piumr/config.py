@@ -40,6 +40,9 @@ TFAM_STAGES: dict[str, tuple[int, ...]] = {b: ((1, 2, 3) if b.startswith("mvit")
 def default_tfam_stage(backbone: str) -> int:
     """The stage TFAM follows by default on ``backbone`` (4; MViT: 3)."""
     return TFAM_STAGES[backbone][-1]
+#: the person-shift suite's factors and arms (``piumr reproduce shift-suite``; data/synth/shift.py, reproduce/shift_train.py)
+SHIFT_FACTORS: tuple[str, ...] = ("tempo", "size", "appearance", "style", "mixed")
+SHIFT_ARMS: tuple[str, ...] = ("baseline", "tfam", "girl", "piumr", "control", "aa")
 Split = Literal["official", "cross-subject"]
 ListSplit = Literal["train", "val", "test"]  # the three official MA-52 lists
 OnError = Literal["raise", "skip"]

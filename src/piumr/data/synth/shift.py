@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from piumr.config import SHIFT_FACTORS
 from piumr.data.synth.geometry import U8
 from piumr.data.synth.persons import PersonAttrs, _hsv, make_person
 from piumr.data.synth.rendering import render_clip
@@ -32,7 +33,7 @@ __all__ = ["FACTORS", "GENERATOR_VERSION_V2", "RANGES", "ShiftSizes", "ShiftPers
            "fold_persons", "build_clips"]
 
 GENERATOR_VERSION_V2 = "2"
-FACTORS: tuple[str, ...] = ("tempo", "size", "appearance", "style", "mixed")
+FACTORS = SHIFT_FACTORS
 Range = tuple[tuple[float, float], ...]  # a union of intervals
 #: per factor, attribute -> (training range, held-out range); each a union of disjoint intervals
 RANGES: dict[str, dict[str, tuple[Range, Range]]] = {
