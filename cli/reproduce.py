@@ -170,7 +170,7 @@ def shift_suite(
     extra: ExtraArg = None,
     factors: Annotated[Optional[str], typer.Option(help="comma list of tempo,size,appearance,style,mixed [all]")] = None,
     arms: Annotated[Optional[str], typer.Option(help="comma list of baseline,tfam,girl,piumr,control,aa [all]")] = None,
-    epochs: Annotated[int, typer.Option(help="epochs per training")] = 6,
+    epochs: Annotated[int, typer.Option(help="epochs per training")] = 8,
     out: Annotated[Path, typer.Option("--out", help="output folder")] = Path("artifacts/shift-suite"),
     report_only: Annotated[bool, typer.Option(help="train nothing; rewrite the report from the runs present")] = False,
 ) -> None:
@@ -199,8 +199,10 @@ def shift_suite(
         t0 = time.time()
         if not report_only:
             run_suite(settings, out, jobs=jobs, on_done=lambda t, r, i, n: _out.print(
-                f"[{i}/{n}] {t.factor} {t.arm} seed {t.seed}: unseen {100 * sum(r['unseen']['action']) / len(r['unseen']['action']):.1f} "
-                f"seen {100 * sum(r['seen']['action']) / len(r['seen']['action']):.1f} ({r['train_s']:.0f} s)"))
+                f"[{i}/{n}] {t.name} seed {t.seed}: unseen "
+                + " ".join(f"{k[7:]} {100 * sum(v['action']) / len(v['action']):.1f}" for k, v in r.items()
+                           if k.startswith("unseen/"))
+                + f" seen {100 * sum(r['seen']['action']) / len(r['seen']['action']):.1f} ({r['train_s']:.0f} s)"))
         full = SuiteSettings(epochs=epochs)
         rep = write_report(out, command="piumr reproduce shift-suite " + " ".join(sys.argv[3:]),
                            expected_runs=len(tasks(full)))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from piumr.data.synth.shift import ShiftSizes
+from piumr.data.synth.shift import FACTORS, ShiftSizes
 from piumr.reproduce.shift_aug import CONTROLS, shared_aug
 from piumr.reproduce.shift_report import write_report
 from piumr.reproduce.shift_suite import SuiteSettings, run_suite, tasks
@@ -44,6 +44,10 @@ def test_suite_runs_resumes_and_writes_the_summary_shape(tmp_path: Path) -> None
     ran = run_suite(s, tmp_path)
     assert len(ran) == len(tasks(s)) == 12
     assert run_suite(s, tmp_path) == []  # resumes: nothing left to do
+    shared = json.loads((tmp_path / "runs" / "baseline" / "seed0.json").read_text())
+    assert {k for k in shared if k.startswith("unseen/")} == {f"unseen/{f}" for f in FACTORS}  # one training, all factors
+    control = json.loads((tmp_path / "runs" / "control-tempo" / "seed0.json").read_text())
+    assert [k for k in control if k.startswith("unseen/")] == ["unseen/tempo"]
     with pytest.raises(ValueError, match="other settings"):
         run_suite(SuiteSettings(sizes=TOY, epochs=2, batch=8, seeds=(0, 1), factors=("tempo",)), tmp_path)
     write_report(tmp_path, command="test", expected_runs=12, reps=200)

@@ -179,7 +179,7 @@ def _commit() -> str:
 def write_report(out: Path, *, command: str, expected_runs: int, reps: int = 2000) -> dict[str, Any]:
     """Analyse ``out`` and write its files; ``partial`` when fewer than ``expected_runs`` run files exist."""
     results = analyse(out, reps)
-    done = len(list((out / "runs").glob("*/*/seed*.json")))
+    done = len(list((out / "runs").glob("*/seed*.json")))
     meta = {"command": command, "commit": _commit(), "machine": f"{platform.machine()} {platform.system()}, "
             f"{platform.processor() or 'cpu'}", "written": timestamp(), "runs_done": done,
             "runs_expected": expected_runs, "partial": done < expected_runs}

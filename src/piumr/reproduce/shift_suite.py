@@ -1,8 +1,14 @@
 """The person-shift suite: per factor, every arm trained on the same seeds (``piumr reproduce shift-suite``).
 
+Training persons are drawn from the training ranges of every factor, so one training serves every factor:
+the arms baseline, tfam, girl, piumr and aa are trained once per seed and scored on every factor's held-out
+persons; only the positive control differs per factor (its augmentation). A seed costs 5 + 5 trainings.
+
 Layout under ``out`` (default ``artifacts/shift-suite``)::
 
-    runs/<factor>/<arm>/seed<k>.json   one training: per-clip correctness (seen and unseen persons), timings
+    runs/<arm>/seed<k>.json            one training of a shared arm: per-clip correctness on ``seen`` and on
+                                       ``unseen/<factor>`` for every factor, timings
+    runs/control-<factor>/seed<k>.json the positive control of one factor (scored on that factor only)
     suite.json                         the settings the runs were made with (a rerun must match them)
     results.json, summary.json, table.tex, shift_suite.png, summary.md   (``shift_report.write_report``)
 
@@ -23,7 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from piumr.data.synth.shift import FACTORS, GENERATOR_VERSION_V2, ClipSet, ShiftSizes, build_clips
+from piumr.data.synth.shift import FACTORS, GENERATOR_VERSION_V2, ClipSet, ShiftSizes, build_train, build_unseen
 from piumr.files import write_json_atomic
 from piumr.reproduce.shift_train import ARMS, arm_config, suite_config, tfam_map, train_and_score
 
@@ -35,7 +41,7 @@ class SuiteSettings:
     """What the suite trains: sizes of the data, epochs, seeds, factors and arms."""
 
     sizes: ShiftSizes = ShiftSizes()
-    epochs: int = 6
+    epochs: int = 8
     batch: int = 16
     lr: float = 2e-3
     tfam_stage: int = 1
@@ -62,26 +68,34 @@ class SuiteSettings:
 
 @dataclass(frozen=True)
 class Task:
-    """One training of the suite."""
+    """One training of the suite: a shared arm, or the control of ``factor``."""
 
-    factor: str
     arm: str
     seed: int
+    factor: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.arm if self.factor is None else f"{self.arm}-{self.factor}"
 
     def path(self, out: Path) -> Path:
-        return out / "runs" / self.factor / self.arm / f"seed{self.seed}.json"
+        return out / "runs" / self.name / f"seed{self.seed}.json"
 
 
 def tasks(settings: SuiteSettings) -> list[Task]:
-    """Every training, grouped by (factor, fold) so a worker renders each data set once."""
-    folds = settings.sizes.folds
-    return [Task(f, a, s) for f in settings.factors for s in sorted(settings.seeds, key=lambda s: (s % folds, s))
-            for a in settings.arms]
+    """Every training: per seed, each shared arm once and the control once per factor."""
+    return [t for s in settings.seeds for a in settings.arms
+            for t in ([Task(a, s, f) for f in settings.factors] if a == "control" else [Task(a, s)])]
 
 
 @lru_cache(maxsize=1)
-def _data(factor: str, sizes: ShiftSizes, fold: int) -> dict[str, ClipSet]:
-    return build_clips(factor, sizes, fold)
+def _train_data(sizes: ShiftSizes) -> dict[str, ClipSet]:
+    return build_train(sizes)
+
+
+@lru_cache(maxsize=len(FACTORS))
+def _unseen(factor: str, sizes: ShiftSizes, fold: int) -> ClipSet:
+    return build_unseen(factor, sizes, fold)
 
 
 def _run_task(settings: SuiteSettings, task: Task, out: Path) -> dict[str, Any]:
@@ -90,12 +104,13 @@ def _run_task(settings: SuiteSettings, task: Task, out: Path) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     fold = task.seed % settings.sizes.folds
-    data = _data(task.factor, settings.sizes, fold)
+    factors = FACTORS if task.factor is None else (task.factor,)
+    data = {**_train_data(settings.sizes), **{f"unseen/{f}": _unseen(f, settings.sizes, fold) for f in factors}}
     base = suite_config(settings.sizes, epochs=settings.epochs, batch=settings.batch, lr=settings.lr,
                         tfam_stage=settings.tfam_stage)
     cfg = arm_config(base, task.arm, task.seed)
-    res = train_and_score(cfg, data, control=task.factor if task.arm == "control" else None)
-    payload = {"factor": task.factor, "arm": task.arm, "seed": task.seed, "fold": fold, "config_seed": cfg.seed,
+    res = train_and_score(cfg, data, control=task.factor)
+    payload = {"arm": task.arm, "factor": task.factor, "seed": task.seed, "fold": fold, "config_seed": cfg.seed,
                "tfam_map": list(tfam_map(cfg)) if cfg.model.tfam.enabled else None, **res}
     write_json_atomic(task.path(out), payload, indent=None)
     return payload
@@ -141,13 +156,16 @@ def run_suite(settings: SuiteSettings, out: Path, *, jobs: int = 1,
 
 
 def load_runs(out: Path, factors: Sequence[str] = FACTORS) -> dict[str, dict[str, dict[int, dict[str, Any]]]]:
-    """factor -> arm -> seed -> run payload, for every run file under ``out/runs``."""
+    """factor -> arm -> seed -> run with ``seen`` and that factor's ``unseen`` set, from the run files under ``out``."""
     runs: dict[str, dict[str, dict[int, dict[str, Any]]]] = {}
     for f in factors:
         for arm in ARMS:
-            for p in sorted((out / "runs" / f / arm).glob("seed*.json")):
+            folder = out / "runs" / (f"control-{f}" if arm == "control" else arm)
+            for p in sorted(folder.glob("seed*.json")):
                 d = json.loads(p.read_text(encoding="utf-8"))
-                runs.setdefault(f, {}).setdefault(arm, {})[int(d["seed"])] = d
+                if f"unseen/{f}" in d:
+                    view = {k: v for k, v in d.items() if not k.startswith("unseen/")}
+                    runs.setdefault(f, {}).setdefault(arm, {})[int(d["seed"])] = {**view, "unseen": d[f"unseen/{f}"]}
     return runs
 
 

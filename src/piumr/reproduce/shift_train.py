@@ -6,8 +6,8 @@ numbers: an arm's seed fixes the weight initialisation (the backbone and head ar
 start identical in every arm), the data order and the augmentation draws (one ``torch.Generator``
 per run, used in the same order by every arm); ``aa`` offsets the seed by ``AA_OFFSET``.
 
-The result is per clip: the held-out persons' (``unseen``) and the training persons' held-back clips'
-(``seen``) action and body correctness, with the person of each clip.
+The result is per clip: the training persons' held-back clips' (``seen``) and each factor's held-out
+persons' (``unseen/<factor>``) action and body correctness, with the person of each clip.
 """
 
 from __future__ import annotations
@@ -87,10 +87,10 @@ def _score(net: PIUmrNet, clips: ClipSet, batch: int) -> dict[str, list[int]]:
 
 
 def train_and_score(cfg: TrainConfig, data: dict[str, ClipSet], *, control: str | None = None) -> dict[str, Any]:
-    """Train on ``data["train"]`` and score ``data["seen"]`` and ``data["unseen"]``.
+    """Train on ``data["train"]`` and score every other set of ``data`` (``seen``, ``unseen/<factor>`` ...).
 
     ``control``: a factor whose positive-control augmentation is applied to every training batch.
-    Returns ``{"seen": {...}, "unseen": {...}, "train_s", "eval_s", "train_cpu_s", "eval_cpu_s", "final_loss"}``
+    Returns ``{<set>: {"action", "body", "person"}, ..., "train_s", "eval_s", "train_cpu_s", "eval_cpu_s", "final_loss"}``
     (per-clip 0/1 lists; wall and CPU seconds: on a shared machine CPU seconds estimate an idle core's wall time)."""
     seed_everything(cfg.seed)
     net = PIUmrNet(cfg.model)
@@ -117,6 +117,6 @@ def train_and_score(cfg: TrainConfig, data: dict[str, ClipSet], *, control: str 
             opt.step()
             loss = float(parts.total.detach())
     t1, c1 = time.perf_counter(), time.process_time()
-    res = {"seen": _score(net, data["seen"], 64), "unseen": _score(net, data["unseen"], 64)}
+    res = {k: _score(net, v, 64) for k, v in data.items() if k != "train"}
     return {**res, "train_s": round(t1 - t0, 2), "eval_s": round(time.perf_counter() - t1, 2),
             "train_cpu_s": round(c1 - c0, 2), "eval_cpu_s": round(time.process_time() - c1, 2), "final_loss": loss}

@@ -30,7 +30,7 @@ from piumr.data.synth.rendering import render_clip
 from piumr.data.synth.temporal import V2_CLASSES, v2_motion
 
 __all__ = ["FACTORS", "GENERATOR_VERSION_V2", "RANGES", "ShiftSizes", "ShiftPerson", "ClipSet", "shift_person",
-           "fold_persons", "build_clips"]
+           "fold_persons", "build_train", "build_unseen", "build_clips"]
 
 GENERATOR_VERSION_V2 = "2"
 FACTORS = SHIFT_FACTORS
@@ -164,17 +164,27 @@ def _stack(parts: list[tuple[list[U8], list[int], int]]) -> ClipSet:
     return ClipSet(video, labels, persons)
 
 
-def build_clips(factor: str, sizes: ShiftSizes, fold: int) -> dict[str, ClipSet]:
-    """``train`` (training persons' clips), ``seen`` (their held-back clips) and ``unseen`` (fold ``fold``'s
-    held-out persons) for ``factor``. Raises ``ValueError`` for an unknown factor or fold."""
-    held = fold_persons(sizes, fold)
+def build_train(sizes: ShiftSizes) -> dict[str, ClipSet]:
+    """``train`` (training persons' clips) and ``seen`` (their held-back clips). Training persons are drawn
+    from the training ranges of every factor, so this set is the same for every factor and fold."""
     train: list[tuple[list[U8], list[int], int]] = []
     seen: list[tuple[list[U8], list[int], int]] = []
     for pid in range(1, sizes.train_persons + 1):
-        clips, labels = _person_clips(factor, sizes, pid, held_out=False)
+        clips, labels = _person_clips(FACTORS[0], sizes, pid, held_out=False)
         back = [i for i in range(len(clips)) if (i + pid) % sizes.seen_every == 0]  # rotated: classes balance
         keep = [i for i in range(len(clips)) if (i + pid) % sizes.seen_every != 0]
         train.append(([clips[i] for i in keep], [labels[i] for i in keep], pid))
         seen.append(([clips[i] for i in back], [labels[i] for i in back], pid))
-    unseen = [(*_person_clips(factor, sizes, pid, held_out=True), pid) for pid in held]
-    return {"train": _stack(train), "seen": _stack(seen), "unseen": _stack(unseen)}
+    return {"train": _stack(train), "seen": _stack(seen)}
+
+
+def build_unseen(factor: str, sizes: ShiftSizes, fold: int) -> ClipSet:
+    """Clips of fold ``fold``'s held-out persons of ``factor`` (``ValueError`` for an unknown factor or fold)."""
+    if factor not in FACTORS:
+        raise ValueError(f"unknown shift factor {factor!r}; choose one of: {', '.join(FACTORS)}")
+    return _stack([(*_person_clips(factor, sizes, pid, held_out=True), pid) for pid in fold_persons(sizes, fold)])
+
+
+def build_clips(factor: str, sizes: ShiftSizes, fold: int) -> dict[str, ClipSet]:
+    """``build_train`` plus ``unseen``: ``build_unseen(factor, sizes, fold)``."""
+    return {**build_train(sizes), "unseen": build_unseen(factor, sizes, fold)}
