@@ -29,7 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from piumr.data.synth.shift import FACTORS, GENERATOR_VERSION_V2, ClipSet, ShiftSizes, build_train, build_unseen
+from piumr.data.synth.shift import FACTORS, GENERATOR_VERSION_V2, RANGES, ClipSet, ShiftSizes, build_train, build_unseen
 from piumr.files import write_json_atomic
 from piumr.reproduce.shift_train import ARMS, arm_config, suite_config, tfam_map, train_and_score
 
@@ -52,6 +52,7 @@ class SuiteSettings:
     def as_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["generator_version"] = GENERATOR_VERSION_V2
+        d["ranges"] = json.loads(json.dumps(RANGES))  # the factors' ranges (tuples as lists)
         return d
 
     def check(self) -> None:
@@ -120,7 +121,7 @@ def _check_settings(settings: SuiteSettings, out: Path) -> None:
     """Write ``suite.json``, or refuse (``ValueError``) when ``out`` holds runs of other settings."""
     path = out / "suite.json"
     mine = settings.as_json()
-    keep = ("sizes", "epochs", "batch", "lr", "tfam_stage", "generator_version")
+    keep = ("sizes", "epochs", "batch", "lr", "tfam_stage", "generator_version", "ranges")
     if path.is_file():
         old = json.loads(path.read_text(encoding="utf-8"))
         if {k: old.get(k) for k in keep} != {k: mine[k] for k in keep}:

@@ -38,8 +38,8 @@ Range = tuple[tuple[float, float], ...]  # a union of intervals
 #: per factor, attribute -> (training range, held-out range); each a union of disjoint intervals
 RANGES: dict[str, dict[str, tuple[Range, Range]]] = {
     "tempo": {"tempo": (((0.8, 1.2),), ((0.5, 0.65), (1.6, 2.0)))},
-    "size": {"cam_scale": (((0.8, 0.9),), ((0.52, 0.6), (1.08, 1.16))),
-             "girth": (((0.9, 1.1),), ((0.6, 0.7), (1.4, 1.55)))},
+    "size": {"cam_scale": (((0.8, 0.9),), ((0.42, 0.5), (1.15, 1.25))),
+             "girth": (((0.9, 1.1),), ((0.55, 0.65), (1.5, 1.7)))},
     "appearance": {"hue": (((0.0, 0.5),), ((0.5, 1.0),)),
                    "skin": (((0.0, 0.45),), ((0.6, 1.0),)),
                    "noise": (((0.004, 0.012),), ((0.035, 0.05),)),
