@@ -60,6 +60,8 @@ def analyse_factor(arms: dict[str, Runs], reps: int = 2000) -> dict[str, Any] | 
     if not seeds:
         return None
     out: dict[str, Any] = {"seeds": len(seeds), "seed_list": seeds}
+    if len(seeds) < 2:  # the seed stage of the bootstrap has nothing to resample
+        out["warning"] = "one seed: intervals cover person and clip noise only, not training-seed noise"
     prim = paired_bootstrap(_cl(arms, "baseline", "piumr", "unseen", "action", seeds), reps=reps)
     out["primary"] = {**_ci(prim), "mde": round(mde(prim.se), 2)}
     for name, arm in (("positive_control", "control"), ("aa_control", "aa")):
@@ -137,6 +139,7 @@ def _markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
                      f"| {_verdict(r['primary'])} | {cell(r.get('positive_control'))} | {cell(r.get('aa_control'))} | "
                      f"{cell(sec.get('tfam_minus_baseline'))} | {cell(sec.get('girl_minus_baseline'))} | "
                      f"{r['baseline_seen_minus_unseen']:+.1f} | {tm} |")
+    lines += [f"- {f}: {r['warning']}" for f, r in results.items() if "warning" in r]
     lines.append("")
     return "\n".join(lines)
 
