@@ -44,10 +44,10 @@ def test_held_out_persons_leave_the_training_range_on_their_factor_only(factor: 
                "noise": "appearance"}
     for pid in range(1, 15):
         for held in (False, True):
-            a = shift_person(factor, 0, pid, held).attrs
-            for attr, f in checked.items():
+            person = shift_person(factor, 0, pid, held)
+            for attr, f in {**checked, "hold": "style"}.items():
                 train, test = RANGES[f][attr]
-                x = getattr(a, attr)
+                x = person.hold if attr == "hold" else getattr(person.attrs, attr)
                 if held and f in shifted:
                     assert _in(x, test) and not _in(x, train), (factor, attr, x)
                 else:

@@ -47,7 +47,8 @@ RANGES: dict[str, dict[str, tuple[Range, Range]]] = {
                    "texture_freq": (((0.04, 0.1),), ((0.25, 0.4),))},
     "style": {"amplitude": (((0.9, 1.1),), ((0.55, 0.68), (1.5, 1.75))),
               "ease": (((0.85, 1.2),), ((0.4, 0.55), (2.0, 2.6))),
-              "tremor": (((0.0, 0.05),), ((0.3, 0.45),))},
+              "tremor": (((0.0, 0.05),), ((0.3, 0.45),)),
+              "hold": (((0.85, 1.2),), ((0.15, 0.3), (3.0, 4.0)))},
 }
 
 
@@ -73,6 +74,7 @@ class ShiftPerson:
     attrs: PersonAttrs
     held_out: bool
     texture: tuple[float, float, float]
+    hold: float = 1.0  # rhythm: holds and gaps of a movement last ``hold`` times the base (temporal.v2_motion)
 
 
 def _draw(r: np.random.Generator, rng_union: Range) -> float:
@@ -109,7 +111,7 @@ def shift_person(factor: str, seed: int, pid: int, held_out: bool) -> ShiftPerso
         wall_bottom=col(0.3, 0.75), floor=col(0.3, 0.55),
     )
     angle = float(r.uniform(0.0, math.pi))
-    return ShiftPerson(attrs, held_out, (v["texture_contrast"], v["texture_freq"], round(angle, 4)))
+    return ShiftPerson(attrs, held_out, (v["texture_contrast"], v["texture_freq"], round(angle, 4)), v["hold"])
 
 
 def fold_persons(sizes: ShiftSizes, fold: int) -> tuple[int, ...]:
@@ -152,7 +154,7 @@ def _person_clips(factor: str, sizes: ShiftSizes, pid: int, held_out: bool) -> t
     clips = []
     for i, lab in enumerate(labels):
         clip_seed = int(np.random.default_rng([sizes.seed, 9, pid, i]).integers(0, 2**63 - 1))
-        v = render_clip(person.attrs, lab, sizes.frames, sizes.size, clip_seed, motion=v2_motion(lab))
+        v = render_clip(person.attrs, lab, sizes.frames, sizes.size, clip_seed, motion=v2_motion(lab, person.hold))
         clips.append(_texture(v, person.texture))
     return clips, labels
 

@@ -36,11 +36,12 @@ V2_NAMES: dict[int, str] = {lab: f"{PARTS[g]}: {PATTERNS[k]}" for lab, (g, k) in
 _RISE, _HOLD, _GAP = 0.12, 0.1, 0.08
 
 
-def _bumps(c: _Ctx, n: int, stay: bool) -> F64:
+def _bumps(c: _Ctx, n: int, stay: bool, hold: float = 1.0) -> F64:
     """Weight curve (T,) in [0, 1]: ``n`` bumps (rise, hold, fall), or one rise held to the end.
 
-    Durations follow the person's tempo and are compressed to fit 95 % of the clip; the onset is random."""
-    r, h, g = _RISE / c.tempo, _HOLD / c.tempo, _GAP / c.tempo
+    Durations follow the person's tempo; ``hold`` (the person's rhythm) scales the holds and gaps. They are
+    compressed to fit 95 % of the clip; the onset is random."""
+    r, h, g = _RISE / c.tempo, _HOLD * hold / c.tempo, _GAP * hold / c.tempo
     total = (r + h + 0.05) if stay else n * (2 * r + h) + (n - 1) * g
     if total > 0.95:
         k = 0.95 / total
@@ -75,12 +76,13 @@ def _apply(part: int, c: _Ctx, m: _Motion, w: F64) -> None:
         m.reach(c.active, lm, w, dx=0.03 * (a - 1) * w)
 
 
-def v2_motion(label: int) -> Callable[[_Ctx, _Motion], None]:
-    """The motion function of task-v2 class ``label`` (raises ``KeyError`` for a label task v2 lacks)."""
+def v2_motion(label: int, hold: float = 1.0) -> Callable[[_Ctx, _Motion], None]:
+    """The motion function of task-v2 class ``label`` for a person whose holds and gaps last ``hold`` times the
+    base (raises ``KeyError`` for a label task v2 lacks)."""
     part, pattern = V2_CLASSES[label]
 
     def motion(c: _Ctx, m: _Motion) -> None:
-        w = _bumps(c, 2 if pattern == 1 else 1, stay=pattern == 2)
+        w = _bumps(c, 2 if pattern == 1 else 1, stay=pattern == 2, hold=hold)
         _apply(part, c, m, w)
 
     return motion
