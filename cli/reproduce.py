@@ -173,6 +173,7 @@ def shift_suite(
     epochs: Annotated[int, typer.Option(help="epochs per training")] = 8,
     out: Annotated[Path, typer.Option("--out", help="output folder")] = Path("artifacts/shift-suite"),
     report_only: Annotated[bool, typer.Option(help="train nothing; rewrite the report from the runs present")] = False,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Person-shift suite (docs/shift_suite.md): per factor, baseline / +TFAM / +GIRL / PIUmr / positive control / A/A
     on 10 paired seeds; resumable; writes JSON, LaTeX, a figure and summary.json under --out."""
@@ -198,7 +199,7 @@ def shift_suite(
         settings.check()
         t0 = time.time()
         if not report_only:
-            run_suite(settings, out, jobs=jobs, on_done=lambda t, r, i, n: _out.print(
+            run_suite(settings, out, jobs=jobs, threads=threads or 1, on_done=lambda t, r, i, n: _out.print(
                 f"[{i}/{n}] {t.name} seed {t.seed}: unseen "
                 + " ".join(f"{k[7:]} {100 * sum(v['action']) / len(v['action']):.1f}" for k, v in r.items()
                            if k.startswith("unseen/"))

@@ -14,7 +14,7 @@ Layout under ``out`` (default ``artifacts/shift-suite``)::
 
 Seed k evaluates held-out fold ``k % folds``, so ``folds`` seeds cover every held-out person once. A run
 file is written atomically once its training is done, so an interrupted suite resumes from the runs it
-lacks. Runs go ``jobs`` at a time in separate processes of one thread each.
+lacks. Runs go ``jobs`` at a time in separate processes (one thread each unless asked).
 """
 
 from __future__ import annotations
@@ -99,11 +99,11 @@ def _unseen(factor: str, sizes: ShiftSizes, fold: int) -> ClipSet:
     return build_unseen(factor, sizes, fold)
 
 
-def _run_task(settings: SuiteSettings, task: Task, out: Path) -> dict[str, Any]:
-    """Train and score ``task``; write its run file. Returns the file's payload."""
+def _run_task(settings: SuiteSettings, task: Task, out: Path, threads: int = 1) -> dict[str, Any]:
+    """Train and score ``task`` with ``threads`` intra-op threads; write its run file. Returns the file's payload."""
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     fold = task.seed % settings.sizes.folds
     factors = FACTORS if task.factor is None else (task.factor,)
     data = {**_train_data(settings.sizes), **{f"unseen/{f}": _unseen(f, settings.sizes, fold) for f in factors}}
@@ -134,21 +134,22 @@ def _check_settings(settings: SuiteSettings, out: Path) -> None:
         write_json_atomic(path, mine)
 
 
-def run_suite(settings: SuiteSettings, out: Path, *, jobs: int = 1,
+def run_suite(settings: SuiteSettings, out: Path, *, jobs: int = 1, threads: int = 1,
               on_done: Callable[[Task, dict[str, Any], int, int], None] | None = None) -> list[Task]:
-    """Run every missing training of ``settings`` under ``out`` (``jobs`` processes); returns what ran."""
+    """Run every missing training of ``settings`` under ``out`` (``jobs`` processes of ``threads`` threads);
+    returns what ran."""
     settings.check()
     out.mkdir(parents=True, exist_ok=True)
     _check_settings(settings, out)
     todo = [t for t in tasks(settings) if not t.path(out).is_file()]
     if jobs <= 1:
         for i, t in enumerate(todo):
-            res = _run_task(settings, t, out)
+            res = _run_task(settings, t, out, threads)
             if on_done:
                 on_done(t, res, i + 1, len(todo))
         return todo
     with ProcessPoolExecutor(max_workers=jobs) as ex:
-        futures = [(t, ex.submit(_run_task, settings, t, out)) for t in todo]
+        futures = [(t, ex.submit(_run_task, settings, t, out, threads)) for t in todo]
         for i, (t, fut) in enumerate(futures):
             res = fut.result()
             if on_done:
