@@ -97,7 +97,9 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
                         for f, r in results.items()}}
 
 
-def _verdict(c: dict[str, Any]) -> str:
+def _verdict(c: dict[str, Any], seeds: int) -> str:
+    if seeds < 2:
+        return "no verdict (one seed)"
     lo, hi = c["ci"]
     if lo > 0 or hi < 0:
         return "resolved"
@@ -136,7 +138,7 @@ def _markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
         sec = r["secondary_holm"]
         tm = "x".join(str(v) for v in r["tfam_map"]) if r.get("tfam_map") else "—"
         lines.append(f"| {f} | {r['seeds']} | {r['held_out_persons']} | {cell(r['primary'])} | {r['primary']['mde']:.1f} "
-                     f"| {_verdict(r['primary'])} | {cell(r.get('positive_control'))} | {cell(r.get('aa_control'))} | "
+                     f"| {_verdict(r['primary'], r['seeds'])} | {cell(r.get('positive_control'))} | {cell(r.get('aa_control'))} | "
                      f"{cell(sec.get('tfam_minus_baseline'))} | {cell(sec.get('girl_minus_baseline'))} | "
                      f"{r['baseline_seen_minus_unseen']:+.1f} | {tm} |")
     lines += [f"- {f}: {r['warning']}" for f, r in results.items() if "warning" in r]
