@@ -11,7 +11,7 @@ import typer
 from pydantic import ValidationError
 
 from piumr.backbones import BACKBONES
-from piumr.config import MAX_SEED, PERSON_DISJOINT, SYNTH, Split
+from piumr.config import MAX_SEED, PERSON_DISJOINT, SHIFT_ARMS, SHIFT_FACTORS, SYNTH, Split
 
 from .errors import console, user_errors
 from .errors import err as _err
@@ -173,3 +173,52 @@ def demo(
     person-disjoint split, and writes JSON, LaTeX and PNG under --out (see docs/results.md)."""
     _run(["demo", "fig5"], SYNTH, preset, seeds, extra, epochs, out, plan, device, None, quiet, threads,
          PERSON_DISJOINT, jobs, default_seeds=(0, 1))
+
+
+@reproduce_app.command("shift-suite")
+def shift_suite(
+    data: Annotated[str, typer.Option(metavar="<synth>", help="only 'synth': task v2 rendered in memory")] = SYNTH,
+    jobs: JobsOpt = 2,
+    seeds: SeedsOpt = None,
+    extra: ExtraArg = None,
+    factors: Annotated[Optional[str], typer.Option(help="comma list of tempo,size,appearance,style,mixed [all]")] = None,
+    arms: Annotated[Optional[str], typer.Option(help="comma list of baseline,tfam,girl,piumr,control,aa [all]")] = None,
+    epochs: Annotated[int, typer.Option(help="epochs per training")] = 8,
+    out: Annotated[Path, typer.Option("--out", help="output folder")] = Path("artifacts/shift-suite"),
+    report_only: Annotated[bool, typer.Option(help="train nothing; rewrite the report from the runs present")] = False,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Person-shift suite (docs/shift_suite.md): per factor, baseline / +TFAM / +GIRL / PIUmr / positive control / A/A
+    on 10 paired seeds; resumable; writes JSON, LaTeX, a figure and summary.json under --out."""
+    import sys
+
+    with user_errors():
+        if data != SYNTH:
+            raise ValueError(f"--data {data}: the shift suite runs on synthetic data only ('synth')")
+        chosen = parse_seeds(seeds, extra) if seeds is not None or extra else tuple(range(10))
+        for flag, given, allowed in (("--factors", factors, SHIFT_FACTORS), ("--arms", arms, SHIFT_ARMS)):
+            bad = [x for x in (given or "").split(",") if given and x not in allowed]
+            if bad:
+                raise ValueError(f"{flag}: unknown {', '.join(bad)}; choose from {', '.join(allowed)}")
+    from piumr.reproduce.shift_report import write_report
+    from piumr.reproduce.shift_suite import SuiteSettings, run_suite, tasks
+
+    with user_errors():
+        base = SuiteSettings()
+        settings = SuiteSettings(
+            epochs=epochs, seeds=chosen,
+            factors=tuple(factors.split(",")) if factors else base.factors,
+            arms=tuple(arms.split(",")) if arms else base.arms)
+        settings.check()
+        t0 = time.time()
+        if not report_only:
+            run_suite(settings, out, jobs=jobs, threads=threads or 1, on_done=lambda t, r, i, n: _out.print(
+                f"[{i}/{n}] {t.name} seed {t.seed}: unseen "
+                + " ".join(f"{k[7:]} {100 * sum(v['action']) / len(v['action']):.1f}" for k, v in r.items()
+                           if k.startswith("unseen/"))
+                + f" seen {100 * sum(r['seen']['action']) / len(r['seen']['action']):.1f} ({r['train_s']:.0f} s)"))
+        full = SuiteSettings(epochs=epochs)
+        rep = write_report(out, command="piumr reproduce shift-suite " + " ".join(sys.argv[3:]),
+                           expected_runs=len(tasks(full)))
+        _out.print(f"{rep['meta']['runs_done']}/{rep['meta']['runs_expected']} runs; report under {out} "
+                   f"({time.time() - t0:.0f} s)")

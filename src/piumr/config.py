@@ -24,6 +24,9 @@ from piumr.backbones import default_tfam_stage as default_tfam_stage
 Backbone = Annotated[str, AfterValidator(check_backbone)]
 
 
+#: the person-shift suite's factors and arms (``piumr reproduce shift-suite``; data/synth/shift.py, reproduce/shift_train.py)
+SHIFT_FACTORS: tuple[str, ...] = ("tempo", "size", "appearance", "style", "mixed")
+SHIFT_ARMS: tuple[str, ...] = ("baseline", "tfam", "girl", "piumr", "control", "aa")
 Split = Literal["official", "cross-subject"]
 SYNTH = "synth"  # the data root that stands for the generated synthetic dataset (``piumr.data.synth``)
 PERSON_DISJOINT: Split = "cross-subject"  # the split whose train and test persons differ (folds, seen holdout)

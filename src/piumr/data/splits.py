@@ -102,7 +102,8 @@ def load_split(cfg: DataConfig, split: SplitName, progress: bool = True) -> list
     """Records of ``split`` under ``cfg.split``.
 
     official: the list files as given ("val_seen" is the official val list). cross-subject: for
-    synthetic data, the generated person-disjoint root (``cross_subject/``); for MA-52, fold
+    synthetic data, the generated person-disjoint root (``cross_subject/``), fold 0 only (any other
+    fold raises ``DatasetError``); for MA-52, fold
     ``cfg.fold`` of ``cfg.folds`` person-disjoint folds over train+val participants (held-out
     persons are "val"); every ``cfg.seen_holdout``-th clip of each training person is taken out of
     "train" and served as "val_seen" (seen persons, unseen clips). "test" is always the official test list.
@@ -118,6 +119,9 @@ def load_split(cfg: DataConfig, split: SplitName, progress: bool = True) -> list
     if cfg.split == "official":
         return read_split(root, "val" if split == "val_seen" else split)
     if (root / "cross_subject").is_dir():
+        if cfg.fold != 0:  # never ignore a fold: the generated root holds one person split
+            raise DatasetError(f"{root}: --fold {cfg.fold}: synthetic data (task v1) has one fixed person split, "
+                               "fold 0; person folds on synthetic data: piumr reproduce shift-suite")
         pool_train = read_split(root / "cross_subject", "train")
         held_persons = read_split(root / "cross_subject", "val") if split == "val" else []
     else:

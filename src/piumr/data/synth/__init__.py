@@ -55,6 +55,10 @@ Determinism: the same parameters give byte-identical list files and byte-identic
 swscale); ``workers`` and ``progress`` never change the output. Workers are processes from the
 platform's default start method (fork on Linux); they only use numpy and PyAV.
 
+Task v2 (``temporal``: 21 classes, 3 per body part, that differ only by repetition or order) and its
+controlled person shifts (``shift``: tempo, size, appearance, motion style, mixed; rendered in memory,
+no mp4) are separate; ``generate`` above is task v1 (``GENERATOR_VERSION`` "1"), unchanged.
+
 :func:`ensure_synth` caches a dataset under a directory named from a hash of the parameters,
 built in a temporary sibling directory and renamed into place only when complete.
 """

@@ -4,6 +4,7 @@ box) and ``render_clip``, one clip as uint8 (T, size, size, 3)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -185,17 +186,19 @@ def _draw_head(cv: _Canvas, pose: _Pose, p: PersonAttrs, cam: _Camera) -> None:
     cv.capsule(px(pose.mouth_c - mv), px(pose.mouth_c + mv), pr(0.05 * hr) + 0.3, (0.55, 0.2, 0.2), alpha=pose.face_vis)
 
 
-def render_clip(person: PersonAttrs, label: int, frames: int, size: int, clip_seed: int) -> U8:
+def render_clip(person: PersonAttrs, label: int, frames: int, size: int, clip_seed: int,
+                motion: Callable[[_Ctx, _Motion], None] | None = None) -> U8:
     """Render one clip of ``label`` performed by ``person``: uint8 array (T, size, size, 3).
 
-    Every random number comes from ``clip_seed`` in a fixed order: the class motion, the idle
-    breathing, the camera, the sensor noise.
+    ``motion`` replaces the class's task-v1 motion (task v2 passes its own). Every random number
+    comes from ``clip_seed`` in a fixed order: the class motion, the idle breathing, the camera, the
+    sensor noise.
     """
     p = person
     rng = np.random.default_rng(clip_seed)
     ctx = _Ctx(p, frames, rng)
     m = _Motion(frames)
-    _MOTIONS[label](ctx, m)
+    (motion or _MOTIONS[label])(ctx, m)
     pose = _pose(p, m, ctx.t, rng, ctx.active)
     cam = _Camera(p, size, rng)
     img = np.repeat(_static_layer(p, cam, size), frames, axis=0)

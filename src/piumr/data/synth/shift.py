@@ -1,0 +1,192 @@
+"""Controlled person shifts on task v2, rendered in memory (no mp4): one factor per split.
+
+For factor F, every person's F attributes are drawn from the training range (training persons) or
+from a disjoint test range (held-out persons); every other attribute comes from one shared
+distribution (the training ranges of the other factors, and ``make_person``'s ranges for the rest),
+so held-out persons lie outside the training range on F only. ``mixed`` shifts every factor at once.
+
+Persons: ``train_persons`` training persons (ids 1..), and ``folds`` groups of
+``test_persons_per_fold`` held-out persons (ids 1001..); fold k evaluates group k, so the folds
+together hold out ``folds * test_persons_per_fold`` distinct persons. Every person performs the 21
+task-v2 classes round-robin (``clips_per_person`` clips, shuffled order); every ``seen_every``-th
+clip of a training person (rotated by person) is kept out of training as the seen-persons set.
+
+Clips are uint8 (N, T, S, S, 3) arrays, deterministic in (factor, seed, sizes): the same call gives
+the same bytes, so every arm of a comparison sees the same data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from piumr.config import SHIFT_FACTORS
+from piumr.data.synth.geometry import U8
+from piumr.data.synth.persons import PersonAttrs, _hsv, make_person
+from piumr.data.synth.rendering import render_clip
+from piumr.data.synth.temporal import V2_CLASSES, v2_motion
+
+__all__ = ["FACTORS", "GENERATOR_VERSION_V2", "RANGES", "ShiftSizes", "ShiftPerson", "ClipSet", "shift_person",
+           "fold_persons", "build_train", "build_unseen", "build_clips"]
+
+GENERATOR_VERSION_V2 = "2"
+FACTORS = SHIFT_FACTORS
+Range = tuple[tuple[float, float], ...]  # a union of intervals
+#: per factor, attribute -> (training range, held-out range); each a union of disjoint intervals
+RANGES: dict[str, dict[str, tuple[Range, Range]]] = {
+    "tempo": {"tempo": (((0.8, 1.2),), ((0.5, 0.65), (1.6, 2.0)))},
+    "size": {"cam_scale": (((0.8, 0.9),), ((0.42, 0.5), (1.15, 1.25))),
+             "girth": (((0.9, 1.1),), ((0.55, 0.65), (1.5, 1.7)))},
+    "appearance": {"hue": (((0.0, 0.5),), ((0.5, 1.0),)),
+                   "skin": (((0.0, 0.45),), ((0.6, 1.0),)),
+                   "noise": (((0.004, 0.012),), ((0.035, 0.05),)),
+                   "texture_contrast": (((0.0, 0.03),), ((0.08, 0.14),)),
+                   "texture_freq": (((0.04, 0.1),), ((0.25, 0.4),))},
+    "style": {"amplitude": (((0.9, 1.1),), ((0.55, 0.68), (1.5, 1.75))),
+              "ease": (((0.85, 1.2),), ((0.4, 0.55), (2.0, 2.6))),
+              "tremor": (((0.0, 0.05),), ((0.3, 0.45),)),
+              "hold": (((0.85, 1.2),), ((0.15, 0.3), (3.0, 4.0)))},
+}
+
+
+@dataclass(frozen=True)
+class ShiftSizes:
+    """Sizes of one factor's data: persons, clips, frames T and frame size S (pixels)."""
+
+    train_persons: int = 24
+    test_persons_per_fold: int = 10
+    folds: int = 4
+    clips_per_person: int = 42
+    seen_every: int = 3
+    frames: int = 16
+    size: int = 48
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ShiftPerson:
+    """A person of a shift split: the renderer's attributes plus a static texture (a sinusoidal grating
+    over the frame: ``contrast`` in [0, 1] of intensity, ``freq`` in cycles per pixel, ``angle``)."""
+
+    attrs: PersonAttrs
+    held_out: bool
+    texture: tuple[float, float, float]
+    hold: float = 1.0  # rhythm: holds and gaps of a movement last ``hold`` times the base (temporal.v2_motion)
+
+
+def _draw(r: np.random.Generator, rng_union: Range) -> float:
+    """Uniform over a union of intervals (by length)."""
+    lengths = np.array([b - a for a, b in rng_union])
+    i = int(r.choice(len(rng_union), p=lengths / lengths.sum()))
+    a, b = rng_union[i]
+    return round(float(r.uniform(a, b)), 4)
+
+
+def shift_person(factor: str, seed: int, pid: int, held_out: bool) -> ShiftPerson:
+    """Person ``pid`` of ``factor``'s split: held-out range on the shifted factor(s), training ranges elsewhere."""
+    if factor not in FACTORS:
+        raise ValueError(f"unknown shift factor {factor!r}; choose one of: {', '.join(FACTORS)}")
+    base = make_person(seed, pid)
+    r = np.random.default_rng([seed, 7, pid])
+    shifted = set(RANGES) if factor == "mixed" else {factor}
+    v = {attr: _draw(r, rngs[1] if (held_out and f in shifted) else rngs[0])
+         for f, attrs in RANGES.items() for attr, rngs in attrs.items()}
+    g = v["girth"]
+    hue, skin = v["hue"], v["skin"]
+
+    half = 0.5 if hue >= 0.5 else 0.0  # every colour stays in the half of the hue circle ``hue`` lies in
+
+    def col(s: float, val: float) -> tuple[float, float, float]:
+        return _hsv(half + (hue - half + float(r.uniform(0.0, 0.5))) % 0.5, s, val)
+
+    attrs = dataclasses.replace(
+        base, tempo=v["tempo"], cam_scale=v["cam_scale"], torso_r=round(base.torso_r * g, 4),
+        arm_r=round(base.arm_r * g, 4), leg_r=round(base.leg_r * g, 4), head_r=round(base.head_r * math.sqrt(g), 4),
+        amplitude=v["amplitude"], ease=v["ease"], tremor=v["tremor"], peak=1.0, noise=v["noise"],
+        skin=(round(0.95 - 0.55 * skin, 4), round(0.78 - 0.50 * skin, 4), round(0.66 - 0.45 * skin, 4)),
+        shirt=col(0.7, 0.8), trousers=col(0.5, 0.45), chair=col(0.4, 0.4), wall_top=col(0.3, 0.9),
+        wall_bottom=col(0.3, 0.75), floor=col(0.3, 0.55),
+    )
+    angle = float(r.uniform(0.0, math.pi))
+    return ShiftPerson(attrs, held_out, (v["texture_contrast"], v["texture_freq"], round(angle, 4)), v["hold"])
+
+
+def fold_persons(sizes: ShiftSizes, fold: int) -> tuple[int, ...]:
+    """Ids of the held-out persons of ``fold`` (raises ``ValueError`` naming the valid folds)."""
+    if not 0 <= fold < sizes.folds:
+        raise ValueError(f"fold {fold} is out of range: {sizes.folds} folds are numbered 0..{sizes.folds - 1}")
+    first = 1001 + fold * sizes.test_persons_per_fold
+    return tuple(range(first, first + sizes.test_persons_per_fold))
+
+
+@dataclass(frozen=True)
+class ClipSet:
+    """Clips ``video`` uint8 (N, T, S, S, 3), ``labels`` (N,) MA-52 action indices, ``persons`` (N,) ids."""
+
+    video: U8
+    labels: np.ndarray
+    persons: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+def _texture(video: U8, texture: tuple[float, float, float]) -> U8:
+    contrast, freq, angle = texture
+    if contrast <= 0.0:
+        return video
+    S = video.shape[1]
+    yy, xx = np.mgrid[0:S, 0:S].astype(np.float32)
+    grating = np.sin(2 * np.pi * freq * (xx * math.cos(angle) + yy * math.sin(angle)))
+    img = video.astype(np.float32) + np.float32(255.0 * contrast) * grating[None, :, :, None]
+    out: U8 = np.clip(img, 0, 255).astype(np.uint8)
+    return out
+
+
+def _person_clips(factor: str, sizes: ShiftSizes, pid: int, held_out: bool) -> tuple[list[U8], list[int]]:
+    person = shift_person(factor, sizes.seed, pid, held_out)
+    classes = sorted(V2_CLASSES)
+    order = [int(c) for c in np.random.default_rng([sizes.seed, 8, pid]).permutation(classes)]
+    labels = [order[i % len(order)] for i in range(sizes.clips_per_person)]
+    clips = []
+    for i, lab in enumerate(labels):
+        clip_seed = int(np.random.default_rng([sizes.seed, 9, pid, i]).integers(0, 2**63 - 1))
+        v = render_clip(person.attrs, lab, sizes.frames, sizes.size, clip_seed, motion=v2_motion(lab, person.hold))
+        clips.append(_texture(v, person.texture))
+    return clips, labels
+
+
+def _stack(parts: list[tuple[list[U8], list[int], int]]) -> ClipSet:
+    video = np.stack([c for clips, _, _ in parts for c in clips])
+    labels = np.array([lab for _, labs, _ in parts for lab in labs], dtype=np.int64)
+    persons = np.array([pid for clips, _, pid in parts for _ in clips], dtype=np.int64)
+    return ClipSet(video, labels, persons)
+
+
+def build_train(sizes: ShiftSizes) -> dict[str, ClipSet]:
+    """``train`` (training persons' clips) and ``seen`` (their held-back clips). Training persons are drawn
+    from the training ranges of every factor, so this set is the same for every factor and fold."""
+    train: list[tuple[list[U8], list[int], int]] = []
+    seen: list[tuple[list[U8], list[int], int]] = []
+    for pid in range(1, sizes.train_persons + 1):
+        clips, labels = _person_clips(FACTORS[0], sizes, pid, held_out=False)
+        back = [i for i in range(len(clips)) if (i + pid) % sizes.seen_every == 0]  # rotated: classes balance
+        keep = [i for i in range(len(clips)) if (i + pid) % sizes.seen_every != 0]
+        train.append(([clips[i] for i in keep], [labels[i] for i in keep], pid))
+        seen.append(([clips[i] for i in back], [labels[i] for i in back], pid))
+    return {"train": _stack(train), "seen": _stack(seen)}
+
+
+def build_unseen(factor: str, sizes: ShiftSizes, fold: int) -> ClipSet:
+    """Clips of fold ``fold``'s held-out persons of ``factor`` (``ValueError`` for an unknown factor or fold)."""
+    if factor not in FACTORS:
+        raise ValueError(f"unknown shift factor {factor!r}; choose one of: {', '.join(FACTORS)}")
+    return _stack([(*_person_clips(factor, sizes, pid, held_out=True), pid) for pid in fold_persons(sizes, fold)])
+
+
+def build_clips(factor: str, sizes: ShiftSizes, fold: int) -> dict[str, ClipSet]:
+    """``build_train`` plus ``unseen``: ``build_unseen(factor, sizes, fold)``."""
+    return {**build_train(sizes), "unseen": build_unseen(factor, sizes, fold)}

@@ -1,0 +1,197 @@
+"""Analysis and files of the person-shift suite: ``results.json``, ``summary.json`` (the shape the
+benchmark's acceptance reads), ``table.tex``, ``shift_suite.png`` and ``summary.md``.
+
+Per factor, on the seeds every arm of that factor finished:
+
+- primary (pre-registered): PIUmr - baseline, unseen-person action Top-1, 95 % clustered bootstrap;
+- controls: positive control - baseline and A/A - baseline (same metric, same interval);
+- secondaries (Holm-adjusted together): + TFAM - baseline, + GIRL - baseline (unseen action Top-1) and
+  PIUmr - baseline on unseen body Top-1 and on seen-person action Top-1;
+- the baseline's seen - unseen gap (action Top-1, points), held-out persons and seeds;
+- the minimum detectable effect (80 % power, 95 % two-sided) of the primary comparison.
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from piumr.files import atomic_write, write_json_atomic, write_text_atomic
+from piumr.reproduce.shift_stats import Clusters, Comparison, clusters, holm, mde, paired_bootstrap
+from piumr.reproduce.shift_suite import load_runs, timestamp
+
+__all__ = ["analyse", "write_report", "SECONDARIES"]
+
+Runs = dict[int, dict[str, Any]]
+#: name -> (arm a, arm b, evaluated set, metric)
+SECONDARIES: dict[str, tuple[str, str, str, str]] = {
+    "tfam_minus_baseline": ("baseline", "tfam", "unseen", "action"),
+    "girl_minus_baseline": ("baseline", "girl", "unseen", "action"),
+    "piumr_minus_baseline_body": ("baseline", "piumr", "unseen", "body"),
+    "piumr_minus_baseline_seen": ("baseline", "piumr", "seen", "action"),
+}
+
+
+def _cl(arms: dict[str, Runs], a: str, b: str, part: str, metric: str, seeds: list[int]) -> Clusters:
+    def pick(arm: str) -> dict[int, tuple[list[int], list[int]]]:
+        return {s: (arms[arm][s][part][metric], arms[arm][s][part]["person"]) for s in seeds}
+
+    return clusters(pick(a), pick(b))
+
+
+def _ci(c: Comparison) -> dict[str, Any]:
+    return {"diff": round(c.diff, 2), "ci": [round(c.lo, 2), round(c.hi, 2)], "half_width": round(c.half_width, 2),
+            "se": round(c.se, 2), "level": round(c.level, 4)}
+
+
+def _acc(runs: Runs, part: str, metric: str, seeds: list[int]) -> float:
+    return 100 * float(np.mean([v for s in seeds for v in runs[s][part][metric]]))
+
+
+def analyse_factor(arms: dict[str, Runs], reps: int = 2000) -> dict[str, Any] | None:
+    """The factor's comparisons on the seeds every present arm finished (None without baseline and PIUmr)."""
+    if "baseline" not in arms or "piumr" not in arms:
+        return None
+    seeds = sorted(set.intersection(*(set(r) for r in arms.values())))
+    if not seeds:
+        return None
+    out: dict[str, Any] = {"seeds": len(seeds), "seed_list": seeds}
+    if len(seeds) < 2:  # the seed stage of the bootstrap has nothing to resample
+        out["warning"] = "one seed: intervals cover person and clip noise only, not training-seed noise"
+    prim = paired_bootstrap(_cl(arms, "baseline", "piumr", "unseen", "action", seeds), reps=reps)
+    out["primary"] = {**_ci(prim), "mde": round(mde(prim.se), 2)}
+    for name, arm in (("positive_control", "control"), ("aa_control", "aa")):
+        if arm in arms:
+            out[name] = _ci(paired_bootstrap(_cl(arms, "baseline", arm, "unseen", "action", seeds), reps=reps))
+    sec = {k: v for k, v in SECONDARIES.items() if v[0] in arms and v[1] in arms}
+    adj = holm([_cl(arms, *v, seeds) for v in sec.values()], reps=reps) if sec else []
+    out["secondary_holm"] = {k: _ci(c) for k, c in zip(sec, adj, strict=True)}
+    b = arms["baseline"]
+    out["baseline_seen_minus_unseen"] = round(_acc(b, "seen", "action", seeds) - _acc(b, "unseen", "action", seeds), 2)
+    out["held_out_persons"] = len({p for s in seeds for p in b[s]["unseen"]["person"]})
+    out["arms"] = {arm: {f"{part}_{m}": round(_acc(r, part, m, seeds), 2) for part in ("seen", "unseen")
+                         for m in ("action", "body")} for arm, r in arms.items()}
+    out["train_s_mean"] = round(float(np.mean([r[s]["train_s"] for r in arms.values() for s in seeds])), 1)
+    tf = [r[s]["tfam_map"] for r in arms.values() for s in seeds if r[s].get("tfam_map")]
+    out["tfam_map"] = tf[0] if tf else None
+    return out
+
+
+def analyse(out: Path, reps: int = 2000) -> dict[str, Any]:
+    """Every factor's analysis from the run files under ``out``."""
+    res = {f: analyse_factor(arms, reps) for f, arms in load_runs(out).items()}
+    return {f: r for f, r in res.items() if r is not None}
+
+
+def summary(results: dict[str, Any]) -> dict[str, Any]:
+    """The acceptance shape: ``{"factors": {NAME: {primary, positive_control, aa_control, baseline_seen_minus_unseen,
+    held_out_persons, seeds}}}`` (differences in accuracy points)."""
+    keys = ("primary", "positive_control", "aa_control")
+    return {"factors": {f: {**{k: {"diff": r[k]["diff"], "ci": r[k]["ci"]} for k in keys if k in r},
+                            "baseline_seen_minus_unseen": r["baseline_seen_minus_unseen"],
+                            "held_out_persons": r["held_out_persons"], "seeds": r["seeds"]}
+                        for f, r in results.items()}}
+
+
+def _verdict(c: dict[str, Any], seeds: int) -> str:
+    if seeds < 2:
+        return "no verdict (one seed)"
+    lo, hi = c["ci"]
+    if lo > 0 or hi < 0:
+        return "resolved"
+    return f"inconclusive at ±{c['half_width']:.1f} points"
+
+
+def _tex(results: dict[str, Any]) -> str:
+    rows = [r"\begin{tabular}{lrrrrrrr}", r"\toprule",
+            r"factor & PIUmr$-$base & MDE & pos.\ control & A/A & +TFAM & +GIRL & gap \\", r"\midrule"]
+
+    def cell(c: dict[str, Any] | None) -> str:
+        return "--" if c is None else f"{c['diff']:+.1f} [{c['ci'][0]:+.1f}, {c['ci'][1]:+.1f}]"
+
+    for f, r in results.items():
+        sec = r["secondary_holm"]
+        rows.append(f"{f} & {cell(r['primary'])} & {r['primary']['mde']:.1f} & {cell(r.get('positive_control'))} & "
+                    f"{cell(r.get('aa_control'))} & {cell(sec.get('tfam_minus_baseline'))} & "
+                    f"{cell(sec.get('girl_minus_baseline'))} & {r['baseline_seen_minus_unseen']:.1f} \\\\")
+    rows += [r"\bottomrule", r"\end{tabular}", ""]
+    return "\n".join(rows)
+
+
+def _markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
+    lines = [f"# Person-shift suite ({'partial' if meta['partial'] else 'complete'})", "",
+             f"command: `{meta['command']}`  ", f"commit: {meta['commit']}  ", f"machine: {meta['machine']}  ",
+             f"written: {meta['written']}", "",
+             "Primary (pre-registered): PIUmr - baseline, unseen-person action Top-1, points, 95 % interval "
+             "clustered by person x seed. Secondary +TFAM / +GIRL: Holm-adjusted.", "",
+             "| factor | seeds | held-out persons | PIUmr - base | MDE | verdict | pos. control | A/A | "
+             "+TFAM | +GIRL | baseline gap | TFAM map |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def cell(c: dict[str, Any] | None) -> str:
+        return "—" if c is None else f"{c['diff']:+.1f} [{c['ci'][0]:+.1f}, {c['ci'][1]:+.1f}]"
+
+    for f, r in results.items():
+        sec = r["secondary_holm"]
+        tm = "x".join(str(v) for v in r["tfam_map"]) if r.get("tfam_map") else "—"
+        lines.append(f"| {f} | {r['seeds']} | {r['held_out_persons']} | {cell(r['primary'])} | {r['primary']['mde']:.1f} "
+                     f"| {_verdict(r['primary'], r['seeds'])} | {cell(r.get('positive_control'))} | {cell(r.get('aa_control'))} | "
+                     f"{cell(sec.get('tfam_minus_baseline'))} | {cell(sec.get('girl_minus_baseline'))} | "
+                     f"{r['baseline_seen_minus_unseen']:+.1f} | {tm} |")
+    lines += [f"- {f}: {r['warning']}" for f, r in results.items() if "warning" in r]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _figure(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [("primary", "PIUmr-base"), ("positive_control", "pos. control"), ("aa_control", "A/A")]
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    for j, (key, label) in enumerate(names):
+        xs, ys, lo, hi = [], [], [], []
+        for i, r in enumerate(results.values()):
+            if key in r:
+                xs.append(i + (j - 1) * 0.25)
+                ys.append(r[key]["diff"])
+                lo.append(r[key]["diff"] - r[key]["ci"][0])
+                hi.append(r[key]["ci"][1] - r[key]["diff"])
+        ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", capsize=3, label=label)
+    ax.axhline(0.0, color="k", lw=0.8)
+    ax.set_xticks(range(len(results)), list(results))
+    ax.set_ylabel("unseen action Top-1 diff (points)")
+    ax.set_title("Person-shift suite (synthetic task v2): 95 % intervals, person x seed bootstrap", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    plt.close(fig)
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+
+
+def write_report(out: Path, *, command: str, expected_runs: int, reps: int = 2000) -> dict[str, Any]:
+    """Analyse ``out`` and write its files; ``partial`` when fewer than ``expected_runs`` run files exist."""
+    results = analyse(out, reps)
+    done = len(list((out / "runs").glob("*/seed*.json")))
+    meta = {"command": command, "commit": _commit(), "machine": f"{platform.machine()} {platform.system()}, "
+            f"{platform.processor() or 'cpu'}", "written": timestamp(), "runs_done": done,
+            "runs_expected": expected_runs, "partial": done < expected_runs}
+    write_json_atomic(out / "results.json", {"meta": meta, "factors": results})
+    write_json_atomic(out / "summary.json", summary(results))  # partial or not: results.json["meta"]
+    write_text_atomic(out / "table.tex", _tex(results))
+    write_text_atomic(out / "summary.md", _markdown(results, meta))
+    if results:
+        _figure(results, out / "shift_suite.png")
+    return {"meta": meta, "factors": results}

@@ -1,0 +1,175 @@
+"""The person-shift suite: per factor, every arm trained on the same seeds (``piumr reproduce shift-suite``).
+
+Training persons are drawn from the training ranges of every factor, so one training serves every factor:
+the arms baseline, tfam, girl, piumr and aa are trained once per seed and scored on every factor's held-out
+persons; only the positive control differs per factor (its augmentation). A seed costs 5 + 5 trainings.
+
+Layout under ``out`` (default ``artifacts/shift-suite``)::
+
+    runs/<arm>/seed<k>.json            one training of a shared arm: per-clip correctness on ``seen`` and on
+                                       ``unseen/<factor>`` for every factor, timings
+    runs/control-<factor>/seed<k>.json the positive control of one factor (scored on that factor only)
+    suite.json                         the settings the runs were made with (a rerun must match them)
+    results.json, summary.json, table.tex, shift_suite.png, summary.md   (``shift_report.write_report``)
+
+Seed k evaluates held-out fold ``k % folds``, so ``folds`` seeds cover every held-out person once. A run
+file is written atomically once its training is done, so an interrupted suite resumes from the runs it
+lacks. Runs go ``jobs`` at a time in separate processes (one thread each unless asked).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from piumr.data.synth.shift import FACTORS, GENERATOR_VERSION_V2, RANGES, ClipSet, ShiftSizes, build_train, build_unseen
+from piumr.files import write_json_atomic
+from piumr.reproduce.shift_train import ARMS, arm_config, suite_config, tfam_map, train_and_score
+
+__all__ = ["SuiteSettings", "Task", "tasks", "run_suite", "load_runs"]
+
+
+@dataclass(frozen=True)
+class SuiteSettings:
+    """What the suite trains: sizes of the data, epochs, seeds, factors and arms."""
+
+    sizes: ShiftSizes = ShiftSizes()
+    epochs: int = 8
+    batch: int = 16
+    lr: float = 2e-3
+    tfam_stage: int = 1
+    seeds: tuple[int, ...] = tuple(range(10))
+    factors: tuple[str, ...] = FACTORS
+    arms: tuple[str, ...] = ARMS
+
+    def as_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["generator_version"] = GENERATOR_VERSION_V2
+        d["ranges"] = json.loads(json.dumps(RANGES))  # the factors' ranges (tuples as lists)
+        return d
+
+    def check(self) -> None:
+        """Raises ``ValueError`` naming the bad factor, arm or seed list."""
+        bad = [f for f in self.factors if f not in FACTORS]
+        if bad:
+            raise ValueError(f"--factors: unknown {', '.join(bad)}; choose from {', '.join(FACTORS)}")
+        bad = [a for a in self.arms if a not in ARMS]
+        if bad:
+            raise ValueError(f"--arms: unknown {', '.join(bad)}; choose from {', '.join(ARMS)}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
+            raise ValueError(f"--seeds must be distinct non-negative integers, got {list(self.seeds)}")
+
+
+@dataclass(frozen=True)
+class Task:
+    """One training of the suite: a shared arm, or the control of ``factor``."""
+
+    arm: str
+    seed: int
+    factor: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.arm if self.factor is None else f"{self.arm}-{self.factor}"
+
+    def path(self, out: Path) -> Path:
+        return out / "runs" / self.name / f"seed{self.seed}.json"
+
+
+def tasks(settings: SuiteSettings) -> list[Task]:
+    """Every training: per seed, each shared arm once and the control once per factor."""
+    return [t for s in settings.seeds for a in settings.arms
+            for t in ([Task(a, s, f) for f in settings.factors] if a == "control" else [Task(a, s)])]
+
+
+@lru_cache(maxsize=1)
+def _train_data(sizes: ShiftSizes) -> dict[str, ClipSet]:
+    return build_train(sizes)
+
+
+@lru_cache(maxsize=len(FACTORS))
+def _unseen(factor: str, sizes: ShiftSizes, fold: int) -> ClipSet:
+    return build_unseen(factor, sizes, fold)
+
+
+def _run_task(settings: SuiteSettings, task: Task, out: Path, threads: int = 1) -> dict[str, Any]:
+    """Train and score ``task`` with ``threads`` intra-op threads; write its run file. Returns the file's payload."""
+    import torch
+
+    torch.set_num_threads(threads)
+    fold = task.seed % settings.sizes.folds
+    factors = FACTORS if task.factor is None else (task.factor,)
+    data = {**_train_data(settings.sizes), **{f"unseen/{f}": _unseen(f, settings.sizes, fold) for f in factors}}
+    base = suite_config(settings.sizes, epochs=settings.epochs, batch=settings.batch, lr=settings.lr,
+                        tfam_stage=settings.tfam_stage)
+    cfg = arm_config(base, task.arm, task.seed)
+    res = train_and_score(cfg, data, control=task.factor)
+    payload = {"arm": task.arm, "factor": task.factor, "seed": task.seed, "fold": fold, "config_seed": cfg.seed,
+               "tfam_map": list(tfam_map(cfg)) if cfg.model.tfam.enabled else None, **res}
+    write_json_atomic(task.path(out), payload, indent=None)
+    return payload
+
+
+def _check_settings(settings: SuiteSettings, out: Path) -> None:
+    """Write ``suite.json``, or refuse (``ValueError``) when ``out`` holds runs of other settings."""
+    path = out / "suite.json"
+    mine = settings.as_json()
+    keep = ("sizes", "epochs", "batch", "lr", "tfam_stage", "generator_version", "ranges")
+    if path.is_file():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        if {k: old.get(k) for k in keep} != {k: mine[k] for k in keep}:
+            raise ValueError(f"{out}: holds runs made with other settings ({path}); give another --out")
+        merged = {**old, "seeds": sorted(set(old["seeds"]) | set(settings.seeds)),
+                  "factors": [f for f in FACTORS if f in set(old["factors"]) | set(settings.factors)],
+                  "arms": [a for a in ARMS if a in set(old["arms"]) | set(settings.arms)]}
+        write_json_atomic(path, merged)
+    else:
+        write_json_atomic(path, mine)
+
+
+def run_suite(settings: SuiteSettings, out: Path, *, jobs: int = 1, threads: int = 1,
+              on_done: Callable[[Task, dict[str, Any], int, int], None] | None = None) -> list[Task]:
+    """Run every missing training of ``settings`` under ``out`` (``jobs`` processes of ``threads`` threads);
+    returns what ran."""
+    settings.check()
+    out.mkdir(parents=True, exist_ok=True)
+    _check_settings(settings, out)
+    todo = [t for t in tasks(settings) if not t.path(out).is_file()]
+    if jobs <= 1:
+        for i, t in enumerate(todo):
+            res = _run_task(settings, t, out, threads)
+            if on_done:
+                on_done(t, res, i + 1, len(todo))
+        return todo
+    with ProcessPoolExecutor(max_workers=jobs) as ex:
+        futures = [(t, ex.submit(_run_task, settings, t, out, threads)) for t in todo]
+        for i, (t, fut) in enumerate(futures):
+            res = fut.result()
+            if on_done:
+                on_done(t, res, i + 1, len(todo))
+    return todo
+
+
+def load_runs(out: Path, factors: Sequence[str] = FACTORS) -> dict[str, dict[str, dict[int, dict[str, Any]]]]:
+    """factor -> arm -> seed -> run with ``seen`` and that factor's ``unseen`` set, from the run files under ``out``."""
+    runs: dict[str, dict[str, dict[int, dict[str, Any]]]] = {}
+    for f in factors:
+        for arm in ARMS:
+            folder = out / "runs" / (f"control-{f}" if arm == "control" else arm)
+            for p in sorted(folder.glob("seed*.json")):
+                d = json.loads(p.read_text(encoding="utf-8"))
+                if f"unseen/{f}" in d:
+                    view = {k: v for k, v in d.items() if not k.startswith("unseen/")}
+                    runs.setdefault(f, {}).setdefault(arm, {})[int(d["seed"])] = {**view, "unseen": d[f"unseen/{f}"]}
+    return runs
+
+
+def timestamp() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -1,0 +1,122 @@
+"""One training + evaluation of the person-shift suite, in memory (no run folder, no loader).
+
+Arms (``ARMS``) differ only by config fields (TFAM on/off, GIRL on/off) or, for the positive control,
+by a training augmentation; ``aa`` is the baseline under an independent seed stream. Common random
+numbers: an arm's seed fixes the weight initialisation (the backbone and head are built first, so they
+start identical in every arm), the data order and the augmentation draws (one ``torch.Generator``
+per run, used in the same order by every arm); ``aa`` offsets the seed by ``AA_OFFSET``.
+
+The result is per clip: the training persons' held-back clips' (``seen``) and each factor's held-out
+persons' (``unseen/<factor>``) action and body correctness, with the person of each clip.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from piumr.config import PRESETS, SHIFT_ARMS, TrainConfig, with_overrides
+from piumr.data.ma52 import ACTION_TO_BODY
+from piumr.data.synth.shift import ClipSet, ShiftSizes
+from piumr.losses import PIUmrLoss
+from piumr.model.piumr import PIUmrNet
+from piumr.reproduce.shift_aug import control_aug, shared_aug
+from piumr.runtime import seed_everything
+from piumr.train import lr_at
+
+__all__ = ["ARMS", "AA_OFFSET", "suite_config", "arm_config", "train_and_score", "tfam_map"]
+
+ARMS = SHIFT_ARMS
+AA_OFFSET = 100_003  # the A/A arm's independent seed stream
+_MEAN, _STD = 0.45, 0.225
+_BODY = np.asarray(ACTION_TO_BODY)
+
+
+def suite_config(sizes: ShiftSizes, *, epochs: int, batch: int = 16, lr: float = 2e-3,
+                 tfam_stage: int = 1) -> TrainConfig:
+    """The suite's config: the ``smoke`` model (X3D tiny) on T x S x S clips, TFAM after ``tfam_stage``."""
+    return with_overrides(PRESETS["smoke"], {
+        "name": "shift-suite", "model.frames": sizes.frames, "model.crop": sizes.size,
+        "data.short_side": sizes.size, "model.tfam.stage": tfam_stage, "model.tfam.dct_kernel": 5,
+        "optim.epochs": epochs, "optim.batch_size": batch, "optim.lr": lr,
+        "optim.milestones": (max(1, round(epochs * 0.75)),), "girl.groups": 2,
+    })
+
+
+def arm_config(base: TrainConfig, arm: str, seed: int) -> TrainConfig:
+    """``base`` for ``arm`` and ``seed`` (config fields only; the control's augmentation is not a field)."""
+    if arm not in ARMS:
+        raise ValueError(f"unknown arm {arm!r}; choose one of: {', '.join(ARMS)}")
+    tfam = arm in ("tfam", "piumr")
+    girl = arm in ("girl", "piumr")
+    return with_overrides(base, {"model.tfam.enabled": tfam, "girl.enabled": girl,
+                                 "seed": seed + (AA_OFFSET if arm == "aa" else 0)})
+
+
+def tfam_map(cfg: TrainConfig) -> tuple[int, int]:
+    """(H, W) of the feature map TFAM sees under ``cfg`` (measured with a forward pass)."""
+    net = PIUmrNet(with_overrides(cfg, {"model.tfam.enabled": False}).model)
+    blocks: Any = getattr(net.backbone, "blocks")
+    x = torch.zeros(1, 3, cfg.model.frames, cfg.model.crop, cfg.model.crop)
+    with torch.no_grad():
+        for i in range(cfg.model.tfam.stage + 1):
+            x = blocks[i](x)
+    return int(x.shape[-2]), int(x.shape[-1])
+
+
+def _batch(clips: ClipSet, idx: np.ndarray) -> torch.Tensor:
+    """uint8 (N, T, S, S, 3) rows ``idx`` -> normalised float (B, 3, T, S, S)."""
+    v = torch.from_numpy(clips.video[idx]).float().div_(255.0)
+    return v.permute(0, 4, 1, 2, 3).sub_(_MEAN).div_(_STD).contiguous()
+
+
+@torch.no_grad()
+def _score(net: PIUmrNet, clips: ClipSet, batch: int) -> dict[str, list[int]]:
+    net.eval()
+    pred: list[int] = []
+    for s in range(0, len(clips), batch):
+        idx = np.arange(s, min(s + batch, len(clips)))
+        pred += net(_batch(clips, idx)).logits.argmax(dim=1).tolist()
+    p = np.asarray(pred)
+    return {"action": (p == clips.labels).astype(int).tolist(),
+            "body": (_BODY[p] == _BODY[clips.labels]).astype(int).tolist(),
+            "person": clips.persons.tolist()}
+
+
+def train_and_score(cfg: TrainConfig, data: dict[str, ClipSet], *, control: str | None = None) -> dict[str, Any]:
+    """Train on ``data["train"]`` and score every other set of ``data`` (``seen``, ``unseen/<factor>`` ...).
+
+    ``control``: a factor whose positive-control augmentation is applied to every training batch.
+    Returns ``{<set>: {"action", "body", "person"}, ..., "train_s", "eval_s", "train_cpu_s", "eval_cpu_s", "final_loss"}``
+    (per-clip 0/1 lists; wall and CPU seconds: on a shared machine CPU seconds estimate an idle core's wall time)."""
+    seed_everything(cfg.seed)
+    net = PIUmrNet(cfg.model)
+    criterion = PIUmrLoss(cfg.girl, cfg.ce_weight)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    g = torch.Generator().manual_seed(cfg.seed)
+    train, B = data["train"], cfg.optim.batch_size
+    t0, c0 = time.perf_counter(), time.process_time()
+    loss = float("nan")
+    for epoch in range(cfg.optim.epochs):
+        for grp in opt.param_groups:
+            grp["lr"] = lr_at(cfg.optim, epoch)
+        net.train()
+        order = torch.randperm(len(train), generator=g).numpy()
+        for s in range(0, len(order) - B + 1, B):
+            idx = np.sort(order[s:s + B])
+            x = shared_aug(_batch(train, idx), g)
+            if control is not None:
+                x = control_aug(control, x, g)
+            out = net(x)
+            parts = criterion(out.logits, out.embedding, torch.from_numpy(train.labels[idx]))
+            opt.zero_grad(set_to_none=True)
+            parts.total.backward()
+            opt.step()
+            loss = float(parts.total.detach())
+    t1, c1 = time.perf_counter(), time.process_time()
+    res = {k: _score(net, v, 64) for k, v in data.items() if k != "train"}
+    return {**res, "train_s": round(t1 - t0, 2), "eval_s": round(time.perf_counter() - t1, 2),
+            "train_cpu_s": round(c1 - c0, 2), "eval_cpu_s": round(time.process_time() - c1, 2), "final_loss": loss}

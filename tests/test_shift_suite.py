@@ -1,0 +1,78 @@
+"""The person-shift suite end to end on a toy size: arms, controls, resumable runs and summary.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from piumr.data.synth.shift import FACTORS, ShiftSizes
+from piumr.reproduce.shift_aug import CONTROLS, shared_aug
+from piumr.reproduce.shift_report import write_report
+from piumr.reproduce.shift_suite import SuiteSettings, run_suite, tasks
+from piumr.reproduce.shift_train import ARMS, arm_config, suite_config, tfam_map
+
+TOY = ShiftSizes(train_persons=3, test_persons_per_fold=2, folds=2, clips_per_person=21, frames=4, size=32)
+
+
+def test_benchmark_preset_puts_tfam_on_a_7x7_or_larger_map() -> None:
+    assert min(tfam_map(suite_config(ShiftSizes(), epochs=1))) >= 7
+
+
+def test_arms_differ_by_config_fields_and_aa_by_seed_stream() -> None:
+    base = suite_config(TOY, epochs=1)
+    cfgs = {a: arm_config(base, a, 3) for a in ARMS}
+    assert [(c.model.tfam.enabled, c.girl.enabled) for c in cfgs.values()] == [
+        (False, False), (True, False), (False, True), (True, True), (False, False), (False, False)]
+    assert cfgs["aa"].seed != cfgs["baseline"].seed == cfgs["control"].seed == 3
+    with pytest.raises(ValueError, match="unknown arm"):
+        arm_config(base, "swin", 0)
+
+
+@pytest.mark.parametrize("factor", sorted(CONTROLS))
+def test_controls_keep_shape_and_follow_their_generator(factor: str) -> None:
+    x = torch.randn(3, 3, 6, 16, 16)
+    a = CONTROLS[factor](shared_aug(x, torch.Generator().manual_seed(1)), torch.Generator().manual_seed(2))
+    b = CONTROLS[factor](shared_aug(x, torch.Generator().manual_seed(1)), torch.Generator().manual_seed(2))
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, x)
+
+
+def test_suite_runs_resumes_and_writes_the_summary_shape(tmp_path: Path) -> None:
+    s = SuiteSettings(sizes=TOY, epochs=1, batch=8, seeds=(0, 1), factors=("tempo",))
+    ran = run_suite(s, tmp_path)
+    assert len(ran) == len(tasks(s)) == 12
+    assert run_suite(s, tmp_path) == []  # resumes: nothing left to do
+    shared = json.loads((tmp_path / "runs" / "baseline" / "seed0.json").read_text())
+    assert {k for k in shared if k.startswith("unseen/")} == {f"unseen/{f}" for f in FACTORS}  # one training, all factors
+    control = json.loads((tmp_path / "runs" / "control-tempo" / "seed0.json").read_text())
+    assert [k for k in control if k.startswith("unseen/")] == ["unseen/tempo"]
+    with pytest.raises(ValueError, match="other settings"):
+        run_suite(SuiteSettings(sizes=TOY, epochs=2, batch=8, seeds=(0, 1), factors=("tempo",)), tmp_path)
+    write_report(tmp_path, command="test", expected_runs=12, reps=200)
+    summ = json.loads((tmp_path / "summary.json").read_text())
+    f = summ["factors"]["tempo"]
+    assert set(f) == {"primary", "positive_control", "aa_control", "baseline_seen_minus_unseen", "held_out_persons",
+                      "seeds"}
+    assert f["seeds"] == 2 and f["held_out_persons"] == 4  # two folds of two persons
+    assert f["primary"]["ci"][0] <= f["primary"]["diff"] <= f["primary"]["ci"][1]
+    for name in ("table.tex", "summary.md", "shift_suite.png", "results.json"):
+        assert (tmp_path / name).is_file()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--factors", "tempo,colour"], "--factors: unknown colour"),
+    (["--arms", "swin"], "--arms: unknown swin"),
+    (["--data", "/nonexistent/ma52"], "--data /nonexistent/ma52: the shift suite runs on synthetic data only"),
+])
+def test_shift_suite_bad_options_are_one_line_before_torch(argv: list[str], message: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom piumr_cli.main import app\n"
+            f"try:\n    app({['reproduce', 'shift-suite', *argv]!r})\nexcept SystemExit as e:\n    code = e.code\n"
+            "print('torch imported' if 'torch' in sys.modules else 'torch not imported', code)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert message in res.stderr and len([ln for ln in res.stderr.splitlines() if ln.strip()]) == 1, res.stderr
+    assert res.stdout.split() == ["torch", "not", "imported", "2"], res.stdout + res.stderr
