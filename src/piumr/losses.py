@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from piumr.config import GIRLConfig, Grouping, Pairs, TrainConfig
 
-__all__ = ["GIRLLoss", "GIRLParts", "PIUmrLoss", "LossParts", "build_criterion"]
+__all__ = ["GIRLLoss", "GIRLParts", "PIUmrLoss", "LossParts", "build_criterion", "criterion_slug"]
 
 
 class GIRLParts(NamedTuple):
@@ -255,3 +255,9 @@ class PIUmrLoss(nn.Module):
 def build_criterion(cfg: TrainConfig) -> PIUmrLoss:
     """The training criterion of a run config."""
     return PIUmrLoss(cfg.girl, cfg.ce_weight)
+
+
+def criterion_slug(cfg: TrainConfig) -> str:
+    """The run-folder word for a run config's criterion (``piumr.reproduce.specs.run_slug``): ``girl`` with GIRL
+    on, ``nogirl`` for CE alone."""
+    return "girl" if cfg.girl.enabled else "nogirl"

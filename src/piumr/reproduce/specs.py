@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from piumr.backbones import REGISTRY, backbone_spec
 from piumr.config import TFAMConfig, TrainConfig, backbone_overrides, with_overrides
+from piumr.losses import criterion_slug
 from piumr.metrics import PAPER_COLUMNS
 from piumr.reproduce import paper
 
@@ -326,7 +327,7 @@ def run_slug(cfg: TrainConfig) -> str:
         t = "tfam-" + ("f" if tf.frequency else "") + ("t" if tf.temporal else "")
         if tf.frequency and tf.temporal:
             t += "-cons" if tf.fusion == "consistency" else "-mean"
-    g = "girl" if cfg.girl.enabled else "nogirl"
+    g = criterion_slug(cfg)
     split = "_xsub" if cfg.data.split == "cross-subject" else ""
     bb = "" if backbone_spec(cfg.model.backbone).family == "x3d" else f"{cfg.model.backbone}_"
     return f"{bb}{t}_{g}{split}-{config_key(cfg)}"
