@@ -72,7 +72,7 @@ def calibrate(s: dict[str, Any]) -> dict[str, Any]:
 def _step_fn(s: dict[str, Any], speed: Any, batch: int) -> tuple[Callable[[], None], Any]:
     """One training step of the loop's own path (piumr.speed levers, PIUmr loss) on a fixed device batch."""
     from piumr.data.transforms import normalize_clips
-    from piumr.losses import PIUmrLoss
+    from piumr.losses import build_criterion
     from piumr.model import build_model
     from piumr.speed import LossMeter, compile_model, configure_backends, make_optimizer, prepare_model
 
@@ -82,7 +82,7 @@ def _step_fn(s: dict[str, Any], speed: Any, batch: int) -> tuple[Callable[[], No
     configure_backends(speed, dev)
     prepare_model(model, speed)
     opt = make_optimizer(model, cfg.optim, speed, dev)
-    criterion = PIUmrLoss(cfg.girl, cfg.ce_weight)
+    criterion = build_criterion(cfg)
     net = compile_model(model, speed)
     meter = LossMeter(speed.check_every)
     m = cfg.model
@@ -99,7 +99,7 @@ def _step_fn(s: dict[str, Any], speed: Any, batch: int) -> tuple[Callable[[], No
             out = net(video)
         parts = criterion(out.logits, out.embedding, labels)
         step[0] += 1
-        meter.add(parts._asdict(), step[0])
+        meter.add({"total": parts.total, **parts.logs}, step[0])
         opt.zero_grad(set_to_none=True)
         parts.total.backward()
         opt.step()

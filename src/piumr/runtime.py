@@ -21,7 +21,7 @@ import os
 import random
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -210,18 +210,28 @@ class Stop(BaseException):
 
 
 @contextmanager
-def stop_on_signals() -> Iterator[None]:
-    """Turn SIGINT and SIGTERM into ``Stop`` while the body runs (main thread only; elsewhere a no-op)."""
+def stop_on_signals() -> Iterator[Callable[[], None]]:
+    """Turn SIGINT and SIGTERM into ``Stop`` while the body runs (main thread only; elsewhere a no-op). Yields
+    ``check``: it raises ``Stop`` again when a signal arrived whose ``Stop`` was swallowed on the way (raised
+    inside a ``__del__``, e.g. a video reader's, Python prints "Exception ignored" and goes on); call it
+    between units of work."""
+    hit: list[int] = []
+
+    def check() -> None:
+        if hit:
+            raise Stop(hit[0])
+
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield check
         return
 
     def stop(signum: int, _frame: object) -> None:
+        hit.append(signum)
         raise Stop(signum)
 
     old = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield check
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)

@@ -36,7 +36,7 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
@@ -317,9 +317,9 @@ def prepare_dataset(
         tasks = [_task(r.path.relative_to(man.path.parent).as_posix(), r.path, out, manifest)
                  for r, s in zip(man.records, man.splits, strict=True) if s is None or s in splits]
     remove_stale_temps(out)
-    with stop_on_signals():
+    with stop_on_signals() as check:
         _convert_all(out, manifest, report, _run(tasks, short_side, quality, backend, workers, progress),
-                     len(tasks))
+                     len(tasks), check)
     _verify(out, manifest, report)
     manifest["complete"] = True
     _save_manifest(out, manifest)
@@ -328,16 +328,18 @@ def prepare_dataset(
 
 
 def _convert_all(out: Path, manifest: dict[str, Any], report: PrepareReport, results: Generator[_Result, None, None],
-                 total: int) -> None:
+                 total: int, check: Callable[[], None]) -> None:
     """Record every result, saving the manifest as it goes; on SIGINT/SIGTERM end the workers, save what is
     done and raise ``Interrupted``."""
     saved, n = time.monotonic(), 0
     try:
         for n, result in enumerate(results, 1):
             _record(manifest, report, result)
+            check()  # a signal whose Stop was swallowed (raised inside a __del__) stops here
             if n % _SAVE_EVERY == 0 or time.monotonic() - saved >= _SAVE_SECONDS:
                 _save_manifest(out, manifest)
                 saved = time.monotonic()
+        check()
     except Stop as stop:
         results.close()  # ends the workers (see _results)
         manifest["complete"] = False
