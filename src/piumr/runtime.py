@@ -20,6 +20,7 @@ import ctypes.util
 import os
 import random
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -213,8 +214,8 @@ class Stop(BaseException):
 def stop_on_signals() -> Iterator[Callable[[], None]]:
     """Turn SIGINT and SIGTERM into ``Stop`` while the body runs (main thread only; elsewhere a no-op). Yields
     ``check``: it raises ``Stop`` again when a signal arrived whose ``Stop`` was swallowed on the way (raised
-    inside a ``__del__``, e.g. a video reader's, Python prints "Exception ignored" and goes on); call it
-    between units of work."""
+    inside a ``__del__``, e.g. a video reader's, Python would print "Exception ignored" and go on: such a
+    ``Stop`` is kept off stderr here); call it between units of work."""
     hit: list[int] = []
 
     def check() -> None:
@@ -229,10 +230,16 @@ def stop_on_signals() -> Iterator[Callable[[], None]]:
         hit.append(signum)
         raise Stop(signum)
 
+    def unraisable(info: "sys.UnraisableHookArgs") -> None:  # a Stop lost in a __del__: ``check`` raises it again
+        if not isinstance(info.exc_value, Stop):
+            old_hook(info)
+
     old = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    old_hook, sys.unraisablehook = sys.unraisablehook, unraisable
     try:
         yield check
     finally:
+        sys.unraisablehook = old_hook
         for sig, handler in old.items():
             signal.signal(sig, handler)
 
