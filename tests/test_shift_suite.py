@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from piumr.data.synth.shift import FACTORS, ShiftSizes
-from piumr.reproduce.shift_aug import CONTROLS, shared_aug
+from piumr.data.synth.shift import FACTORS, ShiftSizes, build_train
+from piumr.reproduce import shift_aug
+from piumr.reproduce.shift_aug import CONTROLS, motion_span, shared_aug, time_warp
 from piumr.reproduce.shift_report import write_report
 from piumr.reproduce.shift_suite import SuiteSettings, run_suite, tasks
-from piumr.reproduce.shift_train import ARMS, arm_config, suite_config, tfam_map
+from piumr.reproduce.shift_train import ARMS, arm_config, suite_config, tfam_map, train_and_score
 
 TOY = ShiftSizes(train_persons=3, test_persons_per_fold=2, folds=2, clips_per_person=21, frames=4, size=32)
 
@@ -37,6 +38,45 @@ def test_controls_keep_shape_and_follow_their_generator(factor: str) -> None:
     a = CONTROLS[factor](shared_aug(x, torch.Generator().manual_seed(1)), torch.Generator().manual_seed(2))
     b = CONTROLS[factor](shared_aug(x, torch.Generator().manual_seed(1)), torch.Generator().manual_seed(2))
     assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, x)
+
+
+def _ramp_clip(batch: int, T: int = 16, a: int = 5, b: int = 10) -> torch.Tensor:
+    """(batch, 3, T, 8, 8): frame t shows the value clamp(t, a, b), so only frames a..b move."""
+    v = torch.arange(T, dtype=torch.float32).clamp(a, b)
+    return v[None, None, :, None, None].expand(batch, 3, T, 8, 8).clone()
+
+
+def test_motion_span_finds_the_frames_that_move() -> None:
+    first, last = motion_span(_ramp_clip(2))
+    assert first.tolist() == [5, 5] and last.tolist() == [10, 10]
+    still = torch.zeros(1, 3, 6, 4, 4)
+    assert [int(t) for t in motion_span(still)[0]] + [int(t) for t in motion_span(still)[1]] == [0, 5]
+
+
+def test_time_warp_never_cuts_the_movement() -> None:
+    # the movement's first and last frames stay in every warped clip, at every speed: a window that cut them
+    # would turn a task-v2 "once" into a "stay" or a "twice" into a "once" (the earlier warp cut it whenever it
+    # slowed a clip down)
+    out = time_warp(_ramp_clip(400), torch.Generator().manual_seed(0))
+    vals = out[:, 0, :, 0, 0]
+    assert torch.all(vals.amin(dim=1) == 5) and torch.all(vals.amax(dim=1) == 10)
+    # and it does change speed: some clips are stretched (a frame repeated), some compressed (frames skipped)
+    steps = (vals[:, 1:] - vals[:, :-1])
+    assert bool((steps == 0).any(dim=1).all()) and bool((steps >= 2).any())
+
+
+def test_control_keeps_the_baselines_data_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a control that draws from its generator but leaves the clips as they are must train exactly the baseline:
+    # the control's draws may not shift the data order or the shared augmentation (common random numbers)
+    def draws_only(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        torch.rand(1000, generator=g)
+        return x
+
+    monkeypatch.setitem(shift_aug.CONTROLS, "tempo", draws_only)
+    data = build_train(TOY)
+    cfg = arm_config(suite_config(TOY, epochs=2, batch=8), "baseline", 0)
+    base, ctrl = train_and_score(cfg, data), train_and_score(cfg, data, control="tempo")
+    assert base["final_loss"] == ctrl["final_loss"] and base["seen"] == ctrl["seen"]
 
 
 def test_suite_runs_resumes_and_writes_the_summary_shape(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """Training-batch augmentations of the person-shift suite: the shared ones every arm gets (flip, shift)
 and the positive controls, one per factor, each known to remove that factor:
 
-- ``tempo``: random time-warp (speed 0.5-2x, random window);
+- ``tempo``: random time-warp (speed 0.5-2x) that never cuts the clip's movement;
 - ``size``: random scale (0.55-1.25x) of the frame;
 - ``appearance``: colour jitter (random channel mixing, brightness) + random grating texture + noise;
 - ``style``: random monotone time-warp (ease), +-1 frame jitter (tremor), motion-magnitude jitter
@@ -21,7 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["CONTROLS", "shared_aug", "control_aug"]
+__all__ = ["CONTROLS_VERSION", "CONTROLS", "shared_aug", "control_aug", "motion_span", "time_warp"]
+
+
+#: changes whenever a control's augmentation changes (suite.json records it: runs of another version are refused)
+#: 2: the tempo warp never cuts the movement; the controls draw from their own generator
+CONTROLS_VERSION = 2
 
 
 def _u(g: torch.Generator, n: int, lo: float, hi: float) -> Tensor:
@@ -52,12 +57,39 @@ def _gather_time(x: Tensor, idx: Tensor) -> Tensor:
     return torch.stack([x[b, :, i[b]] for b in range(x.shape[0])])
 
 
+def motion_span(x: Tensor, frac: float = 0.2) -> tuple[Tensor, Tensor]:
+    """Where each clip moves: x (B, C, T, H, W) -> (first, last) frame indices (B,) int64 of the frames
+    touched by a frame difference of at least ``frac`` of the clip's largest one (the whole clip when
+    nothing moves)."""
+    T = x.shape[2]
+    e = (x[:, :, 1:] - x[:, :, :-1]).abs().mean(dim=(1, 3, 4))  # (B, T-1): difference t -> t+1
+    on = e >= frac * e.amax(dim=1, keepdim=True).clamp_min(1e-12)
+    t = torch.arange(T - 1)
+    first = torch.where(on, t, T).amin(dim=1).clamp_max(T - 1)
+    last = torch.where(on, t + 1, -1).amax(dim=1).clamp_min(0)
+    still = ~on.any(dim=1)
+    return torch.where(still, 0, first), torch.where(still, T - 1, last)
+
+
 def time_warp(x: Tensor, g: torch.Generator) -> Tensor:
-    """Play each clip at a random speed in [0.5, 2] (log-uniform) from a random start."""
+    """Play each clip at a random speed in [0.5, 2] (log-uniform) without cutting its movement.
+
+    Faster (rate > 1): the clip is played faster and padded with its first and last frames at a random
+    offset, so all of it stays in view. Slower (rate < 1): a window of ``rate * (T - 1)`` frames is
+    stretched over the clip; the window always holds the frames that move (``motion_span``), and the
+    rate is raised where the movement is longer than the window. A window that cut the movement would
+    change the label of task v2, whose classes differ by repetition and by whether the return comes
+    (a "once" cut before its return is a "stay", a "twice" cut after one bump is a "once")."""
     B, _, T = x.shape[:3]
     rate = _log_u(g, B, 0.5, 2.0)
+    first, last = motion_span(x)
+    rate = torch.maximum(rate, (last - first).float() / (T - 1))
     span = rate * (T - 1)
-    start = torch.where(span < T - 1, _u(g, B, 0.0, 1.0) * (T - 1 - span), -_u(g, B, 0.0, 1.0) * (span - (T - 1)))
+    u = _u(g, B, 0.0, 1.0)
+    # slower: start in [max(0, last - span), min(first, T - 1 - span)] (non-empty: span >= last - first)
+    lo = torch.clamp(last.float() - span, min=0.0)
+    hi = torch.minimum(first.float(), (T - 1) - span).clamp_min(lo)
+    start = torch.where(span < T - 1, lo + u * (hi - lo), -u * (span - (T - 1)))
     idx = start[:, None] + rate[:, None] * torch.arange(T)[None, :]
     return _gather_time(x, idx)
 

@@ -31,6 +31,7 @@ from typing import Any
 
 from piumr.data.synth.shift import FACTORS, GENERATOR_VERSION_V2, RANGES, ClipSet, ShiftSizes, build_train, build_unseen
 from piumr.files import write_json_atomic
+from piumr.reproduce.shift_aug import CONTROLS_VERSION
 from piumr.reproduce.shift_train import ARMS, arm_config, suite_config, tfam_map, train_and_score
 
 __all__ = ["SuiteSettings", "Task", "tasks", "run_suite", "load_runs"]
@@ -52,6 +53,7 @@ class SuiteSettings:
     def as_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["generator_version"] = GENERATOR_VERSION_V2
+        d["controls_version"] = CONTROLS_VERSION
         d["ranges"] = json.loads(json.dumps(RANGES))  # the factors' ranges (tuples as lists)
         return d
 
@@ -121,7 +123,7 @@ def _check_settings(settings: SuiteSettings, out: Path) -> None:
     """Write ``suite.json``, or refuse (``ValueError``) when ``out`` holds runs of other settings."""
     path = out / "suite.json"
     mine = settings.as_json()
-    keep = ("sizes", "epochs", "batch", "lr", "tfam_stage", "generator_version", "ranges")
+    keep = ("sizes", "epochs", "batch", "lr", "tfam_stage", "generator_version", "ranges", "controls_version")
     if path.is_file():
         old = json.loads(path.read_text(encoding="utf-8"))
         if {k: old.get(k) for k in keep} != {k: mine[k] for k in keep}:

@@ -3,8 +3,9 @@
 Arms (``ARMS``) differ only by config fields (TFAM on/off, GIRL on/off) or, for the positive control,
 by a training augmentation; ``aa`` is the baseline under an independent seed stream. Common random
 numbers: an arm's seed fixes the weight initialisation (the backbone and head are built first, so they
-start identical in every arm), the data order and the augmentation draws (one ``torch.Generator``
-per run, used in the same order by every arm); ``aa`` offsets the seed by ``AA_OFFSET``.
+start identical in every arm), the data order and the shared augmentation draws (one ``torch.Generator``
+per run, used in the same order by every arm; the positive control draws from a second generator, so its
+data order stays the baseline's); ``aa`` offsets the seed by ``AA_OFFSET``.
 
 The result is per clip: the training persons' held-back clips' (``seen``) and each factor's held-out
 persons' (``unseen/<factor>``) action and body correctness, with the person of each clip.
@@ -27,10 +28,11 @@ from piumr.reproduce.shift_aug import control_aug, shared_aug
 from piumr.runtime import seed_everything
 from piumr.train import lr_at
 
-__all__ = ["ARMS", "AA_OFFSET", "suite_config", "arm_config", "train_and_score", "tfam_map"]
+__all__ = ["ARMS", "AA_OFFSET", "CONTROL_OFFSET", "suite_config", "arm_config", "train_and_score", "tfam_map"]
 
 ARMS = SHIFT_ARMS
 AA_OFFSET = 100_003  # the A/A arm's independent seed stream
+CONTROL_OFFSET = 7_919  # the positive control's augmentation stream
 _MEAN, _STD = 0.45, 0.225
 _BODY = np.asarray(ACTION_TO_BODY)
 
@@ -97,6 +99,9 @@ def train_and_score(cfg: TrainConfig, data: dict[str, ClipSet], *, control: str 
     criterion = PIUmrLoss(cfg.girl, cfg.ce_weight)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     g = torch.Generator().manual_seed(cfg.seed)
+    # the control's own draws come from a second stream, so that its data order and shared augmentation stay
+    # those of the baseline with the same seed (common random numbers in every epoch, not only the first)
+    g_control = torch.Generator().manual_seed(cfg.seed + CONTROL_OFFSET)
     train, B = data["train"], cfg.optim.batch_size
     t0, c0 = time.perf_counter(), time.process_time()
     loss = float("nan")
@@ -109,7 +114,7 @@ def train_and_score(cfg: TrainConfig, data: dict[str, ClipSet], *, control: str 
             idx = np.sort(order[s:s + B])
             x = shared_aug(_batch(train, idx), g)
             if control is not None:
-                x = control_aug(control, x, g)
+                x = control_aug(control, x, g_control)
             out = net(x)
             parts = criterion(out.logits, out.embedding, torch.from_numpy(train.labels[idx]))
             opt.zero_grad(set_to_none=True)
