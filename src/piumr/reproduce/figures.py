@@ -8,12 +8,14 @@ they can be tested and reused.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
@@ -22,7 +24,7 @@ from piumr.files import atomic_write
 
 __all__ = [
     "save_figure", "subsample", "tsne_2d", "tsne_figure", "cosine_similarities", "similarity_figure",
-    "random_directions", "loss_landscape", "landscape_figure", "participant_figure",
+    "random_directions", "loss_landscape", "landscape_figure", "participant_figure", "wrap_label", "figure_note",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -34,8 +36,11 @@ def save_figure(fig: Figure, stem: Path, banner: str | None = None) -> list[Path
     """Write ``stem.png`` (150 dpi) and ``stem.pdf``; returns both paths.
 
     ``banner``: a line printed in red across the bottom (e.g. "synthetic data, not MA-52")."""
-    if banner:
-        fig.text(0.5, -0.02, banner, ha="center", va="top", color="#b00000", fontsize=10, fontweight="bold")
+    if banner:  # under everything drawn so far (long tick labels reach below the figure)
+        renderer = FigureCanvasAgg(fig).get_renderer()  # type: ignore[no-untyped-call]
+        bottom = fig.get_tightbbox(renderer).y0 / fig.get_figheight()
+        fig.text(0.5, min(-0.02, bottom - 0.02), banner, ha="center", va="top", color="#b00000", fontsize=10,
+                 fontweight="bold")
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
     atomic_write(paths[0], lambda tmp: fig.savefig(tmp, format="png", dpi=150, bbox_inches="tight"))
@@ -234,20 +239,39 @@ def landscape_figure(surfaces: Mapping[str, tuple[npt.ArrayLike, npt.ArrayLike]]
 # ----------------------------------------------------------------------------------------------
 # person shift
 # ----------------------------------------------------------------------------------------------
-def participant_figure(per_participant: Mapping[str, Sequence[float]], stem: Path, banner: str | None = None) -> list[Path]:
-    """Per-participant action Top-1 (%) of each model: box plot + the individual persons (jittered)."""
+def participant_figure(per_participant: Mapping[str, Sequence[float]], stem: Path, banner: str | None = None,
+                       chance: float | None = None) -> list[Path]:
+    """Per-participant action Top-1 (%) of each model: box plot + the individual persons (jittered).
+
+    ``chance``: chance accuracy (%), drawn as a dashed line. Model names are wrapped (``wrap_label``) so
+    long ones do not overlap."""
     names = list(per_participant)
     fig = Figure(figsize=(max(4.0, 2.2 * len(names) + 1.5), 4.2))
     ax = fig.add_subplot(1, 1, 1)
     data = [np.asarray(per_participant[n], dtype=np.float64) for n in names]
     ax.boxplot(data, showmeans=True, widths=0.5)
-    ax.set_xticks(range(1, len(names) + 1), names)
+    ax.set_xticks(range(1, len(names) + 1), [wrap_label(n) for n in names], fontsize=8)
     rng = np.random.default_rng(0)
     for i, v in enumerate(data):
         ax.scatter(i + 1 + rng.uniform(-0.12, 0.12, v.size), v, s=12, alpha=0.6, color="k", linewidths=0)
         if v.size:
-            ax.annotate(f"worst {v.min():.1f}", (i + 1.28, float(v.min())), fontsize=8, va="center")
+            ax.annotate(f"worst {v.min():.1f}", (i + 1.28, float(v.min())), fontsize=8, va="center",
+                        bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.5})
+    if chance is not None:
+        ax.axhline(chance, color="#b00000", linestyle="--", linewidth=1.0, label=f"chance ({chance:.1f} %)")
+        ax.legend(loc="upper right", fontsize=8, frameon=False)
     ax.set_ylabel("action Top-1 per held-out participant (%)")
     ax.set_ylim(-2, 102)
     ax.set_title("Person-disjoint split: per-participant accuracy")
     return save_figure(fig, stem, banner)
+
+
+def wrap_label(name: str, width: int = 22) -> str:
+    """``name`` broken into lines of at most ``width`` characters (at spaces) for an axis tick."""
+    return "\n".join(textwrap.wrap(name, width)) or name
+
+
+def figure_note(banner: str | None, finding: str, width: int = 110) -> str:
+    """The red lines under a figure (``save_figure``'s banner): ``banner`` (synthetic data), then the figure's
+    ``finding`` wrapped at ``width`` characters so it does not widen the figure."""
+    return "\n".join(t for t in (banner, wrap_label(finding, width) if finding else "") if t)

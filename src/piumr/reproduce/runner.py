@@ -37,6 +37,7 @@ from rich.console import Console
 
 from piumr.backbones import backbone_spec
 from piumr.checkpoint import load_model
+from piumr.config import SYNTH
 from piumr.data.loaders import eval_loader
 from piumr.evaluate import collect_scores
 from piumr.files import write_json_atomic
@@ -48,7 +49,10 @@ from piumr.reproduce.runs import (
     evaluate_run, evaluate_seen_run, final_model_and_val, jobs_for, make_settings, run_jobs, warm_memory_cache,
 )
 from piumr.reproduce.specs import ExperimentSpec
-from piumr.reproduce.writers import Cell, ResultTable, TableRow, cells_from_values, table_to_rich, write_table
+from piumr.reproduce.verdicts import fig5_finding, fig6_finding, landscape_stats
+from piumr.reproduce.writers import (
+    Cell, ResultTable, TableRow, cells_from_values, paper_apart, table_to_rich, write_table,
+)
 
 __all__ = [
     "RESULT_FILE", "SYNTH_BANNER", "TrainFn", "EvalFn", "SeenEvalFn", "Settings", "Job", "ExperimentOutput",
@@ -136,6 +140,8 @@ def _table_experiment(settings: Settings, spec: ExperimentSpec, out_dir: Path) -
     jobs = jobs_for(settings, spec)
     results = run_jobs(settings, jobs)
     table = with_banner(build_table(spec, results), settings.banner)
+    if settings.base.data.root == SYNTH:  # the paper's numbers are MA-52's: shown apart, never differenced
+        table = paper_apart(table)
     table = dataclasses.replace(table, warnings=tuple(collapse_warnings(jobs)))
     files = write_table(table, out_dir) + _write_rows(out_dir, spec, jobs, table, results)
     summary: dict[str, Any] = {"speed": _speed(results)}
@@ -153,7 +159,8 @@ def _table_experiment(settings: Settings, spec: ExperimentSpec, out_dir: Path) -
                 if r.get("participants"):
                     per.setdefault(row.label.split(" (")[0], []).extend(r["participants"]["per_participant"].values())
         if per:
-            files += F.participant_figure(per, out_dir / "per_participant", settings.banner)
+            files += F.participant_figure(per, out_dir / "per_participant", settings.banner,
+                                          specs.chance_percent(jobs[0].cfg.model_dump()))
         summary.update({r.key: {c: cell.mean for c, cell in r.cells.items()} for r in table.rows})
     return ExperimentOutput(spec.name, out_dir, files, table, summary)
 
@@ -194,52 +201,56 @@ def _figure_experiment(settings: Settings, spec: ExperimentSpec, out_dir: Path) 
     jobs = jobs_for(settings, spec)
     run_jobs(settings, jobs)
     names = {job.row.key: job.row.label.split(" (")[0] for job in jobs}
-    used = {names[j.row.key]: str(j.run_dir / CHECKPOINT) for j in jobs}
-    seed = settings.seeds[0]
-    data: dict[str, Any] = {"checkpoints": used, "seed": seed, "split": "val"}
-    if spec.name in ("fig4", "fig5"):
-        emb = {names[j.row.key]: _embeddings(settings, j) for j in jobs}
-        n = min(len(e[1]) for e in emb.values())
-        idx = F.subsample(n, settings.max_points, seed)
+    seeds = list(dict.fromkeys(j.seed for j in jobs))  # in the order asked
+    seed = seeds[0]
+    by_seed = {s: [j for j in jobs if j.seed == s] for s in seeds}
+    used = {names[j.row.key]: str(j.run_dir / CHECKPOINT) for j in by_seed[seed]}
+    data: dict[str, Any] = {"checkpoints": used, "seed": seed, "seeds": seeds, "split": "val"}
+    if spec.name == "fig4":
+        emb = {names[j.row.key]: _embeddings(settings, j) for j in by_seed[seed]}
+        idx = F.subsample(min(len(e[1]) for e in emb.values()), settings.max_points, seed)
         data["clips"] = int(idx.size)
-        if spec.name == "fig4":
-            pts = {k: (F.tsne_2d(e[idx], seed), y[idx]) for k, (e, y) in emb.items()}
-            files = F.tsne_figure(pts, out_dir / "fig4_tsne", settings.banner)
-        else:
+        pts = {k: (F.tsne_2d(e[idx], seed), y[idx]) for k, (e, y) in emb.items()}
+        files = F.tsne_figure(pts, out_dir / "fig4_tsne", settings.banner)
+    elif spec.name == "fig5":
+        per_seed: dict[int, dict[str, dict[str, float]]] = {}
+        first: dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]] = {}
+        for s in seeds:
+            emb = {names[j.row.key]: _embeddings(settings, j) for j in by_seed[s]}
+            idx = F.subsample(min(len(e[1]) for e in emb.values()), settings.max_points, seed)
             sims = {k: F.cosine_similarities(e[idx], y[idx]) for k, (e, y) in emb.items()}
-            data["similarity"] = {k: {"inter_mean": _mean(a), "intra_mean": _mean(b),
-                                      "gap_intra_minus_inter": _mean(b) - _mean(a),
-                                      "inter_pairs": int(a.size), "intra_pairs": int(b.size)}
-                                  for k, (a, b) in sims.items()}
-            data["finding"] = fig5_finding(data["similarity"])
-            note = "\n".join(t for t in (settings.banner, data["finding"]) if t)
-            files = F.similarity_figure(sims, out_dir / "fig5_similarity", note)
+            per_seed[s] = {k: _similarity_stats(a, b) for k, (a, b) in sims.items()}
+            if s == seed:
+                first, data["clips"] = sims, int(idx.size)
+        data["similarity"] = per_seed[seed]
+        data["similarity_by_seed"] = {str(s): v for s, v in per_seed.items()}
+        data["finding"] = fig5_finding(per_seed)
+        note = F.figure_note(settings.banner, data["finding"])
+        files = F.similarity_figure(first, out_dir / "fig5_similarity", note)
     else:
-        files, data["landscape"] = _landscape(settings, jobs, names, out_dir)
+        files, data["landscape"], data["landscape_by_seed"], data["finding"] = _landscape(settings, by_seed, names,
+                                                                                         out_dir)
     p = out_dir / f"{spec.name}.json"
     write_json_atomic(p, data)
     return ExperimentOutput(spec.name, out_dir, [*files, p], None, data)
-
-
-def fig5_finding(sim: dict[str, dict[str, float]]) -> str:
-    """One line comparing the measured Fig. 5 with the paper's claim (PIUmr: lower inter-class and higher
-    intra-class cosine than the baseline), saying plainly when the measurement contradicts it."""
-    if len(sim) != 2:
-        return ""
-    (base, b), (ours, o) = list(sim.items())
-    inter_ok, gap_ok = o["inter_mean"] < b["inter_mean"], o["gap_intra_minus_inter"] > b["gap_intra_minus_inter"]
-    verdict = ("as the paper claims" if inter_ok and gap_ok else
-               "the OPPOSITE of the paper's claim" if not inter_ok and not gap_ok else "partly as the paper claims")
-    return (f"measured: inter-class cosine {ours} {o['inter_mean']:.3f} vs {base} {b['inter_mean']:.3f}, "
-            f"intra - inter gap {o['gap_intra_minus_inter']:.3f} vs {b['gap_intra_minus_inter']:.3f}: {verdict}")
 
 
 def _mean(x: npt.NDArray[np.float64]) -> float:
     return float(x.mean()) if x.size else float("nan")
 
 
-def _landscape(settings: Settings, jobs: list[Job], names: dict[str, str],
-               out_dir: Path) -> tuple[list[Path], dict[str, Any]]:
+def _similarity_stats(inter: npt.NDArray[np.float64], intra: npt.NDArray[np.float64]) -> dict[str, float]:
+    """Fig. 5's numbers of one model and seed from its inter- and intra-class pair cosines (1-D arrays)."""
+    return {"inter_mean": _mean(inter), "intra_mean": _mean(intra), "gap_intra_minus_inter": _mean(intra) - _mean(inter),
+            "inter_pairs": int(inter.size), "intra_pairs": int(intra.size)}
+
+
+def _landscape(settings: Settings, by_seed: dict[int, list[Job]], names: dict[str, str],
+               out_dir: Path) -> tuple[list[Path], dict[str, Any], dict[str, Any], str]:
+    """Fig. 6 on every seed's pair of runs (each on the same first val batches); the figure shows the first
+    seed. Returns (files, first seed's surfaces, ``{seed: {model: landscape_stats}}``, the finding)."""
+    seeds = list(by_seed)
+    jobs = by_seed[seeds[0]]
     cfg = jobs[0].cfg
     _, records, dev = final_model_and_val(jobs[0].run_dir, cfg, settings.device)
     batches: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -247,17 +258,21 @@ def _landscape(settings: Settings, jobs: list[Job], names: dict[str, str],
         batches.append((b["video"].to(dev), b["action"].to(dev)))
         if len(batches) >= settings.landscape_batches:
             break
-    surfaces = {}
-    for job in jobs:
-        model, _ = load_model(job.run_dir / CHECKPOINT, map_location=dev)
-        coords, surf = F.loss_landscape(model, batches, steps=settings.landscape_steps,
-                                        seed=settings.seeds[0])
-        surfaces[names[job.row.key]] = (coords, surf)
-    files = F.landscape_figure(surfaces, out_dir / "fig6_landscape", settings.banner)
-    data: dict[str, Any] = {k: {"coords": c.tolist(), "loss": s.tolist(), "centre": float(s[len(c) // 2, len(c) // 2]),
-                "mean_rise": float(s.mean() - s[len(c) // 2, len(c) // 2])} for k, (c, s) in surfaces.items()}
-    data["clips"] = sum(int(b[1].shape[0]) for b in batches)
-    return files, data
+    surfaces: dict[int, dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]]] = {}
+    for s, seed_jobs in by_seed.items():
+        surfaces[s] = {}
+        for job in seed_jobs:
+            model, _ = load_model(job.run_dir / CHECKPOINT, map_location=dev)
+            surfaces[s][names[job.row.key]] = F.loss_landscape(model, batches, steps=settings.landscape_steps,
+                                                               seed=settings.seeds[0])
+    per_seed = {s: {k: landscape_stats(surf) for k, (_, surf) in v.items()} for s, v in surfaces.items()}
+    finding = fig6_finding(per_seed)
+    note = F.figure_note(settings.banner, finding)
+    files = F.landscape_figure(surfaces[seeds[0]], out_dir / "fig6_landscape", note)
+    first: dict[str, Any] = {k: {"coords": c.tolist(), "loss": surf.tolist(), **per_seed[seeds[0]][k]}
+                             for k, (c, surf) in surfaces[seeds[0]].items()}
+    first["clips"] = sum(int(b[1].shape[0]) for b in batches)
+    return files, first, {str(s): v for s, v in per_seed.items()}, finding
 
 
 # ----------------------------------------------------------------------------------------------
@@ -280,11 +295,16 @@ def experiment_spec(settings: Settings, name: str) -> ExperimentSpec:
     spec = specs.get_experiment(name)
     bb = settings.base.model.backbone
     if backbone_spec(bb).family != "x3d":  # --backbone: the X3D rows run on bb; the paper's X3D values do not apply
-        spec = replace(spec, rows=tuple(replace(r, label=r.label.replace("X3D", bb), paper=None) for r in spec.rows))
+        spec = replace(spec, rows=tuple(replace(r, label=_on_backbone(r.label, bb), paper=None) for r in spec.rows))
     if spec.name == "table1" and settings.table1_with:
         extra = specs.table1_with(settings.table1_with, native_input=settings.preset == "paper")
         return replace(extra, rows=spec.rows + extra.rows[len(spec.rows):])
     return spec
+
+
+def _on_backbone(label: str, backbone: str) -> str:
+    """A row label for a run on a non-X3D ``backbone``: X3D is replaced and nothing is called PIUmr."""
+    return specs.arm_label(label.replace("X3D", backbone).replace("(PIUmr)", f"({backbone} + TFAM + GIRL)"))
 
 
 def run_experiment(settings: Settings, name: str) -> ExperimentOutput:
@@ -329,9 +349,10 @@ def print_result(res: ExperimentOutput, console: Console) -> None:
                       f"each), {sp['clips_per_s']:.1f} clips/s per process", highlight=False)
     if res.name == "fig5" and "similarity" in res.summary:
         for k, v in res.summary["similarity"].items():
-            console.print(f"{k}: mean cosine inter-class {v['inter_mean']:.3f}, intra-class {v['intra_mean']:.3f}")
-        if res.summary.get("finding"):
-            console.print(res.summary["finding"], highlight=False)
+            console.print(f"{k} (seed {res.summary['seed']}): mean cosine inter-class {v['inter_mean']:.3f}, "
+                          f"intra-class {v['intra_mean']:.3f}", highlight=False)
+    if res.summary.get("finding"):
+        console.print(res.summary["finding"], highlight=False)
     console.print(f"[bold]{res.name}[/] done in {res.seconds:.0f} s; files:")
     for f in res.files:
         console.print(f"  {f}")

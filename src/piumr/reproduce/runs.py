@@ -204,8 +204,9 @@ class Job:
 
 
 def jobs_for(settings: Settings, spec: ExperimentSpec, seeds: Sequence[int] | None = None) -> list[Job]:
-    """The (row, seed) runs ``spec`` needs; figures use the first seed only."""
-    use = tuple(seeds) if seeds is not None else (settings.seeds[:1] if spec.kind == "figure" else settings.seeds)
+    """The (row, seed) runs ``spec`` needs: every seed, except Fig. 4 (one seed's t-SNE, no verdict). Fig. 5 and
+    Fig. 6 draw the first seed and take their verdicts from all (``piumr.reproduce.verdicts``)."""
+    use = tuple(seeds) if seeds is not None else (settings.seeds[:1] if spec.name == "fig4" else settings.seeds)
     jobs = []
     for row in spec.rows:
         for seed in use:

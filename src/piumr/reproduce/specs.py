@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from piumr.backbones import REGISTRY, backbone_spec
-from piumr.config import TFAMConfig, TrainConfig, backbone_overrides, with_overrides
+from piumr.config import SYNTH, TFAMConfig, TrainConfig, backbone_overrides, with_overrides
+from piumr.data.synth.actions import select_classes
 from piumr.losses import criterion_slug
 from piumr.metrics import PAPER_COLUMNS
 from piumr.reproduce import paper
@@ -23,7 +24,7 @@ from piumr.reproduce import paper
 __all__ = [
     "Kind", "RowSpec", "ExperimentSpec", "EXPERIMENTS", "ALIASES", "ALL_ORDER", "PERSON_SHIFT_COLUMNS",
     "get_experiment", "build_config", "canonical", "config_key", "run_slug", "COLUMN_NAMES", "LOWER_IS_BETTER",
-    "BASELINE", "PIUMR", "backbone_rows", "table1_with",
+    "BASELINE", "PIUMR", "backbone_rows", "table1_with", "arm_label", "chance_percent",
 ]
 
 Kind = Literal["table", "figure", "person-shift"]
@@ -220,6 +221,24 @@ ALIASES: dict[str, str] = {"table3": "ablation-tfam"}
 
 #: what ``all`` runs, in order
 ALL_ORDER: tuple[str, ...] = ("table1", "table2", "ablation-tfam", "fig4", "fig5", "fig6", "person-shift")
+
+
+def arm_label(label: str) -> str:
+    """A row's label as an arm's name: PIUmr is X3D + TFAM + GIRL, so PIUmr's row on another backbone
+    (``"PIUmr (swin3d_tiny + TFAM + GIRL)"``) is named by what it is (``"swin3d_tiny + TFAM + GIRL"``);
+    every other label is returned unchanged."""
+    inner = label[len("PIUmr ("):-1] if label.startswith("PIUmr (") and label.endswith(")") else ""
+    return inner if inner and not inner.startswith("X3D") else label
+
+
+def chance_percent(config: dict[str, Any]) -> float:
+    """Chance action Top-1 (%) of a run's config (``TrainConfig.model_dump()`` or a result's ``config``):
+    the generated classes for synthetic data (task v1: ``synth_classes_per_body`` per body group), else the
+    classifier's classes."""
+    data = config["data"]
+    if data["root"] == SYNTH:
+        return 100.0 / len(select_classes(int(data["synth_classes_per_body"])))
+    return 100.0 / int(config["model"]["num_classes"])
 
 
 def get_experiment(name: str) -> ExperimentSpec:
