@@ -25,8 +25,10 @@ from piumr.train import train
 torch.set_num_threads(1)
 batch, arm, split, seed = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 over = json.loads(sys.argv[5]) if len(sys.argv) > 5 else {}
-cfg = with_overrides(get_preset("smoke"), {"data.root": "synth", "data.split": split, "seed": seed,
-                                           "girl.seed": seed, **over})
+# the seeds go last: an override that sets the whole "girl" block must not reset girl.seed (batch2's "girl" blocks
+# did: its GIRL arms ran with girl.seed 0 at every seed)
+cfg = with_overrides(get_preset("smoke"), {"data.root": "synth", "data.split": split, **over, "seed": seed,
+                                           "girl.seed": seed})
 runs = Path(os.environ.get("MECH_RUNS", "/tmp/mech_runs"))
 out = runs / f"{arm}-{split}-s{seed}"
 t0 = time.time()
