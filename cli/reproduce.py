@@ -186,6 +186,9 @@ def shift_suite(
     epochs: Annotated[int, typer.Option(help="epochs per training")] = 8,
     out: Annotated[Path, typer.Option("--out", help="output folder")] = Path("artifacts/shift-suite"),
     report_only: Annotated[bool, typer.Option(help="train nothing; rewrite the report from the runs present")] = False,
+    control: Annotated[str, typer.Option(metavar="<data|augment>", help=(
+        "positive control: 'data' trains on persons whose factor covers the held-out range too; 'augment' "
+        "applies the factor's augmentation"))] = "data",
     threads: ThreadsOpt = None,
 ) -> None:
     """Person-shift suite (docs/shift_suite.md): per factor, baseline / +TFAM / +GIRL / PIUmr / positive control / A/A
@@ -208,7 +211,7 @@ def shift_suite(
         settings = SuiteSettings(
             epochs=epochs, seeds=chosen,
             factors=tuple(factors.split(",")) if factors else base.factors,
-            arms=tuple(arms.split(",")) if arms else base.arms)
+            arms=tuple(arms.split(",")) if arms else base.arms, control=control)
         settings.check()
         t0 = time.time()
         if not report_only:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from piumr.data.synth.shift import FACTORS, ShiftSizes, build_train
+from piumr.data.synth.shift import FACTORS, RANGES, ShiftSizes, build_train, shift_person
 from piumr.reproduce import shift_aug
 from piumr.reproduce.shift_aug import CONTROLS, motion_span, shared_aug, time_warp
 from piumr.reproduce.shift_report import write_report
@@ -79,6 +79,33 @@ def test_control_keeps_the_baselines_data_order(monkeypatch: pytest.MonkeyPatch)
     assert base["final_loss"] == ctrl["final_loss"] and base["seen"] == ctrl["seen"]
 
 
+@pytest.mark.parametrize("factor", FACTORS)
+def test_data_control_widens_only_its_factor_to_the_held_out_range(factor: str) -> None:
+    shifted = set(RANGES) if factor == "mixed" else {factor}
+    names = {a for f in shifted for a in RANGES[f]}
+    hits: dict[str, set[str]] = {a: set() for a in names}
+    for pid in range(1, 61):
+        a, w = shift_person(factor, 0, pid, False), shift_person(factor, 0, pid, False, widened=True)
+        va, vw = vars(a.attrs), vars(w.attrs)
+        # everything but the shifted factor stays the training person's (the other attributes, the clips' seeds)
+        unchanged = {"tempo"} if "tempo" not in shifted else set()
+        unchanged |= {"amplitude", "ease", "tremor"} if "style" not in shifted else set()
+        assert all(va[k] == vw[k] for k in unchanged)
+        if "style" not in shifted:
+            assert a.hold == w.hold
+        flat = {**{k: vw[k] for k in ("tempo", "cam_scale", "amplitude", "ease", "tremor", "noise")},
+                "hold": w.hold, "texture_contrast": w.texture[0], "texture_freq": w.texture[1]}
+        for name in names & set(flat):
+            train_rng, held_rng = RANGES[next(f for f in shifted if name in RANGES[f])][name]
+            where = ("train" if any(lo <= flat[name] <= hi for lo, hi in train_rng) else
+                     "held" if any(lo <= flat[name] <= hi for lo, hi in held_rng) else "outside")
+            hits[name].add(where)
+    # the widened persons cover both ranges of every shifted attribute that the person carries directly
+    for name, seen in hits.items():
+        if seen:
+            assert seen == {"train", "held"}, (name, seen)
+
+
 def test_suite_runs_resumes_and_writes_the_summary_shape(tmp_path: Path) -> None:
     s = SuiteSettings(sizes=TOY, epochs=1, batch=8, seeds=(0, 1), factors=("tempo",))
     ran = run_suite(s, tmp_path)
@@ -88,8 +115,12 @@ def test_suite_runs_resumes_and_writes_the_summary_shape(tmp_path: Path) -> None
     assert {k for k in shared if k.startswith("unseen/")} == {f"unseen/{f}" for f in FACTORS}  # one training, all factors
     control = json.loads((tmp_path / "runs" / "control-tempo" / "seed0.json").read_text())
     assert [k for k in control if k.startswith("unseen/")] == ["unseen/tempo"]
+    assert control["control"] == "data" and shared["control"] is None
     with pytest.raises(ValueError, match="other settings"):
         run_suite(SuiteSettings(sizes=TOY, epochs=2, batch=8, seeds=(0, 1), factors=("tempo",)), tmp_path)
+    with pytest.raises(ValueError, match="other settings"):  # the augmentation control is another suite
+        run_suite(SuiteSettings(sizes=TOY, epochs=1, batch=8, seeds=(0, 1), factors=("tempo",), control="augment"),
+                  tmp_path)
     write_report(tmp_path, command="test", expected_runs=12, reps=200)
     summ = json.loads((tmp_path / "summary.json").read_text())
     f = summ["factors"]["tempo"]

@@ -13,6 +13,7 @@ Per factor, on the seeds every arm of that factor finished:
 
 from __future__ import annotations
 
+import json
 import platform
 import subprocess
 from pathlib import Path
@@ -125,7 +126,7 @@ def _tex(results: dict[str, Any]) -> str:
 def _markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
     lines = [f"# Person-shift suite ({'partial' if meta['partial'] else 'complete'})", "",
              f"command: `{meta['command']}`  ", f"commit: {meta['commit']}  ", f"machine: {meta['machine']}  ",
-             f"written: {meta['written']}", "",
+             f"written: {meta['written']}  ", f"positive control: {_CONTROL_WORDS.get(meta['control'], '?')}", "",
              "Primary (pre-registered): PIUmr - baseline, unseen-person action Top-1, points, 95 % interval "
              "clustered by person x seed. Secondary +TFAM / +GIRL: Holm-adjusted.", "",
              "| factor | seeds | held-out persons | PIUmr - base | MDE | verdict | pos. control | A/A | "
@@ -181,13 +182,23 @@ def _commit() -> str:
         return "unknown (not a git checkout)"
 
 
+_CONTROL_WORDS = {"data": "'data', the baseline trained on persons whose factor covers the held-out range too",
+                  "augment": "'augment', the baseline trained with the factor's augmentation"}
+
+
+def _control(out: Path) -> str | None:
+    """The positive control of the suite under ``out`` (its ``suite.json``), None when it records none."""
+    p = out / "suite.json"
+    return json.loads(p.read_text(encoding="utf-8")).get("control") if p.is_file() else None
+
+
 def write_report(out: Path, *, command: str, expected_runs: int, reps: int = 2000) -> dict[str, Any]:
     """Analyse ``out`` and write its files; ``partial`` when fewer than ``expected_runs`` run files exist."""
     results = analyse(out, reps)
     done = len(list((out / "runs").glob("*/seed*.json")))
     meta = {"command": command, "commit": _commit(), "machine": f"{platform.machine()} {platform.system()}, "
             f"{platform.processor() or 'cpu'}", "written": timestamp(), "runs_done": done,
-            "runs_expected": expected_runs, "partial": done < expected_runs}
+            "runs_expected": expected_runs, "partial": done < expected_runs, "control": _control(out)}
     write_json_atomic(out / "results.json", {"meta": meta, "factors": results})
     write_json_atomic(out / "summary.json", summary(results))  # partial or not: results.json["meta"]
     write_text_atomic(out / "table.tex", _tex(results))

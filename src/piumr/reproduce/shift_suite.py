@@ -34,7 +34,7 @@ from piumr.files import write_json_atomic
 from piumr.reproduce.shift_aug import CONTROLS_VERSION
 from piumr.reproduce.shift_train import ARMS, arm_config, suite_config, tfam_map, train_and_score
 
-__all__ = ["SuiteSettings", "Task", "tasks", "run_suite", "load_runs"]
+__all__ = ["CONTROL_KINDS", "SuiteSettings", "Task", "tasks", "run_suite", "load_runs"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,10 @@ class SuiteSettings:
     seeds: tuple[int, ...] = tuple(range(10))
     factors: tuple[str, ...] = FACTORS
     arms: tuple[str, ...] = ARMS
+    #: the positive control: "data" trains the baseline on persons whose factor covers the held-out range too
+    #: (``build_train(widen=factor)``: it removes the shift by construction); "augment" trains the baseline on the
+    #: usual persons with the factor's augmentation (``shift_aug.CONTROLS``)
+    control: str = "data"
 
     def as_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -65,8 +69,13 @@ class SuiteSettings:
         bad = [a for a in self.arms if a not in ARMS]
         if bad:
             raise ValueError(f"--arms: unknown {', '.join(bad)}; choose from {', '.join(ARMS)}")
+        if self.control not in CONTROL_KINDS:
+            raise ValueError(f"--control {self.control}: choose one of {', '.join(CONTROL_KINDS)}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
             raise ValueError(f"--seeds must be distinct non-negative integers, got {list(self.seeds)}")
+
+
+CONTROL_KINDS: tuple[str, ...] = ("data", "augment")
 
 
 @dataclass(frozen=True)
@@ -91,9 +100,9 @@ def tasks(settings: SuiteSettings) -> list[Task]:
             for t in ([Task(a, s, f) for f in settings.factors] if a == "control" else [Task(a, s)])]
 
 
-@lru_cache(maxsize=1)
-def _train_data(sizes: ShiftSizes) -> dict[str, ClipSet]:
-    return build_train(sizes)
+@lru_cache(maxsize=2)
+def _train_data(sizes: ShiftSizes, widen: str | None = None) -> dict[str, ClipSet]:
+    return build_train(sizes, widen)
 
 
 @lru_cache(maxsize=len(FACTORS))
@@ -108,12 +117,14 @@ def _run_task(settings: SuiteSettings, task: Task, out: Path, threads: int = 1) 
     torch.set_num_threads(threads)
     fold = task.seed % settings.sizes.folds
     factors = FACTORS if task.factor is None else (task.factor,)
-    data = {**_train_data(settings.sizes), **{f"unseen/{f}": _unseen(f, settings.sizes, fold) for f in factors}}
+    widen = task.factor if settings.control == "data" else None
+    data = {**_train_data(settings.sizes, widen), **{f"unseen/{f}": _unseen(f, settings.sizes, fold) for f in factors}}
     base = suite_config(settings.sizes, epochs=settings.epochs, batch=settings.batch, lr=settings.lr,
                         tfam_stage=settings.tfam_stage)
     cfg = arm_config(base, task.arm, task.seed)
-    res = train_and_score(cfg, data, control=task.factor)
+    res = train_and_score(cfg, data, control=task.factor if settings.control == "augment" else None)
     payload = {"arm": task.arm, "factor": task.factor, "seed": task.seed, "fold": fold, "config_seed": cfg.seed,
+               "control": settings.control if task.factor else None,
                "tfam_map": list(tfam_map(cfg)) if cfg.model.tfam.enabled else None, **res}
     write_json_atomic(task.path(out), payload, indent=None)
     return payload
@@ -123,7 +134,7 @@ def _check_settings(settings: SuiteSettings, out: Path) -> None:
     """Write ``suite.json``, or refuse (``ValueError``) when ``out`` holds runs of other settings."""
     path = out / "suite.json"
     mine = settings.as_json()
-    keep = ("sizes", "epochs", "batch", "lr", "tfam_stage", "generator_version", "ranges", "controls_version")
+    keep = ("sizes", "epochs", "batch", "lr", "tfam_stage", "generator_version", "ranges", "controls_version", "control")
     if path.is_file():
         old = json.loads(path.read_text(encoding="utf-8"))
         if {k: old.get(k) for k in keep} != {k: mine[k] for k in keep}:

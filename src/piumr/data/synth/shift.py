@@ -85,15 +85,23 @@ def _draw(r: np.random.Generator, rng_union: Range) -> float:
     return round(float(r.uniform(a, b)), 4)
 
 
-def shift_person(factor: str, seed: int, pid: int, held_out: bool) -> ShiftPerson:
-    """Person ``pid`` of ``factor``'s split: held-out range on the shifted factor(s), training ranges elsewhere."""
+def shift_person(factor: str, seed: int, pid: int, held_out: bool, *, widened: bool = False) -> ShiftPerson:
+    """Person ``pid`` of ``factor``'s split: held-out range on the shifted factor(s), training ranges elsewhere.
+
+    ``widened`` (a training person of the positive control ``data``): the shifted factor(s) drawn from the union
+    of the training and the held-out range, so that training covers what the held-out persons show."""
     if factor not in FACTORS:
         raise ValueError(f"unknown shift factor {factor!r}; choose one of: {', '.join(FACTORS)}")
     base = make_person(seed, pid)
     r = np.random.default_rng([seed, 7, pid])
     shifted = set(RANGES) if factor == "mixed" else {factor}
-    v = {attr: _draw(r, rngs[1] if (held_out and f in shifted) else rngs[0])
-         for f, attrs in RANGES.items() for attr, rngs in attrs.items()}
+
+    def rng_of(f: str, rngs: tuple[Range, Range]) -> Range:
+        if f not in shifted:
+            return rngs[0]
+        return rngs[0] + rngs[1] if widened else rngs[1] if held_out else rngs[0]
+
+    v = {attr: _draw(r, rng_of(f, rngs)) for f, attrs in RANGES.items() for attr, rngs in attrs.items()}
     g = v["girth"]
     hue, skin = v["hue"], v["skin"]
 
@@ -146,8 +154,9 @@ def _texture(video: U8, texture: tuple[float, float, float]) -> U8:
     return out
 
 
-def _person_clips(factor: str, sizes: ShiftSizes, pid: int, held_out: bool) -> tuple[list[U8], list[int]]:
-    person = shift_person(factor, sizes.seed, pid, held_out)
+def _person_clips(factor: str, sizes: ShiftSizes, pid: int, held_out: bool,
+                  widened: bool = False) -> tuple[list[U8], list[int]]:
+    person = shift_person(factor, sizes.seed, pid, held_out, widened=widened)
     classes = sorted(V2_CLASSES)
     order = [int(c) for c in np.random.default_rng([sizes.seed, 8, pid]).permutation(classes)]
     labels = [order[i % len(order)] for i in range(sizes.clips_per_person)]
@@ -166,13 +175,18 @@ def _stack(parts: list[tuple[list[U8], list[int], int]]) -> ClipSet:
     return ClipSet(video, labels, persons)
 
 
-def build_train(sizes: ShiftSizes) -> dict[str, ClipSet]:
+def build_train(sizes: ShiftSizes, widen: str | None = None) -> dict[str, ClipSet]:
     """``train`` (training persons' clips) and ``seen`` (their held-back clips). Training persons are drawn
-    from the training ranges of every factor, so this set is the same for every factor and fold."""
+    from the training ranges of every factor, so this set is the same for every factor and fold.
+
+    ``widen`` = a factor: the same persons (ids, clips, every other attribute) with that factor's attributes
+    drawn from the union of its training and held-out ranges (the positive control ``data``)."""
+    if widen is not None and widen not in FACTORS:
+        raise ValueError(f"unknown shift factor {widen!r}; choose one of: {', '.join(FACTORS)}")
     train: list[tuple[list[U8], list[int], int]] = []
     seen: list[tuple[list[U8], list[int], int]] = []
     for pid in range(1, sizes.train_persons + 1):
-        clips, labels = _person_clips(FACTORS[0], sizes, pid, held_out=False)
+        clips, labels = _person_clips(widen or FACTORS[0], sizes, pid, held_out=False, widened=widen is not None)
         back = [i for i in range(len(clips)) if (i + pid) % sizes.seen_every == 0]  # rotated: classes balance
         keep = [i for i in range(len(clips)) if (i + pid) % sizes.seen_every != 0]
         train.append(([clips[i] for i in keep], [labels[i] for i in keep], pid))
