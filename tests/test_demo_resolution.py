@@ -71,9 +71,31 @@ def test_the_demo_prints_its_resolution(tmp_path: Path) -> None:
     text = buf.getvalue()
     assert "resolution: d - a unseen-person Top-1 +1.0 points" in text
     assert f"+-{res['half_width']:.1f} points" in text and "2 seeds x 8 held-out persons" in text
+    assert "2 seeds barely sample it (the t interval over seeds above: +-6.0)" in text
 
 
 def test_the_demo_command_uses_task_v2() -> None:
     from cli.reproduce import demo
 
     assert inspect.signature(demo).parameters["preset"].default == "demo"
+
+
+def test_committed_demo_is_the_current_demo() -> None:
+    """The committed demo (artifacts/reproduce/demo) names the runs the current code keys for `piumr reproduce demo`
+    (preset demo, seeds 0 1), every row scores >= 3x chance (1/21) on unseen persons, and paired.json holds the
+    resolution it printed."""
+    from piumr.reproduce.runner import experiment_spec, jobs_for, make_settings
+
+    out = Path("artifacts/reproduce/demo")
+    root = Path(__file__).resolve().parents[1]
+    s = make_settings(data="synth", preset="demo", split="cross-subject", seeds=(0, 1), out=out)
+    keyed = {j.run_dir.as_posix() for j in jobs_for(s, experiment_spec(s, "demo"))}
+    rows = [json.loads(f.read_text()) for f in sorted((root / out / "demo" / "rows").glob("*.json"))]
+    assert [r["row"] for r in rows] == ["a", "b", "c", "d"]
+    assert {Path(d).as_posix() for r in rows for d in r["run_dirs"]} == keyed
+    for r in rows:
+        assert [x["seed"] for x in r["seeds"]] == [0, 1]
+        assert r["aggregate"]["action_top1"]["mean"] >= 3 * 100 / 21, r["row"]
+        assert all(x["config"]["data"]["synth_task"] == 2 for x in r["seeds"])
+    res = json.loads((root / out / "demo" / "paired.json").read_text())["resolution"]
+    assert res["seeds"] == [0, 1] and res["lo"] <= res["diff"] <= res["hi"]

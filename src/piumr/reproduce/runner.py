@@ -24,6 +24,7 @@ challenge server: ``piumr predict --submission``).
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -315,14 +316,17 @@ def run_many(settings: Settings, names: Sequence[str],
     return outs
 
 
-def _print_resolution(r: dict[str, Any], console: Console) -> None:
+def _print_resolution(r: dict[str, Any], t_half: float | None, console: Console) -> None:
+    """The line that says what the paired comparison can resolve (``paired.person_resolution``)."""
     persons = "/".join(str(n) for n in sorted(set(r["persons_per_seed"])))
+    seeds = len(r["seeds"])
+    t_part = (f" (the t interval over seeds above: +-{t_half:.1f})" if t_half is not None and math.isfinite(t_half)
+              else "")
     console.print(f"resolution: {r['b']} - {r['a']} unseen-person Top-1 {r['diff']:+.1f} points, 95 % interval "
-                  f"[{r['lo']:+.1f}, {r['hi']:+.1f}] (bootstrap clustered by person x seed: {len(r['seeds'])} seeds x "
-                  f"{persons} held-out persons) -> with these seeds and persons this comparison resolves only "
-                  f"differences beyond +-{r['half_width']:.1f} points (minimum detectable effect {r['mde']:.1f} points "
-                  "at 80 % power; the seed-to-seed spread is barely sampled by so few seeds, so the true resolution is "
-                  "coarser still)", highlight=False)
+                  f"[{r['lo']:+.1f}, {r['hi']:+.1f}] (bootstrap clustered by person x seed, {seeds} seeds x {persons} "
+                  f"held-out persons): person and clip noise alone limit this comparison to differences beyond "
+                  f"+-{r['half_width']:.1f} points (minimum detectable effect {r['mde']:.1f} points at 80 % power); "
+                  f"the seed-to-seed spread comes on top, and {seeds} seeds barely sample it{t_part}.", highlight=False)
 
 
 def print_result(res: ExperimentOutput, console: Console) -> None:
@@ -336,7 +340,8 @@ def print_result(res: ExperimentOutput, console: Console) -> None:
             console.print(f"  {specs.COLUMN_NAMES.get(m, m):22s} {v['a_mean']:6.2f} -> {v['b_mean']:6.2f}  "
                           f"diff {v['mean']:+6.2f}  [{v['lo']:+6.2f}, {v['hi']:+6.2f}]", highlight=False)
         if "resolution" in d:
-            _print_resolution(d["resolution"], console)
+            top1 = d["diffs"].get("action_top1")
+            _print_resolution(d["resolution"], None if top1 is None else (top1["hi"] - top1["lo"]) / 2, console)
     if "speed" in res.summary and res.summary["speed"]["runs"]:
         sp = res.summary["speed"]
         console.print(f"training: {sp['runs']} runs, {sp['mean_seconds_per_run']:.0f} s per run (wall, one process "
