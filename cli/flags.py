@@ -122,6 +122,7 @@ SYNTH_OPTIONS: tuple[Option, ...] = (
     Option("--frames", "data.synth_frames"),
     Option("--size", "data.synth_size"),
     Option("--seed", "data.synth_seed"),
+    Option("--task", "data.synth_task"),
 )
 
 # config key (dotted) -> the command-line option that sets it

@@ -139,6 +139,8 @@ def synth(
     frames: Annotated[Optional[int], typer.Option(help="frames per clip")] = None,
     size: Annotated[Optional[int], typer.Option(help="frame size in pixels")] = None,
     seed: Annotated[Optional[int], typer.Option(help="generator seed")] = None,
+    task: Annotated[Optional[int], typer.Option(help="1: task v1; 2: task v2, once / twice / stay per body part "
+                                                     "(classes that differ only in time; --classes-per-body 1..3)")] = None,
     workers: Annotated[int, typer.Option(help="parallel processes", min=1, max=MAX_WORKERS)] = 2,
     manifest: ManifestOpt = False,
     threads: ThreadsOpt = None,

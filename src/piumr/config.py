@@ -196,9 +196,15 @@ class DataConfig(_Frozen):
     synth_frames: int = Field(32, ge=4, le=1024)
     synth_size: int = Field(112, ge=32, le=1024)
     synth_seed: int = Field(0, ge=0, le=MAX_SEED)
+    # not in paper: 1 = task v1 (data/synth/actions.py), 2 = task v2 (data/synth/temporal.py: once / twice / stay per
+    # body part, classes that differ only in time; synth_classes_per_body <= 3)
+    synth_task: int = Field(1, ge=1, le=2)
 
     @model_validator(mode="after")
     def _check_fold(self) -> DataConfig:
+        if self.synth_task == 2 and self.synth_classes_per_body > 3:
+            raise ConfigFieldError("synth_classes_per_body", f"task 2 has 3 classes per body part (once, twice, "
+                                   f"stay): classes per body {self.synth_classes_per_body} must be 1..3")
         if self.fold >= self.folds:
             raise ConfigFieldError("fold", f"fold {self.fold} is out of range: {self.folds} folds are numbered "
                                            f"0..{self.folds - 1}")
@@ -305,6 +311,21 @@ PRESETS: dict[str, TrainConfig] = {
                         synth_clips_per_person=28, synth_classes_per_body=1),
         optim=OptimConfig(lr=2e-3, batch_size=12, epochs=14, milestones=(10,), amp=False),
         eval_every=7,
+    ),
+    # the demo (piumr reproduce demo): task v2 (21 classes, once / twice / stay per body part, that differ only
+    # in time) on the person-disjoint split; 16 frames so that two bumps are two bumps, TFAM after stage 1 (on a
+    # 12 x 12 map at 48 pixels, as in the shift suite); sized for the whole demo (8 runs + Fig. 5) to stay
+    # under 10 minutes on 2 CPU cores (docs/results.md)
+    "demo": TrainConfig(
+        name="demo",
+        model=_tiny_model(frames=16, crop=48).model_copy(update={"tfam": TFAMConfig(
+            num_dct=8, dct_kernel=5, attn_dim=16, attn_heads=2, stage=1)}),
+        girl=GIRLConfig(groups=2),
+        data=DataConfig(short_side=56, crop_min_scale=0.8, backend="pyav", num_workers=0, synth_persons=24,
+                        synth_clips_per_person=42, synth_classes_per_body=3, synth_frames=32, synth_size=64,
+                        synth_task=2),
+        optim=OptimConfig(lr=2e-3, batch_size=16, epochs=8, milestones=(6,), amp=False),
+        eval_every=4,
     ),
     # a few seconds: what the tests use
     "tiny": TrainConfig(

@@ -30,7 +30,7 @@ def synth_params(cfg: DataConfig) -> dict[str, int]:
     """The ``piumr.data.synth.generate`` parameters a ``DataConfig`` asks for."""
     return {"persons": cfg.synth_persons, "clips_per_person": cfg.synth_clips_per_person,
             "classes_per_body": cfg.synth_classes_per_body, "frames": cfg.synth_frames,
-            "size": cfg.synth_size, "seed": cfg.synth_seed}
+            "size": cfg.synth_size, "seed": cfg.synth_seed, "task": cfg.synth_task}
 
 
 def resolve_root(cfg: DataConfig, progress: bool = True) -> Path:

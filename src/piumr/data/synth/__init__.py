@@ -55,9 +55,12 @@ Determinism: the same parameters give byte-identical list files and byte-identic
 swscale); ``workers`` and ``progress`` never change the output. Workers are processes from the
 platform's default start method (fork on Linux); they only use numpy and PyAV.
 
-Task v2 (``temporal``: 21 classes, 3 per body part, that differ only by repetition or order) and its
-controlled person shifts (``shift``: tempo, size, appearance, motion style, mixed; rendered in memory,
-no mp4) are separate; ``generate`` above is task v1 (``GENERATOR_VERSION`` "1"), unchanged.
+Task v2 (``temporal``: 21 classes, 3 per body part, that differ only by repetition or order):
+``generate(..., task=2)`` writes it in the same layout, with the same persons, splits and encoding
+(``classes_per_body`` <= 3: once, twice, stay; the same MA-52 labels as ``select_classes``), marked
+version "2" and ``"task": 2``; its controlled person shifts (``shift``: tempo, size, appearance, motion
+style, mixed) are rendered in memory, no mp4. Task v1 (``task=1``, ``GENERATOR_VERSION`` "1", the
+default) is unchanged: same files, same marker, same cache names.
 
 :func:`ensure_synth` caches a dataset under a directory named from a hash of the parameters,
 built in a temporary sibling directory and renamed into place only when complete.

@@ -32,9 +32,12 @@ from piumr.data.synth.actions import select_classes
 from piumr.data.synth.geometry import F32, U8
 from piumr.data.synth.persons import PersonAttrs, make_person
 from piumr.data.synth.rendering import render_clip
-__all__ = ["GENERATOR_VERSION", "MARKER", "SynthInfo", "generate", "synth_key", "ensure_synth"]
+from piumr.data.synth.temporal import GENERATOR_VERSION_V2, PATTERNS, V2_NAMES, v2_motion
+__all__ = ["GENERATOR_VERSION", "MARKER", "TASKS", "SynthInfo", "generate", "synth_key", "ensure_synth"]
 
 GENERATOR_VERSION = "1"
+#: task -> generator version: 1 = task v1 (``actions``), 2 = task v2 (``temporal``: classes that differ only in time)
+TASKS: dict[int, str] = {1: GENERATOR_VERSION, 2: GENERATOR_VERSION_V2}
 MARKER = ".piumr_synth.json"  # written first into the folder: the set in it is ours (generator, version, parameters)
 _DATA = DataConfig()  # the dataset-size defaults live in DataConfig (synth_*)
 
@@ -101,10 +104,12 @@ class _ClipJob:
     size: int
     fps: int
     clip_seed: int
+    task: int = 1
 
 
 def _run_job(job: _ClipJob) -> str:
-    video = render_clip(job.person, job.label, job.frames, job.size, job.clip_seed)
+    motion = v2_motion(job.label) if job.task == 2 else None  # task v2: persons' rhythm 1.0 (v1 persons)
+    video = render_clip(job.person, job.label, job.frames, job.size, job.clip_seed, motion=motion)
     _encode(Path(job.path), video, job.fps)
     return job.path
 
@@ -171,7 +176,13 @@ def _iter_results(jobs: list[_ClipJob], workers: int) -> Iterator[str]:
         yield from ex.map(_run_job, jobs, chunksize=max(1, min(16, len(jobs) // (workers * 8) or 1)))
 
 
-def _check_params(persons: int, clips_per_person: int, frames: int, size: int, fps: int) -> None:
+def _check_params(persons: int, clips_per_person: int, frames: int, size: int, fps: int, task: int = 1,
+                  classes_per_body: int = 1) -> None:
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(map(str, TASKS))}, got {task}")
+    if task == 2 and not 1 <= classes_per_body <= len(PATTERNS):
+        raise ValueError(f"task 2 has {len(PATTERNS)} classes per body part ({', '.join(PATTERNS)}): "
+                         f"classes_per_body must be in 1..{len(PATTERNS)}, got {classes_per_body}")
     if not 2 <= persons <= 9999:
         raise ValueError(f"persons must be in 2..9999, got {persons}")
     if not 2 <= clips_per_person <= 9999:
@@ -241,6 +252,7 @@ def generate(
     progress: bool = True,
     fps: int = 15,
     manifest: bool = False,
+    task: int = _DATA.synth_task,
 ) -> SynthInfo:
     """Generate the synthetic MA-52 dataset into ``out`` (see the module docstring for the layout).
 
@@ -248,16 +260,20 @@ def generate(
     parameters and nothing else: a complete one is kept as it is (``reused``), an interrupted one is made
     again. Anything else raises ``DatasetError`` naming the folder: nothing there is overwritten.
     ``workers`` and ``progress`` do not affect the output. ``manifest`` also writes ``manifest.csv`` +
-    ``classes.csv`` (the same clips, labels numbered 0..K-1 over the generated classes; docs/data.md). Raises
-    ValueError for invalid parameters.
+    ``classes.csv`` (the same clips, labels numbered 0..K-1 over the generated classes; docs/data.md).
+    ``task`` 2 renders task v2 (``temporal``: the first ``classes_per_body`` <= 3 of once / twice / stay per
+    body part, the same MA-52 labels as ``select_classes``) with the same persons, splits and encoding;
+    its marker and metadata say version "2" and ``"task": 2``. Raises ValueError for invalid parameters.
     """
-    _check_params(persons, clips_per_person, frames, size, fps)
+    _check_params(persons, clips_per_person, frames, size, fps, task, classes_per_body)
     classes = select_classes(classes_per_body)
     out = Path(out)
     clips = _plan(persons, clips_per_person, classes, seed)
-    marker = {"generator": "piumr.data.synth", "version": GENERATOR_VERSION, "seed": seed,
+    marker = {"generator": "piumr.data.synth", "version": TASKS[task], "seed": seed,
               "params": {"persons": persons, "clips_per_person": clips_per_person,
                          "classes_per_body": classes_per_body, "frames": frames, "size": size, "fps": fps}}
+    if task != 1:  # task v1's marker is unchanged: sets made before tasks existed are still recognised
+        marker["task"] = task
     if _ours(out, marker, clips):
         return _existing(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -268,7 +284,7 @@ def generate(
     people = [make_person(seed, pid) for pid in range(1, persons + 1)]
     jobs = [
         _ClipJob(str(out / c.split / c.name), people[c.person - 1], c.label, frames, size, fps,
-                 int(np.random.default_rng([seed, 2, c.person, c.clip_no]).integers(0, 2**63 - 1)))
+                 int(np.random.default_rng([seed, 2, c.person, c.clip_no]).integers(0, 2**63 - 1)), task)
         for c in clips
     ]
 
@@ -285,12 +301,9 @@ def generate(
     (cs / "label_name.txt").write_bytes(label_bytes)
 
     meta: dict[str, Any] = {
-        "generator": "piumr.data.synth",
-        "version": GENERATOR_VERSION,
-        "seed": seed,
-        "params": {"persons": persons, "clips_per_person": clips_per_person,
-                   "classes_per_body": classes_per_body, "frames": frames, "size": size, "fps": fps},
-        "classes": [{"label": c, "name": _ACTION_NAMES[c], "body": _ACTION_TO_BODY[c]} for c in classes],
+        **marker,
+        "classes": [{"label": c, "name": _ACTION_NAMES[c], "body": _ACTION_TO_BODY[c],
+                     **({"shows": V2_NAMES[c]} if task == 2 else {})} for c in classes],
         "counts": counts,
         "cross_subject": {"train_persons": [f"{x:04d}" for x in train_p],
                           "val_persons": [f"{x:04d}" for x in val_p]},
@@ -342,10 +355,12 @@ def _ours(out: Path, marker: dict[str, Any], clips: list[_Clip]) -> bool:
     if not isinstance(found, dict) or found.get("generator") != marker["generator"]:
         raise DatasetError(f"--out {out} is not empty and holds no synthetic set made by piumr synth ({MARKER}); "
                            "nothing was written: give an empty or new folder")
-    mine = {k: found.get(k) for k in ("version", "seed", "params")}
-    if mine != {k: marker[k] for k in ("version", "seed", "params")}:
-        raise DatasetError(f"--out {out} holds a synthetic set of other settings (version {mine['version']}, seed "
-                           f"{mine['seed']}, {mine['params']}); nothing was written: give another folder")
+    keys = ("version", "task", "seed", "params")
+    mine = {k: found.get(k, 1 if k == "task" else None) for k in keys}
+    if mine != {k: marker.get(k, 1) for k in keys}:
+        raise DatasetError(f"--out {out} holds a synthetic set of other settings (task {mine['task']}, version "
+                           f"{mine['version']}, seed {mine['seed']}, {mine['params']}); nothing was written: give "
+                           "another folder")
     other = sorted(entries - _expected(clips))
     if other:
         raise DatasetError(f"--out {out} holds files piumr synth did not write ({', '.join(other[:3])}); nothing "
@@ -375,20 +390,23 @@ def split_counts(*, persons: int = _DATA.synth_persons, clips_per_person: int = 
     return counts
 
 
-_OUTPUT_PARAMS = ("persons", "clips_per_person", "classes_per_body", "frames", "size", "seed", "fps")
+_OUTPUT_PARAMS = ("persons", "clips_per_person", "classes_per_body", "frames", "size", "seed", "fps", "task")
 _RUN_PARAMS = ("workers", "progress")
 
 
 def synth_key(**params: Any) -> str:
-    """Cache directory name for these generation parameters (defaults filled in)."""
+    """Cache directory name for these generation parameters (defaults filled in): ``synth-v<version>-<hash>``;
+    task 1's names are those from before tasks existed (``task`` enters the hash only when it is not 1)."""
     defaults: dict[str, Any] = {"persons": 24, "clips_per_person": 40, "classes_per_body": 2,
-                                "frames": 32, "size": 112, "seed": 0, "fps": 15}
+                                "frames": 32, "size": 112, "seed": 0, "fps": 15, "task": 1}
     unknown = set(params) - set(_OUTPUT_PARAMS) - set(_RUN_PARAMS)
     if unknown:
         raise TypeError(f"unknown synth parameters: {sorted(unknown)}")
     full = {k: int(params.get(k, defaults[k])) for k in _OUTPUT_PARAMS}
-    blob = json.dumps({"version": GENERATOR_VERSION, **full}, sort_keys=True).encode()
-    return f"synth-v{GENERATOR_VERSION}-{hashlib.sha256(blob).hexdigest()[:16]}"
+    task = full.pop("task")
+    version = TASKS.get(task, f"task{task}")
+    blob = json.dumps({"version": version, **full, **({"task": task} if task != 1 else {})}, sort_keys=True).encode()
+    return f"synth-v{version}-{hashlib.sha256(blob).hexdigest()[:16]}"
 
 
 def ensure_synth(cache_dir: Path, **params: Any) -> Path:

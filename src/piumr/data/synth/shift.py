@@ -27,12 +27,11 @@ from piumr.config import SHIFT_FACTORS
 from piumr.data.synth.geometry import U8
 from piumr.data.synth.persons import PersonAttrs, _hsv, make_person
 from piumr.data.synth.rendering import render_clip
-from piumr.data.synth.temporal import V2_CLASSES, v2_motion
+from piumr.data.synth.temporal import GENERATOR_VERSION_V2, V2_CLASSES, v2_motion
 
 __all__ = ["FACTORS", "GENERATOR_VERSION_V2", "RANGES", "ShiftSizes", "ShiftPerson", "ClipSet", "shift_person",
            "fold_persons", "build_train", "build_unseen", "build_clips"]
 
-GENERATOR_VERSION_V2 = "2"
 FACTORS = SHIFT_FACTORS
 Range = tuple[tuple[float, float], ...]  # a union of intervals
 #: per factor, attribute -> (training range, held-out range); each a union of disjoint intervals

@@ -22,7 +22,10 @@ from piumr.data.synth.actions import _PRIORITY
 from piumr.data.synth.geometry import F64
 from piumr.data.synth.motions import _Ctx, _Motion
 
-__all__ = ["PATTERNS", "PARTS", "V2_CLASSES", "V2_NAMES", "v2_motion"]
+__all__ = ["GENERATOR_VERSION_V2", "PATTERNS", "PARTS", "V2_CLASSES", "V2_NAMES", "v2_motion"]
+
+#: the generator version of task v2 (the mp4 set of ``generation.generate(task=2)`` and the shift suite's clips)
+GENERATOR_VERSION_V2 = "2"
 
 PATTERNS: tuple[str, ...] = ("once", "twice", "stay")
 PARTS: tuple[str, ...] = ("torso bows", "head bows", "hand rises", "legs spread", "hand to chest",
