@@ -36,10 +36,17 @@ def parse_set(values: list[str] | None) -> dict[str, Any]:
     """``--set KEY=VALUE`` options -> dotted config overrides; VALUE is read as JSON (``true``, ``0.5``,
     ``[1, 2]``), else kept as text. A value without ``=`` is a ``ValueError`` naming it."""
     out: dict[str, Any] = {}
+    fields: Any = TrainConfig().model_dump()
     for item in values or []:
         key, eq, raw = item.partition("=")
         if not eq or not key.strip():
             raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. --set girl.exclude_self=false")
+        node = fields
+        for part in key.strip().split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise ValueError(f"--set {item!r}: unknown config key {key.strip()!r} (the keys are those of a run's "
+                                 "config.json, e.g. girl.tau, optim.lr, model.tfam.fusion)")
+            node = node[part]
         try:
             out[key.strip()] = json.loads(raw)
         except json.JSONDecodeError:

@@ -321,6 +321,7 @@ def test_cli_selects_person_groups_var_grad_and_any_field(tmp_path: Path) -> Non
     steps = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert any("girl_partnered" in r and "tfam_lam_t" in r for r in steps)
     for args, flag in ((["--girl-grouping", "nobody"], "--girl-grouping"), (["--set", "girl.tau"], "--set"),
+                       (["--set", "girl.tua=0.1"], "--set"),
                        (["--girl-grouping", "person", "--batch-size", "7"], "--girl-grouping")):
         bad = CliRunner().invoke(app, [*base, *args, "--out", str(tmp_path / "bad")])
         assert bad.exit_code == 2 and bad.output.strip().count("\n") == 0 and flag in bad.output, bad.output
