@@ -36,9 +36,13 @@ FACTORS = SHIFT_FACTORS
 Range = tuple[tuple[float, float], ...]  # a union of intervals
 #: per factor, attribute -> (training range, held-out range); each a union of disjoint intervals
 RANGES: dict[str, dict[str, tuple[Range, Range]]] = {
-    "tempo": {"tempo": (((0.8, 1.2),), ((0.5, 0.65), (1.6, 2.0)))},
-    "size": {"cam_scale": (((0.8, 0.9),), ((0.42, 0.5), (1.15, 1.25))),
-             "girth": (((0.9, 1.1),), ((0.55, 0.65), (1.5, 1.7)))},
+    # tempo and size are shifted to one side only: persons slower (0.5-0.65) or larger (cam_scale 1.15-1.25,
+    # girth 1.5-1.7) than the training persons scored as well or better when they were left out of training than
+    # when the training persons covered their range too (the positive control 'data', seed 0: slow persons -7 to
+    # -12 points, large persons -15 to +0), so they measured no generalisation gap (docs/shift_suite.md)
+    "tempo": {"tempo": (((0.8, 1.2),), ((1.6, 2.0),))},
+    "size": {"cam_scale": (((0.8, 0.9),), ((0.42, 0.5),)),
+             "girth": (((0.9, 1.1),), ((0.55, 0.65),))},
     "appearance": {"hue": (((0.0, 0.5),), ((0.5, 1.0),)),
                    "skin": (((0.0, 0.45),), ((0.6, 1.0),)),
                    "noise": (((0.004, 0.012),), ((0.035, 0.05),)),
