@@ -147,7 +147,7 @@ def _markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _figure(results: dict[str, Any], path: Path) -> None:
+def _figure(results: dict[str, Any], path: Path, meta: dict[str, Any]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -167,9 +167,15 @@ def _figure(results: dict[str, Any], path: Path) -> None:
     ax.axhline(0.0, color="k", lw=0.8)
     ax.set_xticks(range(len(results)), list(results))
     ax.set_ylabel("unseen action Top-1 diff (points)")
-    ax.set_title("Person-shift suite (synthetic task v2): 95 % intervals, person x seed bootstrap", fontsize=9)
+    seeds = sorted({r["seeds"] for r in results.values()})
+    state = (f"PARTIAL: {meta['runs_done']} of {meta['runs_expected']} runs, {'/'.join(map(str, seeds))} seed(s)"
+             if meta["partial"] else f"{'/'.join(map(str, seeds))} seeds")
+    ax.set_title(f"Person-shift suite (synthetic task v2): 95 % intervals, person x seed bootstrap; {state}",
+                 fontsize=9)
     ax.legend(fontsize=8)
-    fig.tight_layout()
+    fig.text(0.5, 0.01, "Synthetic MA-52-format data at CPU scale, not MA-52", ha="center", va="bottom",
+             color="#b00000", fontsize=9, fontweight="bold")
+    fig.tight_layout(rect=(0.0, 0.05, 1.0, 1.0))
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)
 
@@ -204,5 +210,5 @@ def write_report(out: Path, *, command: str, expected_runs: int, reps: int = 200
     write_text_atomic(out / "table.tex", _tex(results))
     write_text_atomic(out / "summary.md", _markdown(results, meta))
     if results:
-        _figure(results, out / "shift_suite.png")
+        _figure(results, out / "shift_suite.png", meta)
     return {"meta": meta, "factors": results}
