@@ -147,3 +147,12 @@ def test_shift_suite_bad_options_are_one_line_before_torch(argv: list[str], mess
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert message in res.stderr and len([ln for ln in res.stderr.splitlines() if ln.strip()]) == 1, res.stderr
     assert res.stdout.split() == ["torch", "not", "imported", "2"], res.stdout + res.stderr
+
+
+def test_runs_that_did_not_train_are_named(tmp_path: Path) -> None:
+    from piumr.reproduce.shift_report import untrained_runs
+
+    for name, seen in (("baseline", [1, 0, 1, 1]), ("control-size", [0] * 20 + [1])):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        (tmp_path / "runs" / name / "seed2.json").write_text(json.dumps({"seen": {"action": seen}}))
+    assert untrained_runs(tmp_path) == ["control-size/seed2"]

@@ -126,7 +126,9 @@ def _tex(results: dict[str, Any]) -> str:
 def _markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
     lines = [f"# Person-shift suite ({'partial' if meta['partial'] else 'complete'})", "",
              f"command: `{meta['command']}`  ", f"commit: {meta['commit']}  ", f"machine: {meta['machine']}  ",
-             f"written: {meta['written']}  ", f"positive control: {_CONTROL_WORDS.get(meta['control'], '?')}", "",
+             f"written: {meta['written']}  ", f"positive control: {_CONTROL_WORDS.get(meta['control'], '?')}  ",
+             "runs that did not train (seen-persons Top-1 below twice chance; kept in the analysis): "
+             + (", ".join(meta["untrained_runs"]) or "none"), "",
              "Primary (pre-registered): PIUmr - baseline, unseen-person action Top-1, points, 95 % interval "
              "clustered by person x seed. Secondary +TFAM / +GIRL: Holm-adjusted.", "",
              "| factor | seeds | held-out persons | PIUmr - base | MDE | verdict | pos. control | A/A | "
@@ -198,13 +200,29 @@ def _control(out: Path) -> str | None:
     return json.loads(p.read_text(encoding="utf-8")).get("control") if p.is_file() else None
 
 
+#: a run whose seen-persons action Top-1 stays below twice chance (21 classes) did not train
+UNTRAINED_BELOW = 2.0 / 21.0
+
+
+def untrained_runs(out: Path) -> list[str]:
+    """Run files under ``out`` (``<arm>/seed<k>``) whose seen-persons action Top-1 is below ``UNTRAINED_BELOW``:
+    kept in the analysis (dropping them would bias it), but named in the report."""
+    bad = []
+    for p in sorted((out / "runs").glob("*/seed*.json")):
+        seen = json.loads(p.read_text(encoding="utf-8")).get("seen", {}).get("action", [])
+        if seen and sum(seen) / len(seen) < UNTRAINED_BELOW:
+            bad.append(f"{p.parent.name}/{p.stem}")
+    return bad
+
+
 def write_report(out: Path, *, command: str, expected_runs: int, reps: int = 2000) -> dict[str, Any]:
     """Analyse ``out`` and write its files; ``partial`` when fewer than ``expected_runs`` run files exist."""
     results = analyse(out, reps)
     done = len(list((out / "runs").glob("*/seed*.json")))
     meta = {"command": command, "commit": _commit(), "machine": f"{platform.machine()} {platform.system()}, "
             f"{platform.processor() or 'cpu'}", "written": timestamp(), "runs_done": done,
-            "runs_expected": expected_runs, "partial": done < expected_runs, "control": _control(out)}
+            "runs_expected": expected_runs, "partial": done < expected_runs, "control": _control(out),
+            "untrained_runs": untrained_runs(out)}
     write_json_atomic(out / "results.json", {"meta": meta, "factors": results})
     write_json_atomic(out / "summary.json", summary(results))  # partial or not: results.json["meta"]
     write_text_atomic(out / "table.tex", _tex(results))
