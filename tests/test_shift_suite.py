@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from piumr.data.synth.shift import FACTORS, RANGES, ShiftSizes, build_train, shift_person
+from piumr.data.synth.shift import FACTORS, RANGES, ShiftSizes, shifted_attrs, build_train, shift_person
 from piumr.reproduce import shift_aug
 from piumr.reproduce.shift_aug import CONTROLS, motion_span, shared_aug, time_warp
 from piumr.reproduce.shift_report import write_report
@@ -82,7 +82,7 @@ def test_control_keeps_the_baselines_data_order(monkeypatch: pytest.MonkeyPatch)
 @pytest.mark.parametrize("factor", FACTORS)
 def test_data_control_widens_only_its_factor_to_the_held_out_range(factor: str) -> None:
     shifted = set(RANGES) if factor == "mixed" else {factor}
-    names = {a for f in shifted for a in RANGES[f]}
+    names = {a for f in shifted for a in shifted_attrs(f)}
     hits: dict[str, set[str]] = {a: set() for a in names}
     for pid in range(1, 61):
         a, w = shift_person(factor, 0, pid, False), shift_person(factor, 0, pid, False, widened=True)

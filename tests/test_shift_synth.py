@@ -8,7 +8,7 @@ import pytest
 from piumr.data.ma52 import ACTION_TO_BODY
 from piumr.data.synth.motions import _Ctx
 from piumr.data.synth.persons import make_person
-from piumr.data.synth.shift import FACTORS, RANGES, ShiftSizes, build_clips, fold_persons, shift_person
+from piumr.data.synth.shift import FACTORS, RANGES, ShiftSizes, shifted_attrs, build_clips, fold_persons, shift_person
 from piumr.data.synth.temporal import V2_CLASSES, V2_NAMES, _bumps
 
 
@@ -48,7 +48,7 @@ def test_held_out_persons_leave_the_training_range_on_their_factor_only(factor: 
             for attr, f in {**checked, "hold": "style"}.items():
                 train, test = RANGES[f][attr]
                 x = person.hold if attr == "hold" else getattr(person.attrs, attr)
-                if held and f in shifted:
+                if held and f in shifted and attr in shifted_attrs(f):
                     assert _in(x, test) and not _in(x, train), (factor, attr, x)
                 else:
                     assert _in(x, train), (factor, attr, x)
@@ -89,3 +89,12 @@ def test_a_fold_on_synthetic_v1_data_is_refused_not_ignored() -> None:
     bad = with_overrides(PRESETS["tiny"], {"data.split": "cross-subject", "data.fold": 3}).data
     with pytest.raises(DatasetError, match="--fold 3: synthetic data"):
         load_split(bad, "val", progress=False)
+
+
+def test_style_shifts_brisk_movers_only_and_tremor_is_drawn_but_not_shifted() -> None:
+    assert shifted_attrs("style") == ("amplitude", "ease", "hold")
+    train, held = RANGES["style"]["tremor"]
+    assert train == held
+    for pid in range(1001, 1011):
+        p = shift_person("style", 0, pid, True)
+        assert p.attrs.amplitude >= 1.5 and p.attrs.ease >= 2.0 and p.hold <= 0.3 and p.attrs.tremor <= 0.05
