@@ -176,6 +176,23 @@ def demo(
          PERSON_DISJOINT, jobs, default_seeds=(0, 1))
 
 
+def _suite_threads(jobs: int, threads: int | None, report_only: bool) -> int:
+    """Intra-op threads per suite training: ``--threads``, else the CPUs this process may use // ``--jobs``.
+    Raises ``ValueError`` naming the flags when ``--jobs`` x threads would oversubscribe those CPUs."""
+    import os
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {jobs}")
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {threads}")
+    per_job = threads if threads is not None else max(1, cpus // jobs)
+    if not report_only and jobs * per_job > cpus:
+        raise ValueError(f"--jobs {jobs} x --threads {per_job} = {jobs * per_job} threads on {cpus} CPUs would "
+                         "oversubscribe them; lower --jobs or --threads")
+    return per_job
+
+
 @reproduce_app.command("shift-suite")
 def shift_suite(
     data: Annotated[str, typer.Option(metavar="<synth>", help="only 'synth': task v2 rendered in memory")] = SYNTH,
@@ -200,6 +217,7 @@ def shift_suite(
         if data != SYNTH:
             raise ValueError(f"--data {data}: the shift suite runs on synthetic data only ('synth')")
         chosen = parse_seeds(seeds, extra) if seeds is not None or extra else tuple(range(10))
+        per_job = _suite_threads(jobs, threads, report_only)
         for flag, given, allowed in (("--factors", factors, SHIFT_FACTORS), ("--arms", arms, SHIFT_ARMS)):
             bad = [x for x in (given or "").split(",") if given and x not in allowed]
             if bad:
@@ -216,7 +234,7 @@ def shift_suite(
         settings.check()
         t0 = time.time()
         if not report_only:
-            run_suite(settings, out, jobs=jobs, threads=threads or 1, on_done=lambda t, r, i, n: _out.print(
+            run_suite(settings, out, jobs=jobs, threads=per_job, on_done=lambda t, r, i, n: _out.print(
                 f"[{i}/{n}] {t.name} seed {t.seed}: unseen "
                 + " ".join(f"{k[7:]} {100 * sum(v['action']) / len(v['action']):.1f}" for k, v in r.items()
                            if k.startswith("unseen/"))

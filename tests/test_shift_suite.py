@@ -136,6 +136,8 @@ def test_suite_runs_resumes_and_writes_the_summary_shape(tmp_path: Path) -> None
     (["--factors", "tempo,colour"], "--factors: unknown colour"),
     (["--arms", "swin"], "--arms: unknown swin"),
     (["--data", "/nonexistent/ma52"], "--data /nonexistent/ma52: the shift suite runs on synthetic data only"),
+    (["--jobs", "0"], "--jobs must be >= 1, got 0"),
+    (["--jobs", "1", "--threads", "4096"], "--jobs 1 x --threads 4096 = 4096 threads on"),
 ])
 def test_shift_suite_bad_options_are_one_line_before_torch(argv: list[str], message: str, tmp_path: Path) -> None:
     import subprocess

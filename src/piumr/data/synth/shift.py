@@ -3,7 +3,8 @@
 For factor F, every person's F attributes are drawn from the training range (training persons) or
 from a disjoint test range (held-out persons); every other attribute comes from one shared
 distribution (the training ranges of the other factors, and ``make_person``'s ranges for the rest),
-so held-out persons lie outside the training range on F only. ``mixed`` shifts every factor at once.
+so held-out persons lie outside the training range on F only (``shifted_attrs``: an attribute whose held-out
+range equals its training range, style's tremor, is drawn but not shifted). ``mixed`` shifts every factor at once.
 
 Persons: ``train_persons`` training persons (ids 1..), and ``folds`` groups of
 ``test_persons_per_fold`` held-out persons (ids 1001..); fold k evaluates group k, so the folds
@@ -50,11 +51,12 @@ RANGES: dict[str, dict[str, tuple[Range, Range]]] = {
                    "texture_freq": (((0.04, 0.1),), ((0.25, 0.4),))},
     # style = "brisk" movers only: larger movements, a sharper ease, shorter holds and gaps. The first design
     # (both sides of amplitude, ease and rhythm, plus tremor) had a gap of 11 points that the positive control
-    # could not close (-0.7 [-4.0, +3.1], 5 seeds): long holds and small movements make clips harder for any
-    # model, not unfamiliar. Per side, one baseline scored 20 held-out persons (seeds 0, 1): short holds -12.5,
-    # long holds -9, small movements -5, large -0, fast ease 0, tremor 0 points vs seen; widening training to
-    # the brisk range gained +7.6 (4 of 4 fold x seed cells > 0). Tremor is drawn but not shifted (its held-out
-    # range is its training range: ``shifted_attrs``), which keeps every person's other draws unchanged.
+    # could not close (-0.7 [-4.0, +3.1], 5 seeds). One side of one attribute at a time, the baseline (seeds 0
+    # and 1, 20 held-out persons each) lost vs seen persons: short holds 12.3, long holds 9.0, small movements
+    # 5.1, large -0.3, ease 0.4-0.55 -0.5, tremor -0.7 points; brisk (the three below) 13.4, and widening the
+    # training persons to it gained +7.6 (every fold x seed cell > 0; artifacts/shift-suite/style-pilot).
+    # Tremor is drawn but not shifted (held-out range = training range: ``shifted_attrs``), so every person's
+    # other draws stay as they were.
     "style": {"amplitude": (((0.9, 1.1),), ((1.5, 1.75),)),
               "ease": (((0.85, 1.2),), ((2.0, 2.6),)),
               "tremor": (((0.0, 0.05),), ((0.0, 0.05),)),
