@@ -337,3 +337,20 @@ def test_literal_row_tokens_see_the_input_only_through_a_t() -> None:
     assert centred.temp is not None
     with torch.no_grad():
         assert (centred.temp.attention(x) - centred.temp.attention(3.0 * x)).abs().max() > 1e-4
+
+
+def test_an_unbounded_sinkhorn_iteration_count_is_refused_naming_the_field() -> None:
+    """A config (or a checkpoint's config) asking for 1e9 Sinkhorn iterations would hang every forward pass."""
+    import pydantic
+    from typer.testing import CliRunner
+
+    from piumr.config import MAX_SINKHORN_ITERS, PRESETS, with_overrides
+    from piumr_cli.main import app
+
+    assert with_overrides(PRESETS["tiny"], {"model.tfam.sinkhorn_iters": MAX_SINKHORN_ITERS}).model.tfam.sinkhorn_iters \
+        == MAX_SINKHORN_ITERS
+    with pytest.raises(pydantic.ValidationError, match="sinkhorn_iters"):
+        with_overrides(PRESETS["tiny"], {"model.tfam.sinkhorn_iters": 10**9})
+    bad = CliRunner().invoke(app, ["train", "--preset", "tiny", "--data", "synth", "--epochs", "1", "--quiet",
+                                   "--set", "model.tfam.sinkhorn_iters=1000000000", "--out", "unused-run"])
+    assert bad.exit_code == 2 and bad.output.strip().count("\n") == 0 and "sinkhorn_iters" in bad.output, bad.output

@@ -41,6 +41,7 @@ Pairs = Literal["batch", "group"]  # GIRL's pairs j, k: over the whole batch, or
 # Upper bounds reject values that cannot be meant (they would exhaust memory or disk), not
 # unusual-but-valid choices.
 MAX_DCT_KERNEL = 64  # TFAM's DCT filters are at most 64 x 64 (the default is 7 x 7)
+MAX_SINKHORN_ITERS = 1000  # Sinkhorn-Knopp converges in tens of iterations; a checkpoint asking for 1e9 would hang
 MAX_FRAMES = 256  # frames per clip the model sees (paper: 16)
 MAX_CROP = 1024  # pixels (paper: 224)
 MIN_SHORT_SIDE, MAX_SHORT_SIDE = 16, 4096  # decode / cache short side in pixels
@@ -86,7 +87,7 @@ class TFAMConfig(_Frozen):
     attn_kernel: int = Field(3, ge=1)  # not in paper: Conv2D(D->1) kernel of A_s
     tau_min: float = 0.05  # not in paper: eq. (3)
     tau_scale: float = 1.0  # not in paper: eq. (3)
-    sinkhorn_iters: int = Field(5, ge=0)  # not in paper: Sinkhorn-Knopp iterations
+    sinkhorn_iters: int = Field(5, ge=0, le=MAX_SINKHORN_ITERS)  # not in paper: Sinkhorn-Knopp iterations
     gamma_w: float = 0.1  # not in paper: Wasserstein-style deviation penalty weight
     attn_dim: int = Field(64, ge=1)  # not in paper: width of the Linear + self-attention block
     attn_heads: int = Field(4, ge=1)  # not in paper
