@@ -208,9 +208,11 @@ def shift_suite(
         "positive control: 'data' trains on persons whose factor covers the held-out range too; 'augment' "
         "applies the factor's augmentation"))] = "data",
     threads: ThreadsOpt = None,
+    device: DeviceOpt = None,
 ) -> None:
     """Person-shift suite (docs/shift_suite.md): per factor, baseline / +TFAM / +GIRL / PIUmr / positive control / A/A
-    on 10 paired seeds; resumable; writes JSON, LaTeX, a figure and summary.json under --out."""
+    on 10 paired seeds; resumable; writes JSON, LaTeX, a figure and summary.json under --out. On one GPU
+    (--device cuda) --jobs trainings share it, each in its own process."""
     import sys
 
     with user_errors():
@@ -224,8 +226,10 @@ def shift_suite(
                 raise ValueError(f"{flag}: unknown {', '.join(bad)}; choose from {', '.join(allowed)}")
     from piumr.reproduce.shift_report import write_report
     from piumr.reproduce.shift_suite import SuiteSettings, run_suite, tasks
+    from piumr.runtime import pick_device
 
     with user_errors():
+        dev = "cpu" if report_only else str(pick_device(device))
         base = SuiteSettings()
         settings = SuiteSettings(
             epochs=epochs, seeds=chosen,
@@ -234,7 +238,7 @@ def shift_suite(
         settings.check()
         t0 = time.time()
         if not report_only:
-            run_suite(settings, out, jobs=jobs, threads=per_job, on_done=lambda t, r, i, n: _out.print(
+            run_suite(settings, out, jobs=jobs, threads=per_job, device=dev, on_done=lambda t, r, i, n: _out.print(
                 f"[{i}/{n}] {t.name} seed {t.seed}: unseen "
                 + " ".join(f"{k[7:]} {100 * sum(v['action']) / len(v['action']):.1f}" for k, v in r.items()
                            if k.startswith("unseen/"))

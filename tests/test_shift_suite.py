@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from piumr.data.synth.shift import FACTORS, RANGES, ShiftSizes, shifted_attrs, build_train, shift_person
+from piumr.data.synth.shift import FACTORS, RANGES, ShiftSizes, build_train, shift_person, shifted_attrs
 from piumr.reproduce import shift_aug
 from piumr.reproduce.shift_aug import CONTROLS, motion_span, shared_aug, time_warp
 from piumr.reproduce.shift_report import write_report
@@ -116,6 +116,7 @@ def test_suite_runs_resumes_and_writes_the_summary_shape(tmp_path: Path) -> None
     control = json.loads((tmp_path / "runs" / "control-tempo" / "seed0.json").read_text())
     assert [k for k in control if k.startswith("unseen/")] == ["unseen/tempo"]
     assert control["control"] == "data" and shared["control"] is None
+    assert shared["device"] == control["device"] == "cpu"
     with pytest.raises(ValueError, match="other settings"):
         run_suite(SuiteSettings(sizes=TOY, epochs=2, batch=8, seeds=(0, 1), factors=("tempo",)), tmp_path)
     with pytest.raises(ValueError, match="other settings"):  # the augmentation control is another suite
@@ -130,6 +131,29 @@ def test_suite_runs_resumes_and_writes_the_summary_shape(tmp_path: Path) -> None
     assert f["primary"]["ci"][0] <= f["primary"]["diff"] <= f["primary"]["ci"][1]
     for name in ("table.tex", "summary.md", "shift_suite.png", "results.json"):
         assert (tmp_path / name).is_file()
+    assert json.loads((tmp_path / "results.json").read_text())["meta"]["devices"] == {"cpu": 12}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_suite_trains_on_one_gpu_with_several_jobs(tmp_path: Path) -> None:
+    """``--device cuda --jobs 2``: spawned workers share the GPU; the runs say where they trained."""
+    s = SuiteSettings(sizes=TOY, epochs=1, batch=8, seeds=(0,), factors=("tempo",), arms=("baseline", "tfam"))
+    assert len(run_suite(s, tmp_path, jobs=2, device="cuda")) == 2
+    for arm in ("baseline", "tfam"):
+        run = json.loads((tmp_path / "runs" / arm / "seed0.json").read_text())
+        assert run["device"] == "cuda" and len(run["unseen/tempo"]["action"]) == 2 * 21
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_suite_device_cuda_without_a_gpu_is_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from piumr_cli.main import app
+
+    res = CliRunner().invoke(app, ["reproduce", "shift-suite", "--device", "cuda", "--jobs", "1", "--seeds", "0",
+                                   "--out", str(tmp_path / "suite")])
+    assert res.exit_code == 2 and res.output.strip().count("\n") == 0 and "--device 'cuda'" in res.output, res.output
+    assert not (tmp_path / "suite").exists()
 
 
 @pytest.mark.parametrize(("argv", "message"), [

@@ -127,6 +127,8 @@ def _markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
     lines = [f"# Person-shift suite ({'partial' if meta['partial'] else 'complete'})", "",
              f"command: `{meta['command']}`  ", f"commit: {meta['commit']}  ", f"machine: {meta['machine']}  ",
              f"written: {meta['written']}  ", f"positive control: {_CONTROL_WORDS.get(meta['control'], '?')}  ",
+             "trained on: " + (", ".join(f"{d} ({n} runs)" for d, n in meta.get("devices", {}).items()) or "-")
+             + "  ",
              "runs that did not train (seen-persons Top-1 below twice chance; kept in the analysis): "
              + (", ".join(meta["untrained_runs"]) or "none"), "",
              "Primary (pre-registered): PIUmr - baseline, unseen-person action Top-1, points, 95 % interval "
@@ -215,6 +217,15 @@ def untrained_runs(out: Path) -> list[str]:
     return bad
 
 
+def _devices(out: Path) -> dict[str, int]:
+    """Device -> number of run files trained on it (runs from before the field existed trained on the CPU)."""
+    count: dict[str, int] = {}
+    for p in (out / "runs").glob("*/seed*.json"):
+        dev = str(json.loads(p.read_text(encoding="utf-8")).get("device", "cpu"))
+        count[dev] = count.get(dev, 0) + 1
+    return dict(sorted(count.items()))
+
+
 def write_report(out: Path, *, command: str, expected_runs: int, reps: int = 2000) -> dict[str, Any]:
     """Analyse ``out`` and write its files; ``partial`` when fewer than ``expected_runs`` run files exist."""
     results = analyse(out, reps)
@@ -222,7 +233,7 @@ def write_report(out: Path, *, command: str, expected_runs: int, reps: int = 200
     meta = {"command": command, "commit": _commit(), "machine": f"{platform.machine()} {platform.system()}, "
             f"{platform.processor() or 'cpu'}", "written": timestamp(), "runs_done": done,
             "runs_expected": expected_runs, "partial": done < expected_runs, "control": _control(out),
-            "untrained_runs": untrained_runs(out)}
+            "untrained_runs": untrained_runs(out), "devices": _devices(out)}
     write_json_atomic(out / "results.json", {"meta": meta, "factors": results})
     write_json_atomic(out / "summary.json", summary(results))  # partial or not: results.json["meta"]
     write_text_atomic(out / "table.tex", _tex(results))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import multiprocessing
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -110,8 +111,9 @@ def _unseen(factor: str, sizes: ShiftSizes, fold: int) -> ClipSet:
     return build_unseen(factor, sizes, fold)
 
 
-def _run_task(settings: SuiteSettings, task: Task, out: Path, threads: int = 1) -> dict[str, Any]:
-    """Train and score ``task`` with ``threads`` intra-op threads; write its run file. Returns the file's payload."""
+def _run_task(settings: SuiteSettings, task: Task, out: Path, threads: int = 1, device: str = "cpu") -> dict[str, Any]:
+    """Train and score ``task`` on ``device`` with ``threads`` intra-op threads; write its run file. Returns the
+    file's payload."""
     import torch
 
     torch.set_num_threads(threads)
@@ -122,10 +124,10 @@ def _run_task(settings: SuiteSettings, task: Task, out: Path, threads: int = 1) 
     base = suite_config(settings.sizes, epochs=settings.epochs, batch=settings.batch, lr=settings.lr,
                         tfam_stage=settings.tfam_stage)
     cfg = arm_config(base, task.arm, task.seed)
-    res = train_and_score(cfg, data, control=task.factor if settings.control == "augment" else None)
+    res = train_and_score(cfg, data, control=task.factor if settings.control == "augment" else None, device=device)
     payload = {"arm": task.arm, "factor": task.factor, "seed": task.seed, "fold": fold, "config_seed": cfg.seed,
                "control": settings.control if task.factor else None,
-               "tfam_map": list(tfam_map(cfg)) if cfg.model.tfam.enabled else None, **res}
+               "tfam_map": list(tfam_map(cfg)) if cfg.model.tfam.enabled else None, "device": device, **res}
     write_json_atomic(task.path(out), payload, indent=None)
     return payload
 
@@ -147,22 +149,24 @@ def _check_settings(settings: SuiteSettings, out: Path) -> None:
         write_json_atomic(path, mine)
 
 
-def run_suite(settings: SuiteSettings, out: Path, *, jobs: int = 1, threads: int = 1,
+def run_suite(settings: SuiteSettings, out: Path, *, jobs: int = 1, threads: int = 1, device: str = "cpu",
               on_done: Callable[[Task, dict[str, Any], int, int], None] | None = None) -> list[Task]:
-    """Run every missing training of ``settings`` under ``out`` (``jobs`` processes of ``threads`` threads);
-    returns what ran."""
+    """Run every missing training of ``settings`` under ``out`` (``jobs`` processes of ``threads`` threads, each
+    training on ``device``: on one GPU, ``jobs`` small trainings share it); returns what ran."""
     settings.check()
     out.mkdir(parents=True, exist_ok=True)
     _check_settings(settings, out)
     todo = [t for t in tasks(settings) if not t.path(out).is_file()]
     if jobs <= 1:
         for i, t in enumerate(todo):
-            res = _run_task(settings, t, out, threads)
+            res = _run_task(settings, t, out, threads, device)
             if on_done:
                 on_done(t, res, i + 1, len(todo))
         return todo
-    with ProcessPoolExecutor(max_workers=jobs) as ex:
-        futures = [(t, ex.submit(_run_task, settings, t, out, threads)) for t in todo]
+    # CUDA cannot be used in a forked child of a process that touched it: GPU workers are spawned
+    ctx = multiprocessing.get_context("spawn" if device.startswith("cuda") else None)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as ex:
+        futures = [(t, ex.submit(_run_task, settings, t, out, threads, device)) for t in todo]
         for i, (t, fut) in enumerate(futures):
             res = fut.result()
             if on_done:

@@ -76,27 +76,31 @@ def _batch(clips: ClipSet, idx: np.ndarray) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _score(net: PIUmrNet, clips: ClipSet, batch: int) -> dict[str, list[int]]:
+def _score(net: PIUmrNet, clips: ClipSet, batch: int, device: torch.device) -> dict[str, list[int]]:
     net.eval()
     pred: list[int] = []
     for s in range(0, len(clips), batch):
         idx = np.arange(s, min(s + batch, len(clips)))
-        pred += net(_batch(clips, idx)).logits.argmax(dim=1).tolist()
+        pred += net(_batch(clips, idx).to(device)).logits.argmax(dim=1).tolist()
     p = np.asarray(pred)
     return {"action": (p == clips.labels).astype(int).tolist(),
             "body": (_BODY[p] == _BODY[clips.labels]).astype(int).tolist(),
             "person": clips.persons.tolist()}
 
 
-def train_and_score(cfg: TrainConfig, data: dict[str, ClipSet], *, control: str | None = None) -> dict[str, Any]:
+def train_and_score(cfg: TrainConfig, data: dict[str, ClipSet], *, control: str | None = None,
+                    device: str = "cpu") -> dict[str, Any]:
     """Train on ``data["train"]`` and score every other set of ``data`` (``seen``, ``unseen/<factor>`` ...).
 
-    ``control``: a factor whose positive-control augmentation is applied to every training batch.
+    ``control``: a factor whose positive-control augmentation is applied to every training batch. ``device``:
+    where the model trains ("cpu", "cuda", "cuda:N"); batches are built and augmented on the CPU from the run's
+    generators either way, so the data order and augmentation draws do not depend on the device.
     Returns ``{<set>: {"action", "body", "person"}, ..., "train_s", "eval_s", "train_cpu_s", "eval_cpu_s", "final_loss"}``
     (per-clip 0/1 lists; wall and CPU seconds: on a shared machine CPU seconds estimate an idle core's wall time)."""
     seed_everything(cfg.seed)
-    net = PIUmrNet(cfg.model)
-    criterion = PIUmrLoss(cfg.girl, cfg.ce_weight)
+    dev = torch.device(device)
+    net = PIUmrNet(cfg.model).to(dev)
+    criterion = PIUmrLoss(cfg.girl, cfg.ce_weight).to(dev)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     g = torch.Generator().manual_seed(cfg.seed)
     # the control's own draws come from a second stream, so that its data order and shared augmentation stay
@@ -104,7 +108,7 @@ def train_and_score(cfg: TrainConfig, data: dict[str, ClipSet], *, control: str 
     g_control = torch.Generator().manual_seed(cfg.seed + CONTROL_OFFSET)
     train, B = data["train"], cfg.optim.batch_size
     t0, c0 = time.perf_counter(), time.process_time()
-    loss = float("nan")
+    last = torch.tensor(float("nan"))
     for epoch in range(cfg.optim.epochs):
         for grp in opt.param_groups:
             grp["lr"] = lr_at(cfg.optim, epoch)
@@ -115,13 +119,14 @@ def train_and_score(cfg: TrainConfig, data: dict[str, ClipSet], *, control: str 
             x = shared_aug(_batch(train, idx), g)
             if control is not None:
                 x = control_aug(control, x, g_control)
-            out = net(x)
-            parts = criterion(out.logits, out.embedding, torch.from_numpy(train.labels[idx]))
+            out = net(x.to(dev, non_blocking=True))
+            parts = criterion(out.logits, out.embedding, torch.from_numpy(train.labels[idx]).to(dev))
             opt.zero_grad(set_to_none=True)
             parts.total.backward()
             opt.step()
-            loss = float(parts.total.detach())
+            last = parts.total.detach()  # read once after training: no device sync per step
+    loss = float(last)
     t1, c1 = time.perf_counter(), time.process_time()
-    res = {k: _score(net, v, 64) for k, v in data.items() if k != "train"}
+    res = {k: _score(net, v, 64, dev) for k, v in data.items() if k != "train"}
     return {**res, "train_s": round(t1 - t0, 2), "eval_s": round(time.perf_counter() - t1, 2),
             "train_cpu_s": round(c1 - c0, 2), "eval_cpu_s": round(time.process_time() - c1, 2), "final_loss": loss}
