@@ -117,6 +117,13 @@ def test_suite_runs_resumes_and_writes_the_summary_shape(tmp_path: Path) -> None
     assert [k for k in control if k.startswith("unseen/")] == ["unseen/tempo"]
     assert control["control"] == "data" and shared["control"] is None
     assert shared["device"] == control["device"] == "cpu"
+    from piumr.checkpoint import load_model
+
+    from piumr.reproduce.shift_train import _score
+
+    model, ckpt = load_model(tmp_path / "weights" / "baseline" / "seed0.safetensors")  # scores again as trained
+    assert ckpt.config.seed == 0 and not ckpt.config.model.tfam.enabled
+    assert _score(model, build_train(TOY)["seen"], 64, torch.device("cpu")) == shared["seen"]
     with pytest.raises(ValueError, match="other settings"):
         run_suite(SuiteSettings(sizes=TOY, epochs=2, batch=8, seeds=(0, 1), factors=("tempo",)), tmp_path)
     with pytest.raises(ValueError, match="other settings"):  # the augmentation control is another suite

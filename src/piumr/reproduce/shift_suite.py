@@ -9,6 +9,9 @@ Layout under ``out`` (default ``artifacts/shift-suite``)::
     runs/<arm>/seed<k>.json            one training of a shared arm: per-clip correctness on ``seen`` and on
                                        ``unseen/<factor>`` for every factor, timings
     runs/control-<factor>/seed<k>.json the positive control of one factor (scored on that factor only)
+    weights/<run>/seed<k>.safetensors  each trained model (a piumr checkpoint), to score it again on other
+                                       held-out persons without retraining (runs trained before this existed
+                                       have none)
     suite.json                         the settings the runs were made with (a rerun must match them)
     results.json, summary.json, table.tex, shift_suite.png, summary.md   (``shift_report.write_report``)
 
@@ -94,6 +97,10 @@ class Task:
     def path(self, out: Path) -> Path:
         return out / "runs" / self.name / f"seed{self.seed}.json"
 
+    def weights(self, out: Path) -> Path:
+        """The trained model (not committed: ``*.safetensors`` under artifacts/ is ignored by git)."""
+        return out / "weights" / self.name / f"seed{self.seed}.safetensors"
+
 
 def tasks(settings: SuiteSettings) -> list[Task]:
     """Every training: per seed, each shared arm once and the control once per factor."""
@@ -124,7 +131,8 @@ def _run_task(settings: SuiteSettings, task: Task, out: Path, threads: int = 1, 
     base = suite_config(settings.sizes, epochs=settings.epochs, batch=settings.batch, lr=settings.lr,
                         tfam_stage=settings.tfam_stage)
     cfg = arm_config(base, task.arm, task.seed)
-    res = train_and_score(cfg, data, control=task.factor if settings.control == "augment" else None, device=device)
+    res = train_and_score(cfg, data, control=task.factor if settings.control == "augment" else None, device=device,
+                          save_to=task.weights(out))
     payload = {"arm": task.arm, "factor": task.factor, "seed": task.seed, "fold": fold, "config_seed": cfg.seed,
                "control": settings.control if task.factor else None,
                "tfam_map": list(tfam_map(cfg)) if cfg.model.tfam.enabled else None, "device": device, **res}

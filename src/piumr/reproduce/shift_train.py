@@ -14,11 +14,13 @@ persons' (``unseen/<factor>``) action and body correctness, with the person of e
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from piumr.checkpoint import save_checkpoint
 from piumr.config import PRESETS, SHIFT_ARMS, TrainConfig, with_overrides
 from piumr.data.ma52 import ACTION_TO_BODY
 from piumr.data.synth.shift import ClipSet, ShiftSizes
@@ -89,12 +91,14 @@ def _score(net: PIUmrNet, clips: ClipSet, batch: int, device: torch.device) -> d
 
 
 def train_and_score(cfg: TrainConfig, data: dict[str, ClipSet], *, control: str | None = None,
-                    device: str = "cpu") -> dict[str, Any]:
+                    device: str = "cpu", save_to: Path | None = None) -> dict[str, Any]:
     """Train on ``data["train"]`` and score every other set of ``data`` (``seen``, ``unseen/<factor>`` ...).
 
     ``control``: a factor whose positive-control augmentation is applied to every training batch. ``device``:
     where the model trains ("cpu", "cuda", "cuda:N"); batches are built and augmented on the CPU from the run's
-    generators either way, so the data order and augmentation draws do not depend on the device.
+    generators either way, so the data order and augmentation draws do not depend on the device. ``save_to``: a
+    path for the trained model (a piumr checkpoint with its config), so that it can be scored again on other
+    held-out persons without retraining.
     Returns ``{<set>: {"action", "body", "person"}, ..., "train_s", "eval_s", "train_cpu_s", "eval_cpu_s", "final_loss"}``
     (per-clip 0/1 lists; wall and CPU seconds: on a shared machine CPU seconds estimate an idle core's wall time)."""
     seed_everything(cfg.seed)
@@ -109,12 +113,14 @@ def train_and_score(cfg: TrainConfig, data: dict[str, ClipSet], *, control: str 
     train, B = data["train"], cfg.optim.batch_size
     t0, c0 = time.perf_counter(), time.process_time()
     last = torch.tensor(float("nan"))
+    step = 0
     for epoch in range(cfg.optim.epochs):
         for grp in opt.param_groups:
             grp["lr"] = lr_at(cfg.optim, epoch)
         net.train()
         order = torch.randperm(len(train), generator=g).numpy()
         for s in range(0, len(order) - B + 1, B):
+            step += 1
             idx = np.sort(order[s:s + B])
             x = shared_aug(_batch(train, idx), g)
             if control is not None:
@@ -126,6 +132,9 @@ def train_and_score(cfg: TrainConfig, data: dict[str, ClipSet], *, control: str 
             opt.step()
             last = parts.total.detach()  # read once after training: no device sync per step
     loss = float(last)
+    if save_to is not None:
+        save_checkpoint(save_to, net, cfg, epoch=cfg.optim.epochs, step=step, device=device,
+                        extra={"shift_suite": True, "control": control})
     t1, c1 = time.perf_counter(), time.process_time()
     res = {k: _score(net, v, 64, dev) for k, v in data.items() if k != "train"}
     return {**res, "train_s": round(t1 - t0, 2), "eval_s": round(time.perf_counter() - t1, 2),
