@@ -12,8 +12,9 @@ import typer
 import typer._click._textwrap as typer_textwrap
 
 from piumr.backbones import BACKBONES
-from piumr.config import MAX_CHECKPOINT_EVERY_MIN, PRESETS, SYNTH, Grouping, ListSplit, get_preset
+from piumr.config import MAX_CHECKPOINT_EVERY_MIN, PRESETS, Grouping, ListSplit, get_preset
 from piumr.files import path_problem
+from piumr.source import resolve_source
 
 
 class _WholeWords(typer_textwrap.TextWrapper):
@@ -90,7 +91,7 @@ ManifestOpt = Annotated[bool, typer.Option("--manifest", help="also write manife
 def check_data(data: Optional[str], flag: str = "--data") -> None:
     """``FileNotFoundError`` naming ``flag`` when ``data`` is neither ``synth``, an existing folder nor an
     existing manifest (``.csv`` file; its rows are checked when it is read)."""
-    if data is None or data == SYNTH:
+    if data is None or resolve_source(data).kind == "synth":
         return
     root = Path(data).expanduser()
     problem = path_problem(root)
@@ -140,7 +141,7 @@ def check_inputs(paths: Optional[list[Path]], submission: Optional[Path] = None)
 def check_predict(clips: Optional[list[Path]], submission: Optional[Path], data: Optional[Path]) -> None:
     """``piumr predict``'s inputs: clips, a manifest (``--data``) or a submission's MA-52 root; one-line
     errors before any heavy import."""
-    manifest = data is not None and data.suffix.lower() == ".csv"
+    manifest = data is not None and resolve_source(data).kind == "manifest"
     if submission is None and not clips and not manifest:
         raise ValueError("give one or more clips or folders, a manifest (--data manifest.csv) or --submission")
     check_inputs(clips, submission)

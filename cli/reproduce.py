@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from piumr.backbones import BACKBONES
 from piumr.config import MAX_SEED, PERSON_DISJOINT, SHIFT_ARMS, SHIFT_FACTORS, SYNTH, Split
+from piumr.source import resolve_source
 
 from .errors import console, user_errors
 from .errors import err as _err
@@ -216,7 +217,7 @@ def shift_suite(
     import sys
 
     with user_errors():
-        if data != SYNTH:
+        if resolve_source(data).kind != "synth":
             raise ValueError(f"--data {data}: the shift suite runs on synthetic data only ('synth')")
         chosen = parse_seeds(seeds, extra) if seeds is not None or extra else tuple(range(10))
         per_job = _suite_threads(jobs, threads, report_only)

@@ -16,7 +16,7 @@ ROOTS = {"piumr": REPO / "src" / "piumr", "piumr_cli": REPO / "cli"}
 # (module or package prefix, layer); the longest matching prefix wins
 LAYERS: list[tuple[str, int]] = [
     ("piumr.errors", 0), ("piumr.settings", 0), ("piumr.version", 0), ("piumr.files", 0),
-    ("piumr.config", 1), ("piumr.backbones", 1),
+    ("piumr.config", 1), ("piumr.backbones", 1), ("piumr.source", 1),
     ("piumr.runtime", 2),
     ("piumr.data", 3),
     ("piumr.model", 4), ("piumr.losses", 4), ("piumr.kernels", 4), ("piumr.metrics", 4), ("piumr.speed", 4), ("piumr.steplog", 6),

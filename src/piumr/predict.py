@@ -24,11 +24,12 @@ from torch import nn
 from piumr.config import TrainConfig
 from piumr.data.loaders import build_dataset, eval_loader
 from piumr.data.ma52 import ACTION_NAMES, MANIFEST_NAME, ClipRecord, read_split
-from piumr.data.manifest import MA52_CLASSES, ClassInfo, is_manifest, read_manifest
+from piumr.data.manifest import MA52_CLASSES, ClassInfo, read_manifest
 from piumr.errors import DatasetError, VideoError
 from piumr.evaluate import collect_scores
 from piumr.files import atomic_write, check_writable, path_problem
 from piumr.metrics import SUBMISSION_HEADER, topk_submission_rows
+from piumr.source import resolve_source
 
 __all__ = ["VIDEO_SUFFIXES", "ClipPrediction", "ClipFailure", "TrainedOn", "trained_on", "find_latest_checkpoint",
            "expand_inputs", "manifest_inputs", "predict_clips", "write_submission"]
@@ -140,7 +141,7 @@ def expand_inputs(inputs: Sequence[Path]) -> list[Path | ClipFailure]:
 def manifest_inputs(data: Path | None) -> list[Path]:
     """The clips ``piumr predict --data MANIFEST`` predicts: its rows marked ``split=test`` when there are
     any, else every row (checked like training data); nothing for no ``data`` or an MA-52 root."""
-    if data is None or not is_manifest(data):
+    if data is None or resolve_source(data).kind != "manifest":
         return []
     man = read_manifest(data)
     if (man.path.parent / MANIFEST_NAME).is_file():

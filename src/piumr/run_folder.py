@@ -33,9 +33,10 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from piumr.checkpoint import Checkpoint, read_checkpoint
-from piumr.config import SYNTH, SpeedConfig, TrainConfig
+from piumr.config import SpeedConfig, TrainConfig
 from piumr.errors import RunFolderError
 from piumr.files import write_text_atomic
+from piumr.source import resolve_source
 
 __all__ = ["AMENDABLE", "Amendment", "AmendmentError", "Opened", "RunLock", "amendments", "claim", "is_empty",
            "open_run", "read_config", "trim_log", "write_config"]
@@ -363,7 +364,7 @@ def _warn_inexact(last: Path, ckpt: Checkpoint, console: Console) -> None:
 
 def _refuse_data_inside(cfg: TrainConfig, out_dir: Path) -> None:
     """A new run's folder must not hold its own training data (``--fresh`` would move the data aside)."""
-    if cfg.data.root == SYNTH:
+    if resolve_source(cfg.data.root).kind == "synth":
         return
     root, out = Path(cfg.data.root).resolve(), out_dir.resolve()
     if root == out or out in root.parents:

@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from piumr.config import DataConfig, ListSplit
 from piumr.errors import DatasetError as DatasetError  # re-exported: raised by this module
+from piumr.source import CACHE_MANIFEST
 
 Split = ListSplit
 SPLITS: tuple[Split, ...] = ("train", "val", "test")
@@ -54,7 +55,7 @@ LIST_NAMES: dict[Split, str] = {s: f"{s}_list_videos.txt" for s in SPLITS}
 LABEL_FILE = "label_name.txt"
 # A prepared cache (piumr.data.prepare) is recognised by this manifest; its clip files are
 # the raw file name plus PREPARED_SUFFIX, in the same split folders.
-MANIFEST_NAME = "piumr_manifest.json"
+MANIFEST_NAME = CACHE_MANIFEST
 PREPARED_SUFFIX = ".jpgs"
 
 _TRAIN_NAME = re.compile(r"^(?P<person>[0-9]{4})_(?P<body>[0-9]{2})_(?P<clip>[0-9]+)\.[A-Za-z0-9]+$")

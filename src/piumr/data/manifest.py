@@ -30,7 +30,7 @@ from piumr.data.ma52 import (
 )
 from piumr.files import write_text_atomic
 
-__all__ = ["CLASSES_NAME", "COLUMNS", "ClassInfo", "MA52_CLASSES", "Manifest", "is_manifest", "read_classes",
+__all__ = ["CLASSES_NAME", "COLUMNS", "ClassInfo", "MA52_CLASSES", "Manifest", "read_classes",
            "read_manifest", "write_manifest"]
 
 CLASSES_NAME = "classes.csv"
@@ -67,11 +67,6 @@ class Manifest:
     def has(self, column: str) -> bool:
         """Whether the manifest has ``column``."""
         return column in self.columns
-
-
-def is_manifest(root: str | Path) -> bool:
-    """Whether a ``--data`` value names a manifest (a ``.csv`` file) rather than a folder."""
-    return Path(root).suffix.lower() == ".csv" and not Path(root).is_dir()
 
 
 def _rows(path: Path, allowed: tuple[str, ...], required: tuple[str, ...],

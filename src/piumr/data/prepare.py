@@ -53,11 +53,12 @@ from piumr.data.jpgs import ClipHeader, encode_clip, read_blobs, read_header, to
 from piumr.data.ma52 import (
     LABEL_FILE, MANIFEST_NAME, PREPARED_SUFFIX, SPLITS, DatasetError, Layout, Split, find_layout, read_split,
 )
-from piumr.data.manifest import CLASSES_NAME, is_manifest, read_manifest
+from piumr.data.manifest import CLASSES_NAME, read_manifest
 from piumr.data.video import Backend, VideoError
 from piumr.files import named
 from piumr.errors import Interrupted
 from piumr.runtime import Stop, die_with_parent, end_pool, pid_alive, stop_on_signals
+from piumr.source import resolve_source
 
 FORMAT = "piumr-jpeg-v1"
 _SAVE_EVERY = 256  # clips between intermediate manifest writes
@@ -301,7 +302,7 @@ def prepare_dataset(
         raise ValueError(f"short_side {short_side} is outside {MIN_SHORT_SIDE}..{MAX_SHORT_SIDE} pixels")
     start = time.perf_counter()
     out = Path(out)
-    man = read_manifest(Path(root), check_files=False) if is_manifest(root) else None
+    man = read_manifest(Path(root), check_files=False) if resolve_source(root).kind == "manifest" else None
     layout = find_layout(root, list_dir) if man is None else None  # a bad root fails before out is made
     data_dir = Path(root).parent if man is not None else layout.root if layout is not None else Path(root)
     if out.resolve() in (Path(root).resolve(), data_dir.resolve()):

@@ -10,14 +10,14 @@ from typing import Any, Literal
 
 from piumr import settings
 from piumr.config import SYNTH, DataConfig, TrainConfig
-from piumr.data.ma52 import MANIFEST_NAME, ClipRecord, DatasetError, read_split
+from piumr.data.ma52 import ClipRecord, DatasetError, read_split
 from piumr.data.ma52 import cross_subject_folds as _folds
-from piumr.data.manifest import MA52_CLASSES, ClassInfo, Manifest, is_manifest, read_manifest
+from piumr.data.manifest import MA52_CLASSES, ClassInfo, Manifest, read_manifest
 from piumr.data.synth import ensure_synth
+from piumr.source import resolve_source
 
 __all__ = ["cache_dir", "resolve_root", "load_split", "synth_params", "hold_out_seen", "class_info"]
 
-SYNTH_META = "synth_meta.json"  # the file a generated dataset's root holds (``piumr.data.synth.generate``)
 SplitName = Literal["train", "val", "val_seen", "test"]
 
 
@@ -36,7 +36,8 @@ def synth_params(cfg: DataConfig) -> dict[str, int]:
 def resolve_root(cfg: DataConfig, progress: bool = True) -> Path:
     """The dataset root: generated (and cached) for ``root=SYNTH``, else the user's path (a folder, or a
     manifest file: checked here)."""
-    if cfg.root == SYNTH:
+    src = resolve_source(cfg.root)
+    if src.kind == "synth":
         base = cache_dir()
         where = f"{settings.CACHE_ENV}={base}"
         if os.path.lexists(base) and not base.is_dir():
@@ -47,11 +48,11 @@ def resolve_root(cfg: DataConfig, progress: bool = True) -> Path:
         except OSError as e:  # read-only, full, not ours: one line naming the cache, not a traceback
             raise DatasetError(f"{where}: cannot write the generated data set there ({e.filename}: "
                                f"{e.strerror or e}); set {settings.CACHE_ENV} to a writable folder") from None
-    root = Path(cfg.root).expanduser()
-    if is_manifest(root):
+    root = src.path
+    if src.kind == "manifest":
         read_manifest(root)
         return root
-    if not root.is_dir():
+    if src.kind == "missing":
         raise DatasetError(f"{root}: data root does not exist (give an MA-52 folder, a prepared cache, "
                            "a manifest .csv or 'synth')")
     return root
@@ -64,16 +65,16 @@ def trained_on(cfg: TrainConfig, records: Sequence[ClipRecord]) -> dict[str, Any
     the classifier's outputs. A manifest ("manifest") adds ``hold_out`` and its ``classes.csv``: ``names``,
     ``groups`` and ``coarse`` (label -> group)."""
     data = cfg.data
-    root = Path(data.root).expanduser()
-    if data.root == SYNTH or (root / SYNTH_META).is_file():
+    src = resolve_source(data.root)
+    if src.synthetic:
         kind = "synthetic"
-    elif is_manifest(root) and root.is_file():
+    elif src.kind == "manifest" and src.path.is_file():
         kind = "manifest"
-    elif (root / MANIFEST_NAME).is_file():
+    elif src.kind == "cache":
         kind = "prepared cache"
     else:
         kind = "MA-52"
-    out: dict[str, Any] = {"kind": kind, "root": data.root if data.root == SYNTH else str(root), "split": data.split,
+    out: dict[str, Any] = {"kind": kind, "root": src.config_root, "split": data.split,
                            "fold": data.fold, "classes": sorted({r.action for r in records}),
                            "head": cfg.model.num_classes}
     if kind == "manifest":  # the names a prediction shows, kept with the model (the manifest may move)
@@ -109,7 +110,7 @@ def load_split(cfg: DataConfig, split: SplitName, progress: bool = True) -> list
     "train" and served as "val_seen" (seen persons, unseen clips). "test" is always the official test list.
     """
     root = resolve_root(cfg, progress)
-    if is_manifest(root):
+    if resolve_source(root).kind == "manifest":
         return _manifest_split(cfg, read_manifest(root), split)
     if cfg.hold_out is not None:
         raise DatasetError(f"{root}: --hold-out {cfg.hold_out} needs a manifest with a 'domain' column "
@@ -137,9 +138,8 @@ def load_split(cfg: DataConfig, split: SplitName, progress: bool = True) -> list
 
 def class_info(cfg: DataConfig) -> ClassInfo:
     """Class names and coarse groups of ``cfg``'s data: a manifest's ``classes.csv``, else MA-52's."""
-    root = Path(cfg.root).expanduser()
-    return read_manifest(root, check_files=False).classes if cfg.root != "synth" and is_manifest(root) \
-        else MA52_CLASSES
+    src = resolve_source(cfg.root)
+    return read_manifest(src.path, check_files=False).classes if src.kind == "manifest" else MA52_CLASSES
 
 
 def _manifest_split(cfg: DataConfig, man: Manifest, split: SplitName) -> list[ClipRecord]:

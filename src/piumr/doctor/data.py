@@ -8,10 +8,11 @@ from typing import Any
 
 from piumr.config import SYNTH, DataConfig
 from piumr.data.ma52 import PREPARED_SUFFIX, SPLITS, find_layout, read_split
-from piumr.data.manifest import is_manifest, read_manifest
+from piumr.data.manifest import read_manifest
 from piumr.data.prepare import PreparedCache, open_cache_if_any
 from piumr.data.splits import cache_dir, resolve_root, synth_params
 from piumr.data.synth.generation import split_counts, synth_key
+from piumr.source import SYNTH_META, resolve_source
 
 __all__ = ["MA52_SIZES", "data_report", "verify_cache"]
 
@@ -55,14 +56,15 @@ def data_report(cfg: DataConfig, hash_clips: int = 64, generate: bool = True) ->
 
     Raises ``DatasetError`` for a root that does not exist or is not an MA-52-format folder or a manifest.
     """
-    if cfg.root == SYNTH:
+    src = resolve_source(cfg.root)
+    if src.kind == "synth":
         final = cache_dir() / SYNTH / synth_key(**synth_params(cfg))
-        if not generate and not (final / "synth_meta.json").is_file():
+        if not generate and not (final / SYNTH_META).is_file():
             counts = split_counts(**synth_params(cfg))
             return {"root": cfg.root, "path": str(final), "kind": SYNTH, "generated": False,
                     "splits": {s: counts[s] for s in SPLITS}, "cache": None}
     root = resolve_root(cfg, progress=False)
-    if is_manifest(root):  # rows per split value ("all" without a split column); its folder may be a cache
+    if src.kind == "manifest":  # rows per split value ("all" without a split column); its folder may be a cache
         man = read_manifest(root, check_files=False)
         splits = {s or "all": man.splits.count(s) for s in dict.fromkeys(man.splits)}
         cache = open_cache_if_any(root.parent)
@@ -71,10 +73,10 @@ def data_report(cfg: DataConfig, hash_clips: int = 64, generate: bool = True) ->
         splits = {s: len(read_split(root, s, check_files=False)) for s in SPLITS if s in layout.lists}
         cache = open_cache_if_any(root)
     return {
-        "root": cfg.root, "path": str(root), "kind": SYNTH if cfg.root == SYNTH else (
-            ("prepared " if cache is not None else "") + "manifest" if is_manifest(root) else
+        "root": cfg.root, "path": str(root), "kind": SYNTH if src.kind == "synth" else (
+            ("prepared " if cache is not None else "") + "manifest" if src.kind == "manifest" else
             "prepared cache" if cache is not None else "raw videos"),
         "splits": splits,
         "cache": None if cache is None else verify_cache(cache, hash_clips),
-        **({"generated": True} if cfg.root == SYNTH else {}),
+        **({"generated": True} if src.kind == "synth" else {}),
     }

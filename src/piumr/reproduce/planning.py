@@ -15,13 +15,13 @@ from pathlib import Path
 from rich.table import Table as RichTable
 
 from piumr.backbones import backbone_spec
-from piumr.config import PRESETS, SYNTH, DataConfig, TrainConfig, backbone_overrides, get_preset, with_overrides
-from piumr.data.manifest import is_manifest
+from piumr.config import PRESETS, DataConfig, TrainConfig, backbone_overrides, get_preset, with_overrides
 from piumr.data.splits import load_split, synth_params
 from piumr.data.synth import split_counts
 from piumr.reproduce import specs
 from piumr.reproduce.runner import expand_names, experiment_spec
 from piumr.reproduce.runs import Settings, State, jobs_for
+from piumr.source import resolve_source
 
 __all__ = ["ANCHOR_TRAIN_CLIPS_PER_S", "ANCHOR_EVAL_CLIPS_PER_S", "ANCHOR_BACKBONE", "TFAM_OVERHEAD",
            "backbone_cost_ratio",
@@ -67,14 +67,15 @@ def data_sizes(data: DataConfig) -> DataSizes:
     without ``--data``)."""
     cross = data.split == "cross-subject"
     every = data.seen_holdout
-    if data.root == SYNTH:
+    kind = resolve_source(data.root).kind
+    if kind == "synth":
         n = split_counts(**synth_params(data))
         if not cross:
             return DataSizes(n["train"], n["val"], "synthetic data")
         per_person = data.synth_clips_per_person
         kept = per_person - (per_person // every if every > 0 else 0)  # load_split's seen-persons hold-out
         return DataSizes(n["cross_subject_train"] // per_person * kept, n["cross_subject_val"], "synthetic data")
-    if Path(data.root).expanduser().is_dir() or is_manifest(data.root):
+    if kind != "missing":
         return DataSizes(len(load_split(data, "train", progress=False)), len(load_split(data, "val", progress=False)),
                          f"the lists of {data.root}")
     return ma52_sizes(data)

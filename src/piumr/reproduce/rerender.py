@@ -27,13 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from piumr.config import SYNTH
 from piumr.files import write_json_atomic
 from piumr.reproduce import figures as F
 from piumr.reproduce import specs
 from piumr.reproduce.runs import SYNTH_BANNER
 from piumr.reproduce.verdicts import fig5_finding, fig6_finding, landscape_stats
 from piumr.reproduce.writers import ResultTable, paper_apart, table_from_json, write_table
+from piumr.source import is_synth_tag, resolve_source
 
 __all__ = ["rerender", "main"]
 
@@ -50,7 +50,9 @@ def _rows(exp: Path) -> dict[str, dict[str, Any]]:
 def _synthetic(table: dict[str, Any], rows: dict[str, dict[str, Any]]) -> bool:
     """Whether the runs behind a table used synthetic data: their configs say so; without rows, the banner."""
     roots = {r["config"]["data"]["root"] for row in rows.values() for r in row["seeds"] if "config" in r}
-    return roots == {SYNTH} if roots else str(table.get("title", "")).startswith(f"[{SYNTH_BANNER}]")
+    if roots:
+        return all(resolve_source(r).kind == "synth" for r in roots)
+    return str(table.get("title", "")).startswith(f"[{SYNTH_BANNER}]")
 
 
 def _table(exp: Path, rows: dict[str, dict[str, Any]]) -> tuple[list[Path], ResultTable, bool]:
@@ -124,7 +126,7 @@ def rerender(exp: Path, *, synthetic: bool | None = None) -> list[Path]:
     rows = _rows(exp)
     files: list[Path] = []
     tag = exp.resolve().parent.name
-    synth = synthetic if synthetic is not None else (tag == SYNTH or tag.startswith(f"{SYNTH}-"))
+    synth = synthetic if synthetic is not None else is_synth_tag(tag)
     if (exp / "table.json").is_file():
         tfiles, table, synth = _table(exp, rows)
         files += tfiles

@@ -38,7 +38,6 @@ from rich.console import Console
 
 from piumr.backbones import backbone_spec
 from piumr.checkpoint import load_model
-from piumr.config import SYNTH
 from piumr.data.loaders import eval_loader
 from piumr.evaluate import collect_scores
 from piumr.files import write_json_atomic
@@ -54,6 +53,7 @@ from piumr.reproduce.verdicts import fig5_finding, fig6_finding, landscape_stats
 from piumr.reproduce.writers import (
     Cell, ResultTable, TableRow, cells_from_values, paper_apart, table_to_rich, write_table,
 )
+from piumr.source import resolve_source
 
 __all__ = [
     "RESULT_FILE", "SYNTH_BANNER", "TrainFn", "EvalFn", "SeenEvalFn", "Settings", "Job", "ExperimentOutput",
@@ -141,7 +141,7 @@ def _table_experiment(settings: Settings, spec: ExperimentSpec, out_dir: Path) -
     jobs = jobs_for(settings, spec)
     results = run_jobs(settings, jobs)
     table = with_banner(build_table(spec, results), settings.banner)
-    if settings.base.data.root == SYNTH:  # the paper's numbers are MA-52's: shown apart, never differenced
+    if resolve_source(settings.base.data.root).kind == "synth":  # the paper's MA-52 numbers: apart, never differenced
         table = paper_apart(table)
     table = dataclasses.replace(table, warnings=tuple(collapse_warnings(jobs)))
     files = write_table(table, out_dir) + _write_rows(out_dir, spec, jobs, table, results)

@@ -29,10 +29,9 @@ import torch
 from rich.console import Console
 
 from piumr.checkpoint import load_model, provenance
-from piumr.config import SYNTH, TrainConfig, backbone_overrides, get_preset, with_overrides
+from piumr.config import TrainConfig, backbone_overrides, get_preset, with_overrides
 from piumr.data.loaders import build_dataset
 from piumr.data.ma52 import ClipRecord
-from piumr.data.manifest import is_manifest
 from piumr.data.splits import load_split
 from piumr.evaluate import evaluate_checkpoint
 from piumr.files import write_json_atomic
@@ -41,6 +40,7 @@ from piumr.model import PIUmrNet
 from piumr.reproduce import specs
 from piumr.reproduce.specs import ExperimentSpec, RowSpec
 from piumr.runtime import die_with_parent, physical_cores, pick_device, thread_budget
+from piumr.source import resolve_source
 from piumr.train import TrainResult, train
 
 __all__ = [
@@ -132,7 +132,7 @@ ASSUMED_MA52 = "MA-52"
 
 def data_tag(data: str, preset: str) -> str:
     """Folder name for a data root + preset: ``synth-tiny``, ``MA-52`` (the paper preset adds nothing)."""
-    name = SYNTH if data == SYNTH else (Path(data).expanduser().resolve().name or "data")
+    name = resolve_source(data).tag
     return name if preset == "paper" else f"{name}-{preset}"
 
 
@@ -140,6 +140,8 @@ SYNTH_BANNER = "Synthetic MA-52-format data at CPU scale, not MA-52"
 #: the banner of task v2 (``data.synth_task`` 2): what its classes are and what chance is
 SYNTH_V2_BANNER = ("Synthetic MA-52-format data at CPU scale, not MA-52; task v2: 21 classes (once / twice / stay per "
                    "body part) that differ only in time, chance 4.8 % action, 14.3 % body")
+#: the banner of each synthetic task (``data.synth_task``)
+SYNTH_BANNERS: dict[int, str] = {1: SYNTH_BANNER, 2: SYNTH_V2_BANNER}
 
 
 def make_settings(*, data: str | None, preset: str = "paper", seeds: Sequence[int] = (0,), epochs: int | None = None,
@@ -162,10 +164,11 @@ def make_settings(*, data: str | None, preset: str = "paper", seeds: Sequence[in
         raise ValueError(f"--epochs must be >= 1, got {epochs}")
     if jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {jobs}")
-    if data != SYNTH and not plan_only and not (Path(data).expanduser().is_dir() or is_manifest(data)):
+    source = resolve_source(data)
+    if not plan_only and source.kind == "missing":
         raise FileNotFoundError(f"{data}: data root does not exist (give an MA-52 folder, a prepared cache, a "
                                 "manifest .csv or 'synth')")
-    over: dict[str, Any] = {"data.root": data if data == SYNTH else str(Path(data).expanduser())}
+    over: dict[str, Any] = {"data.root": source.config_root}
     if epochs is not None:
         over["optim.epochs"] = epochs
     if max_steps_per_epoch is not None:
@@ -180,7 +183,7 @@ def make_settings(*, data: str | None, preset: str = "paper", seeds: Sequence[in
     root = out if out is not None else Path("artifacts") / "reproduce" / data_tag(data, preset)
     return Settings(root=root, base=base, preset=preset, seeds=tuple(seeds), device=device, progress=progress,
                     console=console or Console(stderr=True), jobs=jobs,
-                    banner=None if data != SYNTH else SYNTH_V2_BANNER if base.data.synth_task == 2 else SYNTH_BANNER,
+                    banner=SYNTH_BANNERS[base.data.synth_task] if source.kind == "synth" else None,
                     table1_with=tuple(table1_with))
 
 

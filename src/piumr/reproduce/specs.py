@@ -15,11 +15,12 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from piumr.backbones import REGISTRY, backbone_spec
-from piumr.config import SYNTH, TFAMConfig, TrainConfig, backbone_overrides, with_overrides
+from piumr.config import TFAMConfig, TrainConfig, backbone_overrides, with_overrides
 from piumr.data.synth.actions import select_classes
 from piumr.losses import criterion_slug
 from piumr.metrics import PAPER_COLUMNS
 from piumr.reproduce import paper
+from piumr.source import resolve_source
 
 __all__ = [
     "Kind", "RowSpec", "ExperimentSpec", "EXPERIMENTS", "ALIASES", "ALL_ORDER", "PERSON_SHIFT_COLUMNS",
@@ -238,7 +239,7 @@ def chance_percent(config: dict[str, Any]) -> float:
     the generated classes for synthetic data (task v1: ``synth_classes_per_body`` per body group), else the
     classifier's classes."""
     data = config["data"]
-    if data["root"] == SYNTH:
+    if resolve_source(data["root"]).kind == "synth":
         return 100.0 / len(select_classes(int(data["synth_classes_per_body"])))
     return 100.0 / int(config["model"]["num_classes"])
 
