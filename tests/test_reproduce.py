@@ -502,6 +502,34 @@ def test_figures_write_png_and_pdf(tmp_path: Path) -> None:
     assert figures.subsample(10, 20).tolist() == list(range(10)) and figures.subsample(100, 7, 1).size == 7
 
 
+def test_every_figure_experiment_has_its_builder() -> None:
+    from piumr.reproduce.runner import FIGURES
+
+    assert {n for n, s in specs.EXPERIMENTS.items() if s.kind == "figure"} == set(FIGURES)
+
+
+def test_an_unknown_figure_is_refused_with_the_list_before_training(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A figure experiment no builder draws is a one-line error naming the figures, and nothing is trained
+    (it once fell into Fig. 6's branch after its trainings)."""
+    from piumr.reproduce.runner import figure_builder
+
+    with pytest.raises(ValueError, match=r"^no figure named 'fig7'; the figures are fig4, fig5, fig6$"):
+        figure_builder("fig7")
+    fig7 = dataclasses.replace(specs.EXPERIMENTS["fig5"], name="fig7")
+    monkeypatch.setitem(specs.EXPERIMENTS, "fig7", fig7)
+    train = FakeTrain()
+    with pytest.raises(ValueError, match="no figure named 'fig7'"):
+        run_experiment(_mock_settings(tmp_path, train), "fig7")
+    assert train.calls == []
+
+
+def test_fig5_title_names_the_seed_drawn() -> None:
+    assert figures.similarity_title(0, [0, 1]) == ("Cosine similarity of validation embeddings, seed 0 (of seeds "
+                                                   "0, 1; the finding below is over every seed)")
+    assert figures.similarity_title(3, [3]) == "Cosine similarity of validation embeddings, seed 3"
+
+
 def test_loss_landscape_restores_the_weights() -> None:
     from piumr.model import build_model
 

@@ -24,6 +24,7 @@ from piumr.files import atomic_write
 
 __all__ = [
     "save_figure", "subsample", "tsne_2d", "tsne_figure", "cosine_similarities", "similarity_figure",
+    "similarity_title",
     "random_directions", "loss_landscape", "landscape_figure", "participant_figure", "wrap_label", "figure_note",
 ]
 
@@ -113,8 +114,16 @@ def cosine_similarities(emb: npt.ArrayLike, labels: npt.ArrayLike) -> tuple[Floa
     return vals[~same], vals[same]
 
 
-def similarity_figure(sims: Mapping[str, tuple[npt.ArrayLike, npt.ArrayLike]], stem: Path, banner: str | None = None) -> list[Path]:
-    """Two panels (inter-class, intra-class) with one density histogram per model (Fig. 5)."""
+def similarity_title(seed: int, seeds: Sequence[int]) -> str:
+    """Fig. 5's title: which seed's pairs the histograms show (the finding under it is over every seed)."""
+    others = f" (of seeds {', '.join(map(str, seeds))}; the finding below is over every seed)" if len(seeds) > 1 else ""
+    return f"Cosine similarity of validation embeddings, seed {seed}{others}"
+
+
+def similarity_figure(sims: Mapping[str, tuple[npt.ArrayLike, npt.ArrayLike]], stem: Path, banner: str | None = None,
+                      title: str = "Cosine similarity of validation embeddings") -> list[Path]:
+    """Two panels (inter-class, intra-class) with one density histogram per model (Fig. 5), under ``title``
+    (``similarity_title``: the seed drawn)."""
     fig = Figure(figsize=(10.0, 3.8))
     vals = [np.asarray(p[i], dtype=np.float64) for p in sims.values() for i in (0, 1)]
     vals = [v for v in vals if v.size]
@@ -135,7 +144,7 @@ def similarity_figure(sims: Mapping[str, tuple[npt.ArrayLike, npt.ArrayLike]], s
             ax.legend(fontsize=8, frameon=False)
         else:
             ax.text(0.5, 0.5, "no pairs", transform=ax.transAxes, ha="center")
-    fig.suptitle("Cosine similarity of validation embeddings")
+    fig.suptitle(title)
     return save_figure(fig, stem, banner)
 
 

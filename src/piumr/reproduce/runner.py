@@ -57,7 +57,8 @@ from piumr.source import resolve_source
 
 __all__ = [
     "RESULT_FILE", "SYNTH_BANNER", "TrainFn", "EvalFn", "SeenEvalFn", "Settings", "Job", "ExperimentOutput",
-    "make_settings", "data_tag", "jobs_for", "ensure_run", "run_experiment", "run_many", "build_table",
+    "make_settings", "data_tag", "jobs_for", "ensure_run", "run_experiment", "run_many", "build_table", "FIGURES",
+    "FigureFn", "figure_builder",
     "evaluate_run", "evaluate_seen_run", "warm_memory_cache", "with_banner", "expand_names", "print_result",
 ]
 
@@ -200,7 +201,65 @@ def _embeddings(settings: Settings, job: Job) -> tuple[npt.NDArray[np.float64], 
     return settings._embeddings[key]
 
 
+#: a figure's builder: (settings, each seed's finished jobs in the order asked, row key -> model name, the
+#: experiment's folder, its JSON so far) -> the files it drew; it adds the plotted numbers to the JSON
+FigureFn = Callable[[Settings, dict[int, list[Job]], dict[str, str], Path, dict[str, Any]], list[Path]]
+
+
+def _fig4(settings: Settings, by_seed: dict[int, list[Job]], names: dict[str, str], out_dir: Path,
+          data: dict[str, Any]) -> list[Path]:
+    """Fig. 4: t-SNE of the first seed's validation embeddings."""
+    seed = next(iter(by_seed))
+    emb = {names[j.row.key]: _embeddings(settings, j) for j in by_seed[seed]}
+    idx = F.subsample(min(len(e[1]) for e in emb.values()), settings.max_points, seed)
+    data["clips"] = int(idx.size)
+    pts = {k: (F.tsne_2d(e[idx], seed), y[idx]) for k, (e, y) in emb.items()}
+    return F.tsne_figure(pts, out_dir / "fig4_tsne", settings.banner)
+
+
+def _fig5(settings: Settings, by_seed: dict[int, list[Job]], names: dict[str, str], out_dir: Path,
+          data: dict[str, Any]) -> list[Path]:
+    """Fig. 5: every seed's similarity statistics and the finding over seeds; the histograms are the first
+    seed's (the figure's title says which)."""
+    seeds = list(by_seed)
+    seed = seeds[0]
+    per_seed: dict[int, dict[str, dict[str, float]]] = {}
+    first: dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]] = {}
+    for s in seeds:
+        emb = {names[j.row.key]: _embeddings(settings, j) for j in by_seed[s]}
+        idx = F.subsample(min(len(e[1]) for e in emb.values()), settings.max_points, seed)
+        sims = {k: F.cosine_similarities(e[idx], y[idx]) for k, (e, y) in emb.items()}
+        per_seed[s] = {k: _similarity_stats(a, b) for k, (a, b) in sims.items()}
+        if s == seed:
+            first, data["clips"] = sims, int(idx.size)
+    data["similarity"] = per_seed[seed]
+    data["similarity_by_seed"] = {str(s): v for s, v in per_seed.items()}
+    data["finding"] = fig5_finding(per_seed)
+    note = F.figure_note(settings.banner, data["finding"])
+    return F.similarity_figure(first, out_dir / "fig5_similarity", note, title=F.similarity_title(seed, seeds))
+
+
+def _fig6(settings: Settings, by_seed: dict[int, list[Job]], names: dict[str, str], out_dir: Path,
+          data: dict[str, Any]) -> list[Path]:
+    """Fig. 6: every seed's loss landscape statistics; the surfaces drawn are the first seed's."""
+    files, data["landscape"], data["landscape_by_seed"], data["finding"] = _landscape(settings, by_seed, names,
+                                                                                     out_dir)
+    return files
+
+
+#: every figure experiment's builder, by the experiment's name (``specs.EXPERIMENTS``)
+FIGURES: dict[str, FigureFn] = {"fig4": _fig4, "fig5": _fig5, "fig6": _fig6}
+
+
+def figure_builder(name: str) -> FigureFn:
+    """The builder of figure ``name``; ``ValueError`` listing the figures otherwise."""
+    if name not in FIGURES:
+        raise ValueError(f"no figure named {name!r}; the figures are {', '.join(FIGURES)}")
+    return FIGURES[name]
+
+
 def _figure_experiment(settings: Settings, spec: ExperimentSpec, out_dir: Path) -> ExperimentOutput:
+    draw = figure_builder(spec.name)  # before any training
     jobs = jobs_for(settings, spec)
     run_jobs(settings, jobs)
     names = {job.row.key: job.row.label.split(" (")[0] for job in jobs}
@@ -209,30 +268,7 @@ def _figure_experiment(settings: Settings, spec: ExperimentSpec, out_dir: Path) 
     by_seed = {s: [j for j in jobs if j.seed == s] for s in seeds}
     used = {names[j.row.key]: str(j.run_dir / CHECKPOINT) for j in by_seed[seed]}
     data: dict[str, Any] = {"checkpoints": used, "seed": seed, "seeds": seeds, "split": "val"}
-    if spec.name == "fig4":
-        emb = {names[j.row.key]: _embeddings(settings, j) for j in by_seed[seed]}
-        idx = F.subsample(min(len(e[1]) for e in emb.values()), settings.max_points, seed)
-        data["clips"] = int(idx.size)
-        pts = {k: (F.tsne_2d(e[idx], seed), y[idx]) for k, (e, y) in emb.items()}
-        files = F.tsne_figure(pts, out_dir / "fig4_tsne", settings.banner)
-    elif spec.name == "fig5":
-        per_seed: dict[int, dict[str, dict[str, float]]] = {}
-        first: dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]] = {}
-        for s in seeds:
-            emb = {names[j.row.key]: _embeddings(settings, j) for j in by_seed[s]}
-            idx = F.subsample(min(len(e[1]) for e in emb.values()), settings.max_points, seed)
-            sims = {k: F.cosine_similarities(e[idx], y[idx]) for k, (e, y) in emb.items()}
-            per_seed[s] = {k: _similarity_stats(a, b) for k, (a, b) in sims.items()}
-            if s == seed:
-                first, data["clips"] = sims, int(idx.size)
-        data["similarity"] = per_seed[seed]
-        data["similarity_by_seed"] = {str(s): v for s, v in per_seed.items()}
-        data["finding"] = fig5_finding(per_seed)
-        note = F.figure_note(settings.banner, data["finding"])
-        files = F.similarity_figure(first, out_dir / "fig5_similarity", note)
-    else:
-        files, data["landscape"], data["landscape_by_seed"], data["finding"] = _landscape(settings, by_seed, names,
-                                                                                         out_dir)
+    files = draw(settings, by_seed, names, out_dir, data)
     p = out_dir / f"{spec.name}.json"
     write_json_atomic(p, data)
     return ExperimentOutput(spec.name, out_dir, [*files, p], None, data)
@@ -310,16 +346,18 @@ def _on_backbone(label: str, backbone: str) -> str:
     return specs.arm_label(label.replace("X3D", backbone).replace("(PIUmr)", f"({backbone} + TFAM + GIRL)"))
 
 
+#: how each kind of experiment (``specs.Kind``) is run: its rows trained, then a table or a figure
+_BY_KIND: dict[specs.Kind, Callable[[Settings, ExperimentSpec, Path], ExperimentOutput]] = {
+    "table": _table_experiment, "person-shift": _table_experiment, "figure": _figure_experiment}
+
+
 def run_experiment(settings: Settings, name: str) -> ExperimentOutput:
     """Run (or finish) experiment ``name`` and write its files under ``settings.root / name``."""
     t0 = time.time()
     spec = experiment_spec(settings, name)
     out_dir = settings.root / spec.name
     out_dir.mkdir(parents=True, exist_ok=True)
-    if spec.kind == "figure":
-        res = _figure_experiment(settings, spec, out_dir)
-    else:
-        res = _table_experiment(settings, spec, out_dir)
+    res = _BY_KIND[spec.kind](settings, spec, out_dir)
     res.seconds = time.time() - t0
     return res
 
