@@ -94,3 +94,21 @@ def test_demo_preset_asks_for_task2() -> None:
     d = get_preset("demo").data
     assert synth_params(d)["task"] == 2 and d.synth_classes_per_body == 3
     assert synth_params(DataConfig())["task"] == 1  # the default stays task v1
+
+
+def test_every_task_is_one_entry_of_the_table() -> None:
+    """The generator dispatches every task through ``tasks.TASKS``; the config allows exactly those tasks and
+    bounds classes per body part by the same fixed sets."""
+    from piumr.config import SYNTH_TASK_CLASSES
+    from piumr.data.synth.tasks import TASKS
+    from piumr.data.synth.temporal import PATTERNS
+
+    bounds = DataConfig.model_fields["synth_task"].metadata
+    lo, hi = (next(getattr(m, k) for m in bounds if hasattr(m, k)) for k in ("ge", "le"))
+    assert set(TASKS) == set(range(lo, hi + 1))
+    assert SYNTH_TASK_CLASSES == {t: s.per_body for t, s in TASKS.items() if s.per_body} == {2: PATTERNS}
+    assert TASKS[1].motion(0) is None and TASKS[2].motion(min(V2_NAMES)) is not None
+    assert dict(TASKS[2].shows) == V2_NAMES and not TASKS[1].shows
+    with pytest.raises(ValueError, match=r"task 2 has 3 classes per body part \(once, twice, stay\): classes per "
+                                         r"body 4 must be 1\.\.3"):
+        DataConfig(synth_task=2, synth_classes_per_body=4)

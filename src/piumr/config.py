@@ -29,6 +29,8 @@ SHIFT_FACTORS: tuple[str, ...] = ("tempo", "size", "appearance", "style", "mixed
 SHIFT_ARMS: tuple[str, ...] = ("baseline", "tfam", "girl", "piumr", "control", "aa")
 Split = Literal["official", "cross-subject"]
 SYNTH = "synth"  # the data root that stands for the generated synthetic dataset (``piumr.data.synth``)
+#: the classes per body part of each synthetic task that has a fixed set (``data/synth/tasks.py``'s ``per_body``)
+SYNTH_TASK_CLASSES: dict[int, tuple[str, ...]] = {2: ("once", "twice", "stay")}
 PERSON_DISJOINT: Split = "cross-subject"  # the split whose train and test persons differ (folds, seen holdout)
 ListSplit = Literal["train", "val", "test"]  # the three official MA-52 lists
 OnError = Literal["raise", "skip"]
@@ -203,9 +205,11 @@ class DataConfig(_Frozen):
 
     @model_validator(mode="after")
     def _check_fold(self) -> DataConfig:
-        if self.synth_task == 2 and self.synth_classes_per_body > 3:
-            raise ConfigFieldError("synth_classes_per_body", f"task 2 has 3 classes per body part (once, twice, "
-                                   f"stay): classes per body {self.synth_classes_per_body} must be 1..3")
+        fixed = SYNTH_TASK_CLASSES.get(self.synth_task, ())
+        if fixed and self.synth_classes_per_body > len(fixed):
+            raise ConfigFieldError("synth_classes_per_body", f"task {self.synth_task} has {len(fixed)} classes per "
+                                   f"body part ({', '.join(fixed)}): classes per body {self.synth_classes_per_body} "
+                                   f"must be 1..{len(fixed)}")
         if self.fold >= self.folds:
             raise ConfigFieldError("fold", f"fold {self.fold} is out of range: {self.folds} folds are numbered "
                                            f"0..{self.folds - 1}")

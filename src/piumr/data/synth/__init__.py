@@ -2,8 +2,8 @@
 
 Parts: ``persons`` (per-participant attributes), ``motions`` (per-clip time base and channel
 curves), ``actions`` (one motion per MA-52 class, class selection), ``geometry`` (skeleton maths),
-``rendering`` (rasteriser, ``render_clip``), ``generation`` (encoding, splits, ``generate``,
-``ensure_synth``).
+``rendering`` (rasteriser, ``render_clip``), ``tasks`` (the task versions: what each renders and records,
+``TASKS``), ``generation`` (encoding, splits, ``generate``, ``ensure_synth``; per task only through ``TASKS``).
 
 MA-52 is gated, so the project's embedded default dataset is generated here. Every clip is a
 real H.264 mp4 (libx264, yuv420p, ``size`` x ``size``, ``frames`` frames at ``fps``) showing a

@@ -32,12 +32,9 @@ from piumr.data.synth.actions import select_classes
 from piumr.data.synth.geometry import F32, U8
 from piumr.data.synth.persons import PersonAttrs, make_person
 from piumr.data.synth.rendering import render_clip
-from piumr.data.synth.temporal import GENERATOR_VERSION_V2, PATTERNS, V2_NAMES, v2_motion
+from piumr.data.synth.tasks import GENERATOR_VERSION, TASKS
 __all__ = ["GENERATOR_VERSION", "MARKER", "TASKS", "SynthInfo", "generate", "synth_key", "ensure_synth"]
 
-GENERATOR_VERSION = "1"
-#: task -> generator version: 1 = task v1 (``actions``), 2 = task v2 (``temporal``: classes that differ only in time)
-TASKS: dict[int, str] = {1: GENERATOR_VERSION, 2: GENERATOR_VERSION_V2}
 MARKER = ".piumr_synth.json"  # written first into the folder: the set in it is ours (generator, version, parameters)
 _DATA = DataConfig()  # the dataset-size defaults live in DataConfig (synth_*)
 
@@ -108,7 +105,7 @@ class _ClipJob:
 
 
 def _run_job(job: _ClipJob) -> str:
-    motion = v2_motion(job.label) if job.task == 2 else None  # task v2: persons' rhythm 1.0 (v1 persons)
+    motion = TASKS[job.task].motion(job.label)  # task v2: persons' rhythm 1.0 (v1 persons)
     video = render_clip(job.person, job.label, job.frames, job.size, job.clip_seed, motion=motion)
     _encode(Path(job.path), video, job.fps)
     return job.path
@@ -180,9 +177,10 @@ def _check_params(persons: int, clips_per_person: int, frames: int, size: int, f
                   classes_per_body: int = 1) -> None:
     if task not in TASKS:
         raise ValueError(f"task must be one of {', '.join(map(str, TASKS))}, got {task}")
-    if task == 2 and not 1 <= classes_per_body <= len(PATTERNS):
-        raise ValueError(f"task 2 has {len(PATTERNS)} classes per body part ({', '.join(PATTERNS)}): "
-                         f"classes_per_body must be in 1..{len(PATTERNS)}, got {classes_per_body}")
+    fixed = TASKS[task].per_body
+    if fixed and not 1 <= classes_per_body <= len(fixed):
+        raise ValueError(f"task {task} has {len(fixed)} classes per body part ({', '.join(fixed)}): "
+                         f"classes_per_body must be in 1..{len(fixed)}, got {classes_per_body}")
     if not 2 <= persons <= 9999:
         raise ValueError(f"persons must be in 2..9999, got {persons}")
     if not 2 <= clips_per_person <= 9999:
@@ -269,7 +267,7 @@ def generate(
     classes = select_classes(classes_per_body)
     out = Path(out)
     clips = _plan(persons, clips_per_person, classes, seed)
-    marker = {"generator": "piumr.data.synth", "version": TASKS[task], "seed": seed,
+    marker = {"generator": "piumr.data.synth", "version": TASKS[task].version, "seed": seed,
               "params": {"persons": persons, "clips_per_person": clips_per_person,
                          "classes_per_body": classes_per_body, "frames": frames, "size": size, "fps": fps}}
     if task != 1:  # task v1's marker is unchanged: sets made before tasks existed are still recognised
@@ -303,7 +301,7 @@ def generate(
     meta: dict[str, Any] = {
         **marker,
         "classes": [{"label": c, "name": _ACTION_NAMES[c], "body": _ACTION_TO_BODY[c],
-                     **({"shows": V2_NAMES[c]} if task == 2 else {})} for c in classes],
+                     **({"shows": TASKS[task].shows[c]} if c in TASKS[task].shows else {})} for c in classes],
         "counts": counts,
         "cross_subject": {"train_persons": [f"{x:04d}" for x in train_p],
                           "val_persons": [f"{x:04d}" for x in val_p]},
@@ -404,7 +402,7 @@ def synth_key(**params: Any) -> str:
         raise TypeError(f"unknown synth parameters: {sorted(unknown)}")
     full = {k: int(params.get(k, defaults[k])) for k in _OUTPUT_PARAMS}
     task = full.pop("task")
-    version = TASKS.get(task, f"task{task}")
+    version = TASKS[task].version if task in TASKS else f"task{task}"
     blob = json.dumps({"version": version, **full, **({"task": task} if task != 1 else {})}, sort_keys=True).encode()
     return f"synth-v{version}-{hashlib.sha256(blob).hexdigest()[:16]}"
 
