@@ -1,7 +1,7 @@
 """TFAM in trained models: the spread of the per-clip fusion weight lambda_t and of the temporal gate over
 frames, on the validation clips of each run's own split.
 
-usage: python artifacts/mechanisms/tfam_probe.py OUT_JSON RUN_DIR [RUN_DIR ...]
+usage: python studies/mechanisms/tfam_probe.py OUT_JSON RUN_DIR [RUN_DIR ...]
 
 For each run folder: loads last.safetensors (the model the tables evaluate), runs its val split in eval
 mode (deterministic fusion) and records, per clip, lambda_t (TFAM.last_lam) and the gate's std/mean over
@@ -11,19 +11,11 @@ batch's clips) logged in training (log.jsonl), when the run logged them.
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics as st
-import sys
 from pathlib import Path
 from typing import Any
-
-import torch
-
-from piumr.checkpoint import load_model
-from piumr.data.loaders import eval_loader
-from piumr.data.splits import load_split
-
-torch.set_num_threads(1)
 
 
 def summary(v: list[float]) -> dict[str, float]:
@@ -31,6 +23,12 @@ def summary(v: list[float]) -> dict[str, float]:
 
 
 def probe(run: Path) -> dict[str, Any]:
+    import torch
+
+    from piumr.checkpoint import load_model
+    from piumr.data.loaders import eval_loader
+    from piumr.data.splits import load_split
+
     model, ck = load_model(run / "last.safetensors")
     tfam = model.tfam
     assert tfam is not None and tfam.temp is not None
@@ -57,6 +55,19 @@ def probe(run: Path) -> dict[str, Any]:
             "lambda_t_train_by_epoch": [(r["epoch"], r.get("tfam_lam_t"), r.get("tfam_lam_t_std")) for r in logged]}
 
 
-out = {Path(r).name: probe(Path(r)) for r in sys.argv[2:]}
-Path(sys.argv[1]).write_text(json.dumps(out, indent=1))
-print(json.dumps(out, indent=1))
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="TFAM's per-clip lambda_t and temporal gate in trained runs")
+    ap.add_argument("out", type=Path, help="the JSON written")
+    ap.add_argument("runs", type=Path, nargs="+", help="run folders (each with last.safetensors and log.jsonl)")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(1)
+    out = {r.name: probe(r) for r in args.runs}
+    args.out.write_text(json.dumps(out, indent=1))
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
