@@ -29,7 +29,8 @@ def _ints(flag: str, text: str, hi: int) -> list[int]:
 
 
 def bench_loader(
-    data: Annotated[str, typer.Option(help="data root or prepared cache ('synth' for the generated set)")] = SYNTH,
+    data: Annotated[str, typer.Option(help="data root, prepared cache or manifest .csv (all its rows; 'synth' for the "
+                                           "generated set)")] = SYNTH,
     preset: PresetOpt = "paper",
     workers: Annotated[str, typer.Option(help="worker counts to measure, comma-separated (e.g. 6,10,14)")] = "2",
     dtype: Annotated[str, typer.Option(metavar="<float32,uint8>", help="clip dtypes out of the loader, "

@@ -263,14 +263,20 @@ def predict(
     with user_errors():
         path = resolve_checkpoint(checkpoint, ARTIFACTS)
         check_predict(clips, submission, data)
-    from piumr.predict import ClipFailure, expand_inputs, manifest_inputs, predict_clips, trained_on, write_submission
+    from piumr.predict import (
+        ClipFailure, expand_inputs, manifest_classes, manifest_inputs, predict_clips, trained_on, write_submission,
+    )
 
     with user_errors():
         model, ck = _load(path, checkpoint is not None, device)
         seen = trained_on(ck.meta, path)
         dev = next(model.parameters()).device
         _threads(threads, ck.config.data.num_workers if submission is not None else 0)
-        inputs = expand_inputs([*(clips or []), *manifest_inputs(data)])
+        listed = manifest_inputs(data)
+        # a manifest's clips are named after its classes.csv: the checkpoint must output those classes
+        names = seen.names if data is None or not listed else manifest_classes(
+            data, seen.names, ck.config.model.num_classes, path)
+        inputs = expand_inputs([*(clips or []), *listed])
         bad = [p for p in inputs if isinstance(p, ClipFailure)]
         if clips and len(bad) == len(inputs):
             for f in bad:
@@ -284,7 +290,7 @@ def predict(
             out.print(f"wrote {submission} ({n} rows, prediction.csv at the zip root)")
             return
         failures = 0
-        for res in predict_clips(model, ck.config, inputs, dev, views=views, names=seen.names):
+        for res in predict_clips(model, ck.config, inputs, dev, views=views, names=names):
             failures += isinstance(res, ClipFailure)
             show_prediction(res, as_json, seen)
         if failures:

@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from piumr.config import DataConfig
+from piumr.checkpoint import save_checkpoint
+from piumr.config import PRESETS, DataConfig
 from piumr.data.ma52 import ACTION_NAMES, ACTION_TO_BODY, BODY_NAMES, DatasetError
 from piumr.data.manifest import ClassInfo, read_manifest, write_manifest
 from piumr.data.splits import load_split
+from piumr.model import PIUmrNet
 from piumr_cli.main import app
 
 runner = CliRunner()
@@ -53,7 +55,7 @@ def test_reads_records_with_persons_groups_domains(tmp_path: Path) -> None:
     ([GOOD[0], "a.mp4,1,p1,head,lab,train"], HEADER, 3, "duplicate path 'a.mp4' (first on line 2)"),
     (["a.mp4,0,p1,head,lab,train", "gone.mp4,0,p1,head,lab,train"], HEADER, 3, "does not exist"),
     (["../a.mp4,0,p1,head,lab,train"], HEADER, 2, "points outside the manifest's folder"),
-    (["/etc/a.mp4,0,p1,head,lab,train"], HEADER, 2, "points outside the manifest's folder"),
+    (["/etc/a.mp4,0,p1,head,lab,train"], HEADER, 2, "file /etc/a.mp4 does not exist"),  # absolute: taken as is
     (["sub/../../a.mp4,0,p1,head,lab,train"], HEADER, 2, "points outside the manifest's folder"),
     (["C:\\\\a.mp4,0,p1,head,lab,train"], HEADER, 2, "points outside the manifest's folder"),
     (["a.mp4,2,p1,head,lab,train"], HEADER, 2, "group 'head' disagrees with classes.csv"),
@@ -177,16 +179,17 @@ def test_cli_rejects_a_bad_manifest_in_one_line(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def synth_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``piumr synth --manifest`` at the tiny preset's size, plus a domain column (odd persons 'studio')."""
+    """``piumr synth --manifest`` at the tiny preset's size, its domain column replaced (odd persons 'studio')."""
     out = tmp_path_factory.mktemp("synth")
     res = runner.invoke(app, ["synth", "--preset", "tiny", "--out", str(out), "--manifest", "--workers", "1"])
     assert res.exit_code == 0, res.output
     man = out / "manifest.csv"
     with man.open(encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert {"path", "label", "person", "group", "split"} <= set(rows[0])
+    assert {"path", "label", "person", "group", "domain", "split"} <= set(rows[0])
+    assert {r["domain"] for r in rows} <= {"near", "far"}  # synth's own: the camera's distance
     with man.open("w", encoding="utf-8", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=[*rows[0], "domain"])
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows({**r, "domain": "studio" if int(r["person"]) % 2 else "home"} for r in rows)
     return man
@@ -248,18 +251,20 @@ def _real_manifest(clips_dir: Path, folder: Path) -> Path:
 def test_predict_real_ma52_clips_from_a_manifest(clips_dir: Path, synth_manifest: Path, tmp_path: Path) -> None:
     man = _real_manifest(clips_dir, tmp_path)
     assert len(read_manifest(man).records) == 6  # the reader's checks pass: labels, groups, files
-    _train(synth_manifest, tmp_path / "run", "--max-steps-per-epoch", "1")
+    _train(synth_manifest, tmp_path / "run", "--max-steps-per-epoch", "1")  # 14 classes, not the manifest's 52
     res = runner.invoke(app, ["predict", "--checkpoint", str(tmp_path / "run" / "best.safetensors"), "--data",
                               str(man), "--json"])
+    assert res.exit_code == 2 and "its classes.csv has 52 classes, the checkpoint 14 outputs" in res.output
+    tiny = PRESETS["tiny"]  # 52 outputs named as MA-52's classes: the manifest's
+    ckpt = save_checkpoint(tmp_path / "ma52.safetensors", PIUmrNet(tiny.model), tiny, epoch=0, step=0)
+    res = runner.invoke(app, ["predict", "--checkpoint", str(ckpt), "--data", str(man), "--json"])
     assert res.exit_code == 0, res.output
     lines = [json.loads(x) for x in res.output.splitlines() if x.startswith("{")]
-    synth_names = set(read_manifest(synth_manifest, check_files=False).classes.names)
     assert sorted(Path(x["file"]).name for x in lines) == sorted(p.name for p in (clips_dir / "ma52_demo").glob("*.mp4"))
-    assert all(x["error"] is None and x["top5"][0]["name"] in synth_names for x in lines)
+    assert all(x["error"] is None and x["top5"][0]["name"] in ACTION_NAMES for x in lines)
 
 
 def test_prepare_a_manifest_then_train_from_the_cache(synth_manifest: Path, tmp_path: Path) -> None:
-    from piumr.config import PRESETS
     from piumr.data.loaders import build_dataset
     from piumr.data.prepare import PreparedCache
 

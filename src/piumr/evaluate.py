@@ -15,8 +15,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from piumr.config import DataConfig, TrainConfig
-from piumr.data.loaders import eval_loader
-from piumr.data.manifest import MA52_CLASSES, ClassInfo
+from piumr.data.loaders import data_root, eval_loader
+from piumr.data.manifest import MA52_CLASSES, ClassInfo, clip_key
 from piumr.data.splits import class_info, load_split, resolve_root
 from piumr.errors import DatasetError
 from piumr.files import check_writable, write_json_atomic, write_text_atomic
@@ -123,9 +123,11 @@ def score_metrics(scores: Scores, classes: ClassInfo = MA52_CLASSES) -> EvalResu
                            words=(classes.label_word, classes.group_word))
 
 
-def write_predictions_csv(path: Path, scores: Scores, top: int = 5, classes: ClassInfo = MA52_CLASSES) -> None:
-    """Per-clip ``predictions.csv``: file, participant, true label (and its name in ``classes``), top-k
-    labels with probabilities."""
+def write_predictions_csv(path: Path, scores: Scores, top: int = 5, classes: ClassInfo = MA52_CLASSES,
+                          root: Path | None = None) -> None:
+    """Per-clip ``predictions.csv``: file (the clip's path relative to the data ``root``, e.g. ``val/X.mp4`` or a
+    manifest's ``lab/X.mp4``; its absolute path when outside it: a unique key), participant, true label (and its
+    name in ``classes``), top-k labels with probabilities."""
     k = min(top, scores.probs.shape[1]) if scores.probs.size else 0
     buf = io.StringIO(newline="")
     w = csv.writer(buf)
@@ -134,7 +136,8 @@ def write_predictions_csv(path: Path, scores: Scores, top: int = 5, classes: Cla
     for n in range(len(scores.paths)):
         order = np.argsort(-scores.probs[n], kind="stable")[:k]
         lab = int(scores.labels[n])
-        row: list[Any] = [Path(scores.paths[n]).name, scores.participants[n], lab, classes.names[lab]]
+        key = clip_key(Path(scores.paths[n]), root) if root is not None else scores.paths[n]
+        row: list[Any] = [key, scores.participants[n], lab, classes.names[lab]]
         for j in order:
             row += [int(j), f"{float(scores.probs[n, j]):.6f}"]
         w.writerow(row)
@@ -176,5 +179,5 @@ def evaluate_checkpoint(
             payload["classes"] = {"names": list(classes.names), "groups": list(classes.groups),
                                   "coarse": list(classes.coarse)}
         write_json_atomic(out_dir / "metrics.json", payload)
-        write_predictions_csv(out_dir / "predictions.csv", scores, classes=classes)
+        write_predictions_csv(out_dir / "predictions.csv", scores, classes=classes, root=data_root(records))
     return result, scores

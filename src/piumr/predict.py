@@ -32,7 +32,7 @@ from piumr.metrics import SUBMISSION_HEADER, topk_submission_rows
 from piumr.source import resolve_source
 
 __all__ = ["VIDEO_SUFFIXES", "ClipPrediction", "ClipFailure", "TrainedOn", "trained_on", "find_latest_checkpoint",
-           "expand_inputs", "manifest_inputs", "predict_clips", "write_submission"]
+           "expand_inputs", "manifest_classes", "manifest_inputs", "predict_clips", "write_submission"]
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
 
@@ -149,6 +149,22 @@ def manifest_inputs(data: Path | None) -> list[Path]:
                            "prepared from")
     test = [r.path for r, s in zip(man.records, man.splits, strict=True) if s == "test"]
     return test or [r.path for r in man.records]
+
+
+def manifest_classes(data: Path, names: ClassInfo, outputs: int, checkpoint: Path) -> ClassInfo:
+    """The classes ``piumr predict --data MANIFEST`` names: the manifest's ``classes.csv``, which must be the
+    classes the checkpoint outputs (``outputs`` of them, named ``names``: ``TrainedOn.names``); a
+    ``DatasetError`` naming both files when they are not (predictions would be named after other classes)."""
+    classes = read_manifest(data, check_files=False).classes
+    other = f"the checkpoint {checkpoint} was trained on other classes; predict with one trained on these"
+    if len(classes.names) != outputs:
+        raise DatasetError(f"--data {data}: its classes.csv has {len(classes.names)} classes, the checkpoint "
+                           f"{outputs} outputs: {other}")
+    for i, (mine, theirs) in enumerate(zip(classes.names, names.names)):
+        if mine != theirs:
+            raise DatasetError(f"--data {data}: class {i} of its classes.csv is {mine!r}, the checkpoint's is "
+                               f"{theirs!r}: {other}")
+    return classes
 
 
 def predict_clips(model: nn.Module, cfg: TrainConfig, inputs: Sequence[Path | ClipFailure], device: torch.device,

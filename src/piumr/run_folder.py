@@ -340,15 +340,20 @@ def write_config(folder: Path, cfg: TrainConfig, history: list[dict[str, Any]]) 
     write_text_atomic(folder / CONFIG, json.dumps(payload, indent=2) + "\n")
 
 
-def _same_run(last: Path, saved: TrainConfig, run: TrainConfig) -> None:
-    """``RunFolderError`` when ``last``'s config differs from the run's ``config.json`` beyond amendments (a
-    checkpoint of another run copied in: resuming it would rewrite the run's config to match)."""
+def _same_run(last: Path, saved: TrainConfig, run: TrainConfig, history: list[dict[str, Any]]) -> None:
+    """``RunFolderError`` when ``last``'s config is not one the run in ``config.json`` has had (a checkpoint of
+    another run copied in: resuming it would rewrite the run's config to match): a setting a resumed run cannot
+    change differs, or an ``AMENDABLE`` one holds a value no amendment in ``history`` gave or replaced (a
+    checkpoint written before the run's last amendment holds that amendment's old value)."""
     a, b = _flat(run.model_dump(mode="json")), _flat(saved.model_dump(mode="json"))
-    differ = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and k not in AMENDABLE]
+    had = {(h.get("key"), json.dumps(v, sort_keys=True)) for h in history for v in (h.get("old"), h.get("new"))}
+    differ = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)
+              and (k not in AMENDABLE or (k, json.dumps(b.get(k), sort_keys=True)) not in had)]
     if differ:
         k, more = differ[0], f" and {len(differ) - 1} more setting(s)" if len(differ) > 1 else ""
+        never = f" (no resume of this run changed it: {CONFIG} records no such amendment)" if k in AMENDABLE else ""
         raise RunFolderError(f"{last}: not this run's checkpoint: its {k} is {b.get(k)!r}, {CONFIG} says "
-                             f"{a.get(k)!r}{more}; put the run's own last.safetensors back, or start a new run")
+                             f"{a.get(k)!r}{more}{never}; put the run's own last.safetensors back, or start a new run")
 
 
 def _warn_inexact(last: Path, ckpt: Checkpoint, console: Console) -> None:
@@ -399,7 +404,7 @@ def open_run(cfg: TrainConfig, out_dir: Path, *, main: bool, resume: bool, fresh
         base, history = read_config(out_dir) if has_config else (cfg, [])
         if ckpt is not None:
             if has_config:
-                _same_run(last, ckpt.config, base)
+                _same_run(last, ckpt.config, base, history)
             if main:
                 _warn_inexact(last, ckpt, console)
             base = ckpt.config

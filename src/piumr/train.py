@@ -40,7 +40,7 @@ from piumr import run_folder
 from piumr.checkpoint import restore_rng, save_checkpoint
 from piumr.config import CHECKPOINT_EVERY_MIN, OptimConfig, TrainConfig
 from piumr.data.dataset import VideoDataset
-from piumr.data.loaders import build_dataset, eval_loader, probe_lengths
+from piumr.data.loaders import build_dataset, data_root, eval_loader, probe_lengths
 from piumr.data.manifest import MA52_CLASSES, ClassInfo
 from piumr.data.splits import class_info, load_split, resolve_root, trained_on
 from piumr.errors import RunError
@@ -380,8 +380,9 @@ def _validate(run: _Run, state: _State, epoch: int, row: dict[str, Any], prog: P
                    "skipped": state.val_missing, "shrank": state.val_shrank, **result.to_json()}
         _guarded(run, state, epoch, "metrics.json",
                  lambda: write_json_atomic(run.out_dir / "metrics.json", payload))
-        _guarded(run, state, epoch, "predictions_val.csv",
-                 lambda: write_predictions_csv(run.out_dir / "predictions_val.csv", scores, classes=run.classes))
+        val = run.val_loader.dataset.records if isinstance(run.val_loader.dataset, VideoDataset) else []
+        _guarded(run, state, epoch, "predictions_val.csv", lambda: write_predictions_csv(
+            run.out_dir / "predictions_val.csv", scores, classes=run.classes, root=data_root(val)))
     if dinfo.main:
         prog.console.print(f"epoch {epoch}: val F1_mean {state.final['f1_mean']:.2f} "
                            f"(action top-1 {state.final['action_top1']:.2f}, best {state.best:.2f})")

@@ -15,10 +15,12 @@ from piumr.config import DataConfig, ModelConfig, SpeedConfig, TrainConfig
 from piumr.data.dataset import VideoDataset, collate, worker_init
 from piumr.data.loaders import build_dataset
 from piumr.data.ma52 import Split, read_split
+from piumr.data.manifest import read_manifest
 from piumr.data.jpgs import read_blobs, read_header
 from piumr.data.prepare import PreparedCache
 from piumr.errors import DatasetError
 from piumr.data.video import Backend, probe, read_frames, uniform_indices
+from piumr.source import resolve_source
 
 
 #: the fewest clips a loader measurement cycles through (a smaller split is indexed repeatedly), and the fewest
@@ -45,7 +47,8 @@ def loader_throughput(
     """Clips/s of fully augmented ``(3, frames, crop, crop)`` clips through one DataLoader.
 
     Frames come from the prepared cache when ``root`` is one, else from decoding the raw videos (the decoded-clip
-    memory cache is off: a measurement decodes). The split's clips are indexed repeatedly up to
+    memory cache is off: a measurement decodes). ``root`` may be a manifest (``manifest.csv``, a prepared
+    cache's too): its rows, all of them, are the clips measured. The split's clips are indexed repeatedly up to
     ``max(min_clips, MIN_BATCHES_PER_PASS * batch_size)`` items a pass, drawn in random batches from one loader
     that lives for the whole measurement (no worker restarts). The first batch (worker start-up) is timed
     separately; then batches are drawn for ``seconds``. ``uint8``: clips leave the loader as uint8 (normalised
@@ -54,7 +57,9 @@ def loader_throughput(
     Returns clips/s, the clips/passes/batches measured, bytes per clip and what was measured (``{"not_run":
     reason}`` for ``gpu_decode`` without CUDA or a prepared cache).
     """
-    records = read_split(root, cast(Split, split), check_files=True)
+    # a manifest: every row, whatever its split (the loader's speed is measured, not a split)
+    records = list(read_manifest(root).records) if resolve_source(root).kind == "manifest" \
+        else read_split(root, cast(Split, split))
     if not records:
         raise DatasetError(f"{root}: the {split} split lists no clips to measure the loader on")
     cfg = TrainConfig(model=ModelConfig(frames=frames, crop=crop),

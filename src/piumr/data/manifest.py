@@ -5,8 +5,9 @@
     path,label,person,group,domain,split
     clips/p01_a.mp4,0,p01,head,lab,train
 
-``path`` (relative to the manifest's folder) and ``label`` (an index of ``classes.csv`` or a class
-name) are required; ``person``, ``group``, ``domain`` and ``split`` (train | val | test) are optional
+``path`` (absolute, or relative to the manifest's folder and inside it) and ``label`` (an index of
+``classes.csv`` or a class name; a cell that could be either, with classes named by numbers, is refused) are
+required; ``person``, ``group``, ``domain`` and ``split`` (train | val | test) are optional
 columns. ``classes.csv``: ``label,name`` and optionally ``group`` (the coarse class of each label,
 MA-52's body part). The reader produces the same :class:`~piumr.data.ma52.ClipRecord` s as the MA-52
 list reader (``action`` = label, ``body`` = group index, ``participant`` = person), so everything after
@@ -18,7 +19,9 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -30,8 +33,8 @@ from piumr.data.ma52 import (
 )
 from piumr.files import write_text_atomic
 
-__all__ = ["CLASSES_NAME", "COLUMNS", "ClassInfo", "MA52_CLASSES", "Manifest", "read_classes",
-           "read_manifest", "write_manifest"]
+__all__ = ["CLASSES_NAME", "COLUMNS", "ClassInfo", "MA52_CLASSES", "Manifest", "cache_keys", "clip_key",
+           "read_classes", "read_manifest", "write_cache_manifest", "write_manifest"]
 
 CLASSES_NAME = "classes.csv"
 COLUMNS: tuple[str, ...] = ("path", "label", "person", "group", "domain", "split")
@@ -151,7 +154,7 @@ def _groups_from_rows(path: Path, classes: ClassInfo, rows: list[tuple[int, dict
     found: dict[int, tuple[str, int]] = {}
     for line, row in rows:
         where = f"{path}:{line}"
-        _inside(where, row["path"])
+        _clip(where, row["path"], path.parent)
         label = _label(where, row["label"], classes)
         if not row["group"]:
             raise DatasetError(f"{where}: empty group")
@@ -169,34 +172,53 @@ def _groups_from_rows(path: Path, classes: ClassInfo, rows: list[tuple[int, dict
 
 
 def _label(where: str, text: str, classes: ClassInfo) -> int:
-    if _INDEX.fullmatch(text):
+    """The class of a ``label`` cell: an index of ``classes.csv`` or one of its names. A cell that is both an
+    index and the name of another class (classes named "1", "2", ...) is refused, never guessed."""
+    named = classes.names.index(text) if text in classes.names else None
+    if _INDEX.fullmatch(text) and int(text) < len(classes.names):
         label = int(text)
-        if label >= len(classes.names):
-            raise DatasetError(f"{where}: label {label} is outside 0..{len(classes.names) - 1} (classes.csv)")
+        if named is not None and named != label:
+            raise DatasetError(f"{where}: label {text!r} is ambiguous: index {label} of classes.csv is class "
+                               f"{classes.names[label]!r}, but class {named} is named {text!r}; rename the classes "
+                               "in classes.csv so that no name is another class's index (e.g. 'class 1')")
         return label
-    if text in classes.names:
-        return classes.names.index(text)
+    if named is not None:
+        return named
+    if _INDEX.fullmatch(text):
+        raise DatasetError(f"{where}: label {int(text)} is outside 0..{len(classes.names) - 1} (classes.csv)")
     raise DatasetError(f"{where}: label {text!r} is neither a class index (ASCII digits) nor a class name of "
                        "classes.csv")
 
 
-def _inside(where: str, name: str) -> str:
-    """``name`` as a relative POSIX path; paths leaving the manifest's folder raise."""
+def _clip(where: str, name: str, folder: Path) -> Path:
+    """The clip a ``path`` cell names: an absolute path as it is, a relative one under the manifest's
+    ``folder``. A relative path that leaves the folder (``..``) or a drive raise."""
     posix, win = PurePosixPath(name), PureWindowsPath(name)
     if not name:
         raise DatasetError(f"{where}: empty path")
+    if Path(name).is_absolute():
+        return Path(name)
     if posix.is_absolute() or win.is_absolute() or win.drive or ".." in posix.parts or ".." in win.parts:
-        raise DatasetError(f"{where}: path {name!r} points outside the manifest's folder")
-    return posix.as_posix()
+        raise DatasetError(f"{where}: path {name!r} points outside the manifest's folder (a relative path stays "
+                           "inside it; give an absolute path for a clip elsewhere)")
+    return folder / posix.as_posix()
+
+
+def clip_key(clip: Path, folder: Path) -> str:
+    """A clip's key: its path relative to ``folder`` (the data root) when it lies there, else its absolute
+    path; two clips of one dataset never share a key."""
+    full, root = Path(os.path.abspath(clip)), Path(os.path.abspath(folder))
+    return full.relative_to(root).as_posix() if full.is_relative_to(root) else full.as_posix()
 
 
 def read_manifest(path: Path, check_files: bool = True) -> Manifest:
     """Parse and check a manifest and its ``classes.csv`` into :class:`ClipRecord` s.
 
     Checks, each a :class:`DatasetError` naming the file and line: header (unknown, missing or doubled
-    columns), field count, label (index in range or a class name), path leaving the folder, duplicate
-    path, missing file (``check_files``), ``group`` disagreeing with ``classes.csv``, ``split`` not one of
-    train/val/test, an empty manifest.
+    columns), field count, label (index in range or a class name, never both), a relative path leaving the
+    folder, duplicate path (a relative and an absolute path naming one clip too), missing file
+    (``check_files``), ``group`` disagreeing with ``classes.csv``, ``split`` not one of train/val/test, an
+    empty manifest.
     """
     path = Path(path).expanduser()
     if not path.is_file():
@@ -214,10 +236,12 @@ def read_manifest(path: Path, check_files: bool = True) -> Manifest:
     known_broken = _prepare_failures(cache if cache.is_file() else None) if check_files else set()
     for line, row in rows:
         where = f"{path}:{line}"
-        rel = _inside(where, row["path"])
-        if rel in seen:
-            raise DatasetError(f"{where}: duplicate path {rel!r} (first on line {seen[rel]})")
-        seen[rel] = line
+        clip = _clip(where, row["path"], path.parent)
+        rel = clip_key(clip, path.parent)
+        same = os.path.abspath(clip)  # "a.mp4" and "/<folder>/a.mp4" are one clip
+        if same in seen:
+            raise DatasetError(f"{where}: duplicate path {row['path']!r} (first on line {seen[same]})")
+        seen[same] = line
         label = _label(where, row["label"], classes)
         group = classes.coarse[label]
         if row.get("group") and row["group"] != classes.groups[group]:
@@ -226,7 +250,6 @@ def read_manifest(path: Path, check_files: bool = True) -> Manifest:
         split = row.get("split")
         if split is not None and split not in SPLITS:
             raise DatasetError(f"{where}: split {split!r} is not one of {', '.join(SPLITS)}")
-        clip = path.parent / rel
         if check_files and rel not in known_broken:
             _check_exists(where, clip, cache.is_file())
         records.append(ClipRecord(clip, label, group, row.get("person") or None, path, line,
@@ -253,3 +276,38 @@ def write_manifest(path: Path, rows: Sequence[dict[str, str]], classes: ClassInf
         ("label", "name", "group"),
         [(i, n, classes.groups[classes.coarse[i]]) for i, n in enumerate(classes.names)]))
     return write_text_atomic(path, _csv(columns, [[r[c] for c in columns] for r in rows]))
+
+
+#: the folder of a prepared cache that holds the clips a manifest names by an absolute path outside its folder
+ABSOLUTE_DIR = "absolute"
+
+
+def cache_keys(man: Manifest) -> list[str]:
+    """Where each clip of ``man`` goes in a prepared cache (a path under the cache, without the suffix): its path
+    relative to the manifest's folder, or ``absolute/<its absolute path>`` for a clip outside that folder.
+    Two rows that would share a cache file raise naming both lines."""
+    folder = man.path.parent
+    keys: list[str] = []
+    first: dict[str, int | None] = {}
+    for r in man.records:
+        key = clip_key(r.path, folder)
+        if Path(key).is_absolute():
+            key = f"{ABSOLUTE_DIR}/{Path(key).relative_to(Path(key).anchor).as_posix()}"
+        if key in first:
+            raise DatasetError(f"{man.path}:{r.line}: this clip and the one on line {first[key]} would both be "
+                               f"prepared into {key}; rename the folder {ABSOLUTE_DIR}/ beside the manifest")
+        first[key] = r.line
+        keys.append(key)
+    return keys
+
+
+def write_cache_manifest(man: Manifest, keys: Sequence[str], out: Path) -> None:
+    """``manifest.csv`` + ``classes.csv`` of a prepared cache in ``out``: ``man``'s rows with ``path`` = each
+    clip's cache key (``cache_keys``); the user's file is copied as it is when every key is its path as written."""
+    names, rows = _rows(man.path, COLUMNS, _REQUIRED)
+    shutil.copyfile(man.path.parent / CLASSES_NAME, out / CLASSES_NAME)
+    if all(row["path"] == key for (_, row), key in zip(rows, keys, strict=True)):
+        shutil.copyfile(man.path, out / man.path.name)
+        return
+    write_text_atomic(out / man.path.name, _csv(names, [[key if n == "path" else row[n] for n in names]
+                                                        for (_, row), key in zip(rows, keys, strict=True)]))

@@ -13,8 +13,9 @@ A loader seeks to the sampled frames only and batch-decodes them with
 count, size, byte count, sha256, and the source clip's byte size and mtime); the list
 files and label_name.txt are copied, so the cache is itself a dataset root for
 :func:`piumr.data.ma52.find_layout`. From a manifest (``piumr.data.manifest``) a clip goes to
-``<out>/<its manifest path>.jpgs`` and ``manifest.csv`` + ``classes.csv`` are copied: ``<out>/manifest.csv``
-is then the prepared dataset.
+``<out>/<its manifest path>.jpgs`` (a clip named by an absolute path outside the manifest's folder:
+``<out>/absolute/<that path>.jpgs``) and ``manifest.csv`` + ``classes.csv`` are copied (the paths of such clips
+rewritten to their place in the cache): ``<out>/manifest.csv`` is then the prepared dataset.
 
 Rules of a rerun into an existing cache: a clip whose source file changed size or
 mtime since it was converted is converted again (so is one converted before sources
@@ -53,7 +54,7 @@ from piumr.data.jpgs import ClipHeader, encode_clip, read_blobs, read_header, to
 from piumr.data.ma52 import (
     LABEL_FILE, MANIFEST_NAME, PREPARED_SUFFIX, SPLITS, DatasetError, Layout, Split, find_layout, read_split,
 )
-from piumr.data.manifest import CLASSES_NAME, read_manifest
+from piumr.data.manifest import cache_keys, read_manifest, write_cache_manifest
 from piumr.data.video import Backend, VideoError
 from piumr.files import named
 from piumr.errors import Interrupted
@@ -313,10 +314,10 @@ def prepare_dataset(
     if layout is not None:
         tasks = _list_tasks(layout, splits, list_dir, out, manifest, report)
     elif man is not None:  # a manifest: its rows of ``splits`` (every row without a split column)
-        for name in (man.path.name, CLASSES_NAME):
-            shutil.copyfile(man.path.parent / name, out / name)
-        tasks = [_task(r.path.relative_to(man.path.parent).as_posix(), r.path, out, manifest)
-                 for r, s in zip(man.records, man.splits, strict=True) if s is None or s in splits]
+        keys = cache_keys(man)  # a clip outside the manifest's folder (an absolute path) goes under absolute/
+        write_cache_manifest(man, keys, out)
+        tasks = [_task(key, r.path, out, manifest)
+                 for key, r, s in zip(keys, man.records, man.splits, strict=True) if s is None or s in splits]
     remove_stale_temps(out)
     with stop_on_signals() as check:
         _convert_all(out, manifest, report, _run(tasks, short_side, quality, backend, workers, progress),

@@ -37,6 +37,7 @@ from piumr.data.synth.shift import FACTORS, GENERATOR_VERSION_V2, RANGES, ClipSe
 from piumr.files import write_json_atomic
 from piumr.reproduce.shift_aug import CONTROLS_VERSION
 from piumr.reproduce.shift_train import ARMS, arm_config, suite_config, tfam_map, train_and_score
+from piumr.run_folder import RunLock
 
 __all__ = ["CONTROL_KINDS", "SuiteSettings", "Task", "tasks", "run_suite", "load_runs"]
 
@@ -159,6 +160,15 @@ def _check_settings(settings: SuiteSettings, out: Path) -> None:
 
 def run_suite(settings: SuiteSettings, out: Path, *, jobs: int = 1, threads: int = 1, device: str = "cpu",
               on_done: Callable[[Task, dict[str, Any], int, int], None] | None = None) -> list[Task]:
+    """``_run_suite`` holding ``out``'s lock (``RunLock``, as a training run folder): one suite at a time trains
+    into ``out``; a second is refused (``RunFolderError`` naming the first's pid) before it writes anything."""
+    settings.check()
+    with RunLock(out):
+        return _run_suite(settings, out, jobs=jobs, threads=threads, device=device, on_done=on_done)
+
+
+def _run_suite(settings: SuiteSettings, out: Path, *, jobs: int = 1, threads: int = 1, device: str = "cpu",
+               on_done: Callable[[Task, dict[str, Any], int, int], None] | None = None) -> list[Task]:
     """Run every missing training of ``settings`` under ``out`` (``jobs`` processes of ``threads`` threads, each
     training on ``device``: on one GPU, ``jobs`` small trainings share it); returns what ran."""
     settings.check()

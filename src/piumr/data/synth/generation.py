@@ -36,6 +36,10 @@ from piumr.data.synth.tasks import GENERATOR_VERSION, TASKS
 __all__ = ["GENERATOR_VERSION", "MARKER", "TASKS", "SynthInfo", "generate", "synth_key", "ensure_synth"]
 
 MARKER = ".piumr_synth.json"  # written first into the folder: the set in it is ours (generator, version, parameters)
+#: what ``generate(manifest=True)`` adds to a set; its marker's ``"manifest": true`` says they are the set's own
+MANIFEST_FILES = ("manifest.csv", "classes.csv")
+#: a generated manifest's ``domain``: a person's camera is "near" from this ``cam_scale`` up, else "far"
+NEAR_CAMERA = 0.89
 _DATA = DataConfig()  # the dataset-size defaults live in DataConfig (synth_*)
 
 
@@ -226,15 +230,33 @@ def _cross_subject(out: Path, clips: list[_Clip], persons: int, seed: int,
     return train_p, val_p
 
 
-def _write_manifest(out: Path, clips: Sequence[_Clip], classes: tuple[int, ...]) -> None:
+def _write_manifest(out: Path, clips: Sequence[_Clip], classes: tuple[int, ...], people: Sequence[PersonAttrs]) -> None:
     """``manifest.csv`` + ``classes.csv`` of a generated set: its K classes as labels 0..K-1 (MA-52 names,
-    body parts as groups), one row per clip of the official splits."""
+    body parts as groups), one row per clip of the official splits; ``domain`` is the person's camera distance
+    (``near`` from ``NEAR_CAMERA`` up, else ``far``)."""
     bodies = sorted({_ACTION_TO_BODY[c] for c in classes})
     info = ClassInfo(tuple(_ACTION_NAMES[c] for c in classes), tuple(bodies.index(_ACTION_TO_BODY[c]) for c in classes),
                      tuple(_BODY_NAMES[b] for b in bodies))
     rows = [{"path": f"{c.split}/{c.name}", "label": str(classes.index(c.label)), "person": f"{c.person:04d}",
-             "group": _BODY_NAMES[_ACTION_TO_BODY[c.label]], "split": c.split} for c in clips]
+             "group": _BODY_NAMES[_ACTION_TO_BODY[c.label]],
+             "domain": "near" if people[c.person - 1].cam_scale >= NEAR_CAMERA else "far", "split": c.split}
+            for c in clips]
     write_manifest(out / "manifest.csv", rows, info)
+
+
+def _add_manifest(out: Path, marker: dict[str, Any], found: dict[str, Any], clips: Sequence[_Clip],
+                  classes: tuple[int, ...], seed: int, persons: int) -> None:
+    """``--manifest`` on a complete set already in ``out``: its manifest files are written when neither is
+    there (the marker records them first); both there are kept as they are; one alone is refused."""
+    there = [n for n in MANIFEST_FILES if (out / n).exists()]
+    if len(there) == len(MANIFEST_FILES):
+        return
+    if there:
+        raise DatasetError(f"--out {out}: {there[0]} is there but not the other manifest file; remove {there[0]} "
+                           "to have both written again, or give an empty or new folder")
+    if found.get("manifest") is not True:
+        write_json_atomic(out / MARKER, {**marker, "manifest": True})
+    _write_manifest(out, clips, classes, [make_person(seed, pid) for pid in range(1, persons + 1)])
 
 
 def generate(
@@ -272,8 +294,13 @@ def generate(
                          "classes_per_body": classes_per_body, "frames": frames, "size": size, "fps": fps}}
     if task != 1:  # task v1's marker is unchanged: sets made before tasks existed are still recognised
         marker["task"] = task
-    if _ours(out, marker, clips):
+    found = _ours(out, marker, clips)
+    if found is not None and (out / "synth_meta.json").is_file():  # complete: kept as it is
+        if manifest:
+            _add_manifest(out, marker, found, clips, classes, seed, persons)
         return _existing(out)
+    if manifest or (found is not None and found.get("manifest") is True):
+        marker["manifest"] = True  # its manifest files are its own (a rerun finds them)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / MARKER, marker)
     for sub in ("train", "val", "test", "cross_subject/train", "cross_subject/val"):
@@ -310,7 +337,7 @@ def generate(
     }
     (out / "synth_meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     if manifest:
-        _write_manifest(out, clips, classes)
+        _write_manifest(out, clips, classes, people)
     return SynthInfo(
         out=out,
         classes=classes,
@@ -332,17 +359,18 @@ def _expected(clips: list[_Clip]) -> set[str]:
     return names
 
 
-def _ours(out: Path, marker: dict[str, Any], clips: list[_Clip]) -> bool:
-    """Whether ``out`` already holds the complete set ``marker`` describes (True: keep it). False: ``out`` is
-    missing, empty, or holds an interrupted generation of this set (made again). ``DatasetError`` for any
-    other folder: a file, a non-empty folder piumr did not make, or a set of other parameters."""
+def _ours(out: Path, marker: dict[str, Any], clips: list[_Clip]) -> dict[str, Any] | None:
+    """The marker found in ``out`` when it holds the set ``marker`` describes, complete (``synth_meta.json``: keep
+    it) or interrupted (made again); None when ``out`` is missing or empty. ``DatasetError`` for any other folder:
+    a file, a non-empty folder piumr did not make, or a set of other parameters. The manifest files are the
+    set's own when its marker says so (``"manifest": true``)."""
     if not out.exists():
-        return False
+        return None
     if not out.is_dir():
         raise DatasetError(f"--out {out}: not a folder")
     entries = {str(p.relative_to(out)) for p in out.rglob("*")}
     if not entries:
-        return False
+        return None
     found: Any = None
     for name in (MARKER, "synth_meta.json"):  # sets made before the marker existed have only the metadata
         try:
@@ -359,11 +387,11 @@ def _ours(out: Path, marker: dict[str, Any], clips: list[_Clip]) -> bool:
         raise DatasetError(f"--out {out} holds a synthetic set of other settings (task {mine['task']}, version "
                            f"{mine['version']}, seed {mine['seed']}, {mine['params']}); nothing was written: give "
                            "another folder")
-    other = sorted(entries - _expected(clips))
+    other = sorted(entries - _expected(clips) - (set(MANIFEST_FILES) if found.get("manifest") is True else set()))
     if other:
         raise DatasetError(f"--out {out} holds files piumr synth did not write ({', '.join(other[:3])}); nothing "
                            "was written: give an empty or new folder")
-    return (out / "synth_meta.json").is_file()
+    return found
 
 
 def _existing(out: Path) -> SynthInfo:
