@@ -113,6 +113,7 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
     Option("--eval-every", "eval_every"),
     Option("--max-steps-per-epoch", "max_steps_per_epoch"),
     Option("--on-error", "data.on_error"),
+    Option("--tensorboard", "tensorboard", _const(True), switch=True, resumable=True),
     Option("--fresh", switch=True),
     # how a step runs (docs/benchmarks.md); --compile and --fast-depthwise win over the same lever in --speed
     Option("--speed", "speed", parse_speed, resumable=True, expands=True),

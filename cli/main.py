@@ -25,6 +25,7 @@ from .options import (
     ARTIFACTS, HELP_SETTINGS, LIST_SPLITS, PRESET_METAVAR, DeviceOpt, ManifestOpt, PresetOpt, ThreadsOpt, check_data,
     check_predict, check_preset, metavar, resolve_checkpoint,
 )
+from .plot import plot
 from .train import train
 
 if TYPE_CHECKING:  # the CLI imports torch-heavy modules inside commands, so --help stays fast
@@ -59,6 +60,7 @@ def _edge(ctx: typer.Context) -> None:
 out = console()
 app.command()(doctor)
 app.command()(train)
+app.command()(plot)
 
 
 def _threads(threads: Optional[int], workers: int) -> int:
@@ -207,12 +209,14 @@ def evaluate(
     data: Annotated[Optional[str], typer.Option(help="data root (default: the checkpoint's)")] = None,
     split: Annotated[str, typer.Option(metavar=metavar(ListSplit), help="which list to score")] = "val",
     views: Annotated[int, typer.Option(help="temporal views averaged per clip", min=1, max=MAX_VIEWS)] = 1,
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help="where metrics.json / predictions.csv go")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="where metrics.json, predictions.csv, "
+                                                    "confusion.png and per_class.csv go")] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=1)] = None,
     device: DeviceOpt = None,
     threads: ThreadsOpt = None,
 ) -> None:
-    """Official MA-52 metrics (+ per-participant / worst-participant) of a checkpoint on a split."""
+    """Official MA-52 metrics (+ per-participant / worst-participant) of a checkpoint on a split, a row-normalised
+    confusion-matrix figure and per-class precision / recall / F1."""
     with user_errors():
         path = resolve_checkpoint(checkpoint, ARTIFACTS)
         check_data(data)
@@ -239,7 +243,8 @@ def evaluate(
             err.print(f"[yellow]warning: {len(scores.skipped)} clip(s) of the {split} split could not be read and "
                       f"were left out (metrics over {len(scores.labels)} clips)[/]: " + ", ".join(scores.skipped),
                       highlight=False)
-        out.print(f"wrote {dest / 'metrics.json'} and {dest / 'predictions.csv'}")
+        out.print(f"wrote {dest / 'metrics.json'}, {dest / 'predictions.csv'}, {dest / 'confusion.png'} and "
+                  f"{dest / 'per_class.csv'}")
 
 
 @app.command()

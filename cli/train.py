@@ -13,6 +13,7 @@ from piumr.backbones import BACKBONES
 from piumr.config import (
     CHECKPOINT_EVERY_MIN, MAX_CHECKPOINT_EVERY_MIN, PERSON_DISJOINT, Fusion, OnError, Split,
 )
+from piumr.errors import require_extra
 
 from .errors import console, user_errors, warn_cpu_time
 from .flags import TRAIN_OPTIONS, build_config, config_overrides, refuse_conflicts, typed_options
@@ -70,6 +71,9 @@ def train(
     eval_every: Annotated[Optional[int], typer.Option()] = None,
     max_steps_per_epoch: Annotated[Optional[int], typer.Option()] = None,
     on_error: Annotated[Optional[str], typer.Option(metavar=metavar(OnError), help="what a broken clip does")] = None,
+    tensorboard: Annotated[bool, typer.Option("--tensorboard", help="also write the log's numbers as TensorBoard "
+                                                                    "scalars to <run>/tensorboard (needs the "
+                                                                    "tensorboard extra)")] = False,
     compile_: CompileOpt = None,
     fast_depthwise: FastDepthwiseOpt = None,
     speed: SpeedOpt = None,
@@ -90,6 +94,8 @@ def train(
         if preset is not None:
             check_preset(preset)
         typed = typed_options(TRAIN_OPTIONS, params)
+        if tensorboard:  # before torch loads
+            require_extra("tensorboard", "tensorboard", "--tensorboard")
         if resume is not None:
             if out_dir is not None and out_dir.resolve() != resume.resolve():
                 raise ValueError(f"--out {out_dir} cannot be combined with --resume {resume} (a resumed run stays "

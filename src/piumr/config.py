@@ -266,6 +266,7 @@ class TrainConfig(_Frozen):
     ce_weight: float = Field(1.0, ge=0.0)  # §4.1: plain sum
     eval_every: int = Field(1, ge=1)  # epochs between validations (not in paper)
     max_steps_per_epoch: int | None = Field(None, ge=1)  # cap for quick runs (not in paper)
+    tensorboard: bool = False  # also write the log's numbers as TensorBoard scalars (<run>/tensorboard; an extra)
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:

@@ -7,10 +7,11 @@ another piumr module.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 
 __all__ = ["load_error", "CheckpointError", "DatasetError", "VideoError", "DeviceError", "RunFolderError", "RunError",
-           "MissingExtraError", "Interrupted"]
+           "MissingExtraError", "require_extra", "Interrupted"]
 
 
 class CheckpointError(ValueError):
@@ -41,6 +42,13 @@ class RunError(RuntimeError):
 
 class MissingExtraError(ValueError):
     """An optional package a chosen feature needs is not installed; the message names the extra to install."""
+
+
+def require_extra(package: str, extra: str, feature: str) -> None:
+    """``MissingExtraError`` naming ``extra`` when ``package`` is not installed (found without importing it, so
+    the command line can ask before torch loads)."""
+    if importlib.util.find_spec(package) is None:
+        raise MissingExtraError(f"{feature} needs the optional package {package}: pip install \"piumr[{extra}]\"")
 
 
 def load_error(e: BaseException) -> str:

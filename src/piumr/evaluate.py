@@ -21,8 +21,13 @@ from piumr.data.splits import class_info, load_split, resolve_root
 from piumr.errors import DatasetError
 from piumr.files import check_writable, write_json_atomic, write_text_atomic
 from piumr.metrics import EvalResult, evaluate_scores
+from piumr.plots import (
+    CONFUSION, PER_CLASS, PER_CLASS_COLUMNS, check_outputs, confusion_figure, is_piumr_png, per_class_csv, save_png,
+    starts_with,
+)
 
-__all__ = ["Scores", "collect_scores", "eval_loader", "evaluate_checkpoint", "score_metrics", "write_predictions_csv"]
+__all__ = ["Scores", "collect_scores", "eval_loader", "evaluate_checkpoint", "score_metrics", "write_predictions_csv",
+           "write_confusion"]
 
 
 @dataclass
@@ -144,21 +149,35 @@ def write_predictions_csv(path: Path, scores: Scores, top: int = 5, classes: Cla
     write_text_atomic(path, buf.getvalue())
 
 
+def write_confusion(out_dir: Path, result: EvalResult, scores: Scores, classes: ClassInfo, title: str) -> None:
+    """``confusion.png`` (``result.confusion`` (C, C), rows normalised, with ``classes``' names) and
+    ``per_class.csv`` (precision / recall / F1 of each class, from ``scores``' argmax predictions)."""
+    num = result.confusion.shape[0]
+    names = [classes.names[i] if i < len(classes.names) else str(i) for i in range(num)]
+    groups = [classes.groups[classes.coarse[i]] if i < len(classes.coarse) else "" for i in range(num)]
+    pred = np.argmax(scores.probs, axis=1) if scores.probs.size else np.zeros(0, dtype=np.int64)
+    save_png(confusion_figure(result.confusion, names, title), out_dir / CONFUSION)
+    write_text_atomic(out_dir / PER_CLASS, per_class_csv(scores.labels, pred, names, groups))
+
+
 def evaluate_checkpoint(
     model: nn.Module, cfg: TrainConfig, *, split: Literal["train", "val", "val_seen", "test"], out_dir: Path | None,
     device: torch.device, views: int = 1, batch_size: int | None = None, progress: bool = True,
     data: DataConfig | None = None, source: Path | None = None,
 ) -> tuple[EvalResult, Scores]:
-    """Evaluate ``model`` on ``split`` of ``data`` (default: the config's); write
-    ``metrics.json`` and ``predictions.csv`` into ``out_dir`` when given; ``source``, the checkpoint file, is
-    named when the scores are not finite (an ``out_dir`` that cannot be written
-    raises its ``OSError`` before any clip is scored)."""
+    """Evaluate ``model`` on ``split`` of ``data`` (default: the config's); write ``metrics.json``,
+    ``predictions.csv``, the row-normalised ``confusion.png`` and ``per_class.csv`` into ``out_dir`` when given;
+    ``source``, the checkpoint file, is named when the scores are not finite (an ``out_dir`` that cannot be
+    written, or that holds a ``confusion.png`` / ``per_class.csv`` evaluate did not write, is refused before any
+    clip is scored)."""
     if out_dir is not None:
         try:
             check_writable(out_dir)
         except OSError as e:
             raise ValueError(f"{e.filename}: {e.strerror}: metrics.json and predictions.csv cannot be written to "
                              f"{out_dir}; give --out a writable folder") from None
+        check_outputs({out_dir / CONFUSION: is_piumr_png,
+                       out_dir / PER_CLASS: starts_with(",".join(PER_CLASS_COLUMNS))}, "piumr evaluate")
     run_cfg = cfg if data is None else cfg.model_copy(update={"data": data})
     resolve_root(run_cfg.data, progress)
     classes = class_info(run_cfg.data)
@@ -180,4 +199,7 @@ def evaluate_checkpoint(
                                   "coarse": list(classes.coarse)}
         write_json_atomic(out_dir / "metrics.json", payload)
         write_predictions_csv(out_dir / "predictions.csv", scores, classes=classes, root=data_root(records))
+        where = f" of {source.parent.name}/{source.name}" if source is not None else ""
+        write_confusion(out_dir, result, scores, classes, f"confusion{where}, {split} split, {len(scores.labels)} "
+                        f"clips{f', {views} views' if views > 1 else ''} (rows: true class, normalised)")
     return result, scores

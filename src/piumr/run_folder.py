@@ -43,9 +43,9 @@ __all__ = ["AMENDABLE", "Amendment", "AmendmentError", "Opened", "RunLock", "ame
 
 LOCK = ".lock"
 CONFIG = "config.json"
-# config keys a resumed run may change: the length of the run, the learning-rate schedule, and the
-# number of loader processes (which does not change any result)
-AMENDABLE = ("optim.epochs", "optim.lr", "optim.milestones", "optim.gamma", "data.num_workers",
+# config keys a resumed run may change: the length of the run, the learning-rate schedule, the
+# number of loader processes and what is logged (neither changes any result)
+AMENDABLE = ("optim.epochs", "optim.lr", "optim.milestones", "optim.gamma", "data.num_workers", "tensorboard",
              *(f"speed.{k}" for k in SpeedConfig.model_fields))  # how a step runs, not what it computes
 
 

@@ -8,14 +8,13 @@ in the config is the GLOBAL batch (split evenly over ranks).
 Files in ``out_dir``: ``config.json``, ``log.jsonl`` (one JSON object per logged step, per epoch, per resume
 and per amendment), ``last.safetensors`` (model + optimiser + RNG, written at every epoch end and every
 ``checkpoint_every_min`` minutes within an epoch: ``resume=True`` continues exactly), ``best.safetensors``
-(best validation F1_mean), ``metrics.json`` (validation metrics of the best epoch), ``summary.json``.
+(best validation F1_mean), ``metrics.json`` (validation metrics of the best epoch), ``summary.json``, ``curves.png``
+(loss, validation, lr per epoch, redrawn from ``log.jsonl`` at each epoch end); ``cfg.tensorboard``: ``tensorboard/``.
 
-The run folder's rules (``piumr.run_folder``): one process at a time (a lock),
-a new run only into an empty folder (``fresh=True`` moves an old run aside),
-a resumed run drops the log rows after its checkpoint and records every change
-of its config as an amendment. Faults that stop a run (divergence, a failed
-write, a vanished run folder) raise ``RunError`` naming the epoch, the step and
-the last good checkpoint.
+The run folder's rules (``piumr.run_folder``): one process at a time (a lock), a new run only into an empty folder
+(``fresh=True`` moves an old run aside), a resumed run drops the log rows after its checkpoint and records every
+change of its config as an amendment. Faults that stop a run (divergence, a failed write, a vanished run folder)
+raise ``RunError`` naming the epoch, the step and the last good checkpoint.
 """
 
 from __future__ import annotations
@@ -173,6 +172,7 @@ def _set_up(opened: run_folder.Opened, out_dir: Path, dinfo: DistInfo, progress:
     cfg = opened.cfg
     if cfg.optim.batch_size % dinfo.world:
         raise ValueError(f"batch size {cfg.optim.batch_size} is not divisible by {dinfo.world} processes")
+    log = RunLog(out_dir / "log.jsonl" if dinfo.main else None, tensorboard=cfg.tensorboard)  # no extra: fails here
     seed_everything(cfg.seed + dinfo.rank)
     # data first: a bad --data fails before anything is written, leaving no run folder behind
     resolve_root(cfg.data, progress and dinfo.main)
@@ -200,12 +200,10 @@ def _set_up(opened: run_folder.Opened, out_dir: Path, dinfo: DistInfo, progress:
         opened.history += [c.to_json(epoch, step) for c in opened.changes]
         run_folder.write_config(out_dir, cfg, opened.history)
     st = os.stat(out_dir) if dinfo.main else None
-    return _Run(cfg, out_dir, dinfo, console, RunLog(out_dir / "log.jsonl" if dinfo.main else None), train_ds,
-                val_loader, model, criterion, opt, steps,
+    return _Run(cfg, out_dir, dinfo, console, log, train_ds, val_loader, model, criterion, opt, steps,
                 Feed(cfg, train_ds, dinfo.device, steps, rank=dinfo.rank, world=dinfo.world),
-                LossMeter(cfg.speed.check_every),
-                folder_id=(st.st_dev, st.st_ino) if st is not None else None, classes=class_info(cfg.data),
-                trained_on=trained_on(cfg, train_records))
+                LossMeter(cfg.speed.check_every), folder_id=(st.st_dev, st.st_ino) if st is not None else None,
+                classes=class_info(cfg.data), trained_on=trained_on(cfg, train_records))
 
 
 def _restore(run: _Run, opened: run_folder.Opened) -> _State:
@@ -483,7 +481,7 @@ def _loop(run: _Run, state: _State, net: torch.nn.Module, progress: bool, log_ev
     prog = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=run.console,
                     disable=not (progress and dinfo.main))
-    with prog:
+    with prog, run.log:  # leaving it closes the TensorBoard event file
         task = prog.add_task(run.cfg.name, total=epochs * per_epoch,
                              completed=state.start_epoch * per_epoch + state.batches_done, info="")
         for epoch in range(state.start_epoch, epochs):
@@ -492,6 +490,7 @@ def _loop(run: _Run, state: _State, net: torch.nn.Module, progress: bool, log_ev
                 _validate(run, state, epoch, row, prog)
             if dinfo.main:
                 _guarded(run, state, epoch, "log.jsonl", lambda: run.log(**row))
+                _guarded(run, state, epoch, "curves.png", run.log.draw_curves)
                 _save_last(run, state, epoch)
             if on_epoch is not None:
                 on_epoch(epoch, row)
