@@ -134,6 +134,7 @@ SHORT: dict[str, list[str]] = {
     "bench infer": ["--iters", "1"],
     "bench loader": ["--data", "ROOT", "--preset", "tiny", "--seconds", "1", "--workers", "0"],
     "info": [],
+    "doctor": ["--preset", "tiny", "--loader-seconds", "0"],
     "plot": [],
 }
 
