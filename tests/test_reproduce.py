@@ -524,10 +524,18 @@ def test_an_unknown_figure_is_refused_with_the_list_before_training(tmp_path: Pa
     assert train.calls == []
 
 
-def test_fig5_title_names_the_seed_drawn() -> None:
+def test_fig5_title_names_the_seed_drawn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert figures.similarity_title(0, [0, 1]) == ("Cosine similarity of validation embeddings, seed 0 (of seeds "
                                                    "0, 1; the finding below is over every seed)")
     assert figures.similarity_title(3, [3]) == "Cosine similarity of validation embeddings, seed 3"
+    drawn: list[Any] = []
+    monkeypatch.setattr(figures, "save_figure", lambda fig, stem, banner=None: drawn.append(fig) or [])
+    emb = np.random.default_rng(0).normal(size=(12, 4))
+    figures.similarity_figure({"a": figures.cosine_similarities(emb, np.arange(12) % 3)}, tmp_path / "f5",
+                              title=figures.similarity_title(0, [0, 1]))
+    (fig,) = drawn
+    assert fig._suptitle.get_text() == figures.similarity_title(0, [0, 1])
+    assert [ax.get_title() for ax in fig.axes] == ["inter-class pairs", "intra-class pairs"]
 
 
 def test_loss_landscape_restores_the_weights() -> None:

@@ -130,14 +130,14 @@ def similarity_figure(sims: Mapping[str, tuple[npt.ArrayLike, npt.ArrayLike]], s
     lo = max(-1.0, min((float(v.min()) for v in vals), default=-1.0))
     hi = min(1.0, max((float(v.max()) for v in vals), default=1.0))
     bins = [float(b) for b in np.linspace(lo, hi if hi > lo else lo + 1e-3, 61)]  # the data's range
-    for p, (title, idx) in enumerate((("inter-class pairs", 0), ("intra-class pairs", 1))):
+    for p, (panel, idx) in enumerate((("inter-class pairs", 0), ("intra-class pairs", 1))):
         ax = fig.add_subplot(1, 2, p + 1)
         for name, pair in sims.items():
             v = np.asarray(pair[idx], dtype=np.float64)
             if v.size:
                 ax.hist(v, bins=bins, density=True, histtype="stepfilled", alpha=0.45,
                         label=f"{name} (mean {v.mean():.3f})")
-        ax.set_title(title)
+        ax.set_title(panel)
         ax.set_xlabel("cosine similarity")
         ax.set_ylabel("density")
         if ax.get_legend_handles_labels()[0]:
