@@ -99,7 +99,7 @@ def check_data(data: Optional[str], flag: str = "--data") -> None:
         raise FileNotFoundError(f"{flag} {data}: {problem} (give an MA-52 folder, a prepared cache, or 'synth')")
     if not root.exists():
         raise FileNotFoundError(f"{flag} {data}: data root does not exist (give {DATA_KINDS})")
-    if not root.is_dir() and root.suffix.lower() != ".csv":
+    if resolve_source(data).kind == "missing":  # there, but neither a folder nor a manifest .csv
         raise FileNotFoundError(f"{flag} {data}: not a folder nor a manifest .csv (give {DATA_KINDS})")
 
 

@@ -58,7 +58,18 @@ def test_synth_tags() -> None:
 def test_no_other_module_decides_the_kind() -> None:
     """The data kind is decided only in ``source.py``: no ``== SYNTH`` / ``!= SYNTH`` / manifest-suffix test
     elsewhere in src/ or cli/."""
-    pattern = re.compile(r"[!=]= SYNTH\b|is_manifest|(?<!kind )[!=]= \"synth\"|suffix\.lower\(\) == \"\.csv\"")
+    pattern = re.compile(r"[!=]= SYNTH\b|is_manifest|(?<!kind )[!=]= \"synth\"|suffix(\.lower\(\))? [!=]= \"\.csv\"")
     hits = [f"{p.relative_to(REPO)}:{i}" for root in (REPO / "src", REPO / "cli") for p in sorted(root.rglob("*.py"))
             if p.name != "source.py" for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
     assert not hits, f"data kind decided outside piumr/source.py: {hits}"
+
+
+def test_the_command_line_refuses_a_file_that_is_no_manifest(tmp_path: Path) -> None:
+    from piumr_cli.options import check_data
+
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "m.csv").write_text("path,label\n")
+    with pytest.raises(FileNotFoundError, match=r"^--data .*notes\.txt: not a folder nor a manifest \.csv"):
+        check_data(str(tmp_path / "notes.txt"))
+    for fine in ("synth", str(tmp_path), str(tmp_path / "m.csv")):
+        check_data(fine)

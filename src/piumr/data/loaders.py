@@ -28,6 +28,7 @@ from piumr.data.memory import DEFAULT_BUDGET_BYTES, FrameSource, estimate_bytes,
 from piumr.data.prepare import open_cache_if_any
 from piumr.data.transforms import build_transform
 from piumr.errors import VideoError
+from piumr.source import resolve_source
 
 __all__ = ["Mode", "data_root", "build_dataset", "probe_lengths", "train_loader", "persistent_train_loader",
            "eval_loader", "person_batches"]
@@ -41,8 +42,8 @@ def data_root(records: Sequence[ClipRecord]) -> Path:
     if not records:
         return Path(".")
     first = records[0]
-    return first.list_file.parent if first.list_file is not None and first.list_file.suffix == ".csv" \
-        else first.path.parent.parent
+    from_manifest = first.list_file is not None and resolve_source(first.list_file).kind == "manifest"
+    return first.list_file.parent if first.list_file is not None and from_manifest else first.path.parent.parent
 
 
 def build_dataset(cfg: TrainConfig, records: Sequence[ClipRecord], mode: Mode, *, views: int = 1) -> VideoDataset:
