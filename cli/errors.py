@@ -83,8 +83,10 @@ def os_error_line(e: OSError) -> str:
     return f"{text} ({hint})" if hint else text
 
 
-def warn_cpu_time(what: str, cfg: ModelConfig, clips: int, train: bool, threads: int, device: str) -> None:
-    """On CPU, say how long ``clips`` clips of ``cfg`` will take before starting (when over ~2 s)."""
+def warn_cpu_time(what: str, cfg: ModelConfig, clips: int, train: bool, threads: int, device: str,
+                  memory: float | None = None) -> None:
+    """On CPU, say how long ``clips`` clips of ``cfg`` will take before starting (when over ~2 s), and the
+    ``memory`` (bytes) they hold when given."""
     if device != "cpu":
         return
     from piumr.bench import estimate_cpu_seconds
@@ -95,5 +97,34 @@ def warn_cpu_time(what: str, cfg: ModelConfig, clips: int, train: bool, threads:
     load, cores = os.getloadavg()[0], os.cpu_count() or 1
     busy = (f"; this machine is busy (load {load:.1f} on {cores} CPUs): expect ~{secs * load / cores:.0f} s"
             if load > cores else "")
+    mib = (memory or 0) / 2**20
+    held = "" if memory is None else f", holding {mib:.0f} MiB of activations" if mib < 1024 else \
+        f", holding {mib / 1024:.1f} GiB of activations"
     err.print(f"note: {what} on CPU ({cfg.backbone}, {cfg.frames}x{cfg.crop}, {threads} "
-              f"thread(s)): about {secs:.0f} s on an idle machine (estimate){busy}", highlight=False)
+              f"thread(s)): about {secs:.0f} s on an idle machine (estimate){held}{busy}", highlight=False)
+
+
+def activation_bytes(cfg: ModelConfig, clips: int) -> float:
+    """ESTIMATED bytes a training forward pass of ``clips`` clips through ``cfg`` keeps for its backward pass:
+    the tensors autograd saves, counted on the meta device for one and two clips (no memory, no arithmetic;
+    parameters and TFAM left out) and extrapolated linearly. On CPU the time of such a pass grows faster than
+    its FLOPs once these reach gigabytes (``tiny`` at 4096 clips: 4.8 GiB, ten times the FLOP estimate)."""
+    import torch
+
+    from piumr.model import PIUmrNet
+
+    plain = cfg.model_copy(update={"tfam": cfg.tfam.model_copy(update={"enabled": False}), "pretrained": None})
+    with torch.device("meta"):
+        net = PIUmrNet(plain).train()
+    params = {id(p) for p in net.parameters()}
+    saved = [0, 0]
+    for i, n in enumerate((1, 2)):
+        def pack(t: torch.Tensor, i: int = i) -> torch.Tensor:
+            if id(t) not in params:
+                saved[i] += t.numel() * t.element_size()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            net(torch.empty(n, 3, cfg.frames, cfg.crop, cfg.crop, device="meta"))
+    per_clip = saved[1] - saved[0]
+    return float(saved[0] + per_clip * (clips - 1))

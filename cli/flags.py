@@ -7,9 +7,10 @@ and the options that configure it)."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, get_args
 
 from pydantic import ValidationError
 
@@ -48,10 +49,41 @@ def parse_set(values: list[str] | None) -> dict[str, Any]:
                                  "config.json, e.g. girl.tau, optim.lr, model.tfam.fusion)")
             node = node[part]
         try:
-            out[key.strip()] = json.loads(raw)
+            value = json.loads(raw)
         except json.JSONDecodeError:
-            out[key.strip()] = raw
+            value = raw
+        _check_set_value(item, key.strip(), value, node)
+        out[key.strip()] = value
     return out
+
+
+#: a run's name becomes a folder, ``artifacts/runs/<name>-<time>``: a plain folder name, never a path
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
+
+
+def _field_type(key: str) -> Any:
+    """The annotation of the config field at the dotted ``key`` (a known key)."""
+    ann: Any = TrainConfig
+    for part in key.split("."):
+        ann = ann.model_fields[part].annotation
+    return ann
+
+
+def _takes_bool(annotation: Any) -> bool:
+    return annotation is bool or any(_takes_bool(a) for a in get_args(annotation))
+
+
+def _check_set_value(item: str, key: str, value: Any, default: Any) -> None:
+    """``ValueError`` naming ``--set`` and the key for what pydantic would quietly convert or take: a boolean for
+    a number (``true`` would be 1), a run name that is not a plain folder name (``../x`` would leave
+    ``artifacts/runs``)."""
+    if isinstance(value, bool) and not _takes_bool(_field_type(key)):
+        example = f" (e.g. {default!r})" if default is not None else ""
+        raise ValueError(f"--set {item!r}: {key} is not a true/false setting; give a value of its own type{example}")
+    if key == "name" and not (isinstance(value, str) and PLAIN_NAME.fullmatch(value)):
+        raise ValueError(f"--set {item!r}: a run's name is a folder name (artifacts/runs/<name>-<time>): letters, "
+                         "digits, '.', '_', '+' and '-', starting with a letter or digit; not a path")
+
 
 @dataclass(frozen=True)
 class Option:

@@ -19,11 +19,12 @@ from piumr.config import (
 from .bench_loader import bench_loader
 from .display import show_prediction
 from .doctor import doctor
-from .errors import console, err, user_errors, warn_cpu_time
+from .errors import activation_bytes, console, err, user_errors, warn_cpu_time
 from .flags import SYNTH_OPTIONS, build_config, config_overrides, typed_options
 from .options import (
-    ARTIFACTS, HELP_SETTINGS, LIST_SPLITS, PRESET_METAVAR, DeviceOpt, ManifestOpt, PresetOpt, ThreadsOpt, check_data,
-    check_predict, check_preset, metavar, resolve_checkpoint,
+    ARTIFACTS, HELP_SETTINGS, LIST_SPLITS, PRESET_METAVAR, SYNTH_BUDGET_BYTES, SYNTH_BUDGET_SECONDS, DeviceOpt,
+    ManifestOpt, PresetOpt, ThreadsOpt, check_data, check_predict, check_preset, check_synth_budget, check_threads,
+    human_bytes, human_seconds, metavar, resolve_checkpoint, synth_estimate,
 )
 from .plot import plot
 from .train import train
@@ -58,6 +59,8 @@ def _edge(ctx: typer.Context) -> None:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
 
 out = console()
+#: the most memory ``piumr info``'s forward/backward check may hold (estimated first: ``activation_bytes``)
+INFO_MEMORY_BUDGET = 3 * 2**30
 app.command()(doctor)
 app.command()(train)
 app.command()(plot)
@@ -98,16 +101,25 @@ def info(
     threads: ThreadsOpt = None,
 ) -> None:
     """Build a preset's model and run one forward/backward pass on CPU: shapes and parameter counts
-    (the paper preset takes a minute or more on 2 cores; the time is estimated before it starts)."""
+    (the paper preset takes a minute or more on 2 cores; the time and memory are estimated before it starts,
+    and a batch over the memory budget is refused)."""
     with user_errors():
         cfg = build_config(preset, {})
+        check_threads(threads)
     import torch
 
     from piumr import GIRLLoss, build_model
 
     with user_errors():
         n_threads = _threads(threads, 0)
-        warn_cpu_time(f"one forward/backward pass of {batch} clip(s)", cfg.model, batch, True, n_threads, "cpu")
+        need = activation_bytes(cfg.model, batch)
+        if need > INFO_MEMORY_BUDGET:
+            fits = max(1, int(batch * INFO_MEMORY_BUDGET / need))
+            raise ValueError(f"--batch {batch}: a training pass of {preset} holds about {need / 2**30:.1f} GiB of "
+                             f"activations (estimate), over info's {INFO_MEMORY_BUDGET / 2**30:.0f} GiB budget (on CPU "
+                             f"its time grows far beyond the FLOP estimate); give --batch {fits} or less")
+        warn_cpu_time(f"one forward/backward pass of {batch} clip(s)", cfg.model, batch, True, n_threads, "cpu",
+                      memory=need)
         torch.manual_seed(0)
         model = build_model(config=cfg.model).train()
         x = torch.randn(batch, 3, cfg.model.frames, cfg.model.crop, cfg.model.crop)
@@ -145,17 +157,27 @@ def synth(
                                                      "(classes that differ only in time; --classes-per-body 1..3)")] = None,
     workers: Annotated[int, typer.Option(help="parallel processes", min=1, max=MAX_WORKERS)] = 2,
     manifest: ManifestOpt = False,
+    force: Annotated[bool, typer.Option("--force", help=(
+        f"generate even a set estimated over {human_bytes(SYNTH_BUDGET_BYTES)} on disk, "
+        f"{human_seconds(SYNTH_BUDGET_SECONDS)} or the free space"))] = False,
     threads: ThreadsOpt = None,
 ) -> None:
-    """Generate the synthetic MA-52-format dataset (real mp4 files + official-format lists)."""
+    """Generate the synthetic MA-52-format dataset (real mp4 files + official-format lists). Its size on disk
+    and time are estimated first; a set over the budget is refused unless --force."""
     params = dict(locals())
-    with user_errors():
+    with user_errors():  # sizes, threads and the budget before torch is imported
         check_preset(preset)
+        check_threads(threads)
+        d = build_config(preset, config_overrides(SYNTH_OPTIONS, typed_options(SYNTH_OPTIONS, params))).data
+        est = synth_estimate(d, workers)
+        if not force:
+            check_synth_budget(est, d, out_dir)
+        if est.seconds >= 5 or est.bytes >= 100e6:
+            err.print(f"note: {est.describe()} (estimate)", highlight=False)
     from piumr.data.splits import synth_params
     from piumr.data.synth import generate
 
     with user_errors():
-        d = build_config(preset, config_overrides(SYNTH_OPTIONS, typed_options(SYNTH_OPTIONS, params))).data
         _threads(threads, workers)
         t = time.perf_counter()
         res = generate(out_dir, workers=workers, progress=True, manifest=manifest, **synth_params(d))
@@ -192,20 +214,24 @@ def prepare(
                 raise typer.Exit(1)
 
 
-def _load(path: Path, given: bool, device: Optional[str]) -> tuple[PIUmrNet, Checkpoint]:
-    """The checkpoint at ``path`` (``resolve_checkpoint``) loaded onto ``device`` (checked first)."""
+def _load(path: Path, given: Optional[Path], device: Optional[str]) -> tuple[PIUmrNet, Checkpoint]:
+    """The checkpoint at ``path`` (``resolve_checkpoint`` of the ``--checkpoint`` ``given``) loaded onto ``device``
+    (checked first)."""
     from piumr.checkpoint import load_model
     from piumr.runtime import pick_device
 
     dev = pick_device(device)
-    if not given:
+    if given is None:
         err.print(f"using the most recent checkpoint: {path}")
+    elif path != given:
+        err.print(f"using the run folder's best checkpoint: {path}")
     return load_model(path, map_location=dev)
 
 
 @app.command()
 def evaluate(
-    checkpoint: Annotated[Optional[Path], typer.Option(help="best.safetensors (default: latest under artifacts/)")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="a checkpoint file or a run folder (its best.safetensors; "
+                                                            "default: latest under artifacts/)")] = None,
     data: Annotated[Optional[str], typer.Option(help="data root (default: the checkpoint's)")] = None,
     split: Annotated[str, typer.Option(metavar=metavar(ListSplit), help="which list to score")] = "val",
     views: Annotated[int, typer.Option(help="temporal views averaged per clip", min=1, max=MAX_VIEWS)] = 1,
@@ -225,7 +251,7 @@ def evaluate(
 
     with user_errors():
         which = _choice("--split", split, typing.get_args(ListSplit))
-        model, ck = _load(path, checkpoint is not None, device)
+        model, ck = _load(path, checkpoint, device)
         dev = next(model.parameters()).device
         d = ck.config.data if data is None else ck.config.data.model_copy(update={"root": data})
         _threads(threads, d.num_workers)
@@ -250,7 +276,8 @@ def evaluate(
 @app.command()
 def predict(
     clips: Annotated[Optional[list[Path]], typer.Argument(help="video files or folders")] = None,
-    checkpoint: Annotated[Optional[Path], typer.Option(help="best.safetensors (default: latest under artifacts/)")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="a checkpoint file or a run folder (its best.safetensors; "
+                                                            "default: latest under artifacts/)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line instead of tables")] = False,
     views: Annotated[int, typer.Option(help="temporal views averaged per clip", min=1, max=MAX_VIEWS)] = 1,
     submission: Annotated[Optional[Path], typer.Option(help="write a Codabench submission zip for --data's test list")] = None,
@@ -273,7 +300,7 @@ def predict(
     )
 
     with user_errors():
-        model, ck = _load(path, checkpoint is not None, device)
+        model, ck = _load(path, checkpoint, device)
         seen = trained_on(ck.meta, path)
         dev = next(model.parameters()).device
         _threads(threads, ck.config.data.num_workers if submission is not None else 0)

@@ -4,7 +4,10 @@ checks of paths and names that run before any heavy import (torch, video decoder
 from __future__ import annotations
 
 import math
+import os
+import shutil
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Optional, get_args
 
@@ -13,7 +16,7 @@ import typer._click._textwrap as typer_textwrap
 
 from piumr.backbones import BACKBONES
 from piumr.config import MAX_CHECKPOINT_EVERY_MIN, PRESETS, Grouping, ListSplit, get_preset
-from piumr.files import path_problem
+from piumr.files import is_submission_zip, path_problem, refuse_foreign
 from piumr.source import resolve_source
 
 
@@ -113,8 +116,21 @@ def check_file(path: Optional[Path], flag: str, what: str = "file", *, folder_ok
 
 
 def resolve_checkpoint(checkpoint: Optional[Path], artifacts: Path) -> Path:
-    """``checkpoint`` if it is a file, else (when not given) the most recently written ``best.safetensors``
-    under ``artifacts``; ``FileNotFoundError`` naming the flag or saying how to get one."""
+    """``checkpoint`` if it is a file, its ``best.safetensors`` if it is a run folder, else (when not given) the
+    most recently written ``best.safetensors`` under ``artifacts``; ``FileNotFoundError`` naming the flag and
+    the file missing, or saying how to get one."""
+    if checkpoint is not None and checkpoint.is_dir():
+        best, last = checkpoint / "best.safetensors", checkpoint / "last.safetensors"
+        if best.is_file():
+            return best
+        if last.is_file():
+            raise FileNotFoundError(f"--checkpoint {checkpoint}: a run folder without best.safetensors (no "
+                                    f"validation has finished yet); give --checkpoint {last} for its latest weights")
+        if (checkpoint / "config.json").is_file() or (checkpoint / "log.jsonl").is_file():
+            raise FileNotFoundError(f"--checkpoint {checkpoint}: a run folder with no checkpoint yet (neither "
+                                    "best.safetensors nor last.safetensors)")
+        raise FileNotFoundError(f"--checkpoint {checkpoint}: a folder without best.safetensors; give a checkpoint "
+                                "file or a run folder")
     if checkpoint is not None:
         check_file(checkpoint, "--checkpoint", "checkpoint")
         return checkpoint
@@ -145,6 +161,87 @@ def check_predict(clips: Optional[list[Path]], submission: Optional[Path], data:
     if submission is None and not clips and not manifest:
         raise ValueError("give one or more clips or folders, a manifest (--data manifest.csv) or --submission")
     check_inputs(clips, submission)
-    if submission is not None and (data is None or manifest):
+    if submission is not None and data is None:
         raise ValueError("--submission needs --data (the MA-52 root holding test_list_videos.txt)")
+    if submission is not None and manifest:
+        raise ValueError(f"--submission writes a Codabench file for an MA-52 root's test list; --data {data} is a "
+                         "manifest: predict its clips without --submission")
+    if submission is not None:  # piumr replaces only a submission it wrote
+        refuse_foreign(submission, is_submission_zip, "--submission", "a piumr submission (a zip holding only "
+                                                                      "prediction.csv)")
     check_data(str(data) if data is not None else None)
+
+
+def check_threads(threads: Optional[int]) -> None:
+    """``--threads`` below 1: ``ValueError`` naming the flag (before torch is imported; ``runtime.thread_budget``
+    applies the rest of the rule)."""
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {threads}")
+
+
+#: what ``piumr synth`` costs, measured on its generator (libx264, yuv420p; one process on an idle core,
+#: docs/cli.md): encoded bytes per pixel of a frame, seconds per million pixels rendered and encoded, and
+#: seconds per clip whatever its size
+SYNTH_BYTES_PER_PIXEL, SYNTH_SECONDS_PER_MPIXEL, SYNTH_SECONDS_PER_CLIP = 0.2, 0.12, 0.005
+#: what ``piumr synth`` starts without ``--force``: at most this much disk and this much time
+SYNTH_BUDGET_BYTES, SYNTH_BUDGET_SECONDS = 50e9, 4 * 3600.0
+#: the options that set a synthetic set's size, in the order of its clip count x pixels
+SYNTH_SIZE_FLAGS = (("--persons", "synth_persons"), ("--clips-per-person", "synth_clips_per_person"),
+                    ("--frames", "synth_frames"), ("--size", "synth_size"))
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+def human_seconds(s: float) -> str:
+    for unit, size in (("days", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if s >= size:
+            return f"{s / size:,.1f} {unit}"
+    return f"{s:.0f} s"
+
+
+@dataclass(frozen=True)
+class SynthEstimate:
+    """What a ``piumr synth`` set costs (an estimate from ``SYNTH_*``): clips, bytes on disk, seconds of wall
+    time with ``workers`` processes on an idle machine."""
+
+    clips: int
+    bytes: float
+    seconds: float
+    workers: int
+
+    def describe(self) -> str:
+        return (f"{self.clips:,} clips, about {human_bytes(self.bytes)} on disk and {human_seconds(self.seconds)} "
+                f"with {self.workers} worker(s)")
+
+
+def synth_estimate(data: Any, workers: int) -> SynthEstimate:
+    """The cost of the synthetic set ``data`` (a ``DataConfig``) made by ``workers`` processes."""
+    clips = data.synth_persons * data.synth_clips_per_person
+    pixels = data.synth_frames * data.synth_size ** 2
+    usable = max(1, min(workers, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else
+                        os.cpu_count() or 1))
+    seconds = clips * (SYNTH_SECONDS_PER_CLIP + pixels / 1e6 * SYNTH_SECONDS_PER_MPIXEL) / usable
+    return SynthEstimate(clips, clips * pixels * SYNTH_BYTES_PER_PIXEL, seconds, usable)
+
+
+def check_synth_budget(est: SynthEstimate, data: Any, out: Path) -> None:
+    """``ValueError`` naming the size options when ``est`` is over the budget (``SYNTH_BUDGET_*``) or over the
+    free space where ``out`` goes; ``--force`` skips this check."""
+    folder = Path(out).expanduser().absolute()
+    while not folder.is_dir() and folder != folder.parent:
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free if folder.is_dir() else None
+    over = [f"the budget of {human_bytes(SYNTH_BUDGET_BYTES)}"] if est.bytes > SYNTH_BUDGET_BYTES else []
+    over += [f"the budget of {human_seconds(SYNTH_BUDGET_SECONDS)}"] if est.seconds > SYNTH_BUDGET_SECONDS else []
+    over += [f"the {human_bytes(free)} free under {folder}"] if free is not None and est.bytes > free else []
+    if over:
+        sizes = " x ".join(f"{flag} {getattr(data, key)}" for flag, key in SYNTH_SIZE_FLAGS)
+        listed = over[0] if len(over) == 1 else f"{', '.join(over[:-1])} and {over[-1]}"
+        raise ValueError(f"{sizes}: {est.describe()} (estimate), over {listed}; lower them, or pass --force to "
+                         "generate it anyway")

@@ -16,7 +16,7 @@ from piumr.source import resolve_source
 
 from .errors import console, user_errors
 from .errors import err as _err
-from .flags import describe
+from .flags import build_config, describe
 from .options import HELP_SETTINGS, PRESET_HELP, PRESET_METAVAR, DeviceOpt, ThreadsOpt, check_data, check_preset, metavar
 
 reproduce_app = typer.Typer(
@@ -220,6 +220,7 @@ def shift_suite(
         if resolve_source(data).kind != "synth":
             raise ValueError(f"--data {data}: the shift suite runs on synthetic data only ('synth')")
         chosen = parse_seeds(seeds, extra) if seeds is not None or extra else tuple(range(10))
+        build_config("smoke", {"optim.epochs": epochs})  # the suite's trainings: --epochs within the config's bounds
         per_job = _suite_threads(jobs, threads, report_only)
         for flag, given, allowed in (("--factors", factors, SHIFT_FACTORS), ("--arms", arms, SHIFT_ARMS)):
             bad = [x for x in (given or "").split(",") if given and x not in allowed]

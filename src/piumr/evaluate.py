@@ -19,7 +19,7 @@ from piumr.data.loaders import data_root, eval_loader
 from piumr.data.manifest import MA52_CLASSES, ClassInfo, clip_key
 from piumr.data.splits import class_info, load_split, resolve_root
 from piumr.errors import DatasetError
-from piumr.files import check_writable, write_json_atomic, write_text_atomic
+from piumr.files import MARKER_KEY, check_writable, has_marker, refuse_foreign, write_json_atomic, write_text_atomic
 from piumr.metrics import EvalResult, evaluate_scores
 from piumr.plots import (
     CONFUSION, PER_CLASS, PER_CLASS_COLUMNS, check_outputs, confusion_figure, is_piumr_png, per_class_csv, save_png,
@@ -128,6 +128,17 @@ def score_metrics(scores: Scores, classes: ClassInfo = MA52_CLASSES) -> EvalResu
                            words=(classes.label_word, classes.group_word))
 
 
+#: the keys of a ``metrics.json`` written before it carried the ``MARKER_KEY``: piumr replaces such a file too
+METRICS_LEGACY_KEYS = frozenset({"split", "views", "clips", "listed", "skipped"})
+_PREDICTIONS_HEADER = "file,participant,label,label_name"
+
+
+def _own_predictions(path: Path) -> bool:
+    """Whether ``path`` starts with the header ``write_predictions_csv`` writes."""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        return fh.readline().startswith(_PREDICTIONS_HEADER)
+
+
 def write_predictions_csv(path: Path, scores: Scores, top: int = 5, classes: ClassInfo = MA52_CLASSES,
                           root: Path | None = None) -> None:
     """Per-clip ``predictions.csv``: file (the clip's path relative to the data ``root``, e.g. ``val/X.mp4`` or a
@@ -136,8 +147,7 @@ def write_predictions_csv(path: Path, scores: Scores, top: int = 5, classes: Cla
     k = min(top, scores.probs.shape[1]) if scores.probs.size else 0
     buf = io.StringIO(newline="")
     w = csv.writer(buf)
-    w.writerow(["file", "participant", "label", "label_name"]
-               + [c for i in range(1, k + 1) for c in (f"pred_{i}", f"prob_{i}")])
+    w.writerow(_PREDICTIONS_HEADER.split(",") + [c for i in range(1, k + 1) for c in (f"pred_{i}", f"prob_{i}")])
     for n in range(len(scores.paths)):
         order = np.argsort(-scores.probs[n], kind="stable")[:k]
         lab = int(scores.labels[n])
@@ -176,6 +186,9 @@ def evaluate_checkpoint(
         except OSError as e:
             raise ValueError(f"{e.filename}: {e.strerror}: metrics.json and predictions.csv cannot be written to "
                              f"{out_dir}; give --out a writable folder") from None
+        refuse_foreign(out_dir / "metrics.json", lambda p: has_marker(p, METRICS_LEGACY_KEYS), "--out",
+                       "a metrics.json of piumr evaluate")
+        refuse_foreign(out_dir / "predictions.csv", _own_predictions, "--out", "a predictions.csv of piumr evaluate")
         check_outputs({out_dir / CONFUSION: is_piumr_png,
                        out_dir / PER_CLASS: starts_with(",".join(PER_CLASS_COLUMNS))}, "piumr evaluate")
     run_cfg = cfg if data is None else cfg.model_copy(update={"data": data})
@@ -185,6 +198,11 @@ def evaluate_checkpoint(
         raise DatasetError(f"{run_cfg.data.root}: its classes.csv has {len(classes.names)} classes, the model "
                            f"{cfg.model.num_classes} outputs (it was trained on other classes)")
     records = load_split(run_cfg.data, split, progress)
+    beyond = next((r for r in records if not 0 <= r.action < cfg.model.num_classes), None)
+    if beyond is not None:
+        raise DatasetError(f"{run_cfg.data.root}: the {split} list labels {beyond.path.name} {beyond.action}, but the "
+                           f"model outputs {cfg.model.num_classes} classes (labels 0..{cfg.model.num_classes - 1}): "
+                           "it was trained on other classes than --data holds")
     scores = collect_scores(model, eval_loader(run_cfg, records, views=views, batch_size=batch_size), device,
                             amp=run_cfg.optim.amp)
     if not np.isfinite(scores.probs).all():
@@ -192,8 +210,8 @@ def evaluate_checkpoint(
                          "the weights are broken (e.g. saved from a diverged run)")
     result = score_metrics(scores, classes)
     if out_dir is not None:
-        payload = {"split": split, "views": views, "clips": len(scores.labels), "listed": len(records),
-                   "skipped": scores.skipped, **result.to_json()}
+        payload = {MARKER_KEY: "piumr", "split": split, "views": views, "clips": len(scores.labels),
+                   "listed": len(records), "skipped": scores.skipped, **result.to_json()}
         if classes is not MA52_CLASSES:  # a manifest: its class names, groups and label -> group mapping
             payload["classes"] = {"names": list(classes.names), "groups": list(classes.groups),
                                   "coarse": list(classes.coarse)}

@@ -14,12 +14,16 @@ import json
 import os
 import stat
 import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 __all__ = ["atomic_write", "write_text_atomic", "write_json_atomic", "umask", "file_mode", "dir_mode", "path_problem",
-           "check_writable", "named"]
+           "check_writable", "named", "MARKER_KEY", "refuse_foreign", "is_submission_zip", "has_marker"]
+
+#: the key a JSON result file of piumr's carries (``"written_by": "piumr"``), so that piumr replaces only its own
+MARKER_KEY = "written_by"
 
 
 def umask() -> int:
@@ -81,6 +85,42 @@ def check_writable(path: Path, *, file: bool = False) -> None:
         raise OSError(e.errno, e.strerror, str(path)) from None
     os.close(fd)
     os.unlink(probe)
+
+
+def refuse_foreign(path: Path, ours: Callable[[Path], bool], flag: str, what: str) -> None:
+    """``ValueError`` naming ``flag`` and ``path`` when a file is there that piumr did not write (``ours`` does not
+    recognise it as ``what``) or a symbolic link (replacing it would replace the link): piumr replaces only its
+    own files, and a user's file stays as it is. A folder in the way is left to ``check_writable``."""
+    path = Path(path)
+    if not os.path.lexists(path) or (path.is_dir() and not path.is_symlink()):
+        return
+    if path.is_symlink():
+        raise ValueError(f"{flag} {path}: a symbolic link; piumr does not replace it: move it away or choose "
+                         f"another {flag}")
+    if not ours(path):
+        raise ValueError(f"{flag} {path}: an existing file that is not {what}; piumr replaces only files it wrote, "
+                         f"so it is left as it is: move it away or choose another {flag}")
+
+
+def is_submission_zip(path: Path) -> bool:
+    """Whether ``path`` is a submission ``piumr predict --submission`` writes: a zip holding only ``prediction.csv``."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return zf.namelist() == ["prediction.csv"]
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def has_marker(path: Path, legacy: frozenset[str] = frozenset()) -> bool:
+    """Whether ``path`` is a JSON object piumr wrote: it carries ``MARKER_KEY`` = "piumr", or (files written before
+    the marker) every key of ``legacy``, when given."""
+    try:
+        payload = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    if not isinstance(payload, dict):
+        return False
+    return payload.get(MARKER_KEY) == "piumr" or bool(legacy and legacy <= payload.keys())
 
 
 def named(e: OSError, path: Path) -> OSError:

@@ -27,7 +27,7 @@ from piumr.data.ma52 import ACTION_NAMES, MANIFEST_NAME, ClipRecord, read_split
 from piumr.data.manifest import MA52_CLASSES, ClassInfo, read_manifest
 from piumr.errors import DatasetError, VideoError
 from piumr.evaluate import collect_scores
-from piumr.files import atomic_write, check_writable, path_problem
+from piumr.files import atomic_write, check_writable, is_submission_zip, path_problem, refuse_foreign
 from piumr.metrics import SUBMISSION_HEADER, topk_submission_rows
 from piumr.source import resolve_source
 
@@ -124,12 +124,17 @@ def expand_inputs(inputs: Sequence[Path]) -> list[Path | ClipFailure]:
     """Files as given; folders expanded to their video files (sorted, by suffix: ``VIDEO_SUFFIXES``).
 
     A missing path or a folder holding no video file becomes a :class:`ClipFailure` in its place,
-    so the remaining inputs are still predicted.
+    so the remaining inputs are still predicted. In a folder, an entry named like a video that is not
+    one (a folder, a device, a broken link, a link loop) is a :class:`ClipFailure` naming it, as it is
+    when given by itself.
     """
     out: list[Path | ClipFailure] = []
     for p in inputs:
         if p.is_dir():
-            found = sorted(q for q in p.iterdir() if q.suffix.lower() in VIDEO_SUFFIXES and q.is_file())
+            found: list[Path | ClipFailure] = []
+            for q in sorted(q for q in p.iterdir() if q.suffix.lower() in VIDEO_SUFFIXES):
+                problem = path_problem(q) or (None if q.is_file() else "a folder, not a video file")
+                found.append(q if problem is None else ClipFailure(q, f"{q}: {problem}; skipped"))
             out += found or [ClipFailure(p, f"{p}: no video files ({', '.join(VIDEO_SUFFIXES)}) in this folder")]
         elif (problem := path_problem(p)) is None:
             out.append(p)
@@ -213,7 +218,9 @@ def write_submission(model: nn.Module, cfg: TrainConfig, test_root: Path, out_zi
                      views: int = 1) -> int:
     """Score the official test list of ``test_root`` and write ``out_zip`` holding ``prediction.csv``
     (Codabench format, at the zip root). Returns the number of rows. Broken clips raise; an ``out_zip`` that
-    cannot be written (a folder, a read-only or full disk) raises its ``OSError`` before any clip is scored."""
+    cannot be written (a folder, a read-only or full disk) raises its ``OSError``, and one that is a file piumr
+    did not write (not a zip holding only ``prediction.csv``) a ``ValueError``, before any clip is scored."""
+    refuse_foreign(out_zip, is_submission_zip, "--submission", "a piumr submission (a zip holding only prediction.csv)")
     check_writable(out_zip, file=True)
     records = read_split(test_root, "test")
     run_cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"on_error": "raise"})})

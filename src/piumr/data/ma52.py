@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from piumr.config import DataConfig, ListSplit
 from piumr.errors import DatasetError as DatasetError  # re-exported: raised by this module
+from piumr.files import path_problem
 from piumr.source import CACHE_MANIFEST
 
 Split = ListSplit
@@ -232,7 +233,10 @@ def _prepare_failures(manifest: Path | None) -> set[str]:
 def _check_exists(where: str, path: Path, prepared: bool) -> None:
     target = path.with_name(path.name + PREPARED_SUFFIX) if prepared else path
     if not target.is_file():
-        raise DatasetError(f"{where}: file {target} does not exist")
+        problem = path_problem(target)
+        if problem == "no such file or folder":
+            raise DatasetError(f"{where}: file {target} does not exist")
+        raise DatasetError(f"{where}: {target}: {problem or 'a folder, not a clip file'}")
 
 
 def read_label_names(path: Path) -> tuple[str, ...]:

@@ -25,19 +25,24 @@ from __future__ import annotations
 import dataclasses
 import json
 import multiprocessing
+import os
+import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from piumr.data.synth.shift import FACTORS, GENERATOR_VERSION_V2, RANGES, ClipSet, ShiftSizes, build_train, build_unseen
+from piumr.errors import Interrupted
 from piumr.files import write_json_atomic
 from piumr.reproduce.shift_aug import CONTROLS_VERSION
 from piumr.reproduce.shift_train import ARMS, arm_config, suite_config, tfam_map, train_and_score
 from piumr.run_folder import RunLock
+from piumr.runtime import Stop, die_with_parent, end_pool, stop_on_signals
 
 __all__ = ["CONTROL_KINDS", "SuiteSettings", "Task", "tasks", "run_suite", "load_runs"]
 
@@ -76,6 +81,8 @@ class SuiteSettings:
             raise ValueError(f"--arms: unknown {', '.join(bad)}; choose from {', '.join(ARMS)}")
         if self.control not in CONTROL_KINDS:
             raise ValueError(f"--control {self.control}: choose one of {', '.join(CONTROL_KINDS)}")
+        if self.epochs < 1:
+            raise ValueError(f"--epochs must be >= 1, got {self.epochs}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
             raise ValueError(f"--seeds must be distinct non-negative integers, got {list(self.seeds)}")
 
@@ -170,26 +177,61 @@ def run_suite(settings: SuiteSettings, out: Path, *, jobs: int = 1, threads: int
 def _run_suite(settings: SuiteSettings, out: Path, *, jobs: int = 1, threads: int = 1, device: str = "cpu",
                on_done: Callable[[Task, dict[str, Any], int, int], None] | None = None) -> list[Task]:
     """Run every missing training of ``settings`` under ``out`` (``jobs`` processes of ``threads`` threads, each
-    training on ``device``: on one GPU, ``jobs`` small trainings share it); returns what ran."""
+    training on ``device``: on one GPU, ``jobs`` small trainings share it); returns what ran. SIGINT or SIGTERM
+    ends the trainings under way and raises ``Interrupted`` saying how many finished (kept) and how to resume."""
     settings.check()
     out.mkdir(parents=True, exist_ok=True)
     _check_settings(settings, out)
     todo = [t for t in tasks(settings) if not t.path(out).is_file()]
+    results = _results(settings, todo, out, jobs, threads, device)
+    done = 0
+    try:
+        with stop_on_signals() as check:
+            try:
+                for i, (t, res) in enumerate(results):
+                    done = i + 1
+                    check()  # a signal whose Stop was swallowed on the way stops here
+                    if on_done:
+                        on_done(t, res, i + 1, len(todo))
+            except BrokenProcessPool:
+                check()  # the workers were ended by the signal that stops this process (sent to its group)
+                raise
+    except Stop as stop:
+        results.close()  # ends the workers (see _results)
+        raise Interrupted(f"shift suite stopped by {signal.Signals(stop.signum).name} after {done} of {len(todo)} "
+                          f"trainings (their runs are kept under {out / 'runs'}; the ones under way are lost): run "
+                          "the same command again to resume", stop.signum) from None
+    finally:
+        results.close()
+    return todo
+
+
+def _init_worker(parent: int) -> None:
+    """A suite worker dies with the suite, leaves SIGINT to it and ends on SIGTERM (``end_pool``)."""
+    die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _results(settings: SuiteSettings, todo: list[Task], out: Path, jobs: int, threads: int,
+             device: str) -> Generator[tuple[Task, dict[str, Any]], None, None]:
+    """Each task of ``todo`` with its run's payload, in order: in this process, or in ``jobs`` processes (ended
+    at once, with their queue, when the caller stops early)."""
     if jobs <= 1:
-        for i, t in enumerate(todo):
-            res = _run_task(settings, t, out, threads, device)
-            if on_done:
-                on_done(t, res, i + 1, len(todo))
-        return todo
+        for t in todo:
+            yield t, _run_task(settings, t, out, threads, device)
+        return
     # CUDA cannot be used in a forked child of a process that touched it: GPU workers are spawned
     ctx = multiprocessing.get_context("spawn" if device.startswith("cuda") else None)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as ex:
+    ex = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),))
+    try:
         futures = [(t, ex.submit(_run_task, settings, t, out, threads, device)) for t in todo]
-        for i, (t, fut) in enumerate(futures):
-            res = fut.result()
-            if on_done:
-                on_done(t, res, i + 1, len(todo))
-    return todo
+        for t, fut in futures:
+            yield t, fut.result()
+    except BaseException:  # interrupted (or the caller stopped): end the workers now, not after the queue
+        end_pool(ex)
+        raise
+    ex.shutdown()
 
 
 def load_runs(out: Path, factors: Sequence[str] = FACTORS) -> dict[str, dict[str, dict[int, dict[str, Any]]]]:

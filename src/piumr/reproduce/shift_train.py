@@ -132,9 +132,11 @@ def train_and_score(cfg: TrainConfig, data: dict[str, ClipSet], *, control: str 
             opt.step()
             last = parts.total.detach()  # read once after training: no device sync per step
     loss = float(last)
-    if save_to is not None:
+    if save_to is not None:  # what it was trained on, as ``data.splits.trained_on`` records it for a training run
+        seen = {"kind": "synthetic", "root": "synth", "split": "shift-suite", "fold": None, "task": 2,
+                "classes": sorted({int(c) for c in train.labels}), "head": cfg.model.num_classes}
         save_checkpoint(save_to, net, cfg, epoch=cfg.optim.epochs, step=step, device=device,
-                        extra={"shift_suite": True, "control": control})
+                        extra={"shift_suite": True, "control": control}, trained_on=seen)
     t1, c1 = time.perf_counter(), time.process_time()
     res = {k: _score(net, v, 64, dev) for k, v in data.items() if k != "train"}
     return {**res, "train_s": round(t1 - t0, 2), "eval_s": round(time.perf_counter() - t1, 2),
