@@ -49,7 +49,7 @@ def parse_set(values: list[str] | None) -> dict[str, Any]:
                                  "config.json, e.g. girl.tau, optim.lr, model.tfam.fusion)")
             node = node[part]
         try:
-            value = json.loads(raw)
+            value = json.loads(raw) if key.strip() != "name" else raw  # a run's name is text: name=5 is "5"
         except json.JSONDecodeError:
             value = raw
         _check_set_value(item, key.strip(), value, node)

@@ -116,9 +116,10 @@ def test_set_refuses_a_boolean_for_a_number(setting: str, tmp_path: Path, monkey
 def test_set_keeps_booleans_numbers_and_plain_names() -> None:
     assert parse_set(["girl.exclude_self=false", "optim.batch_size=4", "optim.grad_clip=1.5", "name=my-run_2.b"]) == {
         "girl.exclude_self": False, "optim.batch_size": 4, "optim.grad_clip": 1.5, "name": "my-run_2.b"}
+    assert parse_set(["name=5"]) == {"name": "5"}  # a name is text, never read as JSON
 
 
-@pytest.mark.parametrize("name", ["../../evil", "a/b", "..", ".hidden", "-x", "", "/abs", "5"])
+@pytest.mark.parametrize("name", ["../../evil", "a/b", "..", ".hidden", "-x", "", "/abs", "a b", '"x"'])
 def test_set_name_must_be_a_plain_folder_name(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     work = tmp_path / "a" / "b"
     work.mkdir(parents=True)
