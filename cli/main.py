@@ -335,7 +335,7 @@ def _bench(kind: Literal["train", "infer"], preset: str, batch: Optional[int], d
            variants: str, threads: Optional[int], backbone: Optional[str] = None) -> None:
     with user_errors():
         cfg = build_config(preset, {}, backbone)
-    from piumr.bench import run_bench
+    from piumr.bench import cpu_peak_line, run_bench
     from piumr.runtime import pick_device
 
     with user_errors():
@@ -350,12 +350,15 @@ def _bench(kind: Literal["train", "infer"], preset: str, batch: Optional[int], d
         base = rows[0]
         t = Table(title=f"bench {kind}: preset {preset}, {cfg.model.backbone}, batch {b}, "
                         f"{cfg.model.frames}x{cfg.model.crop}, {dev}")
-        for c in ("variant", "ms/step", "clips/s", "vs first", "peak GiB"):
+        for c in ("variant", "ms/step", "clips/s", "vs first", "speed-up", "GFLOP/step", "GFLOP/s", "peak GiB"):
             t.add_column(c, justify="right")
         for r in rows:
             t.add_row(r.variant, f"{r.ms_per_step:.1f}", f"{r.clips_per_s:.2f}",
-                      f"{r.ms_per_step / base.ms_per_step:.3f}x time", f"{r.peak_mem_gib:.2f}")
+                      f"{r.ms_per_step / base.ms_per_step:.3f}x time", f"{base.ms_per_step / r.ms_per_step:.2f}x",
+                      f"{r.gflop_per_step:.2f}", f"{r.gflop_per_s:.1f}", f"{r.peak_mem_gib:.2f}")
         out.print(t)
+        if dev.type == "cpu":
+            out.print(cpu_peak_line(n_threads, rows), highlight=False)
         out.print_json(json.dumps([r.__dict__ for r in rows]))
 
 
@@ -365,11 +368,14 @@ def bench_train(
     batch: Annotated[Optional[int], typer.Option(help="default: preset batch on GPU, 4 on CPU", min=1)] = None,
     device: DeviceOpt = None,
     iters: Annotated[int, typer.Option(min=1)] = 5,
-    variants: Annotated[str, typer.Option(help="comma list of x3d, x3d+tfam, x3d+girl, piumr, piumr-fast")] = "x3d,piumr",
+    variants: Annotated[str, typer.Option(help="comma list of x3d (plain, torch's ops), x3d-fast, x3d+tfam, x3d+girl, "
+                                               "piumr-ref (every speed lever off), piumr, piumr-fast (Triton)")]
+    = "x3d,piumr-ref,piumr",
     threads: ThreadsOpt = None,
     backbone: Annotated[Optional[str], typer.Option(help="backbone instead of the preset's (x3d = the plain backbone)")] = None,
 ) -> None:
-    """Training step (forward+backward+AdamW): plain pytorchvideo X3D vs PIUmr, same run."""
+    """Training step (forward+backward+AdamW): plain pytorchvideo X3D vs PIUmr on the old path (every speed lever
+    off) and on the configured one (on the CPU: channels_last_3d, numba depthwise, matmul pointwise), same run."""
     _bench("train", preset, batch, device, iters, variants, threads, backbone)
 
 
@@ -379,7 +385,7 @@ def bench_infer(
     batch: Annotated[Optional[int], typer.Option(min=1)] = None,
     device: DeviceOpt = None,
     iters: Annotated[int, typer.Option(min=1)] = 5,
-    variants: Annotated[str, typer.Option()] = "x3d,piumr",
+    variants: Annotated[str, typer.Option()] = "x3d,piumr-ref,piumr",
     threads: ThreadsOpt = None,
     backbone: Annotated[Optional[str], typer.Option(help="backbone instead of the preset's (x3d = the plain backbone)")] = None,
 ) -> None:

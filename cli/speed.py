@@ -15,18 +15,19 @@ from .options import metavar
 SPEED_SWITCHES = {"cudnn-benchmark": "cudnn_benchmark", "channels-last": "channels_last", "fused-adamw": "fused_adamw",
                   "uint8": "uint8_clips", "prefetch": "prefetch", "compile": "compile"}
 SPEED_VALUES = {"prefetch-factor": "prefetch_factor", "check-every": "check_every", "tiles": "depthwise_tiles",
-                "depthwise": "depthwise"}
+                "depthwise": "depthwise", "pointwise": "pointwise"}
 #: every lever on that can be on without a measurement file: what bench/gpu_lease.sh compares against off
 SPEED_ALL = "cudnn-benchmark,channels-last,fused-adamw,uint8,prefetch,check-every=50"
 
 CompileOpt = Annotated[Optional[bool], typer.Option(
     "--compile/--no-compile", help="torch.compile the network (slow first steps; awaits a GPU measurement)")]
 FastDepthwiseOpt = Annotated[Optional[str], typer.Option(
-    metavar=metavar(Depthwise), help="X3D depthwise convs: conv3d (cuDNN, default), aten (ATen's conv_depthwise3d) "
-                                     "or triton (tiles per shape: --speed tiles=FILE); CUDA only, else conv3d")]
+    metavar=metavar(Depthwise), help="depthwise convs: auto (default: numba on the CPU, conv3d on a GPU), conv3d, "
+                                     "aten (ATen's conv_depthwise3d, CUDA) or triton (CUDA; tiles per shape: --speed "
+                                     "tiles=FILE); numba or autograd (the CPU's cheap backward; conv3d on a GPU)")]
 SpeedOpt = Annotated[Optional[str], typer.Option(
     metavar="<lever,...>", help="speed levers, comma-separated: " + ", ".join(SPEED_SWITCHES) + " (no-NAME: off), "
-    "prefetch-factor=N, check-every=N (host syncs), tiles=FILE, depthwise=NAME; 'all' = " + SPEED_ALL
+    "prefetch-factor=N, check-every=N (host syncs), tiles=FILE, depthwise=NAME, pointwise=conv3d|matmul|auto; 'all' = " + SPEED_ALL
     + " (docs/benchmarks.md)")]
 
 #: config key -> the option that sets it, for one-line errors (merged into cli.flags.FLAGS)

@@ -27,7 +27,9 @@ from piumr.reproduce.specs import config_key
 from piumr.speed import Feed, LossMeter, load_tiles, make_optimizer, prepare_model
 from piumr.train import train
 
-FAST = {"optim.epochs": 2, "max_steps_per_epoch": 2, "optim.milestones": (1,), "data.num_workers": 0}
+# the old path (torch's own convs, contiguous): what every lever is compared with
+FAST = {"optim.epochs": 2, "max_steps_per_epoch": 2, "optim.milestones": (1,), "data.num_workers": 0,
+        "speed.depthwise": "conv3d", "speed.pointwise": "conv3d", "speed.channels_last": False}
 LEVERS: dict[str, dict[str, Any]] = {
     "uint8_clips": {"speed.uint8_clips": True},
     "prefetch": {"speed.prefetch": True},
@@ -35,10 +37,14 @@ LEVERS: dict[str, dict[str, Any]] = {
     "check_every": {"speed.check_every": 3},
     "channels_last": {"speed.channels_last": True},
     "depthwise_aten": {"speed.depthwise": "aten"},
+    "cpu_path": {"speed.depthwise": "numba", "speed.pointwise": "matmul"},
+    "cpu_path_autograd": {"speed.depthwise": "autograd", "speed.pointwise": "matmul"},
+    "cpu_default": {"speed.depthwise": "auto", "speed.pointwise": "auto", "speed.channels_last": "auto"},
     "together": {"speed.uint8_clips": True, "speed.prefetch": True, "speed.check_every": 3,
                  "speed.channels_last": True, "speed.depthwise": "aten"},
 }
-ROUNDING = {"channels_last", "together"}  # levers that change the CPU's summation order
+# levers that change the CPU's summation order
+ROUNDING = {"channels_last", "together", "cpu_path", "cpu_path_autograd", "cpu_default"}
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -68,7 +74,13 @@ def test_lever_trains_to_the_same_weights(tmp_path: Path, baseline: dict[str, to
     for k in baseline:  # channels_last: other summation orders; AdamW's m / sqrt(v) turns a rounding change of
         # a near-zero gradient into up to lr per step, so 4 steps leave ~6e-4 relative (measured); a wrong layout
         # or normalisation is O(1)
-        assert torch.equal(got[k], baseline[k]) or _rel(got[k], baseline[k]) <= 3e-3, (k, _rel(got[k], baseline[k]))
+        # channels_last also runs torch's channels-last batch norm, whose statistics are less accurate (whole-model
+        # gradients 1.9e-3 from float64 against 2.5e-6 contiguous): up to 6.2e-3 measured at 1 thread
+        # the CPU path's kernels sum in other orders; with TFAM and GIRL on, 4 AdamW steps of this recipe turn that
+        # into up to 4.3e-2 on a bias (TFAM off too; the old path moves as much under a 1-ulp change of its input),
+        # so here it is only a smoke check: tests/test_cpu_kernels.py holds the path to 1e-4 where that is defined
+        tol = 2e-2 if "channels_last" in lever or lever == "together" else 1e-1 if "cpu" in lever else 3e-3
+        assert torch.equal(got[k], baseline[k]) or _rel(got[k], baseline[k]) <= tol, (k, _rel(got[k], baseline[k]))
     cfg = json.loads((tmp_path / lever / "config.json").read_text())
     assert all(cfg["speed"][k.split(".")[1]] == v for k, v in LEVERS[lever].items() if k.startswith("speed"))
 
@@ -100,7 +112,7 @@ def test_speed_is_not_part_of_a_run_key() -> None:
     cfg = PRESETS["tiny"]
     fast = with_overrides(cfg, {"speed.prefetch": True, "speed.depthwise": "aten"})
     assert config_key(fast) == config_key(cfg)
-    assert SpeedConfig() == cfg.speed  # every lever off by default
+    assert SpeedConfig() == cfg.speed  # the presets run the default levers ("auto": resolved per device)
 
 
 @pytest.mark.gpu
@@ -264,7 +276,7 @@ def test_parse_speed() -> None:
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--speed", "warp"], "error: --speed 'warp': unknown lever"),
-    (["--fast-depthwise", "cudnn"], "error: --fast-depthwise 'cudnn': Input should be 'conv3d', 'aten' or 'triton'"),
+    (["--fast-depthwise", "cudnn"], "error: --fast-depthwise 'cudnn': Input should be 'auto', 'conv3d', 'aten', 'triton', 'numba' or 'autograd'"),
     (["--speed", "check-every=0"], "error: --speed 0: Input should be greater than or equal to 1"),
 ])
 def test_bad_speed_option_is_one_line(tmp_path: Path, args: list[str], message: str) -> None:

@@ -3,6 +3,13 @@
 Each variant runs in a fresh ``spawn``ed process so its peak memory (CUDA:
 ``max_memory_allocated``; CPU: peak resident set size of the process, which
 includes the interpreter and libraries, ~0.4 GB) is its own.
+
+Variants: ``x3d`` is plain pytorchvideo X3D as built (torch's own ops: the old path); ``piumr-ref`` PIUmr with
+every speed lever off (the old path); ``piumr``, ``x3d+tfam``, ``x3d+girl`` and ``x3d-fast`` (plain X3D) run the
+config's speed levers resolved for the device (``piumr.speed.resolve_speed``: on the CPU the CPU path);
+``piumr-fast`` the Triton depthwise kernels. Each row also gives the FLOPs of one training step (forward +
+backward, counted by ``torch.utils.flop_counter`` on the variant's model with torch's own ops, so every path of
+one model counts the same work) and the rate they were done at.
 """
 
 from __future__ import annotations
@@ -26,10 +33,14 @@ from piumr.model.backbone import build_x3d
 from piumr.runtime import die_with_parent
 
 __all__ = ["BenchRow", "VARIANTS", "bench_variant", "run_bench", "forward_flops", "estimate_cpu_seconds",
-           "CPU_FLOPS_PER_CORE"]
+           "CPU_FLOPS_PER_CORE", "cpu_peak", "cpu_peak_line", "step_flops"]
 
 Mode = Literal["train", "infer"]
-VARIANTS = ("x3d", "x3d+tfam", "x3d+girl", "piumr", "piumr-fast")
+VARIANTS = ("x3d", "x3d-fast", "x3d+tfam", "x3d+girl", "piumr-ref", "piumr", "piumr-fast")
+#: variants that run the config's speed levers (the others: torch's own ops, or Triton)
+_LEVERED = ("x3d-fast", "x3d+tfam", "x3d+girl", "piumr")
+#: variant -> the variant with the same model and torch's own ops (what its FLOPs are counted on)
+_SAME_MODEL = {"x3d-fast": "x3d", "piumr-ref": "piumr", "piumr-fast": "piumr"}
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,8 @@ class BenchRow:
     ms_per_step: float
     clips_per_s: float
     peak_mem_gib: float
+    gflop_per_step: float = float("nan")  # forward + backward of the model (train) or forward (infer)
+    gflop_per_s: float = float("nan")
 
 
 #: CPU anchor, measured with ``piumr bench train --preset paper --batch 4``: a training step of plain X3D-M
@@ -75,33 +88,23 @@ def _build(cfg: TrainConfig, variant: str) -> tuple[torch.nn.Module, bool]:
     """(model, full loss) for a variant (full loss: the run's criterion, else CE); "x3d" is the plain backbone: pytorchvideo X3D (no wrapper), or a
     torchvision or VideoMAE backbone in the PIUmr wrapper with TFAM off."""
     m = cfg.model
-    if variant == "x3d" and backbone_spec(m.backbone).family == "x3d":
+    if variant in ("x3d", "x3d-fast") and backbone_spec(m.backbone).family == "x3d":
         return build_x3d(m.backbone, num_classes=m.num_classes, frames=m.frames, crop=m.crop, dropout=m.dropout), False
-    tfam_on = variant in ("x3d+tfam", "piumr", "piumr-fast")
+    tfam_on = variant in ("x3d+tfam", "piumr", "piumr-ref", "piumr-fast")
     net = PIUmrNet(m.model_copy(update={"tfam": m.tfam.model_copy(update={"enabled": tfam_on}), "pretrained": None}))
     if variant == "piumr-fast":
         from piumr.kernels.fastpath import apply_fast_path  # imports triton: only for the fast-path variant
 
         apply_fast_path(net, "triton")  # "auto" would find the model still on the CPU and swap nothing
-    return net, variant in ("x3d+girl", "piumr", "piumr-fast")
+    return net, variant in ("x3d+girl", "piumr", "piumr-ref", "piumr-fast")
 
 
-def bench_variant(cfg: TrainConfig, variant: str, mode: Mode, batch: int, device: str, iters: int,
-                  warmup: int) -> BenchRow:
-    """Time ``iters`` steps (after ``warmup``) of one variant in this process."""
-    warnings.filterwarnings("ignore")
-    dev = torch.device(device)
-    torch.manual_seed(0)
-    model, full_loss = _build(cfg, variant)
-    model = model.to(dev).train(mode == "train")
-    criterion = build_criterion(cfg) if full_loss else None
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
-    x = torch.randn(batch, 3, cfg.model.frames, cfg.model.crop, cfg.model.crop, device=dev)
-    y = torch.randint(0, cfg.model.num_classes, (batch,), device=dev)
-    amp = cfg.optim.amp and dev.type == "cuda"
+def _step_fn(model: torch.nn.Module, criterion: Any, opt: torch.optim.Optimizer | None, x: torch.Tensor,
+             y: torch.Tensor, mode: Mode, amp: bool) -> Any:
+    """One step: forward (infer, no grad) or forward + loss + backward + AdamW (train; no update without ``opt``)."""
 
     def step() -> None:
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
             if mode == "infer":
                 with torch.no_grad():
                     model(x)
@@ -110,26 +113,70 @@ def bench_variant(cfg: TrainConfig, variant: str, mode: Mode, batch: int, device
         logits, emb = (out.logits, out.embedding) if hasattr(out, "logits") else (out, None)
         loss: torch.Tensor = (criterion(logits, emb, y).total if criterion is not None and emb is not None
                               else F.cross_entropy(logits.float(), y))
-        opt.zero_grad(set_to_none=True)
+        if opt is not None:
+            opt.zero_grad(set_to_none=True)
         torch.autograd.backward([loss])
-        opt.step()
+        if opt is not None:
+            opt.step()
 
+    return step
+
+
+def step_flops(cfg: TrainConfig, variant: str, mode: Mode, batch: int) -> float:
+    """FLOPs of one step of ``variant`` (forward + backward when training; AdamW left out) with torch's own ops,
+    counted by ``torch.utils.flop_counter`` on a real batch of ``batch`` clips on the CPU."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    model, full_loss = _build(cfg, _SAME_MODEL.get(variant, variant))
+    model.train(mode == "train")
+    criterion = build_criterion(cfg) if full_loss else None
+    x = torch.randn(batch, 3, cfg.model.frames, cfg.model.crop, cfg.model.crop)
+    y = torch.randint(0, cfg.model.num_classes, (batch,))
+    step = _step_fn(model, criterion, None, x, y, mode, False)
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return float(counter.get_total_flops())
+
+
+def bench_variant(cfg: TrainConfig, variant: str, mode: Mode, batch: int, device: str, iters: int,
+                  warmup: int) -> BenchRow:
+    """Time ``iters`` steps (after ``warmup``) of one variant in this process."""
+    warnings.filterwarnings("ignore")
+    from piumr.speed import prepare_model
+
+    dev = torch.device(device)
+    flops = step_flops(cfg, variant, mode, batch) if dev.type == "cpu" else float("nan")
+    torch.manual_seed(0)
+    model, full_loss = _build(cfg, variant)
+    model = model.to(dev).train(mode == "train")
+    if variant in _LEVERED:
+        prepare_model(model, cfg.speed, dev)
+    criterion = build_criterion(cfg) if full_loss else None
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    x = torch.randn(batch, 3, cfg.model.frames, cfg.model.crop, cfg.model.crop, device=dev)
+    y = torch.randint(0, cfg.model.num_classes, (batch,), device=dev)
+    amp = cfg.optim.amp and dev.type == "cuda"
+    step = _step_fn(model, criterion, opt, x, y, mode, amp)
     for _ in range(warmup):
         step()
     if dev.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    t = time.perf_counter()
-    for _ in range(iters):
+    times = []
+    for _ in range(iters):  # the median step: robust to another process taking the core for a moment
+        t = time.perf_counter()
         step()
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-    dt = (time.perf_counter() - t) / iters
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    dt = sorted(times)[len(times) // 2]
     if dev.type == "cuda":
         peak = torch.cuda.max_memory_allocated() / 2**30
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
-    return BenchRow(variant, mode, str(dev), batch, cfg.model.frames, cfg.model.crop, dt * 1e3, batch / dt, peak)
+    return BenchRow(variant, mode, str(dev), batch, cfg.model.frames, cfg.model.crop, dt * 1e3, batch / dt, peak,
+                    flops / 1e9, flops / dt / 1e9)
 
 
 def _child(q: "mp.Queue[dict[str, object]]", cfg_json: str, variant: str, mode: Mode, batch: int, device: str,
@@ -173,3 +220,38 @@ def run_bench(cfg: TrainConfig, mode: Mode, *, batch: int, device: str, iters: i
             raise RuntimeError(f"bench {v}: {res['error']}")
         rows.append(BenchRow(**res))  # type: ignore[arg-type]
     return rows
+
+
+def cpu_peak(threads: int, cpuinfo: str | None = None) -> tuple[str, float, float, int]:
+    """(CPU model, clock GHz, assumed fp32 FLOP per cycle per core, threads) from ``/proc/cpuinfo`` (or the text
+    given). FLOP per cycle assumes two FMA units at the widest vector width the flags name: 64 with AVX-512, 32
+    with AVX2 + FMA, 16 otherwise -- an upper bound (some AVX-512 cores run 512-bit FMAs at half rate). Clock
+    0.0 when the file gives none."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpuinfo = f.read()
+        except OSError:
+            cpuinfo = ""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    flags = set(fields.get("flags", "").split())
+    per_cycle = 64.0 if "avx512f" in flags else 32.0 if {"avx2", "fma"} <= flags else 16.0
+    try:
+        ghz = float(fields.get("cpu MHz", "0")) / 1e3
+    except ValueError:
+        ghz = 0.0
+    return fields.get("model name", "unknown CPU"), ghz, per_cycle, threads
+
+
+def cpu_peak_line(threads: int, rows: list[BenchRow] | None = None) -> str:
+    """One line: the CPU, its assumed fp32 peak (threads x clock x FLOP per cycle) and each row's share of it."""
+    model, ghz, per_cycle, n = cpu_peak(threads)
+    if ghz <= 0:
+        return f"CPU {model}: clock unknown, no peak estimate"
+    peak = n * ghz * per_cycle
+    shares = ", ".join(f"{r.variant} {100 * r.gflop_per_s / peak:.1f} %" for r in rows or [])
+    return (f"CPU {model}, {n} thread(s) x {ghz:.2f} GHz x {per_cycle:.0f} FLOP/cycle (assumed fp32 FMA peak) = "
+            f"{peak:.0f} GFLOP/s" + (f"; of it: {shares}" if shares else ""))

@@ -233,23 +233,32 @@ class OptimConfig(_Frozen):
     warmup_epochs: int = Field(0, ge=0)  # not in paper
 
 
-Depthwise = Literal["conv3d", "aten", "triton"]
+Depthwise = Literal["auto", "conv3d", "aten", "triton", "numba", "autograd"]
+Pointwise = Literal["auto", "conv3d", "matmul"]
 
 
 class SpeedConfig(_Frozen):
     """How a training step runs on the device; none of these changes a result beyond rounding (each is tested
-    against the lever off, docs/benchmarks.md "Training-path levers"). Not in paper. Every default is the
-    lever off: none has yet been measured to help on a GPU (the defaults await that measurement)."""
+    against the lever off, docs/benchmarks.md "Training-path levers"). Not in paper. "auto" resolves per device
+    (``piumr.speed.resolve_speed``): on the CPU to the levers measured faster there (the numba depthwise conv, 1x1x1
+    convs as matmuls; docs/benchmarks.md "CPU training path"); on a GPU to the lever off,
+    as is every other default: none has yet been measured to help on a GPU (the defaults await that measurement)."""
 
     cudnn_benchmark: bool = False  # CUDA: let cuDNN time its algorithms for each shape once
-    channels_last: bool = False  # model and clips in channels_last_3d (DESIGN §5: slower for X3D-M on one H100)
+    # model and clips in channels_last_3d ("auto": off; DESIGN §5: slower for X3D-M on one H100; on the CPU torch's
+    # channels-last batch norm is less accurate: gradients 1.9e-3 from float64 against 2.5e-6, docs/benchmarks.md)
+    channels_last: bool | Literal["auto"] = "auto"
     compile: bool = False  # torch.compile the network (DESIGN §5: no gain alone, ~100 s warm-up)
     fused_adamw: bool = False  # CUDA: AdamW(fused=True), one kernel for all parameters
     uint8_clips: bool = False  # loader yields uint8 clips, normalised on the device (a quarter of the bytes)
     prefetch: bool = False  # persistent loader workers across epochs; CUDA: next batch copied on a side stream
     prefetch_factor: int = Field(4, ge=1, le=64)  # batches each worker keeps ready (with ``prefetch``)
     check_every: int = Field(1, ge=1, le=100000)  # steps between host syncs (finite check, loss values)
-    depthwise: Depthwise = "conv3d"  # X3D depthwise convs: torch's conv3d (cuDNN), ATen's kernel, or Triton
+    # depthwise convs: torch's conv3d (cuDNN), ATen's kernel or Triton (X3D's 3x3x3, CUDA); numba or autograd (any
+    # depthwise Conv3d on the CPU, a backward as cheap as the forward; autograd = the same in PyTorch ops, for
+    # machines without numba); "auto": numba on the CPU (autograd where numba cannot be imported), else conv3d
+    depthwise: Depthwise = "auto"
+    pointwise: Pointwise = "auto"  # 1x1x1 convs: conv3d, or matmul over channels ("auto": matmul on the CPU only)
     depthwise_tiles: str | None = None  # JSON of Triton tiles per shape (bench/gpu_lease.sh writes one)
 
 

@@ -5,9 +5,11 @@ with and without each one from the same seed and compares):
 
 - ``cudnn_benchmark``: ``torch.backends.cudnn.benchmark`` (CUDA only) -- :func:`configure_backends`;
 - ``channels_last``: the model's 5-D weights and every clip in ``torch.channels_last_3d`` -- :func:`prepare_model`
-  and :class:`Feed`;
+  (a forward pre-hook puts any 5-D input into that layout) and :class:`Feed`;
 - ``depthwise``: X3D's depthwise convs through ``conv3d`` (cuDNN), ATen's ``conv_depthwise3d`` or the Triton
-  kernels with tiles per shape (``depthwise_tiles``) -- :func:`prepare_model`;
+  kernels with tiles per shape (``depthwise_tiles``) on CUDA; on the CPU every depthwise conv through
+  ``piumr.kernels.cpu_depthwise`` (``numba`` or ``autograd``) -- :func:`prepare_model`;
+- ``pointwise``: 1x1x1 convs as matmuls over the channels (``matmul``) -- :func:`prepare_model`;
 - ``compile``: ``torch.compile`` of the network -- :func:`compile_model`;
 - ``fused_adamw``: ``AdamW(fused=True)`` on CUDA (elsewhere the default implementation) -- :func:`make_optimizer`;
 - ``uint8_clips``: the loader hands over uint8 ``(B, 3, T, H, W)`` clips (a quarter of float32's bytes), normalised
@@ -16,6 +18,9 @@ with and without each one from the same seed and compares):
   CUDA, the next batch copied on a side stream while this one trains -- :class:`Feed`;
 - ``check_every``: loss parts summed on the device, one host sync every N steps for the finite check and the
   logged values (1 = every step, the old behaviour) -- :class:`LossMeter`.
+
+``"auto"`` values resolve per device (:func:`resolve_speed`): the CPU path (channels_last_3d, numba depthwise,
+matmul pointwise; contiguous layout) on the CPU, the lever off elsewhere.
 """
 
 from __future__ import annotations
@@ -33,11 +38,30 @@ from piumr.config import OptimConfig, SpeedConfig, TrainConfig
 from piumr.data.dataset import VideoDataset
 from piumr.data.loaders import persistent_train_loader, train_loader
 from piumr.data.transforms import normalize_clips
+from piumr.kernels.cpu_depthwise import numba_available
+from piumr.kernels.cpu_path import swap_cpu_convs
 from piumr.kernels.depthwise import Tiles
-from piumr.kernels.fastpath import swap_depthwise
+from piumr.kernels.fastpath import DepthwiseImpl, swap_depthwise
 
 __all__ = ["Feed", "LossMeter", "Synced", "compile_model", "configure_backends", "load_tiles", "make_optimizer",
-           "prepare_model"]
+           "prepare_model", "resolve_speed"]
+
+
+def resolve_speed(speed: SpeedConfig, device: torch.device) -> SpeedConfig:
+    """``speed`` with every ``"auto"`` replaced for ``device``: on the CPU depthwise ``numba`` (``autograd`` where
+    numba cannot be imported) and pointwise ``matmul``, elsewhere ``conv3d`` for both; ``channels_last`` off on
+    every device (on the CPU, PyTorch's channels-last batch norm computes its statistics less accurately: whole-model
+    gradients 1.9e-3 from float64 against 2.5e-6 contiguous, docs/benchmarks.md "CPU training path").
+    A CPU-only choice (numba, autograd, matmul) on a GPU runs the GPU's own conv (the modules fall back)."""
+    cpu = device.type == "cpu"
+    update: dict[str, Any] = {}
+    if speed.channels_last == "auto":
+        update["channels_last"] = False
+    if speed.depthwise == "auto":
+        update["depthwise"] = ("numba" if numba_available() else "autograd") if cpu else "conv3d"
+    if speed.pointwise == "auto":
+        update["pointwise"] = "matmul" if cpu else "conv3d"
+    return speed.model_copy(update=update) if update else speed
 
 
 def configure_backends(speed: SpeedConfig, device: torch.device) -> None:
@@ -65,15 +89,36 @@ def load_tiles(path: str | None) -> Tiles | None:
     return tiles
 
 
-def prepare_model(model: nn.Module, speed: SpeedConfig) -> int:
-    """Put ``speed.depthwise``'s kernel into ``model`` (in place, weights shared) and, with ``channels_last``,
-    its 5-D weights into ``channels_last_3d``. Call after ``model.to(device)``. Returns the convs swapped."""
-    swapped = swap_depthwise(model, speed.depthwise, load_tiles(speed.depthwise_tiles))
-    if speed.channels_last:  # nn.Module.to(memory_format=...) refuses models with tensors of other ranks
+def prepare_model(model: nn.Module, speed: SpeedConfig, device: torch.device | None = None) -> int:
+    """Put ``speed.depthwise``'s and ``speed.pointwise``'s convs into ``model`` (in place, weights shared) and, with
+    ``channels_last``, its 5-D weights into ``channels_last_3d`` and a forward pre-hook that puts a 5-D input
+    there too. ``"auto"`` values resolve for ``device`` (default: the model's). Call after ``model.to(device)``.
+    Returns the convs swapped."""
+    if device is None:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    speed = resolve_speed(speed, device)
+    if speed.depthwise in ("numba", "autograd"):
+        dw, pw = swap_cpu_convs(model, depthwise=speed.depthwise,
+                                pointwise="matmul" if speed.pointwise == "matmul" else "conv3d")
+        swapped = dw + pw
+    else:
+        depthwise: DepthwiseImpl = "aten" if speed.depthwise == "aten" else "triton" if speed.depthwise == "triton" \
+            else "conv3d"
+        swapped = swap_depthwise(model, depthwise, load_tiles(speed.depthwise_tiles))
+        if speed.pointwise == "matmul":
+            swapped += swap_cpu_convs(model, depthwise=None, pointwise="matmul")[1]
+    if speed.channels_last is True:  # nn.Module.to(memory_format=...) refuses models with tensors of other ranks
         for p in model.parameters():
             if p.dim() == 5:
                 p.data = p.data.contiguous(memory_format=torch.channels_last_3d)
+        model.register_forward_pre_hook(_channels_last_input)
     return swapped
+
+
+def _channels_last_input(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Forward pre-hook: a 5-D tensor argument in ``channels_last_3d`` (a no-op when it already is)."""
+    return tuple(a.contiguous(memory_format=torch.channels_last_3d) if isinstance(a, torch.Tensor) and a.dim() == 5
+                 else a for a in args)
 
 
 def compile_model(net: nn.Module, speed: SpeedConfig) -> nn.Module:
@@ -104,7 +149,7 @@ class Feed:
     def __init__(self, cfg: TrainConfig, ds: VideoDataset, device: torch.device, steps: int, *, rank: int = 0,
                  world: int = 1) -> None:
         self.cfg, self.ds, self.device, self.steps, self.rank, self.world = cfg, ds, device, steps, rank, world
-        self.speed = cfg.speed
+        self.speed = resolve_speed(cfg.speed, device)
         self.cuda = device.type == "cuda"
         self.stream = torch.cuda.Stream(device) if self.speed.prefetch and self.cuda else None  # type: ignore[no-untyped-call]
         self._batches: Iterator[dict[str, Any]] | None = None
@@ -136,7 +181,7 @@ class Feed:
         video = batch["video"].to(self.device, non_blocking=True)
         if video.dtype == torch.uint8:
             video = normalize_clips(video)
-        if self.speed.channels_last:
+        if self.speed.channels_last is True:
             video = video.contiguous(memory_format=torch.channels_last_3d)
         return {**batch, "video": video, "action": batch["action"].to(self.device, non_blocking=True)}
 

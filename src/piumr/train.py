@@ -188,7 +188,7 @@ def _set_up(opened: run_folder.Opened, out_dir: Path, dinfo: DistInfo, progress:
     model_cfg = cfg.model if opened.ckpt is None else cfg.model.model_copy(update={"pretrained": None})
     model = build_model(config=model_cfg).to(dinfo.device)
     configure_backends(cfg.speed, dinfo.device)
-    prepare_model(model, cfg.speed)
+    prepare_model(model, cfg.speed, dinfo.device)
     criterion = build_criterion(cfg)
     opt = make_optimizer(model, cfg.optim, cfg.speed, dinfo.device)
     steps = len(train_ds) // cfg.optim.batch_size

@@ -28,6 +28,7 @@ from piumr.losses import PIUmrLoss
 from piumr.model.piumr import PIUmrNet
 from piumr.reproduce.shift_aug import control_aug, shared_aug
 from piumr.runtime import seed_everything
+from piumr.speed import prepare_model
 from piumr.train import lr_at
 
 __all__ = ["ARMS", "AA_OFFSET", "CONTROL_OFFSET", "suite_config", "arm_config", "train_and_score", "tfam_map"]
@@ -104,6 +105,7 @@ def train_and_score(cfg: TrainConfig, data: dict[str, ClipSet], *, control: str 
     seed_everything(cfg.seed)
     dev = torch.device(device)
     net = PIUmrNet(cfg.model).to(dev)
+    prepare_model(net, cfg.speed, dev)  # the device's speed levers (CPU: numba depthwise, matmul pointwise)
     criterion = PIUmrLoss(cfg.girl, cfg.ce_weight).to(dev)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     g = torch.Generator().manual_seed(cfg.seed)

@@ -1,0 +1,193 @@
+"""A depthwise 3-D convolution for the CPU whose backward is as cheap as its forward.
+
+The op is ``y = conv3d(x, w, stride, padding, groups=C)`` for any kernel (kt, kh, kw), stride and zero padding:
+
+- ``x``: (B, C, T, H, W), ``w``: (C, 1, kt, kh, kw), no bias;
+- ``y``: (B, C, To, Ho, Wo), ``To = (T + 2 pt - kt) // st + 1`` (likewise H, W).
+
+PyTorch's CPU ``convolution_backward`` for ``groups = C`` takes a slow path: on the demo model one depthwise
+layer's backward costs 14-90x its forward (docs/benchmarks.md). Its two gradients are cheap operations:
+
+- ``grad_input``: a scatter of ``gy * w[k]`` through the 27 (kt*kh*kw) shifts, i.e. the transposed depthwise
+  conv (for stride 1: the depthwise conv of ``gy`` with the flipped kernel);
+- ``grad_weight``: ``gw[c, k] = sum over (b, t, h, w) of gy[b, c, t, h, w] * x_pad[b, c, shift_k(t, h, w)]``,
+  a reduction of k shifted products.
+
+Two implementations, chosen by ``impl``:
+
+``"numba"``
+    Three loops compiled by numba (LLVM; no C compiler needed) over channels-last arrays (B, T, H, W, C), the
+    innermost loop running over the contiguous channels, so it vectorises whatever the stride or the spatial
+    size (X3D's late planes are 2 x 2). One pass over the data per op. Serial when torch runs one intra-op thread,
+    else parallel over the batch with as many numba threads as torch has (never more than the cores). The
+    weight gradient accumulates each sample in fp32 and sums the samples in fp64.
+``"autograd"``
+    Pure PyTorch, for machines where numba cannot be imported: forward by ``F.conv3d``, ``grad_input`` by the
+    depthwise conv with the flipped kernel (stride 1) or ``F.conv_transpose3d`` (stride > 1), ``grad_weight``
+    by one multiply-and-sum per tap in channels-last order.
+
+Both return the output and ``grad_input`` in the memory format of the input (``torch.channels_last_3d`` or
+contiguous); values equal ``F.conv3d``'s within float32 rounding (``tests/test_cpu_kernels.py``). Inputs of
+another dtype than float32 or float64 take the ``"autograd"`` path.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch.autograd.function import FunctionCtx, once_differentiable
+
+__all__ = ["CpuDepthwiseImpl", "cpu_depthwise_conv3d", "numba_available"]
+
+CpuDepthwiseImpl = Literal["numba", "autograd"]
+Triple = tuple[int, int, int]
+_NUMBA_DTYPES = (torch.float32, torch.float64)
+
+
+
+def numba_available() -> bool:
+    """Whether numba can be imported (it is a dependency; a platform without its wheel falls back to torch)."""
+    return importlib.util.find_spec("numba") is not None
+
+
+def _out_size(size: Triple, kernel: Triple, stride: Triple, padding: Triple) -> Triple:
+    t, h, w = ((n + 2 * p - k) // s + 1 for n, k, s, p in zip(size, kernel, stride, padding))
+    return t, h, w
+
+
+def _to_cl(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, T, H, W) -> a contiguous (B, T, H, W, C) tensor (a view when x is channels_last_3d)."""
+    return x.permute(0, 2, 3, 4, 1).contiguous()
+
+
+def _from_cl(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(B, T, H, W, C) -> (B, C, T, H, W) in ``like``'s memory format (channels_last_3d: a view; else a copy)."""
+    out = x.permute(0, 4, 1, 2, 3)
+    return out.contiguous(memory_format=_format(like))
+
+
+def _format(x: torch.Tensor) -> torch.memory_format:
+    cl = x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous()
+    return torch.channels_last_3d if cl else torch.contiguous_format
+
+
+def _padded_cl(x: torch.Tensor, padding: Triple, extra: Triple = (0, 0, 0)) -> torch.Tensor:
+    """x (B, C, T, H, W) -> zero-padded (B, T + 2 pt + et, H + 2 ph + eh, W + 2 pw + ew, C), contiguous."""
+    b, c, t, h, w = x.shape
+    pt, ph, pw = padding
+    out = x.new_zeros((b, t + 2 * pt + extra[0], h + 2 * ph + extra[1], w + 2 * pw + extra[2], c))
+    out[:, pt:pt + t, ph:ph + h, pw:pw + w] = x.permute(0, 2, 3, 4, 1)
+    return out
+
+
+def _numba_forward(x: torch.Tensor, w: torch.Tensor, stride: Triple, padding: Triple) -> torch.Tensor:
+    kernel = (w.shape[2], w.shape[3], w.shape[4])
+    out = _out_size((x.shape[2], x.shape[3], x.shape[4]), kernel, stride, padding)
+    xp = _padded_cl(x, padding)
+    wk = w.reshape(w.shape[0], -1).t().contiguous()  # (K, C)
+    y = x.new_empty((x.shape[0], *out, x.shape[1]))
+    fwd, _, _ = _run_kernels()
+    fwd(xp.numpy(), wk.numpy(), *kernel, *stride, y.numpy())
+    return _from_cl(y, x)
+
+
+def _numba_backward(x: torch.Tensor, w: torch.Tensor, gy: torch.Tensor, stride: Triple, padding: Triple,
+                    need_x: bool, need_w: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    kernel = (w.shape[2], w.shape[3], w.shape[4])
+    b, c, t, h, wd = x.shape
+    _, gin, gwt = _run_kernels()
+    gy_cl = _to_cl(gy)
+    gx = gw = None
+    if need_x:
+        # stride slack: the last taps of a strided conv may reach past the padded input; they are cropped
+        gxp = x.new_zeros((b, t + 2 * padding[0] + stride[0], h + 2 * padding[1] + stride[1],
+                           wd + 2 * padding[2] + stride[2], c))
+        gin(gy_cl.numpy(), w.reshape(c, -1).t().contiguous().numpy(), *kernel, *stride, gxp.numpy())
+        gx = _from_cl(gxp[:, padding[0]:padding[0] + t, padding[1]:padding[1] + h, padding[2]:padding[2] + wd], x)
+    if need_w:
+        part = x.new_empty((b, kernel[0] * kernel[1] * kernel[2], c))
+        gwt(_padded_cl(x, padding).numpy(), gy_cl.numpy(), *kernel, *stride, part.numpy())
+        gw = part.sum(0, dtype=torch.float64).t().to(w.dtype).reshape(w.shape)
+    return gx, gw
+
+
+def _run_kernels() -> tuple[Any, Any, Any]:
+    """The numba kernels (imported, and compiled or loaded from numba's cache, on first use), with numba's thread
+    count set to torch's (capped by numba's pool, which is the number of cores)."""
+    from piumr.kernels import numba_depthwise as nd
+
+    nd.set_threads(max(1, torch.get_num_threads()))
+    return nd.forward, nd.grad_input, nd.grad_weight
+
+
+def _torch_backward(x: torch.Tensor, w: torch.Tensor, gy: torch.Tensor, stride: Triple, padding: Triple,
+                    need_x: bool, need_w: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    c = x.shape[1]
+    kt, kh, kw = (w.shape[2], w.shape[3], w.shape[4])
+    gx = gw = None
+    if need_x:
+        flip_pad = (kt - 1 - padding[0], kh - 1 - padding[1], kw - 1 - padding[2])
+        if stride == (1, 1, 1) and min(flip_pad) >= 0:
+            gx = F.conv3d(gy, w.flip(2, 3, 4), None, 1, flip_pad, 1, c)
+        else:
+            size = (x.shape[2], x.shape[3], x.shape[4])
+            out_pad = [n - ((o - 1) * s - 2 * p + k) for n, o, s, p, k in
+                       zip(size, gy.shape[2:], stride, padding, (kt, kh, kw))]
+            gx = F.conv_transpose3d(gy, w, None, stride, padding, out_pad, c)
+        gx = gx.contiguous(memory_format=_format(x))
+    if need_w:
+        xp = _padded_cl(x, padding, stride)
+        gy_cl = _to_cl(gy)
+        to, ho, wo = gy_cl.shape[1:4]
+        st, sh, sw = stride
+        taps = []
+        for a in range(kt):
+            for i in range(kh):
+                for j in range(kw):
+                    shifted = xp[:, a:a + st * (to - 1) + 1:st, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
+                    taps.append((gy_cl * shifted).sum(dim=(0, 1, 2, 3), dtype=torch.float64))
+        gw = torch.stack(taps, 1).to(w.dtype).reshape(w.shape)
+    return gx, gw
+
+
+class _DepthwiseFunction(torch.autograd.Function):
+    """autograd of the depthwise conv: forward and both gradients by ``impl``."""
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, x: torch.Tensor, w: torch.Tensor, stride: Triple, padding: Triple,
+                impl: CpuDepthwiseImpl) -> torch.Tensor:
+        ctx.save_for_backward(x, w)
+        ctx.stride, ctx.padding, ctx.impl = stride, padding, impl  # type: ignore[attr-defined]
+        if impl == "numba":
+            return _numba_forward(x, w, stride, padding)
+        return F.conv3d(x, w, None, stride, padding, 1, x.shape[1]).contiguous(memory_format=_format(x))
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, gy: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, w = ctx.saved_tensors
+        need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        run = _numba_backward if ctx.impl == "numba" else _torch_backward
+        gx, gw = run(x, w, gy, ctx.stride, ctx.padding, need_x, need_w)
+        return gx, gw, None, None, None
+
+
+def cpu_depthwise_conv3d(x: torch.Tensor, w: torch.Tensor, stride: Triple = (1, 1, 1),
+                         padding: Triple = (0, 0, 0), impl: CpuDepthwiseImpl = "numba") -> torch.Tensor:
+    """Depthwise conv3d of x (B, C, T, H, W) with w (C, 1, kt, kh, kw) -> (B, C, To, Ho, Wo), in x's memory format.
+
+    ``impl="numba"`` falls back to ``"autograd"`` for tensors other than float32 / float64 or when numba is not importable. Raises
+    ``ValueError`` for a weight that is not depthwise or tensors that are not on the CPU.
+    """
+    if x.dim() != 5 or w.dim() != 5 or w.shape[0] != x.shape[1] or w.shape[1] != 1:
+        raise ValueError(f"depthwise conv3d needs x (B, C, T, H, W) and w (C, 1, kt, kh, kw); got x "
+                         f"{tuple(x.shape)}, w {tuple(w.shape)}")
+    if x.device.type != "cpu" or w.device.type != "cpu":
+        raise ValueError(f"the CPU depthwise conv got tensors on {x.device} / {w.device}")
+    if impl == "numba" and (x.dtype not in _NUMBA_DTYPES or w.dtype != x.dtype or not numba_available()):
+        impl = "autograd"
+    out: torch.Tensor = _DepthwiseFunction.apply(x, w, stride, padding, impl)
+    return out
