@@ -2,9 +2,9 @@
 
 ``synth --out`` writes only into an empty folder or one holding a synthetic set it made; ``train --fresh``
 moves aside only a folder holding a run. Killed or interrupted commands take their children with them
-(``train`` loader workers, ``reproduce --jobs 2`` trainings, ``prepare --workers 2`` conversions), the run
-folder's lock dies with the training alone, and ``prepare`` stops within seconds on SIGINT or SIGTERM,
-keeps what it converted, removes its temporary files and continues on a rerun. Process trees are read from
+(``train`` loader workers, ``reproduce --jobs 2`` trainings, the shift suite's pool, ``prepare --workers 2``
+conversions), the run folder's lock dies with the training alone, and ``prepare`` stops within seconds on
+SIGINT or SIGTERM, keeps what it converted, removes its temporary files and continues on a rerun. Process trees are read from
 ``/proc``; the kill tests run real ``python -m piumr`` processes on the ``tiny`` preset.
 """
 
@@ -234,6 +234,25 @@ def test_killed_reproduce_jobs_2_takes_its_trainings_with_it(sig: int, tmp_path:
             proc.wait()
     for run in out.glob("runs/*/seed0"):
         RunLock(run).acquire().release()  # a rerun is not refused by a training still holding its folder
+
+
+@pytest.mark.slow  # two tiny suite trainings in a pool: ~20 s on 2 busy cores
+def test_kill_9_of_the_shift_suite_takes_its_pool_with_it(tmp_path: Path) -> None:
+    """docs/processes.md: the suite's --jobs workers die with it, kill -9 included (die_with_parent)."""
+    out = tmp_path / "suite"
+    proc = subprocess.Popen([*PIUMR, "reproduce", "shift-suite", "--seeds", "0", "--factors", "tempo", "--arms",
+                             "baseline,tfam", "--epochs", "30", "--jobs", "2", "--threads", "1", "--out", str(out)],
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
+    try:
+        wait_for(lambda: (out / "suite.json").is_file() or proc.poll() is not None, 180, "the suite to start")
+        workers = wait_for_children(proc, 2, 60)
+        proc.kill()
+        proc.wait(timeout=30)
+        assert all_gone(workers, 3.0) == set(), "suite workers outlived the killed suite"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def _raw(root: Path, clips: int) -> Path:
