@@ -8,23 +8,27 @@ The op is ``y = conv3d(x, w, stride, padding, groups=C)`` for any kernel (kt, kh
 PyTorch's CPU ``convolution_backward`` for ``groups = C`` takes a slow path: on the demo model one depthwise
 layer's backward costs 14-90x its forward (docs/benchmarks.md). Its two gradients are cheap operations:
 
-- ``grad_input``: a scatter of ``gy * w[k]`` through the 27 (kt*kh*kw) shifts, i.e. the transposed depthwise
-  conv (for stride 1: the depthwise conv of ``gy`` with the flipped kernel);
+- ``grad_input``: the transposed depthwise conv, ``gx`` at each input position the sum of ``gy * w[k]`` over the
+  taps k that read it (for stride 1: the depthwise conv of ``gy`` with the flipped kernel);
 - ``grad_weight``: ``gw[c, k] = sum over (b, t, h, w) of gy[b, c, t, h, w] * x_pad[b, c, shift_k(t, h, w)]``,
   a reduction of k shifted products.
 
 Two implementations, chosen by ``impl``:
 
 ``"numba"``
-    Three loops compiled by numba (LLVM; no C compiler needed) over channels-last arrays (B, T, H, W, C), the
-    innermost loop running over the contiguous channels, so it vectorises whatever the stride or the spatial
-    size (X3D's late planes are 2 x 2). One pass over the data per op. Serial when torch runs one intra-op thread,
-    else parallel over the batch with as many numba threads as torch has (never more than the cores). The
-    weight gradient accumulates each sample in fp32 and sums the samples in fp64.
+    On contiguous tensors the forward and ``grad_input`` run oneDNN's fast forward depthwise kernel (``F.conv3d``;
+    ``grad_input`` as the flipped or per-phase conv of the fallback below) and ``grad_weight`` a loop compiled by
+    numba; on channels-last tensors all three are numba loops. The loops (LLVM, no C compiler needed) run over
+    channels-last arrays (B, T, H, W, C), the innermost loop over the contiguous channels, so they vectorise
+    whatever the stride or the spatial size (X3D's late planes are 2 x 2); one pass over the data per op. Serial
+    when torch runs one intra-op thread, else parallel over the batch with as many numba threads as torch has
+    (never more than the cores). The weight gradient sums each sample in the input's dtype and the samples in
+    float64.
 ``"autograd"``
     Pure PyTorch, for machines where numba cannot be imported: forward by ``F.conv3d``, ``grad_input`` by the
-    depthwise conv with the flipped kernel (stride 1) or ``F.conv_transpose3d`` (stride > 1), ``grad_weight``
-    by one multiply-and-sum per tap in channels-last order.
+    depthwise conv with the flipped kernel (stride 1) or one such conv per phase of the input (stride > 1; each
+    input phase is reached by a sub-kernel only), ``grad_weight`` by one multiply-and-sum per tap in
+    channels-last order.
 
 Both return the output and ``grad_input`` in the memory format of the input (``torch.channels_last_3d`` or
 contiguous); values equal ``F.conv3d``'s within float32 rounding (``tests/test_cpu_kernels.py``). Inputs of
@@ -78,8 +82,15 @@ def _padded_cl(x: torch.Tensor, padding: Triple, extra: Triple = (0, 0, 0)) -> t
     """x (B, C, T, H, W) -> zero-padded (B, T + 2 pt + et, H + 2 ph + eh, W + 2 pw + ew, C), contiguous."""
     b, c, t, h, w = x.shape
     pt, ph, pw = padding
-    out = x.new_zeros((b, t + 2 * pt + extra[0], h + 2 * ph + extra[1], w + 2 * pw + extra[2], c))
+    out = x.new_empty((b, t + 2 * pt + extra[0], h + 2 * ph + extra[1], w + 2 * pw + extra[2], c))
     out[:, pt:pt + t, ph:ph + h, pw:pw + w] = x.permute(0, 2, 3, 4, 1)
+    # zero only the border (a full fill first would be one more pass over the buffer)
+    out[:, :pt].zero_()
+    out[:, pt + t:].zero_()
+    out[:, pt:pt + t, :ph].zero_()
+    out[:, pt:pt + t, ph + h:].zero_()
+    out[:, pt:pt + t, ph:ph + h, :pw].zero_()
+    out[:, pt:pt + t, ph:ph + h, pw + w:].zero_()
     return out
 
 
@@ -90,7 +101,7 @@ def _numba_forward(x: torch.Tensor, w: torch.Tensor, stride: Triple, padding: Tr
     wk = w.reshape(w.shape[0], -1).t().contiguous()  # (K, C)
     y = x.new_empty((x.shape[0], *out, x.shape[1]))
     fwd, _, _ = _run_kernels()
-    fwd(xp.numpy(), wk.numpy(), *kernel, *stride, y.numpy())
+    fwd(xp.numpy(), wk.numpy(), kernel, stride, y.numpy())
     return _from_cl(y, x)
 
 
@@ -101,17 +112,70 @@ def _numba_backward(x: torch.Tensor, w: torch.Tensor, gy: torch.Tensor, stride: 
     _, gin, gwt = _run_kernels()
     gy_cl = _to_cl(gy)
     gx = gw = None
-    if need_x:
-        # stride slack: the last taps of a strided conv may reach past the padded input; they are cropped
-        gxp = x.new_zeros((b, t + 2 * padding[0] + stride[0], h + 2 * padding[1] + stride[1],
-                           wd + 2 * padding[2] + stride[2], c))
-        gin(gy_cl.numpy(), w.reshape(c, -1).t().contiguous().numpy(), *kernel, *stride, gxp.numpy())
-        gx = _from_cl(gxp[:, padding[0]:padding[0] + t, padding[1]:padding[1] + h, padding[2]:padding[2] + wd], x)
+    if need_x and _format(x) == torch.contiguous_format and _flipped_conv_applies(kernel, stride, padding):
+        gx = _flipped_conv(gy, w, padding)  # oneDNN's forward depthwise kernel, no layout change
+    elif need_x and _format(x) == torch.contiguous_format:
+        gx = _phase_grad_input(gy, w, (t, h, wd), stride, padding)
+    elif need_x:
+        gx_cl = x.new_empty((b, t, h, wd, c))
+        gin(gy_cl.numpy(), w.reshape(c, -1).t().contiguous().numpy(), kernel, stride, padding, gx_cl.numpy())
+        gx = _from_cl(gx_cl, x)
     if need_w:
         part = x.new_empty((b, kernel[0] * kernel[1] * kernel[2], c))
-        gwt(_padded_cl(x, padding).numpy(), gy_cl.numpy(), *kernel, *stride, part.numpy())
+        gwt(_padded_cl(x, padding).numpy(), gy_cl.numpy(), kernel, stride, part.numpy())
         gw = part.sum(0, dtype=torch.float64).t().to(w.dtype).reshape(w.shape)
     return gx, gw
+
+
+def _flipped_conv_applies(kernel: Triple, stride: Triple, padding: Triple) -> bool:
+    """Whether grad_input is the depthwise conv of gy with the flipped kernel (stride 1, padding <= kernel - 1)."""
+    return stride == (1, 1, 1) and all(k - 1 - p >= 0 for k, p in zip(kernel, padding))
+
+
+def _flipped_conv(gy: torch.Tensor, w: torch.Tensor, padding: Triple) -> torch.Tensor:
+    """grad_input of a stride-1 depthwise conv: gy (B, C, T, H, W) correlated with the flipped kernel."""
+    flip_pad = (w.shape[2] - 1 - padding[0], w.shape[3] - 1 - padding[1], w.shape[4] - 1 - padding[2])
+    return F.conv3d(gy, w.flip(2, 3, 4), None, 1, flip_pad, 1, w.shape[0])
+
+
+def _phase_grad_input(gy: torch.Tensor, w: torch.Tensor, size: Triple, stride: Triple,
+                      padding: Triple) -> torch.Tensor:
+    """grad_input of a strided depthwise conv as stride-1 depthwise convs, one per phase of the input.
+
+    Along an axis with stride s, input position i = s m + r receives gy[m + (r + p - k) / s] * w[k] from the taps
+    k = r + p (mod s) only: for each phase r a correlation of gy with that sub-kernel, which oneDNN's forward
+    depthwise kernel computes fast. gy (B, C, To, Ho, Wo), w (C, 1, kt, kh, kw) -> (B, C, T, H, W) contiguous.
+    """
+    b, c = gy.shape[0], gy.shape[1]
+    gx = gy.new_zeros((b, c, *size))
+    per_axis = [[_phase(r, n, o, k, s, p) for r in range(s)] for n, o, k, s, p in
+                zip(size, gy.shape[2:], w.shape[2:], stride, padding)]
+    for pt_ in per_axis[0]:
+        for ph_ in per_axis[1]:
+            for pw_ in per_axis[2]:
+                if not (pt_[1] and ph_[1] and pw_[1]):
+                    continue  # no tap reaches this phase: its gradient stays zero
+                sub = w[:, :, pt_[1]][:, :, :, ph_[1]][:, :, :, :, pw_[1]]
+                pads: list[int] = []
+                for ph in (pw_, ph_, pt_):  # F.pad: last axis first
+                    pads += [ph[2], ph[3]]
+                part = F.conv3d(F.pad(gy, pads), sub, None, 1, 0, 1, c)
+                gx[:, :, pt_[0]::stride[0], ph_[0]::stride[1], pw_[0]::stride[2]] = part
+    return gx
+
+
+def _phase(r: int, n: int, o: int, k: int, s: int, p: int) -> tuple[int, list[int], int, int]:
+    """Phase r of an axis (input size n, output size o, kernel k, stride s, padding p): (r, the taps that reach
+    it in correlation order, left pad, right pad) such that a correlation of the padded gy with those taps gives
+    the phase's ceil((n - r) / s) gradient values (F.pad crops where a pad is negative)."""
+    taps = sorted((kk for kk in range(k) if (r + p - kk) % s == 0), reverse=True)
+    count = max(0, -(-(n - r) // s))
+    if not taps or count == 0:
+        return r, [], 0, 0
+    d_min = (r + p - taps[0]) // s  # offset of gy for the first tap of the correlation
+    left = -d_min
+    right = count + len(taps) - 1 - left - o
+    return r, taps, left, right
 
 
 def _run_kernels() -> tuple[Any, Any, Any]:
@@ -129,14 +193,10 @@ def _torch_backward(x: torch.Tensor, w: torch.Tensor, gy: torch.Tensor, stride: 
     kt, kh, kw = (w.shape[2], w.shape[3], w.shape[4])
     gx = gw = None
     if need_x:
-        flip_pad = (kt - 1 - padding[0], kh - 1 - padding[1], kw - 1 - padding[2])
-        if stride == (1, 1, 1) and min(flip_pad) >= 0:
-            gx = F.conv3d(gy, w.flip(2, 3, 4), None, 1, flip_pad, 1, c)
+        if _flipped_conv_applies((kt, kh, kw), stride, padding):
+            gx = _flipped_conv(gy, w, padding)
         else:
-            size = (x.shape[2], x.shape[3], x.shape[4])
-            out_pad = [n - ((o - 1) * s - 2 * p + k) for n, o, s, p, k in
-                       zip(size, gy.shape[2:], stride, padding, (kt, kh, kw))]
-            gx = F.conv_transpose3d(gy, w, None, stride, padding, out_pad, c)
+            gx = _phase_grad_input(gy, w, (x.shape[2], x.shape[3], x.shape[4]), stride, padding)
         gx = gx.contiguous(memory_format=_format(x))
     if need_w:
         xp = _padded_cl(x, padding, stride)
@@ -161,7 +221,7 @@ class _DepthwiseFunction(torch.autograd.Function):
                 impl: CpuDepthwiseImpl) -> torch.Tensor:
         ctx.save_for_backward(x, w)
         ctx.stride, ctx.padding, ctx.impl = stride, padding, impl  # type: ignore[attr-defined]
-        if impl == "numba":
+        if impl == "numba" and _format(x) == torch.channels_last_3d:
             return _numba_forward(x, w, stride, padding)
         return F.conv3d(x, w, None, stride, padding, 1, x.shape[1]).contiguous(memory_format=_format(x))
 

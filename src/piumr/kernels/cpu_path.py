@@ -114,9 +114,11 @@ class MatmulConv3d(nn.Module):
         if x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous():
             return F.linear(x.permute(0, 2, 3, 4, 1), w2, bias).permute(0, 4, 1, 2, 3)  # (B,T,H,W,C) @ W^T
         b, _, t, h, w = x.shape
-        y = torch.matmul(w2, x.reshape(b, self.in_channels, t * h * w))  # (Cout, Cin) @ (B, Cin, THW)
-        if bias is not None:
-            y = y + bias.view(1, -1, 1)
+        # (B, Cout, Cin) @ (B, Cin, THW), the weight broadcast over B without a copy (torch.matmul would fold B into
+        # the rows and copy x transposed)
+        x3 = x.reshape(b, self.in_channels, t * h * w)
+        y = torch.bmm(w2.unsqueeze(0).expand(b, -1, -1), x3) if bias is None else \
+            torch.baddbmm(bias.view(1, -1, 1).expand(b, -1, t * h * w), w2.unsqueeze(0).expand(b, -1, -1), x3)
         return y.view(b, self.out_channels, t, h, w)
 
     def extra_repr(self) -> str:
