@@ -163,7 +163,7 @@ def test_auto_resolves_per_device() -> None:
     assert cpu.depthwise == ("numba" if numba_available() else "autograd")
     gpu = resolve_speed(SpeedConfig(), torch.device("cuda"))
     assert (gpu.channels_last, gpu.depthwise, gpu.pointwise) == (False, "conv3d", "conv3d")
-    fixed = SpeedConfig(channels_last=False, depthwise="conv3d", pointwise="conv3d")
+    fixed = SpeedConfig(channels_last=False, depthwise="conv3d", pointwise="conv3d", fused_adamw=False)
     assert resolve_speed(fixed, torch.device("cpu")) == fixed
 
 

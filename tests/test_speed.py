@@ -29,7 +29,8 @@ from piumr.train import train
 
 # the old path (torch's own convs, contiguous): what every lever is compared with
 FAST = {"optim.epochs": 2, "max_steps_per_epoch": 2, "optim.milestones": (1,), "data.num_workers": 0,
-        "speed.depthwise": "conv3d", "speed.pointwise": "conv3d", "speed.channels_last": False}
+        "speed.depthwise": "conv3d", "speed.pointwise": "conv3d", "speed.channels_last": False,
+        "speed.fused_adamw": False}
 LEVERS: dict[str, dict[str, Any]] = {
     "uint8_clips": {"speed.uint8_clips": True},
     "prefetch": {"speed.prefetch": True},
@@ -39,12 +40,14 @@ LEVERS: dict[str, dict[str, Any]] = {
     "depthwise_aten": {"speed.depthwise": "aten"},
     "cpu_path": {"speed.depthwise": "numba", "speed.pointwise": "matmul"},
     "cpu_path_autograd": {"speed.depthwise": "autograd", "speed.pointwise": "matmul"},
-    "cpu_default": {"speed.depthwise": "auto", "speed.pointwise": "auto", "speed.channels_last": "auto"},
+    "cpu_default": {"speed.depthwise": "auto", "speed.pointwise": "auto", "speed.channels_last": "auto",
+                    "speed.fused_adamw": "auto"},
+    "fused_adamw": {"speed.fused_adamw": True},
     "together": {"speed.uint8_clips": True, "speed.prefetch": True, "speed.check_every": 3,
                  "speed.channels_last": True, "speed.depthwise": "aten"},
 }
 # levers that change the CPU's summation order
-ROUNDING = {"channels_last", "together", "cpu_path", "cpu_path_autograd", "cpu_default"}
+ROUNDING = {"channels_last", "together", "cpu_path", "cpu_path_autograd", "cpu_default", "fused_adamw"}
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -177,10 +180,17 @@ def test_cuda_only_levers_change_nothing_on_cpu() -> None:
     assert torch.backends.cudnn.benchmark == before
 
 
-def test_fused_adamw_only_on_cuda() -> None:
+def test_fused_adamw_where_asked() -> None:
+    """On when asked, on the CPU by default ("auto"), off on a GPU by default."""
     model = torch.nn.Linear(3, 2)
     on = SpeedConfig(fused_adamw=True)
-    assert not make_optimizer(model, PRESETS["tiny"].optim, on, torch.device("cpu")).defaults["fused"]
+    assert make_optimizer(model, PRESETS["tiny"].optim, on, torch.device("cpu")).defaults["fused"]
+    assert make_optimizer(model, PRESETS["tiny"].optim, SpeedConfig(), torch.device("cpu")).defaults["fused"]
+    off = SpeedConfig(fused_adamw=False)
+    assert not make_optimizer(model, PRESETS["tiny"].optim, off, torch.device("cpu")).defaults["fused"]
+    from piumr.speed import resolve_speed
+
+    assert resolve_speed(SpeedConfig(), torch.device("cuda")).fused_adamw is False
     if torch.cuda.is_available():
         assert make_optimizer(model.cuda(), PRESETS["tiny"].optim, on, torch.device("cuda")).defaults["fused"]
 

@@ -143,7 +143,7 @@ def bench_variant(cfg: TrainConfig, variant: str, mode: Mode, batch: int, device
                   warmup: int) -> BenchRow:
     """Time ``iters`` steps (after ``warmup``) of one variant in this process."""
     warnings.filterwarnings("ignore")
-    from piumr.speed import prepare_model
+    from piumr.speed import make_optimizer, prepare_model
 
     dev = torch.device(device)
     flops = step_flops(cfg, variant, mode, batch) if dev.type == "cpu" else float("nan")
@@ -153,7 +153,8 @@ def bench_variant(cfg: TrainConfig, variant: str, mode: Mode, batch: int, device
     if variant in _LEVERED:
         prepare_model(model, cfg.speed, dev)
     criterion = build_criterion(cfg) if full_loss else None
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    opt = (make_optimizer(model, cfg.optim, cfg.speed, dev) if variant in _LEVERED else
+           torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay))
     x = torch.randn(batch, 3, cfg.model.frames, cfg.model.crop, cfg.model.crop, device=dev)
     y = torch.randint(0, cfg.model.num_classes, (batch,), device=dev)
     amp = cfg.optim.amp and dev.type == "cuda"

@@ -249,7 +249,9 @@ class SpeedConfig(_Frozen):
     # channels-last batch norm is less accurate: gradients 1.9e-3 from float64 against 2.5e-6, docs/benchmarks.md)
     channels_last: bool | Literal["auto"] = "auto"
     compile: bool = False  # torch.compile the network (DESIGN §5: no gain alone, ~100 s warm-up)
-    fused_adamw: bool = False  # CUDA: AdamW(fused=True), one kernel for all parameters
+    # AdamW(fused=True): one kernel per parameter ("auto": on the CPU, 0.5 against 2.8 ms per step of the demo model;
+    # off on a GPU until measured there)
+    fused_adamw: bool | Literal["auto"] = "auto"
     uint8_clips: bool = False  # loader yields uint8 clips, normalised on the device (a quarter of the bytes)
     prefetch: bool = False  # persistent loader workers across epochs; CUDA: next batch copied on a side stream
     prefetch_factor: int = Field(4, ge=1, le=64)  # batches each worker keeps ready (with ``prefetch``)

@@ -11,7 +11,7 @@ with and without each one from the same seed and compares):
   ``piumr.kernels.cpu_depthwise`` (``numba`` or ``autograd``) -- :func:`prepare_model`;
 - ``pointwise``: 1x1x1 convs as matmuls over the channels (``matmul``) -- :func:`prepare_model`;
 - ``compile``: ``torch.compile`` of the network -- :func:`compile_model`;
-- ``fused_adamw``: ``AdamW(fused=True)`` on CUDA (elsewhere the default implementation) -- :func:`make_optimizer`;
+- ``fused_adamw``: ``AdamW(fused=True)`` (torch's fused kernel, CPU and CUDA) -- :func:`make_optimizer`;
 - ``uint8_clips``: the loader hands over uint8 ``(B, 3, T, H, W)`` clips (a quarter of float32's bytes), normalised
   on the device by :func:`piumr.data.transforms.normalize_clips` (the same float32 operations) -- :class:`Feed`;
 - ``prefetch``: one loader for all remaining epochs (workers start once, ``prefetch_factor`` batches each) and, on
@@ -39,7 +39,7 @@ from piumr.data.dataset import VideoDataset
 from piumr.data.loaders import persistent_train_loader, train_loader
 from piumr.data.transforms import normalize_clips
 from piumr.kernels.cpu_depthwise import numba_available
-from piumr.kernels.cpu_path import swap_cpu_convs
+from piumr.kernels.cpu_path import swap_cpu_convs, swap_swish
 from piumr.kernels.depthwise import Tiles
 from piumr.kernels.fastpath import DepthwiseImpl, swap_depthwise
 
@@ -49,7 +49,8 @@ __all__ = ["Feed", "LossMeter", "Synced", "compile_model", "configure_backends",
 
 def resolve_speed(speed: SpeedConfig, device: torch.device) -> SpeedConfig:
     """``speed`` with every ``"auto"`` replaced for ``device``: on the CPU depthwise ``numba`` (``autograd`` where
-    numba cannot be imported) and pointwise ``matmul``, elsewhere ``conv3d`` for both; ``channels_last`` off on
+    numba cannot be imported), pointwise ``matmul`` and fused AdamW, elsewhere ``conv3d`` for both and AdamW's
+    default; ``channels_last`` off on
     every device (on the CPU, PyTorch's channels-last batch norm computes its statistics less accurately: whole-model
     gradients 1.9e-3 from float64 against 2.5e-6 contiguous, docs/benchmarks.md "CPU training path").
     A CPU-only choice (numba, autograd, matmul) on a GPU runs the GPU's own conv (the modules fall back)."""
@@ -61,6 +62,8 @@ def resolve_speed(speed: SpeedConfig, device: torch.device) -> SpeedConfig:
         update["depthwise"] = ("numba" if numba_available() else "autograd") if cpu else "conv3d"
     if speed.pointwise == "auto":
         update["pointwise"] = "matmul" if cpu else "conv3d"
+    if speed.fused_adamw == "auto":
+        update["fused_adamw"] = cpu
     return speed.model_copy(update=update) if update else speed
 
 
@@ -100,7 +103,7 @@ def prepare_model(model: nn.Module, speed: SpeedConfig, device: torch.device | N
     if speed.depthwise in ("numba", "autograd"):
         dw, pw = swap_cpu_convs(model, depthwise=speed.depthwise,
                                 pointwise="matmul" if speed.pointwise == "matmul" else "conv3d")
-        swapped = dw + pw
+        swapped = dw + pw + swap_swish(model)  # the same function in native kernels (not counted as a lever)
     else:
         depthwise: DepthwiseImpl = "aten" if speed.depthwise == "aten" else "triton" if speed.depthwise == "triton" \
             else "conv3d"
@@ -131,8 +134,8 @@ def compile_model(net: nn.Module, speed: SpeedConfig) -> nn.Module:
 
 
 def make_optimizer(model: nn.Module, optim: OptimConfig, speed: SpeedConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW with §4.1's lr and weight decay; ``fused=True`` on CUDA with ``speed.fused_adamw``."""
-    fused = True if speed.fused_adamw and device.type == "cuda" else None
+    """AdamW with §4.1's lr and weight decay; ``fused=True`` with ``speed.fused_adamw`` ("auto": on the CPU)."""
+    fused = True if resolve_speed(speed, device).fused_adamw is True and device.type in ("cpu", "cuda") else None
     return torch.optim.AdamW(model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay, fused=fused)
 
 

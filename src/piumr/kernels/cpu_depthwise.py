@@ -94,10 +94,10 @@ def _padded_cl(x: torch.Tensor, padding: Triple, extra: Triple = (0, 0, 0)) -> t
     return out
 
 
-def _numba_forward(x: torch.Tensor, w: torch.Tensor, stride: Triple, padding: Triple) -> torch.Tensor:
+def _numba_forward(x: torch.Tensor, xp: torch.Tensor, w: torch.Tensor, stride: Triple,
+                   padding: Triple) -> torch.Tensor:
     kernel = (w.shape[2], w.shape[3], w.shape[4])
     out = _out_size((x.shape[2], x.shape[3], x.shape[4]), kernel, stride, padding)
-    xp = _padded_cl(x, padding)
     wk = w.reshape(w.shape[0], -1).t().contiguous()  # (K, C)
     y = x.new_empty((x.shape[0], *out, x.shape[1]))
     fwd, _, _ = _run_kernels()
@@ -105,24 +105,45 @@ def _numba_forward(x: torch.Tensor, w: torch.Tensor, stride: Triple, padding: Tr
     return _from_cl(y, x)
 
 
-def _numba_backward(x: torch.Tensor, w: torch.Tensor, gy: torch.Tensor, stride: Triple, padding: Triple,
-                    need_x: bool, need_w: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+def _numba_backward(x: torch.Tensor, xp: torch.Tensor | None, w: torch.Tensor, gy: torch.Tensor, stride: Triple,
+                    padding: Triple, need_x: bool, need_w: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Both gradients; ``xp``: x zero-padded in channels-last order, made in the forward while x was in cache
+    (a transposing copy of an activation read back from memory costs ~3x as much), or None to make it here."""
     kernel = (w.shape[2], w.shape[3], w.shape[4])
     b, c, t, h, wd = x.shape
+    if _format(x) == torch.contiguous_format:
+        return _numba_backward_contiguous(x, xp, w, gy.contiguous(), stride, padding, need_x, need_w)
     _, gin, gwt = _run_kernels()
     gy_cl = _to_cl(gy)
     gx = gw = None
-    if need_x and _format(x) == torch.contiguous_format and _flipped_conv_applies(kernel, stride, padding):
-        gx = _flipped_conv(gy, w, padding)  # oneDNN's forward depthwise kernel, no layout change
-    elif need_x and _format(x) == torch.contiguous_format:
-        gx = _phase_grad_input(gy, w, (t, h, wd), stride, padding)
-    elif need_x:
+    if need_x:
         gx_cl = x.new_empty((b, t, h, wd, c))
         gin(gy_cl.numpy(), w.reshape(c, -1).t().contiguous().numpy(), kernel, stride, padding, gx_cl.numpy())
         gx = _from_cl(gx_cl, x)
     if need_w:
         part = x.new_empty((b, kernel[0] * kernel[1] * kernel[2], c))
-        gwt(_padded_cl(x, padding).numpy(), gy_cl.numpy(), kernel, stride, part.numpy())
+        xp = _padded_cl(x, padding) if xp is None else xp
+        gwt(xp.numpy(), gy_cl.numpy(), kernel, stride, part.numpy())
+        gw = part.sum(0, dtype=torch.float64).t().to(w.dtype).reshape(w.shape)
+    return gx, gw
+
+
+def _numba_backward_contiguous(x: torch.Tensor, xp: torch.Tensor | None, w: torch.Tensor, gy: torch.Tensor,
+                               stride: Triple, padding: Triple, need_x: bool,
+                               need_w: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Both gradients for contiguous x (B, C, T, H, W) and gy (B, C, To, Ho, Wo), no layout change: grad_input by
+    oneDNN (the flipped conv, or one conv per input phase), grad_weight by numba's loop over channels-last copies
+    (a loop over the contiguous (b, c) planes instead was 2-6x slower on X3D's strided and late layers)."""
+    kernel = (w.shape[2], w.shape[3], w.shape[4])
+    gx = gw = None
+    if need_x:
+        gx = (_flipped_conv(gy, w, padding) if _flipped_conv_applies(kernel, stride, padding)
+              else _phase_grad_input(gy, w, (x.shape[2], x.shape[3], x.shape[4]), stride, padding))
+    if need_w:
+        _, _, gwt = _run_kernels()
+        part = x.new_empty((x.shape[0], kernel[0] * kernel[1] * kernel[2], x.shape[1]))
+        xp = _padded_cl(x, padding) if xp is None else xp
+        gwt(xp.numpy(), _to_cl(gy).numpy(), kernel, stride, part.numpy())
         gw = part.sum(0, dtype=torch.float64).t().to(w.dtype).reshape(w.shape)
     return gx, gw
 
@@ -218,21 +239,27 @@ class _DepthwiseFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: FunctionCtx, x: torch.Tensor, w: torch.Tensor, stride: Triple, padding: Triple,
-                impl: CpuDepthwiseImpl) -> torch.Tensor:
-        ctx.save_for_backward(x, w)
+                impl: CpuDepthwiseImpl, keep_padded: bool) -> torch.Tensor:
         ctx.stride, ctx.padding, ctx.impl = stride, padding, impl  # type: ignore[attr-defined]
-        if impl == "numba" and _format(x) == torch.channels_last_3d:
-            return _numba_forward(x, w, stride, padding)
+        cl = impl == "numba" and _format(x) == torch.channels_last_3d
+        # made here, while x is in cache, also for the backward (where a transposing copy of x read back from
+        # memory made the whole demo step ~20 % slower)
+        xp = _padded_cl(x, padding) if impl == "numba" and (cl or keep_padded) else None
+        ctx.save_for_backward(x, w, xp if keep_padded else None)  # type: ignore[arg-type]  # None is allowed
+        if cl and xp is not None:
+            return _numba_forward(x, xp, w, stride, padding)
         return F.conv3d(x, w, None, stride, padding, 1, x.shape[1]).contiguous(memory_format=_format(x))
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, gy: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        x, w = ctx.saved_tensors
+        x, w, xp = ctx.saved_tensors
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        run = _numba_backward if ctx.impl == "numba" else _torch_backward
-        gx, gw = run(x, w, gy, ctx.stride, ctx.padding, need_x, need_w)
-        return gx, gw, None, None, None
+        if ctx.impl == "numba":
+            gx, gw = _numba_backward(x, xp, w, gy, ctx.stride, ctx.padding, need_x, need_w)
+        else:
+            gx, gw = _torch_backward(x, w, gy, ctx.stride, ctx.padding, need_x, need_w)
+        return gx, gw, None, None, None, None
 
 
 def cpu_depthwise_conv3d(x: torch.Tensor, w: torch.Tensor, stride: Triple = (1, 1, 1),
@@ -249,5 +276,6 @@ def cpu_depthwise_conv3d(x: torch.Tensor, w: torch.Tensor, stride: Triple = (1, 
         raise ValueError(f"the CPU depthwise conv got tensors on {x.device} / {w.device}")
     if impl == "numba" and (x.dtype not in _NUMBA_DTYPES or w.dtype != x.dtype or not numba_available()):
         impl = "autograd"
-    out: torch.Tensor = _DepthwiseFunction.apply(x, w, stride, padding, impl)
+    keep_padded = impl == "numba" and torch.is_grad_enabled() and w.requires_grad
+    out: torch.Tensor = _DepthwiseFunction.apply(x, w, stride, padding, impl, keep_padded)
     return out

@@ -5,6 +5,7 @@
 - every depthwise ``nn.Conv3d`` (groups = in = out channels, any kernel, stride and zero padding; X3D's 3x3x3
   ``conv_b`` and its stem's temporal 5x1x1 ``conv_xy``) by a :class:`CpuDepthwiseConv3d` running
   :func:`piumr.kernels.cpu_depthwise.cpu_depthwise_conv3d` (``"numba"`` or ``"autograd"``);
+- (``swap_swish``) pytorchvideo's ``Swish`` by ``nn.SiLU``;
 - with ``pointwise="matmul"``, every 1x1x1 ``nn.Conv3d`` (groups 1, no padding; strided ones subsample first) by a
   :class:`MatmulConv3d`: ``F.linear`` over the channels of a channels-last view, whose backward is two matmuls.
 
@@ -24,7 +25,7 @@ from torch import nn
 from piumr.kernels.cpu_depthwise import CpuDepthwiseImpl, cpu_depthwise_conv3d
 
 __all__ = ["CpuDepthwiseConv3d", "MatmulConv3d", "PointwiseImpl", "is_depthwise_conv3d", "is_pointwise_conv3d",
-           "swap_cpu_convs"]
+           "swap_cpu_convs", "swap_swish"]
 
 PointwiseImpl = Literal["conv3d", "matmul"]
 Triple = tuple[int, int, int]
@@ -146,3 +147,18 @@ def swap_cpu_convs(model: nn.Module, *, depthwise: CpuDepthwiseImpl | None,
         setattr(parent, child, new)
         counts[slot] += 1
     return counts[0], counts[1]
+
+
+def swap_swish(model: nn.Module) -> int:
+    """Replace pytorchvideo's ``Swish`` (x * sigmoid(x) as a Python autograd Function that recomputes the sigmoid
+    in its backward) by ``nn.SiLU``, the same function in one native kernel each way; return how many."""
+    from pytorchvideo.layers.swish import Swish
+
+    count = 0
+    for name, module in list(model.named_modules()):
+        if type(module) is Swish:
+            parent_name, _, child = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            setattr(parent, child, nn.SiLU())
+            count += 1
+    return count

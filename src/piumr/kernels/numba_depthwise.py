@@ -32,7 +32,7 @@ _THREADS = 1
 _JIT: dict[str, Any] = {"fastmath": True, "cache": True, "nogil": True}
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_JIT)  # type: ignore[untyped-decorator]
 def _forward_sample(xp: Any, w: Any, kt: int, kh: int, kw: int, st: int, sh: int, sw: int, y: Any, b: int) -> None:
     """y[b] (To, Ho, Wo, C) = sum over taps k of xp[b] (Tp, Hp, Wp, C) shifted by k, times w[k] (C,)."""
     _, nt, nh, nw, nc = y.shape
@@ -50,7 +50,7 @@ def _forward_sample(xp: Any, w: Any, kt: int, kh: int, kw: int, st: int, sh: int
                                 out[c] += src[c] * wk[c]
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_JIT)  # type: ignore[untyped-decorator]
 def _grad_input_sample(gy: Any, w: Any, kt: int, kh: int, kw: int, st: int, sh: int, sw: int, pt: int, ph: int,
                        pw: int, gx: Any, b: int) -> None:
     """gx[b] (T, H, W, C) = sum over taps k of gy[b] (To, Ho, Wo, C) at the output position that read this input
@@ -80,7 +80,7 @@ def _grad_input_sample(gy: Any, w: Any, kt: int, kh: int, kw: int, st: int, sh: 
                                 dst[c] += g[c] * wk[c]
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_JIT)  # type: ignore[untyped-decorator]
 def _grad_weight_sample(xp: Any, gy: Any, kt: int, kh: int, kw: int, st: int, sh: int, sw: int, part: Any,
                         b: int) -> None:
     """part[b] (K, C) = sum over (t, h, w) of gy[b] (To, Ho, Wo, C) * xp[b] (Tp, Hp, Wp, C) shifted by tap k, in
@@ -101,39 +101,39 @@ def _grad_weight_sample(xp: Any, gy: Any, kt: int, kh: int, kw: int, st: int, sh
                                 row[c] += g[c] * src[c]
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_JIT)  # type: ignore[untyped-decorator]
 def _forward_serial(xp: Any, w: Any, kt: int, kh: int, kw: int, st: int, sh: int, sw: int, y: Any) -> None:
     for b in range(y.shape[0]):
         _forward_sample(xp, w, kt, kh, kw, st, sh, sw, y, b)
 
 
-@numba.njit(parallel=True, **_JIT)
+@numba.njit(parallel=True, **_JIT)  # type: ignore[untyped-decorator]
 def _forward_parallel(xp: Any, w: Any, kt: int, kh: int, kw: int, st: int, sh: int, sw: int, y: Any) -> None:
     for b in numba.prange(y.shape[0]):  # each sample writes only y[b]: no two threads touch one element
         _forward_sample(xp, w, kt, kh, kw, st, sh, sw, y, b)
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_JIT)  # type: ignore[untyped-decorator]
 def _grad_input_serial(gy: Any, w: Any, kt: int, kh: int, kw: int, st: int, sh: int, sw: int, pt: int, ph: int,
                        pw: int, gx: Any) -> None:
     for b in range(gy.shape[0]):
         _grad_input_sample(gy, w, kt, kh, kw, st, sh, sw, pt, ph, pw, gx, b)
 
 
-@numba.njit(parallel=True, **_JIT)
+@numba.njit(parallel=True, **_JIT)  # type: ignore[untyped-decorator]
 def _grad_input_parallel(gy: Any, w: Any, kt: int, kh: int, kw: int, st: int, sh: int, sw: int, pt: int, ph: int,
                          pw: int, gx: Any) -> None:
     for b in numba.prange(gy.shape[0]):
         _grad_input_sample(gy, w, kt, kh, kw, st, sh, sw, pt, ph, pw, gx, b)
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_JIT)  # type: ignore[untyped-decorator]
 def _grad_weight_serial(xp: Any, gy: Any, kt: int, kh: int, kw: int, st: int, sh: int, sw: int, part: Any) -> None:
     for b in range(gy.shape[0]):
         _grad_weight_sample(xp, gy, kt, kh, kw, st, sh, sw, part, b)
 
 
-@numba.njit(parallel=True, **_JIT)
+@numba.njit(parallel=True, **_JIT)  # type: ignore[untyped-decorator]
 def _grad_weight_parallel(xp: Any, gy: Any, kt: int, kh: int, kw: int, st: int, sh: int, sw: int, part: Any) -> None:
     for b in numba.prange(gy.shape[0]):
         _grad_weight_sample(xp, gy, kt, kh, kw, st, sh, sw, part, b)
@@ -153,3 +153,5 @@ def grad_input(gy: Any, w: Any, kernel: tuple[int, int, int], stride: tuple[int,
 def grad_weight(xp: Any, gy: Any, kernel: tuple[int, int, int], stride: tuple[int, int, int], part: Any) -> None:
     """part (B, K, C): each sample's weight gradient from xp (B, Tp, Hp, Wp, C) and gy (B, To, Ho, Wo, C)."""
     (_grad_weight_parallel if _THREADS > 1 else _grad_weight_serial)(xp, gy, *kernel, *stride, part)
+
+
