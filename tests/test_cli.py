@@ -218,7 +218,8 @@ def test_train_options_are_declared_once() -> None:
     assert expanded <= set(AMENDABLE)
     assert RESUME_OPTIONS == {"--epochs": "optim.epochs", "--lr": "optim.lr", "--milestones": "optim.milestones",
                               "--workers": "data.num_workers", "--speed": "speed",
-                              "--compile/--no-compile": "speed.compile", "--fast-depthwise": "speed.depthwise"}
+                              "--compile/--no-compile": "speed.compile", "--fast-depthwise": "speed.depthwise",
+                              "--tensorboard": "tensorboard"}
 
 
 @pytest.mark.parametrize("args, message", [
