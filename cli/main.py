@@ -346,7 +346,7 @@ def _bench(kind: Literal["train", "infer"], preset: str, batch: Optional[int], d
         warn_cpu_time(f"{n_var} variant(s) x {iters + 2} steps of batch {b}", cfg.model, n_var * (iters + 2) * b,
                        kind == "train", n_threads, dev.type)
         rows = run_bench(cfg, kind, batch=b, device=str(dev), iters=iters, threads=n_threads,
-                         variants=tuple(v.strip() for v in variants.split(",")))
+                         variants=tuple(v.strip() for v in variants.split(",")), flops=True)
         base = rows[0]
         t = Table(title=f"bench {kind}: preset {preset}, {cfg.model.backbone}, batch {b}, "
                         f"{cfg.model.frames}x{cfg.model.crop}, {dev}")

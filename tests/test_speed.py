@@ -39,15 +39,13 @@ LEVERS: dict[str, dict[str, Any]] = {
     "channels_last": {"speed.channels_last": True},
     "depthwise_aten": {"speed.depthwise": "aten"},
     "cpu_path": {"speed.depthwise": "numba", "speed.pointwise": "matmul"},
-    "cpu_path_autograd": {"speed.depthwise": "autograd", "speed.pointwise": "matmul"},
     "cpu_default": {"speed.depthwise": "auto", "speed.pointwise": "auto", "speed.channels_last": "auto",
                     "speed.fused_adamw": "auto"},
-    "fused_adamw": {"speed.fused_adamw": True},
     "together": {"speed.uint8_clips": True, "speed.prefetch": True, "speed.check_every": 3,
                  "speed.channels_last": True, "speed.depthwise": "aten"},
 }
 # levers that change the CPU's summation order
-ROUNDING = {"channels_last", "together", "cpu_path", "cpu_path_autograd", "cpu_default", "fused_adamw"}
+ROUNDING = {"channels_last", "together", "cpu_path", "cpu_default"}
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -140,13 +140,14 @@ def step_flops(cfg: TrainConfig, variant: str, mode: Mode, batch: int) -> float:
 
 
 def bench_variant(cfg: TrainConfig, variant: str, mode: Mode, batch: int, device: str, iters: int,
-                  warmup: int) -> BenchRow:
-    """Time ``iters`` steps (after ``warmup``) of one variant in this process."""
+                  warmup: int, flops: bool = False) -> BenchRow:
+    """Time ``iters`` steps (after ``warmup``) of one variant in this process; with ``flops`` (CPU only) also count
+    one step's FLOPs (one more step on torch's own ops: seconds for a full-size model)."""
     warnings.filterwarnings("ignore")
     from piumr.speed import make_optimizer, prepare_model
 
     dev = torch.device(device)
-    flops = step_flops(cfg, variant, mode, batch) if dev.type == "cpu" else float("nan")
+    counted = step_flops(cfg, variant, mode, batch) if flops and dev.type == "cpu" else float("nan")
     torch.manual_seed(0)
     model, full_loss = _build(cfg, variant)
     model = model.to(dev).train(mode == "train")
@@ -177,15 +178,16 @@ def bench_variant(cfg: TrainConfig, variant: str, mode: Mode, batch: int, device
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
     return BenchRow(variant, mode, str(dev), batch, cfg.model.frames, cfg.model.crop, dt * 1e3, batch / dt, peak,
-                    flops / 1e9, flops / dt / 1e9)
+                    counted / 1e9, counted / dt / 1e9)
 
 
 def _child(q: "mp.Queue[dict[str, object]]", cfg_json: str, variant: str, mode: Mode, batch: int, device: str,
-           iters: int, warmup: int, threads: int) -> None:
+           iters: int, warmup: int, threads: int, flops: bool) -> None:
     die_with_parent()  # a killed doctor or bench takes its measuring process with it
     torch.set_num_threads(threads)
     try:
-        row = bench_variant(TrainConfig.model_validate_json(cfg_json), variant, mode, batch, device, iters, warmup)
+        row = bench_variant(TrainConfig.model_validate_json(cfg_json), variant, mode, batch, device, iters, warmup,
+                            flops)
         q.put({"ok": True, **asdict(row)})
     except Exception as e:  # reported to the parent, which raises it
         q.put({"ok": False, "error": f"{type(e).__name__}: {e}"})
@@ -204,8 +206,10 @@ def _result_of(q: "mp.Queue[dict[str, object]]", p: Any, variant: str) -> dict[s
 
 
 def run_bench(cfg: TrainConfig, mode: Mode, *, batch: int, device: str, iters: int = 5, warmup: int = 2,
-              variants: tuple[str, ...] = ("x3d", "piumr"), threads: int | None = None) -> list[BenchRow]:
-    """Run each variant in a fresh process; raises ``RuntimeError`` with the child's error."""
+              variants: tuple[str, ...] = ("x3d", "piumr"), threads: int | None = None,
+              flops: bool = False) -> list[BenchRow]:
+    """Run each variant in a fresh process (``flops``: also count each step's FLOPs on the CPU); raises
+    ``RuntimeError`` with the child's error."""
     ctx = mp.get_context("spawn")
     rows = []
     for v in variants:
@@ -213,7 +217,7 @@ def run_bench(cfg: TrainConfig, mode: Mode, *, batch: int, device: str, iters: i
             raise ValueError(f"unknown variant {v!r}; choose from {VARIANTS}")
         q: mp.Queue[dict[str, object]] = ctx.Queue()
         p = ctx.Process(target=_child, args=(q, cfg.model_dump_json(), v, mode, batch, device, iters, warmup,
-                                             threads or torch.get_num_threads()))
+                                             threads or torch.get_num_threads(), flops))
         p.start()
         res = _result_of(q, p, v)
         p.join()
