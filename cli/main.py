@@ -332,7 +332,8 @@ def predict(
 
 
 def _bench(kind: Literal["train", "infer"], preset: str, batch: Optional[int], device: Optional[str], iters: int,
-           variants: str, threads: Optional[int], backbone: Optional[str] = None) -> None:
+           variants: str, threads: Optional[int], backbone: Optional[str] = None,
+           separate: Optional[bool] = None) -> None:
     with user_errors():
         cfg = build_config(preset, {}, backbone)
     from piumr.bench import cpu_peak_line, run_bench
@@ -345,21 +346,31 @@ def _bench(kind: Literal["train", "infer"], preset: str, batch: Optional[int], d
         n_var = len(variants.split(","))
         warn_cpu_time(f"{n_var} variant(s) x {iters + 2} steps of batch {b}", cfg.model, n_var * (iters + 2) * b,
                        kind == "train", n_threads, dev.type)
+        interleave = dev.type == "cpu" if separate is None else not separate
         rows = run_bench(cfg, kind, batch=b, device=str(dev), iters=iters, threads=n_threads,
-                         variants=tuple(v.strip() for v in variants.split(",")), flops=True)
+                         variants=tuple(v.strip() for v in variants.split(",")), flops=True, interleave=interleave)
         base = rows[0]
         t = Table(title=f"bench {kind}: preset {preset}, {cfg.model.backbone}, batch {b}, "
-                        f"{cfg.model.frames}x{cfg.model.crop}, {dev}")
+                        f"{cfg.model.frames}x{cfg.model.crop}, {dev}, "
+                        + (f"one process, {iters} interleaved rounds" if interleave else
+                           f"one process per variant, {iters} steps each"))
         for c in ("variant", "ms/step", "clips/s", "vs first", "speed-up", "GFLOP/step", "GFLOP/s", "peak GiB"):
             t.add_column(c, justify="right")
         for r in rows:
             t.add_row(r.variant, f"{r.ms_per_step:.1f}", f"{r.clips_per_s:.2f}",
                       f"{r.ms_per_step / base.ms_per_step:.3f}x time", f"{base.ms_per_step / r.ms_per_step:.2f}x",
-                      f"{r.gflop_per_step:.2f}", f"{r.gflop_per_s:.1f}", f"{r.peak_mem_gib:.2f}")
+                      f"{r.gflop_per_step:.2f}", f"{r.gflop_per_s:.1f}",
+                      "n/a" if r.peak_mem_gib != r.peak_mem_gib else f"{r.peak_mem_gib:.2f}")
         out.print(t)
         if dev.type == "cpu":
             out.print(cpu_peak_line(n_threads, rows), highlight=False)
         out.print_json(json.dumps([r.__dict__ for r in rows]))
+
+
+SeparateOpt = Annotated[Optional[bool], typer.Option(
+    "--separate/--interleave",
+    help="one process per variant with its peak memory, or all variants in one process timed in interleaved rounds "
+         "(robust to a busy machine; no peak memory) [default: interleave on the CPU, separate on a GPU]")]
 
 
 @bench_app.command("train")
@@ -373,10 +384,11 @@ def bench_train(
     = "x3d,piumr-ref,piumr",
     threads: ThreadsOpt = None,
     backbone: Annotated[Optional[str], typer.Option(help="backbone instead of the preset's (x3d = the plain backbone)")] = None,
+    separate: SeparateOpt = None,
 ) -> None:
     """Training step (forward+backward+AdamW): plain pytorchvideo X3D vs PIUmr on the old path (every speed lever
-    off) and on the configured one (on the CPU: channels_last_3d, numba depthwise, matmul pointwise), same run."""
-    _bench("train", preset, batch, device, iters, variants, threads, backbone)
+    off) and on the configured one (on the CPU: numba depthwise, matmul pointwise, fused AdamW), same run."""
+    _bench("train", preset, batch, device, iters, variants, threads, backbone, separate)
 
 
 @bench_app.command("infer")
@@ -388,9 +400,10 @@ def bench_infer(
     variants: Annotated[str, typer.Option()] = "x3d,piumr-ref,piumr",
     threads: ThreadsOpt = None,
     backbone: Annotated[Optional[str], typer.Option(help="backbone instead of the preset's (x3d = the plain backbone)")] = None,
+    separate: SeparateOpt = None,
 ) -> None:
     """Inference (no grad): plain pytorchvideo X3D vs PIUmr, same run."""
-    _bench("infer", preset, batch, device, iters, variants, threads, backbone)
+    _bench("infer", preset, batch, device, iters, variants, threads, backbone, separate)
 
 
 bench_app.command("loader")(bench_loader)

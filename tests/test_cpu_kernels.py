@@ -64,6 +64,62 @@ def test_depthwise_matches_conv3d(case: Any, channels_last: bool, impl: str) -> 
     assert _rel(y, y_ref) < 1e-5 and _rel(gx, gx_ref) < 1e-5 and _rel(gw, gw_ref) < 1e-5
 
 
+NUMBA_ONLY = pytest.mark.skipif(not numba_available(), reason="no numba")
+
+
+def _planes_everywhere(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Route every contiguous input through the numba plane loops; returns a list that counts their forwards."""
+    calls: list[int] = []
+    real = cpu_depthwise._planes_forward
+
+    def spy(*args: Any) -> Any:
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(cpu_depthwise, "PLANES_MIN_AREA", 1)
+    monkeypatch.setattr(cpu_depthwise, "_planes_forward", spy)
+    return calls
+
+
+@NUMBA_ONLY
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}-k{c[1]}-s{c[2]}-p{c[3]}" for c in CASES])
+def test_plane_loops_match_conv3d(case: Any, threads: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plane loops (contiguous inputs, the stride phases flattened): output, grad_input and grad_weight equal
+    F.conv3d(groups=C)'s (in float64) within 1e-5, serial and in parallel."""
+    calls = _planes_everywhere(monkeypatch)
+    shape, kernel, stride, padding = case
+    g = torch.Generator().manual_seed(sum(shape) + 1)
+    x = torch.randn(shape, generator=g, requires_grad=True)
+    w = torch.randn((shape[1], 1, *kernel), generator=g, requires_grad=True)
+    xr, wr = x.detach().double().requires_grad_(True), w.detach().double().requires_grad_(True)
+    y_ref = F.conv3d(xr, wr, None, stride, padding, 1, shape[1])
+    gy = torch.randn(y_ref.shape, generator=g)
+    gx_ref, gw_ref = torch.autograd.grad(y_ref, (xr, wr), gy.double())
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        y = cpu_depthwise_conv3d(x, w, stride, padding, "numba")
+        gx, gw = torch.autograd.grad(y, (x, w), gy)
+    finally:
+        torch.set_num_threads(old)
+    assert calls == [1] and y.is_contiguous() and gx.shape == x.shape and gw.shape == w.shape
+    assert _rel(y, y_ref) < 1e-5 and _rel(gx, gx_ref) < 1e-5 and _rel(gw, gw_ref) < 1e-5
+
+
+@NUMBA_ONLY
+def test_plane_loops_gradcheck_and_frozen_weight(monkeypatch: pytest.MonkeyPatch) -> None:
+    """float64 finite differences through the plane loops; a frozen weight still gives grad_input."""
+    calls = _planes_everywhere(monkeypatch)
+    x = torch.randn(2, 3, 3, 5, 4, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 1, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: cpu_depthwise_conv3d(a, b, (1, 2, 2), (1, 1, 1), "numba"), (x, w))
+    wf = w.detach()
+    (gx,) = torch.autograd.grad(cpu_depthwise_conv3d(x, wf, (1, 2, 2), (1, 1, 1), "numba").sum(), (x,))
+    (gx_ref,) = torch.autograd.grad(F.conv3d(x, wf, None, (1, 2, 2), 1, 1, 3).sum(), (x,))
+    assert calls and _rel(gx, gx_ref) < 1e-12
+
+
 def test_numba_and_autograd_agree_with_two_threads() -> None:
     """The numba loops run parallel over the batch with 2 threads and give what the fallback gives."""
     if not numba_available():

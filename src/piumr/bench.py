@@ -1,8 +1,13 @@
 """``piumr bench``: step time, clips/s and peak memory of plain X3D vs PIUmr, measured in one run.
 
-Each variant runs in a fresh ``spawn``ed process so its peak memory (CUDA:
-``max_memory_allocated``; CPU: peak resident set size of the process, which
-includes the interpreter and libraries, ~0.4 GB) is its own.
+Two ways to time the variants (``run_bench(interleave=...)``):
+
+- separate (the GPU's default): each variant in a fresh ``spawn``ed process, its steps in a row, so its peak memory
+  (CUDA: ``max_memory_allocated``; CPU: peak resident set size of the process, which includes the interpreter and
+  libraries, ~0.4 GB) is its own;
+- interleaved (the CPU's default): every variant in one process, timed in rounds (round r times one step of each
+  variant), so a slow spell of a shared machine hits them alike and their ratio holds (on a busy 2-core VM the
+  separate way moved plain X3D's step from 376 to 514 ms between two runs a minute apart). No peak memory.
 
 Variants: ``x3d`` is plain pytorchvideo X3D as built (torch's own ops: the old path); ``piumr-ref`` PIUmr with
 every speed lever off (the old path); ``piumr``, ``x3d+tfam``, ``x3d+girl`` and ``x3d-fast`` (plain X3D) run the
@@ -32,7 +37,7 @@ from piumr.model import PIUmrNet
 from piumr.model.backbone import build_x3d
 from piumr.runtime import die_with_parent
 
-__all__ = ["BenchRow", "VARIANTS", "bench_variant", "run_bench", "forward_flops", "estimate_cpu_seconds",
+__all__ = ["BenchRow", "VARIANTS", "bench_variant", "run_bench", "bench_interleaved", "forward_flops", "estimate_cpu_seconds",
            "CPU_FLOPS_PER_CORE", "cpu_peak", "cpu_peak_line", "step_flops"]
 
 Mode = Literal["train", "infer"]
@@ -139,15 +144,10 @@ def step_flops(cfg: TrainConfig, variant: str, mode: Mode, batch: int) -> float:
     return float(counter.get_total_flops())
 
 
-def bench_variant(cfg: TrainConfig, variant: str, mode: Mode, batch: int, device: str, iters: int,
-                  warmup: int, flops: bool = False) -> BenchRow:
-    """Time ``iters`` steps (after ``warmup``) of one variant in this process; with ``flops`` (CPU only) also count
-    one step's FLOPs (one more step on torch's own ops: seconds for a full-size model)."""
-    warnings.filterwarnings("ignore")
+def _variant_step(cfg: TrainConfig, variant: str, mode: Mode, batch: int, dev: torch.device) -> Any:
+    """One variant's step function on random clips (B, 3, T, S, S) and labels, its model built from seed 0."""
     from piumr.speed import make_optimizer, prepare_model
 
-    dev = torch.device(device)
-    counted = step_flops(cfg, variant, mode, batch) if flops and dev.type == "cpu" else float("nan")
     torch.manual_seed(0)
     model, full_loss = _build(cfg, variant)
     model = model.to(dev).train(mode == "train")
@@ -158,8 +158,17 @@ def bench_variant(cfg: TrainConfig, variant: str, mode: Mode, batch: int, device
            torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay))
     x = torch.randn(batch, 3, cfg.model.frames, cfg.model.crop, cfg.model.crop, device=dev)
     y = torch.randint(0, cfg.model.num_classes, (batch,), device=dev)
-    amp = cfg.optim.amp and dev.type == "cuda"
-    step = _step_fn(model, criterion, opt, x, y, mode, amp)
+    return _step_fn(model, criterion, opt, x, y, mode, cfg.optim.amp and dev.type == "cuda")
+
+
+def bench_variant(cfg: TrainConfig, variant: str, mode: Mode, batch: int, device: str, iters: int,
+                  warmup: int, flops: bool = False) -> BenchRow:
+    """Time ``iters`` steps (after ``warmup``) of one variant in this process; with ``flops`` (CPU only) also count
+    one step's FLOPs (one more step on torch's own ops: seconds for a full-size model)."""
+    warnings.filterwarnings("ignore")
+    dev = torch.device(device)
+    counted = step_flops(cfg, variant, mode, batch) if flops and dev.type == "cpu" else float("nan")
+    step = _variant_step(cfg, variant, mode, batch, dev)
     for _ in range(warmup):
         step()
     if dev.type == "cuda":
@@ -179,6 +188,49 @@ def bench_variant(cfg: TrainConfig, variant: str, mode: Mode, batch: int, device
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
     return BenchRow(variant, mode, str(dev), batch, cfg.model.frames, cfg.model.crop, dt * 1e3, batch / dt, peak,
                     counted / 1e9, counted / dt / 1e9)
+
+
+def bench_interleaved(cfg: TrainConfig, variants: tuple[str, ...], mode: Mode, batch: int, device: str, iters: int,
+                      warmup: int, flops: bool = False) -> list[BenchRow]:
+    """Time ``iters`` rounds (after ``warmup`` steps of each) of every variant in this process, one step of each
+    variant per round; each row's step is its median; peak memory is not measured (NaN)."""
+    warnings.filterwarnings("ignore")
+    dev = torch.device(device)
+    steps = {}
+    counted = {}
+    for variant in variants:
+        counted[variant] = step_flops(cfg, variant, mode, batch) if flops and dev.type == "cpu" else float("nan")
+        steps[variant] = _variant_step(cfg, variant, mode, batch, dev)
+        for _ in range(warmup):
+            steps[variant]()
+    times: dict[str, list[float]] = {v: [] for v in variants}
+    for _ in range(iters):
+        for variant, step in steps.items():
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            step()
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            times[variant].append(time.perf_counter() - t)
+    rows = []
+    for variant in variants:
+        dt = sorted(times[variant])[len(times[variant]) // 2]
+        rows.append(BenchRow(variant, mode, str(dev), batch, cfg.model.frames, cfg.model.crop, dt * 1e3, batch / dt,
+                             float("nan"), counted[variant] / 1e9, counted[variant] / dt / 1e9))
+    return rows
+
+
+def _child_interleaved(q: "mp.Queue[dict[str, object]]", cfg_json: str, variants: tuple[str, ...], mode: Mode,
+                       batch: int, device: str, iters: int, warmup: int, threads: int, flops: bool) -> None:
+    die_with_parent()
+    torch.set_num_threads(threads)
+    try:
+        rows = bench_interleaved(TrainConfig.model_validate_json(cfg_json), variants, mode, batch, device, iters,
+                                 warmup, flops)
+        q.put({"ok": True, "rows": [asdict(r) for r in rows]})
+    except Exception as e:  # reported to the parent, which raises it
+        q.put({"ok": False, "error": f"{type(e).__name__}: {e}"})
 
 
 def _child(q: "mp.Queue[dict[str, object]]", cfg_json: str, variant: str, mode: Mode, batch: int, device: str,
@@ -207,17 +259,29 @@ def _result_of(q: "mp.Queue[dict[str, object]]", p: Any, variant: str) -> dict[s
 
 def run_bench(cfg: TrainConfig, mode: Mode, *, batch: int, device: str, iters: int = 5, warmup: int = 2,
               variants: tuple[str, ...] = ("x3d", "piumr"), threads: int | None = None,
-              flops: bool = False) -> list[BenchRow]:
-    """Run each variant in a fresh process (``flops``: also count each step's FLOPs on the CPU); raises
-    ``RuntimeError`` with the child's error."""
+              flops: bool = False, interleave: bool = False) -> list[BenchRow]:
+    """Run each variant in a fresh process, or (``interleave``) all in one fresh process in rounds; ``flops``: also
+    count each step's FLOPs on the CPU. Raises ``RuntimeError`` with the child's error."""
     ctx = mp.get_context("spawn")
-    rows = []
     for v in variants:
         if v not in VARIANTS:
             raise ValueError(f"unknown variant {v!r}; choose from {VARIANTS}")
+    n_threads = threads or torch.get_num_threads()
+    if interleave:
+        q0: mp.Queue[dict[str, object]] = ctx.Queue()
+        p0 = ctx.Process(target=_child_interleaved, args=(q0, cfg.model_dump_json(), tuple(variants), mode, batch,
+                                                          device, iters, warmup, n_threads, flops))
+        p0.start()
+        res0 = _result_of(q0, p0, ",".join(variants))
+        p0.join()
+        if not res0.pop("ok"):
+            raise RuntimeError(f"bench {','.join(variants)}: {res0['error']}")
+        return [BenchRow(**r) for r in res0["rows"]]  # type: ignore[attr-defined]
+    rows = []
+    for v in variants:
         q: mp.Queue[dict[str, object]] = ctx.Queue()
         p = ctx.Process(target=_child, args=(q, cfg.model_dump_json(), v, mode, batch, device, iters, warmup,
-                                             threads or torch.get_num_threads(), flops))
+                                             n_threads, flops))
         p.start()
         res = _result_of(q, p, v)
         p.join()

@@ -29,6 +29,11 @@ def set_threads(n: int) -> None:
 
 
 _THREADS = 1
+
+
+def threads() -> int:
+    """The number of numba threads the loops run on (1: serial, in the calling thread)."""
+    return _THREADS
 _JIT: dict[str, Any] = {"fastmath": True, "cache": True, "nogil": True}
 
 
