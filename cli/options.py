@@ -18,6 +18,7 @@ from piumr.backbones import BACKBONES
 from piumr.config import MAX_CHECKPOINT_EVERY_MIN, PRESETS, Grouping, ListSplit, get_preset
 from piumr.files import is_submission_zip, path_problem, refuse_foreign
 from piumr.source import resolve_source
+from piumr.stall import ON_STALL, OnStall
 
 
 class _WholeWords(typer_textwrap.TextWrapper):
@@ -245,3 +246,16 @@ def check_synth_budget(est: SynthEstimate, data: Any, out: Path) -> None:
         listed = over[0] if len(over) == 1 else f"{', '.join(over[:-1])} and {over[-1]}"
         raise ValueError(f"{sizes}: {est.describe()} (estimate), over {listed}; lower them, or pass --force to "
                          "generate it anyway")
+
+
+OnStallOpt = Annotated[str, typer.Option(
+    "--on-stall", metavar="warn|stop",
+    help="what a training does when its cross-entropy is still at chance (>= 0.97 ln K) after one epoch or 200 "
+         "steps: warn (one line; a stall row in log.jsonl) or stop (also exit 4)")]
+
+
+def check_on_stall(value: str) -> OnStall:
+    """``--on-stall``'s value, or ``ValueError`` naming the flag and the value."""
+    if value not in ON_STALL:
+        raise ValueError(f"--on-stall must be warn or stop, got {value!r}")
+    return "warn" if value == "warn" else "stop"

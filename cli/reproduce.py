@@ -17,7 +17,10 @@ from piumr.source import resolve_source
 from .errors import console, user_errors
 from .errors import err as _err
 from .flags import build_config, describe
-from .options import HELP_SETTINGS, PRESET_HELP, PRESET_METAVAR, DeviceOpt, ThreadsOpt, check_data, check_preset, metavar
+from .options import (
+    HELP_SETTINGS, PRESET_HELP, PRESET_METAVAR, DeviceOpt, OnStallOpt, ThreadsOpt, check_data, check_on_stall,
+    check_preset, metavar,
+)
 
 reproduce_app = typer.Typer(
     help="Regenerate the paper's tables and figures (see reproduce/README.md). Runs are shared between "
@@ -210,6 +213,7 @@ def shift_suite(
         "applies the factor's augmentation"))] = "data",
     threads: ThreadsOpt = None,
     device: DeviceOpt = None,
+    on_stall: OnStallOpt = "warn",
 ) -> None:
     """Person-shift suite (docs/shift_suite.md): per factor, baseline / +TFAM / +GIRL / PIUmr / positive control / A/A
     on 10 paired seeds; resumable; writes JSON, LaTeX, a figure and summary.json under --out. On one GPU
@@ -236,7 +240,7 @@ def shift_suite(
         settings = SuiteSettings(
             epochs=epochs, seeds=chosen,
             factors=tuple(factors.split(",")) if factors else base.factors,
-            arms=tuple(arms.split(",")) if arms else base.arms, control=control)
+            arms=tuple(arms.split(",")) if arms else base.arms, control=control, on_stall=check_on_stall(on_stall))
         settings.check()
         t0 = time.time()
         if not report_only:
@@ -244,7 +248,8 @@ def shift_suite(
                 f"[{i}/{n}] {t.name} seed {t.seed}: unseen "
                 + " ".join(f"{k[7:]} {100 * sum(v['action']) / len(v['action']):.1f}" for k, v in r.items()
                            if k.startswith("unseen/"))
-                + f" seen {100 * sum(r['seen']['action']) / len(r['seen']['action']):.1f} ({r['train_s']:.0f} s)"))
+                + f" seen {100 * sum(r['seen']['action']) / len(r['seen']['action']):.1f} ({r['train_s']:.0f} s)"
+                + (" STALLED" if r.get("stalled") else "")))
         full = SuiteSettings(epochs=epochs)
         rep = write_report(out, command="piumr reproduce shift-suite " + " ".join(sys.argv[3:]),
                            expected_runs=len(tasks(full)))

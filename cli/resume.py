@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
+from piumr.stall import OnStall
+
 from .flags import FLAGS, RESUME_OPTIONS, TRAIN_OPTIONS, config_overrides, with_overrides_described
 
 if TYPE_CHECKING:
@@ -13,7 +15,7 @@ if TYPE_CHECKING:
 
 
 def resume_run(folder: Path, typed: dict[str, Any], *, device: Optional[str], progress: bool,
-               threads: Optional[int], checkpoint_every_min: float) -> TrainResult:
+               threads: Optional[int], checkpoint_every_min: float, on_stall: OnStall = "warn") -> TrainResult:
     """Continue the run in ``folder`` with its own config plus the options ``typed`` (flag -> value, only
     those the user typed): ``RESUME_OPTIONS`` become amendments, any other option is refused."""
     from piumr.checkpoint import read_checkpoint
@@ -36,6 +38,6 @@ def resume_run(folder: Path, typed: dict[str, Any], *, device: Optional[str], pr
         cfg = with_overrides_described(base, config_overrides(TRAIN_OPTIONS, typed))
         configure_threads(threads, cfg.data.num_workers)
         return train(cfg, folder, resume=True, device=device, progress=progress,
-                     checkpoint_every_min=checkpoint_every_min)
+                     checkpoint_every_min=checkpoint_every_min, on_stall=on_stall)
     except AmendmentError as e:
         raise ValueError(f"{FLAGS.get(e.key, e.key)} {e}") from None

@@ -18,7 +18,7 @@ from piumr.errors import require_extra
 from .errors import console, user_errors, warn_cpu_time
 from .flags import TRAIN_OPTIONS, build_config, config_overrides, refuse_conflicts, typed_options
 from .options import (
-    ARTIFACTS, PRESET_METAVAR, DataOpt, DeviceOpt, GroupingOpt, HoldOutOpt, SetOpt, ThreadsOpt, check_data, check_file,
+    ARTIFACTS, PRESET_METAVAR, DataOpt, OnStallOpt, check_on_stall, DeviceOpt, GroupingOpt, HoldOutOpt, SetOpt, ThreadsOpt, check_data, check_file,
     check_preset, metavar,
     parse_minutes,
 )
@@ -80,14 +80,15 @@ def train(
     device: DeviceOpt = None,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
     threads: ThreadsOpt = None,
+    on_stall: OnStallOpt = "warn",
 ) -> None:
     """Train PIUmr (or an ablation) and keep best/last checkpoints, logs and metrics.
 
     A new run needs an empty --out (--fresh moves an old run aside); --resume DIR continues a run and
     accepts --epochs, --lr, --milestones and --workers (recorded as amendments). Exit status: 0 done (or
     already finished); 2 a bad option, data or run folder (occupied, locked, unwritable); 3 the GPU ran out
-    of memory; 4 the run stopped on a fault (divergence, a failed write, a vanished run folder), after its
-    last checkpoint.
+    of memory; 4 the run stopped on a fault (divergence, a failed write, a vanished run folder, a stall with
+    --on-stall stop), after its last checkpoint.
     """
     params = dict(locals())
     with user_errors():
@@ -101,7 +102,7 @@ def train(
                 raise ValueError(f"--out {out_dir} cannot be combined with --resume {resume} (a resumed run stays "
                                  "in its folder)")
             res = resume_run(resume, typed, device=device, progress=not quiet, threads=threads,
-                             checkpoint_every_min=checkpoint_every_min)
+                             checkpoint_every_min=checkpoint_every_min, on_stall=check_on_stall(on_stall))
             out.print(f"run folder: {res.out_dir}  (best val F1_mean {res.best_metric:.2f})")
             return
         check_data(data)
@@ -121,5 +122,5 @@ def train(
         warn_cpu_time(f"each training step of batch {cfg.optim.batch_size}", cfg.model, cfg.optim.batch_size, True,
                        n_threads, pick_device(device).type)
         res = run_train(cfg, run_dir, device=device, progress=not quiet, fresh=fresh,
-                        checkpoint_every_min=checkpoint_every_min)
+                        checkpoint_every_min=checkpoint_every_min, on_stall=check_on_stall(on_stall))
         out.print(f"run folder: {res.out_dir}  (best val F1_mean {res.best_metric:.2f}, {res.seconds:.0f} s)")

@@ -201,7 +201,7 @@ def test_train_options_are_declared_once() -> None:
     params = set(inspect.signature(train).parameters)
     declared = {o.param for o in TRAIN_OPTIONS}
     # the options that set no config key and stay usable with --resume
-    assert params - declared == {"out_dir", "resume", "checkpoint_every_min", "device", "quiet", "threads"}
+    assert params - declared == {"out_dir", "resume", "checkpoint_every_min", "device", "quiet", "threads", "on_stall"}
     assert declared <= params
     base = PRESETS["tiny"]
     for o in TRAIN_OPTIONS:

@@ -11,7 +11,7 @@ import importlib.util
 import re
 
 __all__ = ["load_error", "CheckpointError", "DatasetError", "VideoError", "DeviceError", "RunFolderError", "RunError",
-           "MissingExtraError", "require_extra", "Interrupted"]
+           "MissingExtraError", "require_extra", "Interrupted", "TrainingStalled"]
 
 
 class CheckpointError(ValueError):
@@ -38,6 +38,10 @@ class RunFolderError(ValueError):
 class RunError(RuntimeError):
     """A training run that cannot go on (divergence, a failed write, a vanished run folder); the message
     names the epoch, the step and the last good checkpoint."""
+
+
+class TrainingStalled(RunError):
+    """A run stopped by its stall guard (``--on-stall stop``): its cross-entropy stayed at chance."""
 
 
 class MissingExtraError(ValueError):

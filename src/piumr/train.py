@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
@@ -42,13 +43,14 @@ from piumr.data.dataset import VideoDataset
 from piumr.data.loaders import build_dataset, data_root, eval_loader, probe_lengths
 from piumr.data.manifest import MA52_CLASSES, ClassInfo
 from piumr.data.splits import class_info, load_split, resolve_root, trained_on
-from piumr.errors import RunError
+from piumr.errors import RunError, TrainingStalled
 from piumr.evaluate import Scores, collect_scores, score_metrics, write_predictions_csv
 from piumr.files import write_json_atomic
 from piumr.losses import PIUmrLoss, build_criterion
 from piumr.metrics import format_table
 from piumr.model import PIUmrNet, build_model
 from piumr.runtime import DistInfo, seed_everything, setup_distributed
+from piumr.stall import OnStall, StallGuard, stall_after
 from piumr.speed import Feed, LossMeter, Synced, compile_model, configure_backends, make_optimizer, prepare_model
 from piumr.steplog import RunLog, finite_values, fold_read, person_ids
 
@@ -68,6 +70,7 @@ class TrainResult:
     final: dict[str, float]
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    stalled: bool | None = None  # the stall guard's verdict (None: not checked in this process, e.g. resumed late)
 
 
 def lr_at(optim: OptimConfig, epoch: int) -> float:
@@ -99,6 +102,7 @@ class _Run:
     folder_id: tuple[int, int] | None = None
     classes: ClassInfo = MA52_CLASSES  # a manifest's classes and groups (validation metrics, predictions)
     trained_on: dict[str, Any] = field(default_factory=dict)  # what checkpoints record (data.splits.trained_on)
+    guard: StallGuard | None = None  # the stall guard (rank 0)
 
 
 @dataclass
@@ -167,7 +171,8 @@ def _guarded(run: _Run, state: _State, epoch: int, what: str, write: Callable[[]
 # ------------------------------------------------------------------------------------------ set-up
 
 
-def _set_up(opened: run_folder.Opened, out_dir: Path, dinfo: DistInfo, progress: bool, console: Console) -> _Run:
+def _set_up(opened: run_folder.Opened, out_dir: Path, dinfo: DistInfo, progress: bool, console: Console,
+            on_stall: OnStall = "warn") -> _Run:
     """Data, run folder, model, loss and optimiser (in this order: the global RNG sees the same draws)."""
     cfg = opened.cfg
     if cfg.optim.batch_size % dinfo.world:
@@ -200,10 +205,15 @@ def _set_up(opened: run_folder.Opened, out_dir: Path, dinfo: DistInfo, progress:
         opened.history += [c.to_json(epoch, step) for c in opened.changes]
         run_folder.write_config(out_dir, cfg, opened.history)
     st = os.stat(out_dir) if dinfo.main else None
+    seen = trained_on(cfg, train_records)
+    # chance is ln K over the classes the run trains on (a head fitted to label counts reaches it, whatever its size)
+    guard = StallGuard(max(2, len(seen["classes"])), stall_after(steps), str(out_dir),
+                       lambda line: console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False),
+                       on_stall) if dinfo.main else None
     return _Run(cfg, out_dir, dinfo, console, log, train_ds, val_loader, model, criterion, opt, steps,
                 Feed(cfg, train_ds, dinfo.device, steps, rank=dinfo.rank, world=dinfo.world),
                 LossMeter(cfg.speed.check_every), folder_id=(st.st_dev, st.st_ino) if st is not None else None,
-                classes=class_info(cfg.data), trained_on=trained_on(cfg, train_records))
+                classes=class_info(cfg.data), trained_on=seen, guard=guard)
 
 
 def _restore(run: _Run, opened: run_folder.Opened) -> _State:
@@ -287,7 +297,10 @@ def _train_one_epoch(run: _Run, net: torch.nn.Module, state: _State, epoch: int,
         # the criterion's and the model's own log values (e.g. the spread of TFAM's per-clip fusion weights),
         # summed on the device and read every speed.check_every steps (``total`` is the one checked)
         step_vals = {"total": parts.total, **parts.logs, **run.model.diagnostics()}
-        vals = _synced(run, state, epoch, acc, run.meter.add(step_vals, state.step + 1, log_now)) or vals
+        fresh = _synced(run, state, epoch, acc, run.meter.add(step_vals, state.step + 1, log_now))
+        if fresh:
+            vals = fresh
+            _watch_stall(run, state, epoch, fresh)
         run.opt.zero_grad(set_to_none=True)
         parts.total.backward()
         if cfg.optim.grad_clip is not None:
@@ -315,6 +328,29 @@ def _train_one_epoch(run: _Run, net: torch.nn.Module, state: _State, epoch: int,
     return {"type": "epoch", "epoch": epoch, "step": state.step, "lr": lr,
             **{k: v / max(acc["counts"].get(k, 0), 1) for k, v in acc["sums"].items()},
             "clips_per_s": (acc["clips"] - clips0) / max(time.time() - t_ep, 1e-9), "skipped": len(acc["skipped"])}
+
+
+def _watch_stall(run: _Run, state: _State, epoch: int, vals: dict[str, float]) -> None:
+    """Feed the stall guard the cross-entropy just read (the mean over the steps since the last read); a stall
+    is written to ``log.jsonl`` (a ``stall`` row) before ``--on-stall stop`` ends the run."""
+    if run.guard is None:
+        return
+    ce = vals.get("ce", vals.get("total", math.nan))
+    try:
+        found = run.guard.update(state.step + 1, ce)
+    except TrainingStalled:
+        _log_stall(run, state, epoch)
+        raise
+    if found:
+        _log_stall(run, state, epoch)
+
+
+def _log_stall(run: _Run, state: _State, epoch: int) -> None:
+    guard = run.guard
+    assert guard is not None
+    row = {"type": "stall", "epoch": epoch, "step": state.step + 1, "ce": guard.average,
+           "threshold": guard.threshold, "on_stall": guard.on_stall}
+    _guarded(run, state, epoch, "log.jsonl", lambda: run.log(**row))
 
 
 def _synced(run: _Run, state: _State, epoch: int, acc: dict[str, Any], got: Synced | None) -> dict[str, float]:
@@ -407,7 +443,7 @@ def _save_last(run: _Run, state: _State, epoch: int, *, batches: int = 0,
 
 
 def _summary_payload(res: TrainResult, dinfo: DistInfo, extra: dict[str, Any]) -> dict[str, Any]:
-    return {"epochs": res.epochs, "steps": res.steps,
+    return {"epochs": res.epochs, "steps": res.steps, "stalled": res.stalled,
             "best_f1_mean": res.best_metric if res.best_metric > -math.inf else None, "final_val": res.final,
             "skipped_clips": res.skipped, "val_clips": extra.get("val_reference"),
             "val_skipped_clips": extra.get("val_missing", []), "val_set_shrank": extra.get("val_shrank", []),
@@ -416,8 +452,10 @@ def _summary_payload(res: TrainResult, dinfo: DistInfo, extra: dict[str, Any]) -
 
 def _finish(run: _Run, state: _State, seconds: float) -> TrainResult:
     """The run's ``TrainResult``; rank 0 also writes ``summary.json`` and prints the final table."""
+    guard = run.guard
     res = TrainResult(run.out_dir, run.cfg.optim.epochs, state.step, state.best, state.final,
-                      sorted(set(state.skipped)), seconds)
+                      sorted(set(state.skipped)), seconds,
+                      guard.stalled if guard is not None and guard.checked else None)
     if run.dinfo.main:
         extra = {"val_reference": state.val_reference, "val_missing": state.val_missing,
                  "val_shrank": state.val_shrank}
@@ -443,14 +481,16 @@ def train(
     cfg: TrainConfig, out_dir: Path, *, resume: bool = False, device: str | None = None, progress: bool = True,
     console: Console | None = None, log_every: int = 10, stop_after_epoch: int | None = None,
     on_epoch: Callable[[int, dict[str, Any]], None] | None = None, fresh: bool = False,
-    checkpoint_every_min: float = CHECKPOINT_EVERY_MIN,
+    checkpoint_every_min: float = CHECKPOINT_EVERY_MIN, on_stall: OnStall = "warn",
 ) -> TrainResult:
     """Train ``cfg`` into ``out_dir`` (which must be empty unless ``fresh``, which moves an old run aside).
 
     With ``resume``, continue the run in ``out_dir`` from its ``last.safetensors`` (from the start when it has
     none yet): ``cfg`` is the run's config with the changes ``piumr.run_folder.AMENDABLE`` allows (more
     epochs, the learning-rate schedule), each recorded as an amendment; a finished run is reported and left
-    unchanged. ``checkpoint_every_min`` (0 = epoch ends only) bounds the work a kill loses.
+    unchanged. ``checkpoint_every_min`` (0 = epoch ends only) bounds the work a kill loses. ``on_stall``: what
+    the stall guard does when the training cross-entropy is still at chance after one epoch or 200 steps
+    (``piumr.stall``): "warn" (one line, a ``stall`` row in ``log.jsonl``) or "stop" (also ``TrainingStalled``).
     ``stop_after_epoch`` ends the run early after that epoch (used to test resumption); the checkpoint is
     then exactly what a killed run leaves.
     """
@@ -464,7 +504,7 @@ def train(
         done = _finished(opened, out_dir, dinfo, console)
         if done is not None:
             return done
-        run = _set_up(opened, out_dir, dinfo, progress, console)
+        run = _set_up(opened, out_dir, dinfo, progress, console, on_stall)
         run.checkpoint_every_s = checkpoint_every_min * 60.0 if checkpoint_every_min > 0 else math.inf
         state = _restore(run, opened)
         return _loop(run, state, _wrap(run), progress, log_every, stop_after_epoch, on_epoch, t0)

@@ -130,7 +130,9 @@ def _markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
              "trained on: " + (", ".join(f"{d} ({n} runs)" for d, n in meta.get("devices", {}).items()) or "-")
              + "  ",
              "runs that did not train (seen-persons Top-1 below twice chance; kept in the analysis): "
-             + (", ".join(meta["untrained_runs"]) or "none"), "",
+             + (", ".join(meta["untrained_runs"]) or "none") + "  ",
+             "runs whose stall guard fired (cross-entropy at chance after one epoch or 200 steps): "
+             + (", ".join(meta.get("stalled_runs", [])) or "none"), "",
              "Primary (pre-registered): PIUmr - baseline, unseen-person action Top-1, points, 95 % interval "
              "clustered by person x seed. Secondary +TFAM / +GIRL: Holm-adjusted.", "",
              "| factor | seeds | held-out persons | PIUmr - base | MDE | verdict | pos. control | A/A | "
@@ -217,6 +219,13 @@ def untrained_runs(out: Path) -> list[str]:
     return bad
 
 
+def stalled_runs(out: Path) -> list[str]:
+    """Run files under ``out`` whose stall guard fired (``stalled``: the cross-entropy still at chance after one
+    epoch or 200 steps; runs from before the guard record nothing and are not counted)."""
+    return [f"{p.parent.name}/{p.stem}" for p in sorted((out / "runs").glob("*/seed*.json"))
+            if json.loads(p.read_text(encoding="utf-8")).get("stalled")]
+
+
 def _devices(out: Path) -> dict[str, int]:
     """Device -> number of run files trained on it (runs from before the field existed trained on the CPU)."""
     count: dict[str, int] = {}
@@ -233,7 +242,7 @@ def write_report(out: Path, *, command: str, expected_runs: int, reps: int = 200
     meta = {"command": command, "commit": _commit(), "machine": f"{platform.machine()} {platform.system()}, "
             f"{platform.processor() or 'cpu'}", "written": timestamp(), "runs_done": done,
             "runs_expected": expected_runs, "partial": done < expected_runs, "control": _control(out),
-            "untrained_runs": untrained_runs(out), "devices": _devices(out)}
+            "untrained_runs": untrained_runs(out), "stalled_runs": stalled_runs(out), "devices": _devices(out)}
     write_json_atomic(out / "results.json", {"meta": meta, "factors": results})
     write_json_atomic(out / "summary.json", summary(results))  # partial or not: results.json["meta"]
     write_text_atomic(out / "table.tex", _tex(results))

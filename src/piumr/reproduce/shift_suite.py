@@ -42,6 +42,7 @@ from piumr.files import write_json_atomic
 from piumr.reproduce.shift_aug import CONTROLS_VERSION
 from piumr.reproduce.shift_train import ARMS, arm_config, suite_config, tfam_map, train_and_score
 from piumr.run_folder import RunLock
+from piumr.stall import ON_STALL
 from piumr.runtime import Stop, die_with_parent, end_pool, stop_on_signals
 
 __all__ = ["CONTROL_KINDS", "SuiteSettings", "Task", "tasks", "run_suite", "load_runs"]
@@ -63,9 +64,13 @@ class SuiteSettings:
     #: (``build_train(widen=factor)``: it removes the shift by construction); "augment" trains the baseline on the
     #: usual persons with the factor's augmentation (``shift_aug.CONTROLS``)
     control: str = "data"
+    #: what a training whose cross-entropy is still at chance after one epoch or 200 steps does (``piumr.stall``):
+    #: "warn" (its run file records ``stalled``; the report counts them) or "stop" (the suite stops)
+    on_stall: str = "warn"
 
     def as_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
+        d.pop("on_stall")  # how a stall is handled, not what is trained
         d["generator_version"] = GENERATOR_VERSION_V2
         d["controls_version"] = CONTROLS_VERSION
         d["ranges"] = json.loads(json.dumps(RANGES))  # the factors' ranges (tuples as lists)
@@ -83,6 +88,8 @@ class SuiteSettings:
             raise ValueError(f"--control {self.control}: choose one of {', '.join(CONTROL_KINDS)}")
         if self.epochs < 1:
             raise ValueError(f"--epochs must be >= 1, got {self.epochs}")
+        if self.on_stall not in ON_STALL:
+            raise ValueError(f"--on-stall must be warn or stop, got {self.on_stall!r}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
             raise ValueError(f"--seeds must be distinct non-negative integers, got {list(self.seeds)}")
 
@@ -140,7 +147,8 @@ def _run_task(settings: SuiteSettings, task: Task, out: Path, threads: int = 1, 
                         tfam_stage=settings.tfam_stage)
     cfg = arm_config(base, task.arm, task.seed)
     res = train_and_score(cfg, data, control=task.factor if settings.control == "augment" else None, device=device,
-                          save_to=task.weights(out))
+                          save_to=task.weights(out), on_stall="stop" if settings.on_stall == "stop" else "warn",
+                          name=f"shift suite {task.name} seed {task.seed}")
     payload = {"arm": task.arm, "factor": task.factor, "seed": task.seed, "fold": fold, "config_seed": cfg.seed,
                "control": settings.control if task.factor else None,
                "tfam_map": list(tfam_map(cfg)) if cfg.model.tfam.enabled else None, "device": device, **res}

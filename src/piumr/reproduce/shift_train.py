@@ -13,6 +13,7 @@ persons' (``unseen/<factor>``) action and body correctness, with the person of e
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from piumr.model.piumr import PIUmrNet
 from piumr.reproduce.shift_aug import control_aug, shared_aug
 from piumr.runtime import seed_everything
 from piumr.speed import prepare_model
+from piumr.stall import EMA_WEIGHT, OnStall, StallGuard, stall_after
 from piumr.train import lr_at
 
 __all__ = ["ARMS", "AA_OFFSET", "CONTROL_OFFSET", "suite_config", "arm_config", "train_and_score", "tfam_map"]
@@ -92,15 +94,19 @@ def _score(net: PIUmrNet, clips: ClipSet, batch: int, device: torch.device) -> d
 
 
 def train_and_score(cfg: TrainConfig, data: dict[str, ClipSet], *, control: str | None = None,
-                    device: str = "cpu", save_to: Path | None = None) -> dict[str, Any]:
+                    device: str = "cpu", save_to: Path | None = None, on_stall: OnStall = "warn",
+                    name: str = "shift-suite run") -> dict[str, Any]:
     """Train on ``data["train"]`` and score every other set of ``data`` (``seen``, ``unseen/<factor>`` ...).
 
     ``control``: a factor whose positive-control augmentation is applied to every training batch. ``device``:
     where the model trains ("cpu", "cuda", "cuda:N"); batches are built and augmented on the CPU from the run's
     generators either way, so the data order and augmentation draws do not depend on the device. ``save_to``: a
     path for the trained model (a piumr checkpoint with its config), so that it can be scored again on other
-    held-out persons without retraining.
-    Returns ``{<set>: {"action", "body", "person"}, ..., "train_s", "eval_s", "train_cpu_s", "eval_cpu_s", "final_loss"}``
+    held-out persons without retraining. ``on_stall``: the stall guard's action (``piumr.stall``; the moving
+    average of the cross-entropy is kept on the device and read once, at the guard's step); ``name``: the run in
+    its warning.
+    Returns ``{<set>: {"action", "body", "person"}, ..., "train_s", "eval_s", "train_cpu_s", "eval_cpu_s", "final_loss",
+    "stalled"}``
     (per-clip 0/1 lists; wall and CPU seconds: on a shared machine CPU seconds estimate an idle core's wall time)."""
     seed_everything(cfg.seed)
     dev = torch.device(device)
@@ -116,6 +122,9 @@ def train_and_score(cfg: TrainConfig, data: dict[str, ClipSet], *, control: str 
     t0, c0 = time.perf_counter(), time.process_time()
     last = torch.tensor(float("nan"))
     step = 0
+    guard = StallGuard(max(2, len(np.unique(train.labels))), stall_after(len(train) // B), name,
+                       lambda line: print(f"warning: {line}", file=sys.stderr, flush=True), on_stall)
+    ema: torch.Tensor | None = None
     for epoch in range(cfg.optim.epochs):
         for grp in opt.param_groups:
             grp["lr"] = lr_at(cfg.optim, epoch)
@@ -133,6 +142,10 @@ def train_and_score(cfg: TrainConfig, data: dict[str, ClipSet], *, control: str 
             parts.total.backward()
             opt.step()
             last = parts.total.detach()  # read once after training: no device sync per step
+            ce = parts.logs["ce"].detach()
+            ema = ce if ema is None else (1 - EMA_WEIGHT) * ema + EMA_WEIGHT * ce
+            if step == guard.after:
+                guard.check(step, float(ema))
     loss = float(last)
     if save_to is not None:  # what it was trained on, as ``data.splits.trained_on`` records it for a training run
         seen = {"kind": "synthetic", "root": "synth", "split": "shift-suite", "fold": None, "task": 2,
@@ -142,4 +155,5 @@ def train_and_score(cfg: TrainConfig, data: dict[str, ClipSet], *, control: str 
     t1, c1 = time.perf_counter(), time.process_time()
     res = {k: _score(net, v, 64, dev) for k, v in data.items() if k != "train"}
     return {**res, "train_s": round(t1 - t0, 2), "eval_s": round(time.perf_counter() - t1, 2),
-            "train_cpu_s": round(c1 - c0, 2), "eval_cpu_s": round(time.process_time() - c1, 2), "final_loss": loss}
+            "train_cpu_s": round(c1 - c0, 2), "eval_cpu_s": round(time.process_time() - c1, 2), "final_loss": loss,
+            "stalled": guard.stalled}
