@@ -108,7 +108,8 @@ def info(
         check_threads(threads)
     import torch
 
-    from piumr import GIRLLoss, build_model
+    from piumr import build_model
+    from piumr.recipe import build_criterion, train_step
 
     with user_errors():
         n_threads = _threads(threads, 0)
@@ -125,9 +126,8 @@ def info(
         x = torch.randn(batch, 3, cfg.model.frames, cfg.model.crop, cfg.model.crop)
         y = torch.arange(batch) % cfg.model.num_classes
         t = time.perf_counter()
-        o = model(x)
-        loss = torch.nn.functional.cross_entropy(o.logits, y) + GIRLLoss.from_config(cfg.girl)(o.embedding, y)
-        loss.backward()
+        o, parts = train_step(model, build_criterion(cfg), None, x, y)  # the recipe's step, no update
+        loss = parts.total
         dt = time.perf_counter() - t
         n_all = sum(p.numel() for p in model.parameters())
         n_tfam = sum(p.numel() for p in model.tfam.parameters()) if model.tfam is not None else 0

@@ -250,8 +250,8 @@ def check_synth_budget(est: SynthEstimate, data: Any, out: Path) -> None:
 
 OnStallOpt = Annotated[str, typer.Option(
     "--on-stall", metavar="warn|stop",
-    help="what a training does when its cross-entropy is still at chance (>= 0.97 ln K) after one epoch or 200 "
-         "steps: warn (one line; a stall row in log.jsonl) or stop (also exit 4)")]
+    help="what a training does when its cross-entropy is still at chance (>= 0.97 ln K) 200 steps after warm-up (or "
+         "at its last step): warn (one line; a stall row in log.jsonl) or stop (also exit 4)")]
 
 
 def check_on_stall(value: str) -> OnStall:

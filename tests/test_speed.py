@@ -24,7 +24,8 @@ from piumr.errors import RunError
 from piumr.kernels import AtenDepthwiseConv3d, find_depthwise_convs, swap_depthwise
 from piumr.model import build_model
 from piumr.reproduce.specs import config_key
-from piumr.speed import Feed, LossMeter, load_tiles, make_optimizer, prepare_model
+from piumr.recipe import build_optimizer as make_optimizer
+from piumr.speed import Feed, LossMeter, load_tiles, prepare_model
 from piumr.train import train
 
 # the old path (torch's own convs, contiguous): what every lever is compared with

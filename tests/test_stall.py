@@ -1,5 +1,5 @@
-"""The stall guard (``piumr.stall``): a training whose cross-entropy stays at chance says so once, after one epoch
-or 200 steps; ``--on-stall stop`` ends it with exit 4; a learning run is not flagged."""
+"""The stall guard (``piumr.stall``): a training whose cross-entropy stays at chance says so once, 200 steps
+after warm-up (or at its last step); ``--on-stall stop`` ends it with exit 4; a learning run is not flagged."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ STUCK = {"optim.epochs": 1, "max_steps_per_epoch": 3, "optim.lr": 1e-12, "data.n
 
 def test_check_step() -> None:
     assert stall_after(3) == 3 and stall_after(10_000) == 200 and stall_after(0) == 1
+    assert stall_after(10_000, warmup_steps=50) == 250 and stall_after(120, warmup_steps=50) == 120
 
 
 def test_guard_fires_once_at_its_step_and_only_at_chance() -> None:

@@ -18,6 +18,10 @@ __all__ = ["Family", "BackboneSpec", "REGISTRY", "BACKBONES", "NATIVE_INPUT", "T
 
 #: the model module that builds and splits a backbone: pytorchvideo X3D, torchvision video models, VideoMAE
 Family = Literal["x3d", "torchvision", "videomae"]
+#: torchvision's R(2+1)D-18 Kinetics-400 weights (``R2Plus1D_18_Weights.KINETICS400_V1.transforms()``)
+_R21D: dict[str, tuple[float, float, float]] = {"mean": (0.43216, 0.394666, 0.37645), "std": (0.22803, 0.22145, 0.216989)}
+#: ImageNet statistics: torchvision's Swin3D-T weights and VideoMAE's image processor
+_IMAGENET: dict[str, tuple[float, float, float]] = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 _ALL_STAGES = (1, 2, 3, 4)
 _X3D_HEAD = ("blocks.5.proj.weight", "blocks.5.proj.bias")
 
@@ -44,6 +48,10 @@ class BackboneSpec:
     gmacs: Optional[float] = None
     step_ratio: Optional[float] = None
     paper_row: Optional[str] = None  # the Table 1 row the paper reports for this backbone
+    #: the input normalisation its Kinetics weights were trained with, per RGB channel (like timm's
+    #: ``PretrainedCfg``): ``(x / 255 - mean) / std``; the tiny test variants take their family's
+    mean: tuple[float, float, float] = (0.45, 0.45, 0.45)  # pytorchvideo X3D, torchvision MViT
+    std: tuple[float, float, float] = (0.225, 0.225, 0.225)
 
     @property
     def default_tfam_stage(self) -> int:
@@ -65,16 +73,22 @@ REGISTRY: dict[str, BackboneSpec] = {s.name: s for s in (
     BackboneSpec("x3d_tiny", "x3d", (4, 64), "x3d_tiny", _X3D_HEAD),  # CPU demos and tests
     BackboneSpec("x3d_mini", "x3d", (4, 64), "x3d_mini", _X3D_HEAD),  # X3D-XS widths at depth 1.0
     BackboneSpec("r2plus1d_18", "torchvision", (16, 112), "R(2+1)D-18", _TV["r2plus1d"], gmacs=40.52,
-                 step_ratio=57.8 / 143.9),
+                 step_ratio=57.8 / 143.9, mean=_R21D["mean"], std=_R21D["std"]),
     BackboneSpec("swin3d_t", "torchvision", (32, 224), "Video Swin-T", _TV["swin3d"], gmacs=87.76,
-                 step_ratio=218.5 / 143.9, paper_row="Video Swin T"),
+                 step_ratio=218.5 / 143.9, paper_row="Video Swin T", mean=_IMAGENET["mean"],
+                 std=_IMAGENET["std"]),
     BackboneSpec("mvit_v2_s", "torchvision", (16, 224), "MViTv2-S", _TV["mvit"], _MVIT_STAGES, gmacs=64.22,
                  step_ratio=263.1 / 143.9),
-    BackboneSpec("r2plus1d_tiny", "torchvision", (4, 32), "r2plus1d_tiny", _TV["r2plus1d"]),
-    BackboneSpec("swin3d_tiny", "torchvision", (4, 32), "swin3d_tiny", _TV["swin3d"]),
+    BackboneSpec("r2plus1d_tiny", "torchvision", (4, 32), "r2plus1d_tiny", _TV["r2plus1d"], mean=_R21D["mean"],
+                 std=_R21D["std"]),
+    BackboneSpec("swin3d_tiny", "torchvision", (4, 32), "swin3d_tiny", _TV["swin3d"], mean=_IMAGENET["mean"],
+                 std=_IMAGENET["std"]),
     BackboneSpec("mvit_tiny", "torchvision", (4, 32), "mvit_tiny", _TV["mvit"], _MVIT_STAGES),
-    BackboneSpec("videomae_b", "videomae", (16, 224), "VideoMAE-B", _VIDEOMAE_HEAD, gmacs=180.34),
-    BackboneSpec("videomae_tiny", "videomae", (4, 32), "videomae_tiny", _VIDEOMAE_HEAD),
+    BackboneSpec("videomae_b", "videomae", (16, 224), "VideoMAE-B", _VIDEOMAE_HEAD, gmacs=180.34,
+                 mean=_IMAGENET["mean"],
+                 std=_IMAGENET["std"]),
+    BackboneSpec("videomae_tiny", "videomae", (4, 32), "videomae_tiny", _VIDEOMAE_HEAD, mean=_IMAGENET["mean"],
+                 std=_IMAGENET["std"]),
 )}
 
 BACKBONES: tuple[str, ...] = tuple(REGISTRY)

@@ -28,11 +28,10 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 
 from piumr.backbones import backbone_spec
-from piumr.config import ModelConfig, TrainConfig
-from piumr.losses import build_criterion
+from piumr.config import ModelConfig, SpeedConfig, TrainConfig, with_overrides
+from piumr.recipe import build_criterion, build_optimizer, train_step
 from piumr.model import PIUmrNet
 from piumr.model.backbone import build_x3d
 from piumr.runtime import die_with_parent
@@ -104,25 +103,22 @@ def _build(cfg: TrainConfig, variant: str) -> tuple[torch.nn.Module, bool]:
     return net, variant in ("x3d+girl", "piumr", "piumr-ref", "piumr-fast")
 
 
+def _criterion(cfg: TrainConfig, full_loss: bool) -> Any:
+    """The recipe's criterion: the run's, or with GIRL off (CE alone) for a variant without it (the plain
+    backbone gives logits only)."""
+    return build_criterion(cfg if full_loss else with_overrides(cfg, {"girl.enabled": False}))
+
+
 def _step_fn(model: torch.nn.Module, criterion: Any, opt: torch.optim.Optimizer | None, x: torch.Tensor,
              y: torch.Tensor, mode: Mode, amp: bool) -> Any:
-    """One step: forward (infer, no grad) or forward + loss + backward + AdamW (train; no update without ``opt``)."""
+    """One step: forward (infer, no grad) or the recipe's training step (``piumr.recipe.train_step``)."""
 
     def step() -> None:
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
-            if mode == "infer":
-                with torch.no_grad():
-                    model(x)
-                return
-            out = model(x)
-        logits, emb = (out.logits, out.embedding) if hasattr(out, "logits") else (out, None)
-        loss: torch.Tensor = (criterion(logits, emb, y).total if criterion is not None and emb is not None
-                              else F.cross_entropy(logits.float(), y))
-        if opt is not None:
-            opt.zero_grad(set_to_none=True)
-        torch.autograd.backward([loss])
-        if opt is not None:
-            opt.step()
+        if mode == "infer":
+            with torch.no_grad(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+                model(x)
+            return
+        train_step(model, criterion, opt, x, y, amp=amp)
 
     return step
 
@@ -135,7 +131,7 @@ def step_flops(cfg: TrainConfig, variant: str, mode: Mode, batch: int) -> float:
     torch.manual_seed(0)
     model, full_loss = _build(cfg, _SAME_MODEL.get(variant, variant))
     model.train(mode == "train")
-    criterion = build_criterion(cfg) if full_loss else None
+    criterion = _criterion(cfg, full_loss)
     x = torch.randn(batch, 3, cfg.model.frames, cfg.model.crop, cfg.model.crop)
     y = torch.randint(0, cfg.model.num_classes, (batch,))
     step = _step_fn(model, criterion, None, x, y, mode, False)
@@ -146,16 +142,16 @@ def step_flops(cfg: TrainConfig, variant: str, mode: Mode, batch: int) -> float:
 
 def _variant_step(cfg: TrainConfig, variant: str, mode: Mode, batch: int, dev: torch.device) -> Any:
     """One variant's step function on random clips (B, 3, T, S, S) and labels, its model built from seed 0."""
-    from piumr.speed import make_optimizer, prepare_model
+    from piumr.speed import prepare_model
 
     torch.manual_seed(0)
     model, full_loss = _build(cfg, variant)
     model = model.to(dev).train(mode == "train")
     if variant in _LEVERED:
         prepare_model(model, cfg.speed, dev)
-    criterion = build_criterion(cfg) if full_loss else None
-    opt = (make_optimizer(model, cfg.optim, cfg.speed, dev) if variant in _LEVERED else
-           torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay))
+    # the plain backbone gives logits only: CE (the recipe's criterion with GIRL off); the old path: plain AdamW
+    criterion = _criterion(cfg, full_loss)
+    opt = build_optimizer(model, cfg.optim, cfg.speed if variant in _LEVERED else SpeedConfig(fused_adamw=False), dev)
     x = torch.randn(batch, 3, cfg.model.frames, cfg.model.crop, cfg.model.crop, device=dev)
     y = torch.randint(0, cfg.model.num_classes, (batch,), device=dev)
     return _step_fn(model, criterion, opt, x, y, mode, cfg.optim.amp and dev.type == "cuda")

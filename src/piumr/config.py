@@ -231,6 +231,7 @@ class OptimConfig(_Frozen):
     amp: bool = True  # §4.1 "mixed precision" (bf16 autocast on GPU; fp32 on CPU)
     grad_clip: float | None = Field(None, gt=0.0)  # not in paper: max gradient norm (None = no clipping)
     warmup_epochs: int = Field(0, ge=0)  # not in paper
+    warmup_steps: int = Field(0, ge=0)  # not in paper: linear learning-rate warm-up over the first steps
 
 
 Depthwise = Literal["auto", "conv3d", "aten", "triton", "numba", "autograd"]
@@ -275,6 +276,7 @@ class TrainConfig(_Frozen):
     optim: OptimConfig = OptimConfig()
     speed: SpeedConfig = SpeedConfig()
     ce_weight: float = Field(1.0, ge=0.0)  # §4.1: plain sum
+    loss: str = Field("piumr", min_length=1)  # the training criterion: a name in piumr.losses.LOSSES
     eval_every: int = Field(1, ge=1)  # epochs between validations (not in paper)
     max_steps_per_epoch: int | None = Field(None, ge=1)  # cap for quick runs (not in paper)
     tensorboard: bool = False  # also write the log's numbers as TensorBoard scalars (<run>/tensorboard; an extra)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Literal, NamedTuple
 
 import torch
@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from piumr.config import GIRLConfig, Grouping, Pairs, TrainConfig
 
-__all__ = ["GIRLLoss", "GIRLParts", "PIUmrLoss", "LossParts", "build_criterion", "criterion_slug"]
+__all__ = ["Criterion", "GIRLLoss", "GIRLParts", "LOSSES", "PIUmrLoss", "LossParts", "build_criterion", "criterion_slug"]
 
 
 class GIRLParts(NamedTuple):
@@ -211,13 +211,34 @@ class LossParts(NamedTuple):
     logs: dict[str, Tensor]
 
 
-class PIUmrLoss(nn.Module):
-    """§4.1: ``ce_weight * CE(logits, y) + girl.weight * GIRL(embedding, y)``.
+class Criterion(nn.Module):
+    """The training criterion's interface (what every trainer relies on, nothing more):
+    ``criterion(logits, embedding, labels, persons)`` -> ``LossParts`` (``logs`` holds ``"ce"``, the
+    cross-entropy the stall guard watches); ``persons`` (B,) int64 participant ids, or None; ``state_tensors()``
+    / ``load_state_tensors(d)``: extra state a checkpoint carries for an exact resume. A new loss subclasses it in
+    its own module and adds one entry to ``LOSSES``; ``TrainConfig.loss`` names it."""
 
-    The training criterion's interface (what ``train.py`` relies on, nothing more):
-    ``criterion(logits, embedding, labels, persons)`` -> ``LossParts``; ``persons`` (B,) int64
-    participant ids, or None; ``state_tensors()`` / ``load_state_tensors(d)``: extra state a checkpoint
-    carries for an exact resume (here GIRL's group-permutation generator)."""
+    @property
+    def needs_persons(self) -> bool:
+        """True when the criterion uses the batch's participant ids (person groups)."""
+        return False
+
+    def forward(self, logits: Tensor, embedding: Tensor | None, labels: Tensor,
+                persons: Tensor | None = None) -> LossParts:
+        """logits (B, K), embedding (B, D) or None, labels (B,), persons (B,) or None -> LossParts."""
+        raise NotImplementedError(f"{type(self).__name__} does not define forward")
+
+    def state_tensors(self) -> dict[str, Tensor]:
+        """Extra state for ``last.safetensors`` (name -> tensor); none by default."""
+        return {}
+
+    def load_state_tensors(self, tensors: Mapping[str, Tensor]) -> None:
+        """Restore what ``state_tensors`` saved; nothing by default."""
+
+
+class PIUmrLoss(Criterion):
+    """§4.1: ``ce_weight * CE(logits, y) + girl.weight * GIRL(embedding, y)``; its extra state is GIRL's
+    group-permutation generator."""
 
     def __init__(self, girl: GIRLConfig, ce_weight: float = 1.0) -> None:
         super().__init__()
@@ -230,12 +251,16 @@ class PIUmrLoss(nn.Module):
         """True when the criterion uses the batch's participant ids (person groups)."""
         return self.girl is not None and self.girl.grouping == "person"
 
-    def forward(self, logits: Tensor, embedding: Tensor, labels: Tensor, persons: Tensor | None = None) -> LossParts:
-        """logits (B, K), embedding (B, D), labels (B,), persons (B,) or None -> LossParts."""
+    def forward(self, logits: Tensor, embedding: Tensor | None, labels: Tensor,
+                persons: Tensor | None = None) -> LossParts:
+        """logits (B, K), embedding (B, D) (None only with GIRL off), labels (B,), persons (B,) or None ->
+        LossParts."""
         ce = F.cross_entropy(logits.float(), labels)
         if self.girl is None:
             total = self.ce_weight * ce
             return LossParts(total, {"loss": total, "ce": ce})
+        if embedding is None:
+            raise ValueError("GIRL needs the model's embedding; this model gives logits only")
         g = self.girl.parts(embedding, labels, persons)
         total = self.ce_weight * ce + self.girl_weight * g.total
         return LossParts(total, {"loss": total, "ce": ce, "girl": g.total, "girl_var": g.var,
@@ -252,9 +277,18 @@ class PIUmrLoss(nn.Module):
             self.girl.generator.set_state(gen)
 
 
-def build_criterion(cfg: TrainConfig) -> PIUmrLoss:
-    """The training criterion of a run config."""
-    return PIUmrLoss(cfg.girl, cfg.ce_weight)
+#: the registry of training criteria: ``TrainConfig.loss`` -> a builder from the run config. A new loss adds one
+#: entry here and lives in its own module; nothing else changes (the recipe seam, ``piumr.recipe``, builds it).
+LOSSES: dict[str, Callable[[TrainConfig], Criterion]] = {
+    "piumr": lambda cfg: PIUmrLoss(cfg.girl, cfg.ce_weight),  # §4.1: CE + GIRL (GIRL off: CE alone)
+}
+
+
+def build_criterion(cfg: TrainConfig) -> Criterion:
+    """The training criterion of a run config (``LOSSES[cfg.loss]``); ``ValueError`` naming an unknown loss."""
+    if cfg.loss not in LOSSES:
+        raise ValueError(f"loss {cfg.loss!r} is not registered; choose one of: {', '.join(sorted(LOSSES))}")
+    return LOSSES[cfg.loss](cfg)
 
 
 def criterion_slug(cfg: TrainConfig) -> str:

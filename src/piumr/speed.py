@@ -11,7 +11,7 @@ with and without each one from the same seed and compares):
   ``piumr.kernels.cpu_depthwise`` (``numba`` or ``autograd``) -- :func:`prepare_model`;
 - ``pointwise``: 1x1x1 convs as matmuls over the channels (``matmul``) -- :func:`prepare_model`;
 - ``compile``: ``torch.compile`` of the network -- :func:`compile_model`;
-- ``fused_adamw``: ``AdamW(fused=True)`` (torch's fused kernel, CPU and CUDA) -- :func:`make_optimizer`;
+- ``fused_adamw``: ``AdamW(fused=True)`` (torch's fused kernel, CPU and CUDA) -- :func:`piumr.recipe.build_optimizer`;
 - ``uint8_clips``: the loader hands over uint8 ``(B, 3, T, H, W)`` clips (a quarter of float32's bytes), normalised
   on the device by :func:`piumr.data.transforms.normalize_clips` (the same float32 operations) -- :class:`Feed`;
 - ``prefetch``: one loader for all remaining epochs (workers start once, ``prefetch_factor`` batches each) and, on
@@ -34,16 +34,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from piumr.config import OptimConfig, SpeedConfig, TrainConfig
+from piumr.config import SpeedConfig, TrainConfig
 from piumr.data.dataset import VideoDataset
 from piumr.data.loaders import persistent_train_loader, train_loader
 from piumr.data.transforms import normalize_clips
+from piumr.backbones import backbone_spec
 from piumr.kernels.cpu_depthwise import numba_available
 from piumr.kernels.cpu_path import swap_cpu_convs, swap_swish
 from piumr.kernels.depthwise import Tiles
 from piumr.kernels.fastpath import DepthwiseImpl, swap_depthwise
 
-__all__ = ["Feed", "LossMeter", "Synced", "compile_model", "configure_backends", "load_tiles", "make_optimizer",
+__all__ = ["Feed", "LossMeter", "Synced", "compile_model", "configure_backends", "load_tiles",
            "prepare_model", "resolve_speed"]
 
 
@@ -133,12 +134,6 @@ def compile_model(net: nn.Module, speed: SpeedConfig) -> nn.Module:
     return compiled
 
 
-def make_optimizer(model: nn.Module, optim: OptimConfig, speed: SpeedConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW with §4.1's lr and weight decay; ``fused=True`` with ``speed.fused_adamw`` ("auto": on the CPU)."""
-    fused = True if resolve_speed(speed, device).fused_adamw is True and device.type in ("cpu", "cuda") else None
-    return torch.optim.AdamW(model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay, fused=fused)
-
-
 class Feed:
     """The training batches of each epoch, on the device: ``video`` float32 (B, 3, T, H, W) normalised (in
     ``channels_last_3d`` with that lever), ``action`` int64 (B,), the rest as the loader gives it.
@@ -183,7 +178,8 @@ class Feed:
         model's memory format."""
         video = batch["video"].to(self.device, non_blocking=True)
         if video.dtype == torch.uint8:
-            video = normalize_clips(video)
+            spec = backbone_spec(self.cfg.model.backbone)  # the recipe's normalisation (piumr.recipe.input_stats)
+            video = normalize_clips(video, spec.mean, spec.std)
         if self.speed.channels_last is True:
             video = video.contiguous(memory_format=torch.channels_last_3d)
         return {**batch, "video": video, "action": batch["action"].to(self.device, non_blocking=True)}

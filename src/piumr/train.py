@@ -42,16 +42,17 @@ from piumr.config import CHECKPOINT_EVERY_MIN, OptimConfig, TrainConfig
 from piumr.data.dataset import VideoDataset
 from piumr.data.loaders import build_dataset, data_root, eval_loader, probe_lengths
 from piumr.data.manifest import MA52_CLASSES, ClassInfo
-from piumr.data.splits import class_info, load_split, resolve_root, trained_on
-from piumr.errors import RunError, TrainingStalled
+from piumr.data.splits import class_info, fit_head, load_split, resolve_root, trained_on
+from piumr.errors import RunError
 from piumr.evaluate import Scores, collect_scores, score_metrics, write_predictions_csv
 from piumr.files import write_json_atomic
-from piumr.losses import PIUmrLoss, build_criterion
+from piumr.losses import Criterion
 from piumr.metrics import format_table
 from piumr.model import PIUmrNet, build_model
 from piumr.runtime import DistInfo, seed_everything, setup_distributed
 from piumr.stall import OnStall, StallGuard, stall_after
-from piumr.speed import Feed, LossMeter, Synced, compile_model, configure_backends, make_optimizer, prepare_model
+from piumr.recipe import build_criterion, build_optimizer, lr_at, set_lr, train_step
+from piumr.speed import Feed, LossMeter, Synced, compile_model, configure_backends, prepare_model
 from piumr.steplog import RunLog, finite_values, fold_read, person_ids
 
 __all__ = ["TrainResult", "lr_at", "train"]
@@ -73,14 +74,6 @@ class TrainResult:
     stalled: bool | None = None  # the stall guard's verdict (None: not checked in this process, e.g. resumed late)
 
 
-def lr_at(optim: OptimConfig, epoch: int) -> float:
-    """§4.1 step schedule: lr * gamma^(number of milestones <= epoch), after optional linear warm-up."""
-    lr = optim.lr * optim.gamma ** sum(1 for m in optim.milestones if epoch >= m)
-    if epoch < optim.warmup_epochs:
-        lr *= (epoch + 1) / (optim.warmup_epochs + 1)
-    return lr
-
-
 @dataclass
 class _Run:
     """Everything set-up builds: fixed for the whole run."""
@@ -93,7 +86,7 @@ class _Run:
     train_ds: VideoDataset
     val_loader: DataLoader[dict[str, Any]]
     model: PIUmrNet
-    criterion: PIUmrLoss
+    criterion: Criterion
     opt: torch.optim.Optimizer
     steps_per_epoch: int
     feed: Feed  # each epoch's batches on the device (piumr.speed)
@@ -195,7 +188,7 @@ def _set_up(opened: run_folder.Opened, out_dir: Path, dinfo: DistInfo, progress:
     configure_backends(cfg.speed, dinfo.device)
     prepare_model(model, cfg.speed, dinfo.device)
     criterion = build_criterion(cfg)
-    opt = make_optimizer(model, cfg.optim, cfg.speed, dinfo.device)
+    opt = build_optimizer(model, cfg.optim, cfg.speed, dinfo.device)
     steps = len(train_ds) // cfg.optim.batch_size
     if cfg.max_steps_per_epoch is not None:
         steps = min(steps, cfg.max_steps_per_epoch)
@@ -207,7 +200,8 @@ def _set_up(opened: run_folder.Opened, out_dir: Path, dinfo: DistInfo, progress:
     st = os.stat(out_dir) if dinfo.main else None
     seen = trained_on(cfg, train_records)
     # chance is ln K over the classes the run trains on (a head fitted to label counts reaches it, whatever its size)
-    guard = StallGuard(max(2, len(seen["classes"])), stall_after(steps), str(out_dir),
+    guard = StallGuard(max(2, len(seen["classes"])), stall_after(steps * cfg.optim.epochs, cfg.optim.warmup_steps),
+                       str(out_dir),
                        lambda line: console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False),
                        on_stall) if dinfo.main else None
     return _Run(cfg, out_dir, dinfo, console, log, train_ds, val_loader, model, criterion, opt, steps,
@@ -271,9 +265,7 @@ def _train_one_epoch(run: _Run, net: torch.nn.Module, state: _State, epoch: int,
     """One pass of ``net`` (the model, DDP-wrapped under torch.distributed) over the training loader
     (from ``state.batches_done`` when the run resumed mid-epoch); returns the epoch's log row."""
     cfg, dinfo = run.cfg, run.dinfo
-    lr = lr_at(cfg.optim, epoch)
-    for g in run.opt.param_groups:
-        g["lr"] = lr
+    lr = set_lr(run.opt, cfg.optim, epoch)
     run.train_ds.set_epoch(epoch)
     net.train()
     use_amp = cfg.optim.amp and dinfo.device.type == "cuda"
@@ -289,10 +281,12 @@ def _train_one_epoch(run: _Run, net: torch.nn.Module, state: _State, epoch: int,
     vals: dict[str, float] = {}
     for i, batch in enumerate(run.feed.epoch(epoch, skip), start=skip):
         video, labels = batch["video"], batch["action"]  # on the device: (B, 3, T, H, W) float32, (B,)
+        if state.step < cfg.optim.warmup_steps:  # the step warm-up: this step's lr
+            set_lr(run.opt, cfg.optim, epoch, state.step)
         acc["skipped"] += batch["skipped"]
-        with torch.autocast(dinfo.device.type, dtype=torch.bfloat16, enabled=use_amp):
-            out = net(video)
-        parts = run.criterion(out.logits, out.embedding, labels, person_ids(batch["participant"], dinfo.device))
+        _, parts = train_step(net, run.criterion, run.opt, video, labels,
+                              person_ids(batch["participant"], dinfo.device), amp=use_amp,
+                              grad_clip=cfg.optim.grad_clip, clip_params=run.model.parameters())
         log_now = (state.step + 1) % log_every == 0 and dinfo.main
         # the criterion's and the model's own log values (e.g. the spread of TFAM's per-clip fusion weights),
         # summed on the device and read every speed.check_every steps (``total`` is the one checked)
@@ -300,12 +294,9 @@ def _train_one_epoch(run: _Run, net: torch.nn.Module, state: _State, epoch: int,
         fresh = _synced(run, state, epoch, acc, run.meter.add(step_vals, state.step + 1, log_now))
         if fresh:
             vals = fresh
-            _watch_stall(run, state, epoch, fresh)
-        run.opt.zero_grad(set_to_none=True)
-        parts.total.backward()
-        if cfg.optim.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.optim.grad_clip)
-        run.opt.step()
+            if run.guard is not None:  # a stall row goes to log.jsonl (before --on-stall stop ends the run)
+                run.guard.watch(state.step + 1, fresh, lambda row: _guarded(
+                    run, state, epoch, "log.jsonl", lambda: run.log(epoch=epoch, **row)))
         state.step += 1
         acc["n_batches"] += 1
         acc["clips"] += video.shape[0] * dinfo.world
@@ -328,29 +319,6 @@ def _train_one_epoch(run: _Run, net: torch.nn.Module, state: _State, epoch: int,
     return {"type": "epoch", "epoch": epoch, "step": state.step, "lr": lr,
             **{k: v / max(acc["counts"].get(k, 0), 1) for k, v in acc["sums"].items()},
             "clips_per_s": (acc["clips"] - clips0) / max(time.time() - t_ep, 1e-9), "skipped": len(acc["skipped"])}
-
-
-def _watch_stall(run: _Run, state: _State, epoch: int, vals: dict[str, float]) -> None:
-    """Feed the stall guard the cross-entropy just read (the mean over the steps since the last read); a stall
-    is written to ``log.jsonl`` (a ``stall`` row) before ``--on-stall stop`` ends the run."""
-    if run.guard is None:
-        return
-    ce = vals.get("ce", vals.get("total", math.nan))
-    try:
-        found = run.guard.update(state.step + 1, ce)
-    except TrainingStalled:
-        _log_stall(run, state, epoch)
-        raise
-    if found:
-        _log_stall(run, state, epoch)
-
-
-def _log_stall(run: _Run, state: _State, epoch: int) -> None:
-    guard = run.guard
-    assert guard is not None
-    row = {"type": "stall", "epoch": epoch, "step": state.step + 1, "ce": guard.average,
-           "threshold": guard.threshold, "on_stall": guard.on_stall}
-    _guarded(run, state, epoch, "log.jsonl", lambda: run.log(**row))
 
 
 def _synced(run: _Run, state: _State, epoch: int, acc: dict[str, Any], got: Synced | None) -> dict[str, float]:
@@ -469,14 +437,6 @@ def _finish(run: _Run, state: _State, seconds: float) -> TrainResult:
 # ------------------------------------------------------------------------------------------ the recipe
 
 
-def fit_head(cfg: TrainConfig) -> TrainConfig:
-    """``cfg`` with one classifier output per class of a manifest's ``classes.csv`` (MA-52 data: unchanged)."""
-    classes = class_info(cfg.data)
-    if classes is MA52_CLASSES or cfg.model.num_classes == len(classes.names):
-        return cfg
-    return cfg.model_copy(update={"model": cfg.model.model_copy(update={"num_classes": len(classes.names)})})
-
-
 def train(
     cfg: TrainConfig, out_dir: Path, *, resume: bool = False, device: str | None = None, progress: bool = True,
     console: Console | None = None, log_every: int = 10, stop_after_epoch: int | None = None,
@@ -489,7 +449,7 @@ def train(
     none yet): ``cfg`` is the run's config with the changes ``piumr.run_folder.AMENDABLE`` allows (more
     epochs, the learning-rate schedule), each recorded as an amendment; a finished run is reported and left
     unchanged. ``checkpoint_every_min`` (0 = epoch ends only) bounds the work a kill loses. ``on_stall``: what
-    the stall guard does when the training cross-entropy is still at chance after one epoch or 200 steps
+    the stall guard does when the training cross-entropy is still at chance 200 steps after warm-up
     (``piumr.stall``): "warn" (one line, a ``stall`` row in ``log.jsonl``) or "stop" (also ``TrainingStalled``).
     ``stop_after_epoch`` ends the run early after that epoch (used to test resumption); the checkpoint is
     then exactly what a killed run leaves.

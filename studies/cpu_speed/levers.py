@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> None:
     from piumr.files import write_json_atomic
     from piumr.losses import build_criterion
     from piumr.model import PIUmrNet
-    from piumr.speed import make_optimizer, prepare_model
+    from piumr.recipe import build_optimizer
+    from piumr.speed import prepare_model
 
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
         net = copy.deepcopy(base)
         prepare_model(net, c.speed, torch.device("cpu"))
         crit = build_criterion(c)
-        opt = make_optimizer(net, c.optim, c.speed, torch.device("cpu"))
+        opt = build_optimizer(net, c.optim, c.speed, torch.device("cpu"))
 
         def step(net: Any = net, crit: Any = crit, opt: Any = opt) -> None:
             out = net(x)

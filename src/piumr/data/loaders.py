@@ -27,6 +27,7 @@ from piumr.data.ma52 import ClipRecord
 from piumr.data.memory import DEFAULT_BUDGET_BYTES, FrameSource, estimate_bytes, shared_cache
 from piumr.data.prepare import open_cache_if_any
 from piumr.data.transforms import build_transform
+from piumr.backbones import backbone_spec
 from piumr.errors import VideoError
 from piumr.source import resolve_source
 
@@ -49,9 +50,11 @@ def data_root(records: Sequence[ClipRecord]) -> Path:
 def build_dataset(cfg: TrainConfig, records: Sequence[ClipRecord], mode: Mode, *, views: int = 1) -> VideoDataset:
     """The ``VideoDataset`` of ``records`` for ``mode`` (see the module docstring)."""
     d, m = cfg.data, cfg.model
+    spec = backbone_spec(m.backbone)  # the input normalisation of its weights (piumr.recipe.input_stats)
     train = mode == "train"
     transform = build_transform(train=train, crop=m.crop, short_side=d.short_side, hflip=train and d.hflip,
-                                min_scale=d.crop_min_scale, normalize=not (train and cfg.speed.uint8_clips))
+                                min_scale=d.crop_min_scale, normalize=not (train and cfg.speed.uint8_clips),
+                                mean=spec.mean, std=spec.std)
     if mode == "predict":
         return VideoDataset(records, frames=m.frames, train=False, transform=transform, backend=d.backend,
                             on_error="raise", views=views, decode_short_side=d.short_side)

@@ -178,3 +178,11 @@ def _manifest_split(cfg: DataConfig, man: Manifest, split: SplitName) -> list[Cl
         return held
     kept, seen = hold_out_seen(pool_train, cfg.seen_holdout)
     return kept if split == "train" else seen
+
+
+def fit_head(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with one classifier output per class of a manifest's ``classes.csv`` (MA-52 data: unchanged)."""
+    classes = class_info(cfg.data)
+    if classes is MA52_CLASSES or cfg.model.num_classes == len(classes.names):
+        return cfg
+    return cfg.model_copy(update={"model": cfg.model.model_copy(update={"num_classes": len(classes.names)})})

@@ -1,8 +1,9 @@
 """Clip augmentation with ``torchvision.transforms.v2`` (video aware).
 
 Input: uint8 ``(T, H, W, 3)`` frames from :mod:`piumr.data.video` or the prepared
-cache. Output: float32 ``(3, T, crop, crop)`` normalised with the Kinetics
-statistics that pytorchvideo's X3D checkpoints were trained with. Frames are wrapped
+cache. Output: float32 ``(3, T, crop, crop)`` normalised with the statistics the
+backbone's pretrained weights were trained with (``piumr.recipe.input_stats``;
+pytorchvideo X3D's Kinetics values by default). Frames are wrapped
 as a :class:`torchvision.tv_tensors.Video` ``(T, 3, H, W)``, so one random crop and
 one flip decision apply to every frame of a clip.
 
@@ -20,8 +21,9 @@ from torchvision.transforms import v2  # type: ignore[import-untyped]
 
 from piumr.config import DataConfig
 
-KINETICS_MEAN = (0.45, 0.45, 0.45)  # pytorchvideo X3D (Kinetics-400) statistics
+KINETICS_MEAN = (0.45, 0.45, 0.45)  # pytorchvideo X3D (Kinetics-400) statistics: the default
 KINETICS_STD = (0.225, 0.225, 0.225)
+Triple = tuple[float, float, float]
 # Area range of RandomResizedCrop: our choice (torchvision's default lower bound 0.08 is
 # too aggressive for micro-actions in a fixed seated framing); not from the paper.
 TRAIN_CROP_SCALE = (DataConfig().crop_min_scale, 1.0)  # the default lives in DataConfig
@@ -32,13 +34,14 @@ class ClipTransform:
     """uint8 ``(T, H, W, 3)`` -> float32 ``(3, T, crop, crop)`` (``normalize=False``: uint8, left to
     :func:`normalize_clips` on the device); see :func:`build_transform`."""
 
-    def __init__(self, spatial: v2.Transform, short_side: int, normalize: bool = True) -> None:
+    def __init__(self, spatial: v2.Transform, short_side: int, normalize: bool = True, mean: Triple = KINETICS_MEAN,
+                 std: Triple = KINETICS_STD) -> None:
         self.short_side = short_side
         self.spatial = spatial
         self.normalize = normalize
         # (x / 255 - mean) / std == (x - 255 mean) * (1 / (255 std)), per channel, shape (3, 1, 1, 1)
-        self.shift = torch.tensor(KINETICS_MEAN).mul(255.0).view(3, 1, 1, 1)
-        self.scale = torch.tensor(KINETICS_STD).mul(255.0).reciprocal().view(3, 1, 1, 1)
+        self.shift = torch.tensor(mean).mul(255.0).view(3, 1, 1, 1)
+        self.scale = torch.tensor(std).mul(255.0).reciprocal().view(3, 1, 1, 1)
 
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != torch.uint8:
@@ -66,11 +69,11 @@ class ClipTransform:
         return f"ClipTransform(short_side={self.short_side}, spatial={self.spatial}, normalize={self.normalize})"
 
 
-def normalize_clips(video: torch.Tensor) -> torch.Tensor:
-    """uint8 ``(..., 3, T, H, W)`` -> float32, Kinetics-normalised on ``video``'s device: the same float32
-    operations as :class:`ClipTransform` in the loader, so the result is bit-identical to it."""
-    shift = torch.tensor(KINETICS_MEAN, device=video.device).mul(255.0).view(3, 1, 1, 1)
-    scale = torch.tensor(KINETICS_STD, device=video.device).mul(255.0).reciprocal().view(3, 1, 1, 1)
+def normalize_clips(video: torch.Tensor, mean: Triple = KINETICS_MEAN, std: Triple = KINETICS_STD) -> torch.Tensor:
+    """uint8 ``(..., 3, T, H, W)`` -> float32, normalised by ``mean`` / ``std`` on ``video``'s device: the same
+    float32 operations as :class:`ClipTransform` in the loader, so the result is bit-identical to it."""
+    shift = torch.tensor(mean, device=video.device).mul(255.0).view(3, 1, 1, 1)
+    scale = torch.tensor(std, device=video.device).mul(255.0).reciprocal().view(3, 1, 1, 1)
     out = torch.empty(video.shape, dtype=torch.float32, device=video.device)
     out.copy_(video)
     return out.sub_(shift).mul_(scale)
@@ -78,7 +81,7 @@ def normalize_clips(video: torch.Tensor) -> torch.Tensor:
 
 def build_transform(
     train: bool, crop: int, short_side: int, hflip: bool = DataConfig().hflip, min_scale: float = TRAIN_CROP_SCALE[0],
-    normalize: bool = True,
+    normalize: bool = True, mean: Triple = KINETICS_MEAN, std: Triple = KINETICS_STD,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """Clip transform: uint8 ``(T, H, W, 3)`` -> normalised float32 ``(3, T, crop, crop)``.
 
@@ -96,4 +99,4 @@ def build_transform(
             steps.append(v2.RandomHorizontalFlip(p=0.5))
     else:
         steps = [v2.CenterCrop(crop)]
-    return ClipTransform(v2.Compose(steps), short_side, normalize)
+    return ClipTransform(v2.Compose(steps), short_side, normalize, mean, std)

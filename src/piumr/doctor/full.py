@@ -110,15 +110,16 @@ def synthetic_steps(cfg: TrainConfig, device: torch.device, steps: int, batch: i
 
     ``ok`` = every loss finite and the mean of the last fifth below the mean of the first fifth.
     """
-    from piumr.losses import PIUmrLoss
+    from piumr.config import SpeedConfig
     from piumr.model import PIUmrNet
+    from piumr.recipe import build_criterion, build_optimizer, train_step
 
     torch.manual_seed(0)
     m = cfg.model
     model = PIUmrNet(m.model_copy(update={"pretrained": None})).to(device).train()
     replaced = apply_fast_path(model, "auto") if fast_path else 0
-    loss_fn = PIUmrLoss(cfg.girl, cfg.ce_weight).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    loss_fn = build_criterion(cfg).to(device)
+    opt = build_optimizer(model, cfg.optim, SpeedConfig(fused_adamw=False), device)
     x = torch.randn(batch, 3, m.frames, m.crop, m.crop, device=device)
     y = torch.arange(batch, device=device) % m.num_classes
     losses: list[float] = []
@@ -126,13 +127,8 @@ def synthetic_steps(cfg: TrainConfig, device: torch.device, steps: int, batch: i
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
     for _ in range(steps):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            out = model(x)
-        loss = loss_fn(out.logits.float(), out.embedding.float(), y).total
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
+        _, parts = train_step(model, loss_fn, opt, x, y, amp=bf16)
+        losses.append(float(parts.total.detach()))
     seconds = time.perf_counter() - start
     k = max(1, steps // 5)
     first, last = sum(losses[:k]) / k, sum(losses[-k:]) / k

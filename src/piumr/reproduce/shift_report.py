@@ -131,7 +131,7 @@ def _markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
              + "  ",
              "runs that did not train (seen-persons Top-1 below twice chance; kept in the analysis): "
              + (", ".join(meta["untrained_runs"]) or "none") + "  ",
-             "runs whose stall guard fired (cross-entropy at chance after one epoch or 200 steps): "
+             "runs whose stall guard fired (cross-entropy at chance 200 steps after warm-up): "
              + (", ".join(meta.get("stalled_runs", [])) or "none"), "",
              "Primary (pre-registered): PIUmr - baseline, unseen-person action Top-1, points, 95 % interval "
              "clustered by person x seed. Secondary +TFAM / +GIRL: Holm-adjusted.", "",

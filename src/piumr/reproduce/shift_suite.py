@@ -64,7 +64,7 @@ class SuiteSettings:
     #: (``build_train(widen=factor)``: it removes the shift by construction); "augment" trains the baseline on the
     #: usual persons with the factor's augmentation (``shift_aug.CONTROLS``)
     control: str = "data"
-    #: what a training whose cross-entropy is still at chance after one epoch or 200 steps does (``piumr.stall``):
+    #: what a training whose cross-entropy is still at chance 200 steps after warm-up does (``piumr.stall``):
     #: "warn" (its run file records ``stalled``; the report counts them) or "stop" (the suite stops)
     on_stall: str = "warn"
 

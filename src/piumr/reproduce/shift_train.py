@@ -22,23 +22,21 @@ import numpy as np
 import torch
 
 from piumr.checkpoint import save_checkpoint
-from piumr.config import PRESETS, SHIFT_ARMS, TrainConfig, with_overrides
+from piumr.config import PRESETS, SHIFT_ARMS, ModelConfig, TrainConfig, with_overrides
 from piumr.data.ma52 import ACTION_TO_BODY
 from piumr.data.synth.shift import ClipSet, ShiftSizes
-from piumr.losses import PIUmrLoss
 from piumr.model.piumr import PIUmrNet
 from piumr.reproduce.shift_aug import control_aug, shared_aug
+from piumr.recipe import build_criterion, build_optimizer, normalize, set_lr, train_step
 from piumr.runtime import seed_everything
 from piumr.speed import prepare_model
 from piumr.stall import EMA_WEIGHT, OnStall, StallGuard, stall_after
-from piumr.train import lr_at
 
 __all__ = ["ARMS", "AA_OFFSET", "CONTROL_OFFSET", "suite_config", "arm_config", "train_and_score", "tfam_map"]
 
 ARMS = SHIFT_ARMS
 AA_OFFSET = 100_003  # the A/A arm's independent seed stream
 CONTROL_OFFSET = 7_919  # the positive control's augmentation stream
-_MEAN, _STD = 0.45, 0.225
 _BODY = np.asarray(ACTION_TO_BODY)
 
 
@@ -74,10 +72,11 @@ def tfam_map(cfg: TrainConfig) -> tuple[int, int]:
     return int(x.shape[-2]), int(x.shape[-1])
 
 
-def _batch(clips: ClipSet, idx: np.ndarray) -> torch.Tensor:
-    """uint8 (N, T, S, S, 3) rows ``idx`` -> normalised float (B, 3, T, S, S)."""
+def _batch(clips: ClipSet, idx: np.ndarray, model: ModelConfig) -> torch.Tensor:
+    """uint8 (N, T, S, S, 3) rows ``idx`` -> float (B, 3, T, S, S), normalised by the recipe (the backbone's
+    statistics)."""
     v = torch.from_numpy(clips.video[idx]).float().div_(255.0)
-    return v.permute(0, 4, 1, 2, 3).sub_(_MEAN).div_(_STD).contiguous()
+    return normalize(v.permute(0, 4, 1, 2, 3), model).contiguous()
 
 
 @torch.no_grad()
@@ -86,7 +85,7 @@ def _score(net: PIUmrNet, clips: ClipSet, batch: int, device: torch.device) -> d
     pred: list[int] = []
     for s in range(0, len(clips), batch):
         idx = np.arange(s, min(s + batch, len(clips)))
-        pred += net(_batch(clips, idx).to(device)).logits.argmax(dim=1).tolist()
+        pred += net(_batch(clips, idx, net.cfg).to(device)).logits.argmax(dim=1).tolist()
     p = np.asarray(pred)
     return {"action": (p == clips.labels).astype(int).tolist(),
             "body": (_BODY[p] == _BODY[clips.labels]).astype(int).tolist(),
@@ -112,8 +111,8 @@ def train_and_score(cfg: TrainConfig, data: dict[str, ClipSet], *, control: str 
     dev = torch.device(device)
     net = PIUmrNet(cfg.model).to(dev)
     prepare_model(net, cfg.speed, dev)  # the device's speed levers (CPU: numba depthwise, matmul pointwise)
-    criterion = PIUmrLoss(cfg.girl, cfg.ce_weight).to(dev)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    criterion = build_criterion(cfg).to(dev)
+    opt = build_optimizer(net, cfg.optim, cfg.speed, dev)
     g = torch.Generator().manual_seed(cfg.seed)
     # the control's own draws come from a second stream, so that its data order and shared augmentation stay
     # those of the baseline with the same seed (common random numbers in every epoch, not only the first)
@@ -122,25 +121,24 @@ def train_and_score(cfg: TrainConfig, data: dict[str, ClipSet], *, control: str 
     t0, c0 = time.perf_counter(), time.process_time()
     last = torch.tensor(float("nan"))
     step = 0
-    guard = StallGuard(max(2, len(np.unique(train.labels))), stall_after(len(train) // B), name,
+    guard = StallGuard(max(2, len(np.unique(train.labels))),
+                       stall_after((len(train) // B) * cfg.optim.epochs, cfg.optim.warmup_steps), name,
                        lambda line: print(f"warning: {line}", file=sys.stderr, flush=True), on_stall)
     ema: torch.Tensor | None = None
     for epoch in range(cfg.optim.epochs):
-        for grp in opt.param_groups:
-            grp["lr"] = lr_at(cfg.optim, epoch)
+        set_lr(opt, cfg.optim, epoch)
         net.train()
         order = torch.randperm(len(train), generator=g).numpy()
         for s in range(0, len(order) - B + 1, B):
+            if step < cfg.optim.warmup_steps:  # the step warm-up: this step's lr
+                set_lr(opt, cfg.optim, epoch, step)
             step += 1
             idx = np.sort(order[s:s + B])
-            x = shared_aug(_batch(train, idx), g)
+            x = shared_aug(_batch(train, idx, cfg.model), g)
             if control is not None:
                 x = control_aug(control, x, g_control)
-            out = net(x.to(dev, non_blocking=True))
-            parts = criterion(out.logits, out.embedding, torch.from_numpy(train.labels[idx]).to(dev))
-            opt.zero_grad(set_to_none=True)
-            parts.total.backward()
-            opt.step()
+            _, parts = train_step(net, criterion, opt, x.to(dev, non_blocking=True),
+                                  torch.from_numpy(train.labels[idx]).to(dev))
             last = parts.total.detach()  # read once after training: no device sync per step
             ce = parts.logs["ce"].detach()
             ema = ce if ema is None else (1 - EMA_WEIGHT) * ema + EMA_WEIGHT * ce

@@ -19,6 +19,7 @@ from piumr.config import TFAMConfig, TrainConfig, backbone_overrides, with_overr
 from piumr.data.synth.actions import select_classes
 from piumr.losses import criterion_slug
 from piumr.metrics import PAPER_COLUMNS
+from piumr.recipe import RECIPE_VERSION
 from piumr.reproduce import paper
 from piumr.source import resolve_source
 
@@ -322,7 +323,8 @@ def config_key(cfg: TrainConfig) -> str:
     """12-hex digest of the fields of ``cfg`` that change a result: every field but the name and the seeds,
     where a field added after ``_KEYED_FIELDS`` counts only when it is not at its default (``_LEGACY``'s: not
     at the value of the behaviour before it, and only where its part is on); ``speed`` (how a step
-    runs) never counts: runs are shared across it."""
+    runs) never counts: runs are shared across it. The recipe's version (``piumr.recipe.RECIPE_VERSION``) always
+    counts: a recipe change that moves results makes new runs, never a cached one under an old key."""
     defaults = _flat(type(cfg)().model_dump(mode="json"))
     flat = _flat(cfg.model_dump(mode="json"))
     off = [s for s in ("girl.", "model.tfam.") if flat.get(s + "enabled") is False]
@@ -335,7 +337,8 @@ def config_key(cfg: TrainConfig) -> str:
         if k in _LEGACY:  # a new field whose default changed the behaviour: counts where its part is on
             return bool(v != _LEGACY[k]) and not any(k.startswith(s) for s in off)
         return bool(v != defaults.get(k))
-    data = {k: v for k, v in flat.items() if counts(k, v)}
+    data: dict[str, Any] = {k: v for k, v in flat.items() if counts(k, v)}
+    data["recipe_version"] = RECIPE_VERSION
     blob = json.dumps(_nested(data), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
