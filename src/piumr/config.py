@@ -158,6 +158,11 @@ class ModelConfig(_Frozen):
     # not in paper: pytorchvideo starts every residual branch at zero (last BatchNorm scale 0); False starts
     # them at 1, which shortened the chance-level plateau of the small from-scratch CPU models (method fidelity)
     zero_init_residual: bool = True
+    # not in paper: how X3D's stem starts when trained from scratch (piumr.model.early_init; a --pretrained
+    # checkpoint overwrites it): "zero_mean_t" removes the mean of each random temporal tap set, so every stem
+    # channel starts as a change detector; pytorchvideo's "default" left the seeds whose taps mostly average over
+    # time at chance (issue "every training learns", docs/results.md)
+    early_init: Literal["default", "ortho_stem", "dirac_t", "ortho_dirac", "zero_mean_t"] = "zero_mean_t"
     tfam: TFAMConfig = TFAMConfig()
 
     @model_validator(mode="after")

@@ -30,9 +30,10 @@ from piumr.losses import Criterion, LossParts, build_criterion
 __all__ = ["RECIPE_VERSION", "build_criterion", "build_optimizer", "input_stats", "lr_at", "normalize", "recipe_of",
            "set_lr", "train_step"]
 
-#: bump when a run of an unchanged config would compute something else (the golden test says when)
-#: 2: the stem and stage-1 initialisation, the step warm-up of the suite and the demo (issue "every training
-#: learns"), the normalisation constants of the torchvision and VideoMAE backbones from their specs
+#: bump when a run of an unchanged config would compute something else (the golden test says when).
+#: 1: every run before the seam. 2: X3D's stem starts with zero-mean temporal taps (``ModelConfig.early_init``);
+#: the suite's AdamW is the recipe's (fused on the CPU); the torchvision and VideoMAE backbones take their weights'
+#: normalisation; the CPU path's plane loops (other rounding)
 RECIPE_VERSION = 2
 
 Stats = tuple[tuple[float, float, float], tuple[float, float, float]]

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from piumr.backbones import backbone_spec
 from piumr.config import ModelConfig
 from piumr.errors import CheckpointError
+from piumr.model.early_init import EARLY_INITS
 from piumr.model.weights import fit_state, one_file, read_state
 
 __all__ = ["X3DSpec", "X3D_SPECS", "X3DSplit", "build", "build_x3d", "stage_channels", "load_kinetics_checkpoint",
@@ -129,12 +130,13 @@ class X3DSplit:
 
 def build(cfg: ModelConfig) -> tuple[nn.Module, X3DSplit]:
     """The X3D of ``cfg`` (``build_x3d``; ``zero_init_residual=False`` sets each residual branch's last
-    BatchNorm, which pytorchvideo zero-initialises, back to ones) and its split."""
+    BatchNorm, which pytorchvideo zero-initialises, back to ones; ``early_init`` sets up its stem) and its split."""
     net = build_x3d(cfg.backbone, num_classes=cfg.num_classes, frames=cfg.frames, crop=cfg.crop, dropout=cfg.dropout)
     if not cfg.zero_init_residual:
         for m in net.modules():  # pytorchvideo marks each residual branch's last BatchNorm
             if getattr(m, "block_final_bn", False) and isinstance(m, nn.BatchNorm3d):
                 nn.init.ones_(m.weight)
+    EARLY_INITS[cfg.early_init](net)  # the stem's start (draws no random numbers: the rest of the init is unchanged)
     return net, X3DSplit()
 
 
