@@ -11,7 +11,7 @@ import typer
 from pydantic import ValidationError
 
 from piumr.backbones import BACKBONES
-from piumr.config import MAX_SEED, PERSON_DISJOINT, SHIFT_ARMS, SHIFT_FACTORS, SYNTH, Split
+from piumr.config import MAX_SEED, PERSON_DISJOINT, SHIFT_ARMS, SHIFT_FACTORS, SHIFT_SUITE, SYNTH, Split
 from piumr.source import resolve_source
 
 from .errors import console, user_errors
@@ -205,7 +205,7 @@ def shift_suite(
     extra: ExtraArg = None,
     factors: Annotated[Optional[str], typer.Option(help="comma list of tempo,size,appearance,style,mixed [all]")] = None,
     arms: Annotated[Optional[str], typer.Option(help="comma list of baseline,tfam,girl,piumr,control,aa [all]")] = None,
-    epochs: Annotated[int, typer.Option(help="epochs per training")] = 8,
+    epochs: Annotated[int, typer.Option(help="epochs per training")] = int(SHIFT_SUITE["epochs"]),
     out: Annotated[Path, typer.Option("--out", help="output folder")] = Path("artifacts/shift-suite"),
     report_only: Annotated[bool, typer.Option(help="train nothing; rewrite the report from the runs present")] = False,
     control: Annotated[str, typer.Option(metavar="<data|augment>", help=(
@@ -223,7 +223,7 @@ def shift_suite(
     with user_errors():
         if resolve_source(data).kind != "synth":
             raise ValueError(f"--data {data}: the shift suite runs on synthetic data only ('synth')")
-        chosen = parse_seeds(seeds, extra) if seeds is not None or extra else tuple(range(10))
+        chosen = parse_seeds(seeds, extra) if seeds is not None or extra else tuple(range(int(SHIFT_SUITE["seeds"])))
         build_config("smoke", {"optim.epochs": epochs})  # the suite's trainings: --epochs within the config's bounds
         per_job = _suite_threads(jobs, threads, report_only)
         for flag, given, allowed in (("--factors", factors, SHIFT_FACTORS), ("--arms", arms, SHIFT_ARMS)):

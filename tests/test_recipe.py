@@ -75,3 +75,15 @@ def test_one_optimizer_constructor() -> None:
     out = subprocess.run(["grep", "-rn", "--include=*.py", "optim.AdamW(", "src", "cli"], cwd=ROOT,
                          capture_output=True, text=True).stdout.splitlines()
     assert [re.sub(r":\d+:.*", "", line) for line in out] == ["src/piumr/recipe.py"], out
+
+
+def test_a_suite_folder_of_another_recipe_is_refused(tmp_path: Path) -> None:
+    """A person-shift suite folder whose runs were made under another recipe version takes no new runs."""
+    from piumr.reproduce.shift_suite import SuiteSettings, _check_settings
+
+    s = SuiteSettings(seeds=(0,))
+    _check_settings(s, tmp_path)
+    old = json.loads((tmp_path / "suite.json").read_text())
+    (tmp_path / "suite.json").write_text(json.dumps({**old, "recipe_version": old["recipe_version"] - 1}))
+    with pytest.raises(ValueError, match="holds runs made with other settings"):
+        _check_settings(s, tmp_path)

@@ -27,6 +27,11 @@ Backbone = Annotated[str, AfterValidator(check_backbone)]
 #: the person-shift suite's factors and arms (``piumr reproduce shift-suite``; data/synth/shift.py, reproduce/shift_train.py)
 SHIFT_FACTORS: tuple[str, ...] = ("tempo", "size", "appearance", "style", "mixed")
 SHIFT_ARMS: tuple[str, ...] = ("baseline", "tfam", "girl", "piumr", "control", "aa")
+#: the person-shift suite's training recipe (``piumr reproduce shift-suite``; ``reproduce/shift_train.suite_config``
+#: puts it on the ``smoke`` preset): epochs, batch, lr (one drop x0.1 at 3/4 of the epochs), TFAM after this stage
+#: with this DCT kernel, GIRL's groups, and the paired seeds
+SHIFT_SUITE: dict[str, int | float] = {"epochs": 8, "batch": 16, "lr": 2e-3, "tfam_stage": 1, "dct_kernel": 5,
+                                       "girl_groups": 2, "seeds": 10}
 Split = Literal["official", "cross-subject"]
 SYNTH = "synth"  # the data root that stands for the generated synthetic dataset (``piumr.data.synth``)
 #: the classes per body part of each synthetic task that has a fixed set (``data/synth/tasks.py``'s ``per_body``)

@@ -36,14 +36,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from piumr.config import SHIFT_SUITE
 from piumr.data.synth.shift import FACTORS, GENERATOR_VERSION_V2, RANGES, ClipSet, ShiftSizes, build_train, build_unseen
 from piumr.errors import Interrupted
 from piumr.files import write_json_atomic
+from piumr.recipe import RECIPE_VERSION
 from piumr.reproduce.shift_aug import CONTROLS_VERSION
 from piumr.reproduce.shift_train import ARMS, arm_config, suite_config, tfam_map, train_and_score
 from piumr.run_folder import RunLock
-from piumr.stall import ON_STALL
 from piumr.runtime import Stop, die_with_parent, end_pool, stop_on_signals
+from piumr.stall import ON_STALL
 
 __all__ = ["CONTROL_KINDS", "SuiteSettings", "Task", "tasks", "run_suite", "load_runs"]
 
@@ -53,11 +55,11 @@ class SuiteSettings:
     """What the suite trains: sizes of the data, epochs, seeds, factors and arms."""
 
     sizes: ShiftSizes = ShiftSizes()
-    epochs: int = 8
-    batch: int = 16
-    lr: float = 2e-3
-    tfam_stage: int = 1
-    seeds: tuple[int, ...] = tuple(range(10))
+    epochs: int = int(SHIFT_SUITE["epochs"])
+    batch: int = int(SHIFT_SUITE["batch"])
+    lr: float = float(SHIFT_SUITE["lr"])
+    tfam_stage: int = int(SHIFT_SUITE["tfam_stage"])
+    seeds: tuple[int, ...] = tuple(range(int(SHIFT_SUITE["seeds"])))
     factors: tuple[str, ...] = FACTORS
     arms: tuple[str, ...] = ARMS
     #: the positive control: "data" trains the baseline on persons whose factor covers the held-out range too
@@ -74,6 +76,7 @@ class SuiteSettings:
         d["generator_version"] = GENERATOR_VERSION_V2
         d["controls_version"] = CONTROLS_VERSION
         d["ranges"] = json.loads(json.dumps(RANGES))  # the factors' ranges (tuples as lists)
+        d["recipe_version"] = RECIPE_VERSION  # runs of another recipe are another suite (piumr.recipe)
         return d
 
     def check(self) -> None:
@@ -151,7 +154,8 @@ def _run_task(settings: SuiteSettings, task: Task, out: Path, threads: int = 1, 
                           name=f"shift suite {task.name} seed {task.seed}")
     payload = {"arm": task.arm, "factor": task.factor, "seed": task.seed, "fold": fold, "config_seed": cfg.seed,
                "control": settings.control if task.factor else None,
-               "tfam_map": list(tfam_map(cfg)) if cfg.model.tfam.enabled else None, "device": device, **res}
+               "tfam_map": list(tfam_map(cfg)) if cfg.model.tfam.enabled else None, "device": device,
+               "recipe_version": RECIPE_VERSION, **res}
     write_json_atomic(task.path(out), payload, indent=None)
     return payload
 
@@ -160,7 +164,8 @@ def _check_settings(settings: SuiteSettings, out: Path) -> None:
     """Write ``suite.json``, or refuse (``ValueError``) when ``out`` holds runs of other settings."""
     path = out / "suite.json"
     mine = settings.as_json()
-    keep = ("sizes", "epochs", "batch", "lr", "tfam_stage", "generator_version", "ranges", "controls_version", "control")
+    keep = ("sizes", "epochs", "batch", "lr", "tfam_stage", "generator_version", "ranges", "controls_version", "control",
+            "recipe_version")
     if path.is_file():
         old = json.loads(path.read_text(encoding="utf-8"))
         if {k: old.get(k) for k in keep} != {k: mine[k] for k in keep}:

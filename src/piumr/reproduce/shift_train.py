@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from piumr.checkpoint import save_checkpoint
-from piumr.config import PRESETS, SHIFT_ARMS, ModelConfig, TrainConfig, with_overrides
+from piumr.config import PRESETS, SHIFT_ARMS, SHIFT_SUITE, ModelConfig, TrainConfig, with_overrides
 from piumr.data.ma52 import ACTION_TO_BODY
 from piumr.data.synth.shift import ClipSet, ShiftSizes
 from piumr.model.piumr import PIUmrNet
@@ -40,14 +40,15 @@ CONTROL_OFFSET = 7_919  # the positive control's augmentation stream
 _BODY = np.asarray(ACTION_TO_BODY)
 
 
-def suite_config(sizes: ShiftSizes, *, epochs: int, batch: int = 16, lr: float = 2e-3,
-                 tfam_stage: int = 1) -> TrainConfig:
-    """The suite's config: the ``smoke`` model (X3D tiny) on T x S x S clips, TFAM after ``tfam_stage``."""
+def suite_config(sizes: ShiftSizes, *, epochs: int, batch: int = int(SHIFT_SUITE["batch"]),
+                 lr: float = float(SHIFT_SUITE["lr"]), tfam_stage: int = int(SHIFT_SUITE["tfam_stage"])) -> TrainConfig:
+    """The suite's config (``config.SHIFT_SUITE``): the ``smoke`` model (X3D tiny) on T x S x S clips, TFAM after
+    ``tfam_stage``."""
     return with_overrides(PRESETS["smoke"], {
         "name": "shift-suite", "model.frames": sizes.frames, "model.crop": sizes.size,
-        "data.short_side": sizes.size, "model.tfam.stage": tfam_stage, "model.tfam.dct_kernel": 5,
-        "optim.epochs": epochs, "optim.batch_size": batch, "optim.lr": lr,
-        "optim.milestones": (max(1, round(epochs * 0.75)),), "girl.groups": 2,
+        "data.short_side": sizes.size, "model.tfam.stage": tfam_stage,
+        "model.tfam.dct_kernel": int(SHIFT_SUITE["dct_kernel"]), "optim.epochs": epochs, "optim.batch_size": batch,
+        "optim.lr": lr, "optim.milestones": (max(1, round(epochs * 0.75)),), "girl.groups": int(SHIFT_SUITE["girl_groups"]),
     })
 
 
