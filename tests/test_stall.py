@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from piumr.config import PRESETS, with_overrides
 from piumr.errors import TrainingStalled
+from piumr import stall
 from piumr.stall import StallGuard, stall_after
 from piumr.train import train
 
@@ -19,9 +20,18 @@ from piumr.train import train
 STUCK = {"optim.epochs": 1, "max_steps_per_epoch": 3, "optim.lr": 1e-12, "data.num_workers": 0}
 
 
-def test_check_step() -> None:
-    assert stall_after(3) == 3 and stall_after(10_000) == 200 and stall_after(0) == 1
+@pytest.fixture(autouse=True)
+def _short_runs_are_judged(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests' runs are a few steps long: judge them (a user's run of fewer than 50 steps is not judged)."""
+    monkeypatch.setattr(stall, "STALL_MIN_STEPS", 1)
+
+
+def test_check_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert stall_after(3) == 3 and stall_after(10_000) == 200 and stall_after(0) is None
     assert stall_after(10_000, warmup_steps=50) == 250 and stall_after(120, warmup_steps=50) == 120
+    monkeypatch.setattr(stall, "STALL_MIN_STEPS", 50)
+    assert stall_after(49) is None and stall_after(50) == 50
+    assert StallGuard(21, None, "short", lambda line: None).update(40, 3.1) is False
 
 
 def test_guard_fires_once_at_its_step_and_only_at_chance() -> None:

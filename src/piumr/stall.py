@@ -20,28 +20,32 @@ from typing import Any, Callable, Literal
 
 from piumr.errors import TrainingStalled
 
-__all__ = ["ON_STALL", "OnStall", "STALL_FACTOR", "STALL_MAX_STEPS", "EMA_WEIGHT", "StallGuard", "stall_after"]
+__all__ = ["ON_STALL", "OnStall", "STALL_FACTOR", "STALL_MAX_STEPS", "STALL_MIN_STEPS", "EMA_WEIGHT", "StallGuard", "stall_after"]
 
 OnStall = Literal["warn", "stop"]
 ON_STALL: tuple[OnStall, ...] = ("warn", "stop")
 STALL_FACTOR = 0.97
 STALL_MAX_STEPS = 200
+STALL_MIN_STEPS = 50  # a run shorter than this is not judged (a test's or a smoke run's few steps stay at chance)
 EMA_WEIGHT = 0.1  # weight of the newest value in the moving average (about the last 10 steps)
 
 
-def stall_after(total_steps: int, warmup_steps: int = 0) -> int:
-    """The step at which a run is checked: ``STALL_MAX_STEPS`` after its warm-up, or its last step."""
-    return max(1, min(total_steps, warmup_steps + STALL_MAX_STEPS))
+def stall_after(total_steps: int, warmup_steps: int = 0) -> int | None:
+    """The step at which a run is checked: ``STALL_MAX_STEPS`` after its warm-up, or its last step; None (not
+    checked) for a run of fewer than ``STALL_MIN_STEPS`` steps after its warm-up."""
+    if total_steps - warmup_steps < STALL_MIN_STEPS:
+        return None
+    return min(total_steps, warmup_steps + STALL_MAX_STEPS)
 
 
 class StallGuard:
     """Watches a run's training cross-entropy; ``update(step, ce)`` after each step whose loss was read.
 
-    ``num_classes``: K (chance cross-entropy ln K); ``after``: the step of the check; ``name``: the run, for the
+    ``num_classes``: K (chance cross-entropy ln K); ``after``: the step of the check (None: none); ``name``: the run, for the
     message; ``say``: where the line goes (a console's print, ``warnings.warn`` ...).
     """
 
-    def __init__(self, num_classes: int, after: int, name: str, say: Callable[[str], None],
+    def __init__(self, num_classes: int, after: int | None, name: str, say: Callable[[str], None],
                  on_stall: OnStall = "warn", factor: float = STALL_FACTOR) -> None:
         if on_stall not in ON_STALL:
             raise ValueError(f"--on-stall must be warn or stop, got {on_stall!r}")
@@ -50,7 +54,7 @@ class StallGuard:
         self.factor, self.threshold = factor, factor * math.log(num_classes)
         self.after, self.name, self.say, self.on_stall = after, name, say, on_stall
         self.average: float | None = None
-        self.checked = False
+        self.checked = after is None  # too short a run: never checked
         self.stalled = False
 
     def update(self, step: int, ce: float) -> bool:
@@ -80,7 +84,7 @@ class StallGuard:
     def check(self, step: int, average: float) -> bool:
         """The check itself, with the moving average of the cross-entropy at ``step`` computed by the caller (a
         trainer that keeps it on the device and reads it once); does nothing before ``after`` or after a check."""
-        if self.checked or step < self.after or not math.isfinite(average):
+        if self.checked or self.after is None or step < self.after or not math.isfinite(average):
             return False
         self.checked = True
         if average < self.threshold:

@@ -423,7 +423,7 @@ def _finish(run: _Run, state: _State, seconds: float) -> TrainResult:
     guard = run.guard
     res = TrainResult(run.out_dir, run.cfg.optim.epochs, state.step, state.best, state.final,
                       sorted(set(state.skipped)), seconds,
-                      guard.stalled if guard is not None and guard.checked else None)
+                      guard.stalled if guard is not None and guard.after is not None and guard.checked else None)
     if run.dinfo.main:
         extra = {"val_reference": state.val_reference, "val_missing": state.val_missing,
                  "val_shrank": state.val_shrank}

@@ -143,7 +143,7 @@ def train_and_score(cfg: TrainConfig, data: dict[str, ClipSet], *, control: str 
             last = parts.total.detach()  # read once after training: no device sync per step
             ce = parts.logs["ce"].detach()
             ema = ce if ema is None else (1 - EMA_WEIGHT) * ema + EMA_WEIGHT * ce
-            if step == guard.after:
+            if guard.after is not None and step == guard.after:
                 guard.check(step, float(ema))
     loss = float(last)
     if save_to is not None:  # what it was trained on, as ``data.splits.trained_on`` records it for a training run
