@@ -8,10 +8,10 @@ action Top-1 (points).
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import statistics
-import sys
 from pathlib import Path
 
 CHANCE = 1 / 21
@@ -38,4 +38,6 @@ def main(folder: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "artifacts/recipe")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("folder", nargs="?", default="artifacts/recipe")
+    main(ap.parse_args().folder)
