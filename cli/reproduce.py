@@ -230,8 +230,8 @@ def shift_suite(
             bad = [x for x in (given or "").split(",") if given and x not in allowed]
             if bad:
                 raise ValueError(f"{flag}: unknown {', '.join(bad)}; choose from {', '.join(allowed)}")
-    from piumr.reproduce.shift_report import write_report
-    from piumr.reproduce.shift_suite import SuiteSettings, run_suite, tasks
+    from piumr.shift.report import write_report
+    from piumr.shift.suite import SuiteSettings, run_suite, tasks
     from piumr.runtime import pick_device
 
     with user_errors():

@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, int]] = [
     ("piumr.recipe", 5), ("piumr.stall", 5), ("piumr.checkpoint", 5), ("piumr.run_folder", 5),
     ("piumr.evaluate", 6), ("piumr.plots", 6),
     ("piumr.train", 7), ("piumr.predict", 7), ("piumr.bench", 7),
-    ("piumr.reproduce", 8),
+    ("piumr.reproduce", 8), ("piumr.shift", 8),
     ("piumr", 9),  # the package facade (piumr/__init__.py: TFAM, GIRLLoss, build_model)
     ("piumr_cli", 10),
     ("piumr.__main__", 11),  # ``python -m piumr``: the entry point, runs the CLI

@@ -254,7 +254,7 @@ def test_evaluate_labels_beyond_the_model_name_the_data(tmp_path: Path) -> None:
 def test_a_suite_checkpoint_records_what_it_was_trained_on(tmp_path: Path) -> None:
     from piumr.data.synth.shift import ClipSet, ShiftSizes
     from piumr.predict import trained_on
-    from piumr.reproduce.shift_train import arm_config, suite_config, train_and_score
+    from piumr.shift.train import arm_config, suite_config, train_and_score
 
     sizes = ShiftSizes(frames=4, size=32)
     cfg = arm_config(suite_config(sizes, epochs=1, batch=2), "baseline", 0)

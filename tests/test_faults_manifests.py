@@ -114,7 +114,7 @@ def test_evaluate_keys_predictions_by_the_path_under_the_data_root(checkpoints: 
 
 
 def test_a_second_shift_suite_into_the_same_out_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from piumr.reproduce import shift_suite
+    from piumr.shift import suite as shift_suite
 
     def trained(*args: object, **kwargs: object) -> None:
         raise AssertionError("the second suite trained while the first held --out")

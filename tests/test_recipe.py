@@ -46,7 +46,7 @@ def test_a_toy_loss_trains_through_every_trainer(monkeypatch: pytest.MonkeyPatch
     assert any(r["type"] == "epoch" for r in rows)
 
     from piumr.data.synth.shift import ShiftSizes, build_train
-    from piumr.reproduce.shift_train import arm_config, suite_config, train_and_score
+    from piumr.shift.train import arm_config, suite_config, train_and_score
 
     toy = ShiftSizes(train_persons=3, test_persons_per_fold=2, folds=2, clips_per_person=21, frames=4, size=32)
     suite = with_overrides(arm_config(suite_config(toy, epochs=1, batch=8), "baseline", 0), {"loss": "toy"})
@@ -79,7 +79,7 @@ def test_one_optimizer_constructor() -> None:
 
 def test_a_suite_folder_of_another_recipe_is_refused(tmp_path: Path) -> None:
     """A person-shift suite folder whose runs were made under another recipe version takes no new runs."""
-    from piumr.reproduce.shift_suite import SuiteSettings, _check_settings
+    from piumr.shift.suite import SuiteSettings, _check_settings
 
     s = SuiteSettings(seeds=(0,))
     _check_settings(s, tmp_path)

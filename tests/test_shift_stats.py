@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from piumr.reproduce.shift_stats import clusters, holm, mde, paired_bootstrap
+from piumr.shift.stats import clusters, holm, mde, paired_bootstrap
 
 Arm = dict[int, tuple[list[int], list[int]]]
 

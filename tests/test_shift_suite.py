@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from piumr.data.synth.shift import FACTORS, RANGES, ShiftSizes, build_train, shift_person, shifted_attrs
-from piumr.reproduce import shift_aug
-from piumr.reproduce.shift_aug import CONTROLS, motion_span, shared_aug, time_warp
-from piumr.reproduce.shift_report import write_report
-from piumr.reproduce.shift_suite import SuiteSettings, run_suite, tasks
-from piumr.reproduce.shift_train import ARMS, arm_config, suite_config, tfam_map, train_and_score
+from piumr.shift import aug as shift_aug
+from piumr.shift.aug import CONTROLS, motion_span, shared_aug, time_warp
+from piumr.shift.report import write_report
+from piumr.shift.suite import SuiteSettings, run_suite, tasks
+from piumr.shift.train import ARMS, arm_config, suite_config, tfam_map, train_and_score
 
 TOY = ShiftSizes(train_persons=3, test_persons_per_fold=2, folds=2, clips_per_person=21, frames=4, size=32)
 
@@ -119,7 +119,7 @@ def test_suite_runs_resumes_and_writes_the_summary_shape(tmp_path: Path) -> None
     assert shared["device"] == control["device"] == "cpu"
     from piumr.checkpoint import load_model
 
-    from piumr.reproduce.shift_train import _score
+    from piumr.shift.train import _score
 
     model, ckpt = load_model(tmp_path / "weights" / "baseline" / "seed0.safetensors")  # scores again as trained
     assert ckpt.config.seed == 0 and not ckpt.config.model.tfam.enabled
@@ -183,7 +183,7 @@ def test_shift_suite_bad_options_are_one_line_before_torch(argv: list[str], mess
 
 
 def test_runs_that_did_not_train_are_named(tmp_path: Path) -> None:
-    from piumr.reproduce.shift_report import untrained_runs
+    from piumr.shift.report import untrained_runs
 
     for name, seen in (("baseline", [1, 0, 1, 1]), ("control-size", [0] * 20 + [1])):
         (tmp_path / "runs" / name).mkdir(parents=True)

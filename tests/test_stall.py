@@ -78,7 +78,7 @@ def test_on_stall_stop_exits_4(tmp_path: Path) -> None:
 
 def test_the_suite_trainer_records_a_stall(capsys: pytest.CaptureFixture[str]) -> None:
     from piumr.data.synth.shift import ShiftSizes, build_train
-    from piumr.reproduce.shift_train import arm_config, suite_config, train_and_score
+    from piumr.shift.train import arm_config, suite_config, train_and_score
 
     toy = ShiftSizes(train_persons=3, test_persons_per_fold=2, folds=2, clips_per_person=21, frames=4, size=32)
 
@@ -91,7 +91,7 @@ def test_the_suite_trainer_records_a_stall(capsys: pytest.CaptureFixture[str]) -
 
 
 def test_the_suite_report_counts_stalls(tmp_path: Path) -> None:
-    from piumr.reproduce.shift_report import stalled_runs
+    from piumr.shift.report import stalled_runs
 
     for name, stalled in (("baseline", False), ("aa", True), ("control-size", None)):
         (tmp_path / "runs" / name).mkdir(parents=True)

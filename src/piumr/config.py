@@ -24,10 +24,10 @@ from piumr.backbones import default_tfam_stage as default_tfam_stage
 Backbone = Annotated[str, AfterValidator(check_backbone)]
 
 
-#: the person-shift suite's factors and arms (``piumr reproduce shift-suite``; data/synth/shift.py, reproduce/shift_train.py)
+#: the person-shift suite's factors and arms (``piumr reproduce shift-suite``; data/synth/shift.py, shift/train.py)
 SHIFT_FACTORS: tuple[str, ...] = ("tempo", "size", "appearance", "style", "mixed")
 SHIFT_ARMS: tuple[str, ...] = ("baseline", "tfam", "girl", "piumr", "control", "aa")
-#: the person-shift suite's training recipe (``piumr reproduce shift-suite``; ``reproduce/shift_train.suite_config``
+#: the person-shift suite's training recipe (``piumr reproduce shift-suite``; ``piumr.shift.train.suite_config``
 #: puts it on the ``smoke`` preset): epochs, batch, lr (one drop x0.1 at 3/4 of the epochs), TFAM after this stage
 #: with this DCT kernel, GIRL's groups, and the paired seeds
 SHIFT_SUITE: dict[str, int | float] = {"epochs": 8, "batch": 16, "lr": 2e-3, "tfam_stage": 1, "dct_kernel": 5,

@@ -1,6 +1,6 @@
 """The training recipe: the one seam through which every trainer builds what a training step is made of.
 
-``piumr train`` (``piumr.train``), the person-shift suite (``piumr.reproduce.shift_train``), ``piumr bench``,
+``piumr train`` (``piumr.train``), the person-shift suite (``piumr.shift.train``), ``piumr bench``,
 ``piumr doctor`` and ``piumr info`` all take from here:
 
 - ``input_stats(model)``: the input normalisation, from the backbone's spec (``BackboneSpec.mean`` / ``std``, like

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     from piumr.data.synth.shift import ShiftSizes, build_train
     from piumr.model import PIUmrNet
     from piumr.recipe import normalize
-    from piumr.reproduce.shift_train import arm_config, suite_config
+    from piumr.shift.train import arm_config, suite_config
     from piumr.runtime import seed_everything
 
     sizes = ShiftSizes()

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     from piumr.config import with_overrides
     from piumr.data.synth.shift import ShiftSizes, build_train, build_unseen
-    from piumr.reproduce.shift_train import arm_config, suite_config, train_and_score
+    from piumr.shift.train import arm_config, suite_config, train_and_score
 
     sizes = ShiftSizes()
     over: dict[str, Any] = json.loads(args.variant)

@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(1)
     from piumr.data.synth import shift
-    from piumr.reproduce.shift_train import arm_config, suite_config, train_and_score
+    from piumr.shift.train import arm_config, suite_config, train_and_score
 
     which = args.which
     app = dict(shift.RANGES["appearance"])

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(1)
     from piumr.data.synth.shift import ShiftSizes, build_train, build_unseen
-    from piumr.reproduce.shift_train import arm_config, suite_config, train_and_score
+    from piumr.shift.train import arm_config, suite_config, train_and_score
 
     sizes = ShiftSizes()
     data = dict(build_train(sizes, widen="mixed"))

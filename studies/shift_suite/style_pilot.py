@@ -58,7 +58,7 @@ def job(kind: str, seed: int, results: Path) -> tuple[str, int, dict[str, Any]]:
 
     torch.set_num_threads(1)
     from piumr.data.synth import shift
-    from piumr.reproduce.shift_train import arm_config, suite_config, train_and_score
+    from piumr.shift.train import arm_config, suite_config, train_and_score
 
     sizes = shift.ShiftSizes()
     if kind == "baseline":

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from scipy import stats  # type: ignore[import-untyped]
 
-from piumr.reproduce.shift_stats import Clusters, mde, paired_bootstrap
+from piumr.shift.stats import Clusters, mde, paired_bootstrap
 
 __all__ = ["PairedDiff", "METRICS", "SEEN_METRICS", "paired_difference", "seed_values", "compare_rows",
            "person_resolution", "main"]
@@ -93,8 +93,8 @@ def _rows(exp_dir: Path, a: str, b: str) -> dict[str, Any]:
 
 def person_resolution(exp_dir: Path, a: str, b: str, *, reps: int = 2000) -> dict[str, Any]:
     """What the experiment can resolve: ``b - a`` of unseen-person action Top-1 (points) with a 95 % interval from
-    the bootstrap clustered by person x seed (``shift_stats.paired_bootstrap``: seeds resampled, then persons within
-    each seed), its half-width and the minimum detectable effect (80 % power, 5 % two-sided; ``shift_stats.mde``).
+    the bootstrap clustered by person x seed (``piumr.shift.stats.paired_bootstrap``: seeds resampled, then persons within
+    each seed), its half-width and the minimum detectable effect (80 % power, 5 % two-sided; ``piumr.shift.stats.mde``).
 
     Units are the held-out persons of each seed (``participants.per_participant`` of ``rows/{a,b}.json``), weighted
     equally (every held-out person of a synthetic split has the same number of clips). With few seeds the

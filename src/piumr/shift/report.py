@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from piumr.files import atomic_write, write_json_atomic, write_text_atomic
-from piumr.reproduce.shift_stats import Clusters, Comparison, clusters, holm, mde, paired_bootstrap
-from piumr.reproduce.shift_suite import load_runs, timestamp
+from piumr.shift.stats import Clusters, Comparison, clusters, holm, mde, paired_bootstrap
+from piumr.shift.suite import load_runs, timestamp
 
 __all__ = ["analyse", "write_report", "SECONDARIES"]
 

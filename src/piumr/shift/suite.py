@@ -13,7 +13,7 @@ Layout under ``out`` (default ``artifacts/shift-suite``)::
                                        held-out persons without retraining (runs trained before this existed
                                        have none)
     suite.json                         the settings the runs were made with (a rerun must match them)
-    results.json, summary.json, table.tex, shift_suite.png, summary.md   (``shift_report.write_report``)
+    results.json, summary.json, table.tex, shift_suite.png, summary.md   (``piumr.shift.report.write_report``)
 
 Seed k evaluates held-out fold ``k % folds``, so ``folds`` seeds cover every held-out person once. A run
 file is written atomically once its training is done, so an interrupted suite resumes from the runs it
@@ -41,8 +41,8 @@ from piumr.data.synth.shift import FACTORS, GENERATOR_VERSION_V2, RANGES, ClipSe
 from piumr.errors import Interrupted
 from piumr.files import write_json_atomic
 from piumr.recipe import RECIPE_VERSION
-from piumr.reproduce.shift_aug import CONTROLS_VERSION
-from piumr.reproduce.shift_train import ARMS, arm_config, suite_config, tfam_map, train_and_score
+from piumr.shift.aug import CONTROLS_VERSION
+from piumr.shift.train import ARMS, arm_config, suite_config, tfam_map, train_and_score
 from piumr.run_folder import RunLock
 from piumr.runtime import Stop, die_with_parent, end_pool, stop_on_signals
 from piumr.stall import ON_STALL
@@ -64,7 +64,7 @@ class SuiteSettings:
     arms: tuple[str, ...] = ARMS
     #: the positive control: "data" trains the baseline on persons whose factor covers the held-out range too
     #: (``build_train(widen=factor)``: it removes the shift by construction); "augment" trains the baseline on the
-    #: usual persons with the factor's augmentation (``shift_aug.CONTROLS``)
+    #: usual persons with the factor's augmentation (``piumr.shift.aug.CONTROLS``)
     control: str = "data"
     #: what a training whose cross-entropy is still at chance 200 steps after warm-up does (``piumr.stall``):
     #: "warn" (its run file records ``stalled``; the report counts them) or "stop" (the suite stops)

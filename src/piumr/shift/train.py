@@ -26,7 +26,7 @@ from piumr.config import PRESETS, SHIFT_ARMS, SHIFT_SUITE, ModelConfig, TrainCon
 from piumr.data.ma52 import ACTION_TO_BODY
 from piumr.data.synth.shift import ClipSet, ShiftSizes
 from piumr.model.piumr import PIUmrNet
-from piumr.reproduce.shift_aug import control_aug, shared_aug
+from piumr.shift.aug import control_aug, shared_aug
 from piumr.recipe import build_criterion, build_optimizer, normalize, set_lr, train_step
 from piumr.runtime import seed_everything
 from piumr.speed import prepare_model
