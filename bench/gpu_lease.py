@@ -74,14 +74,15 @@ def _step_fn(s: dict[str, Any], speed: Any, batch: int) -> tuple[Callable[[], No
     from piumr.data.transforms import normalize_clips
     from piumr.losses import build_criterion
     from piumr.model import build_model
-    from piumr.speed import LossMeter, compile_model, configure_backends, make_optimizer, prepare_model
+    from piumr.recipe import build_optimizer
+    from piumr.speed import LossMeter, compile_model, configure_backends, prepare_model
 
     dev, cfg = s["dev"], s["cfg"].model_copy(update={"speed": speed})
     torch.manual_seed(0)
     model = build_model(config=cfg.model).to(dev).train()
     configure_backends(speed, dev)
     prepare_model(model, speed)
-    opt = make_optimizer(model, cfg.optim, speed, dev)
+    opt = build_optimizer(model, cfg.optim, speed, dev)
     criterion = build_criterion(cfg)
     net = compile_model(model, speed)
     meter = LossMeter(speed.check_every)
