@@ -204,7 +204,7 @@ def shift_suite(
     seeds: SeedsOpt = None,
     extra: ExtraArg = None,
     factors: Annotated[Optional[str], typer.Option(help="comma list of tempo,size,appearance,style,mixed [all]")] = None,
-    arms: Annotated[Optional[str], typer.Option(help="comma list of baseline,tfam,girl,piumr,control,aa [all]")] = None,
+    arms: Annotated[Optional[str], typer.Option(help=f"comma list of {','.join(SHIFT_ARMS)} [all]")] = None,
     epochs: Annotated[int, typer.Option(help="epochs per training")] = int(SHIFT_SUITE["epochs"]),
     out: Annotated[Path, typer.Option("--out", help="output folder")] = Path("artifacts/shift-suite"),
     report_only: Annotated[bool, typer.Option(help="train nothing; rewrite the report from the runs present")] = False,
@@ -215,8 +215,9 @@ def shift_suite(
     device: DeviceOpt = None,
     on_stall: OnStallOpt = "warn",
 ) -> None:
-    """Person-shift suite (docs/shift_suite.md): per factor, baseline / +TFAM / +GIRL / PIUmr / positive control / A/A
-    on 10 paired seeds; resumable; writes JSON, LaTeX, a figure and summary.json under --out. On one GPU
+    """Person-shift suite (docs/shift_suite.md, protocol docs/shift_suite_protocol.md): per factor, baseline / +TFAM /
+    +GIRL / PIUmr / positive control / A/A and the baselines GroupDRO / V-REx / CORAL / MixStyle / augmentation on 10
+    paired seeds; resumable; writes JSON, LaTeX, figures, a leaderboard and summary.json under --out. On one GPU
     (--device cuda) --jobs trainings share it, each in its own process."""
     import sys
 

@@ -17,7 +17,9 @@ SHARED = REPO.parent / "shared"
 CLIPS = SHARED / "clips"
 MA52_LISTS = SHARED / "ma52"
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# intra-op threads per test process: the CPUs shared by the pytest-xdist workers (never more threads than cores)
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // _WORKERS)))
 
 
 @pytest.fixture

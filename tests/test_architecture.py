@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, int]] = [
     ("piumr.config", 1), ("piumr.backbones", 1), ("piumr.source", 1),
     ("piumr.runtime", 2),
     ("piumr.data", 3),
-    ("piumr.model", 4), ("piumr.losses", 4), ("piumr.kernels", 4), ("piumr.metrics", 4), ("piumr.speed", 4), ("piumr.steplog", 6),
+    ("piumr.model", 4), ("piumr.criterion", 4), ("piumr.dg", 4), ("piumr.losses", 4), ("piumr.kernels", 4), ("piumr.metrics", 4), ("piumr.speed", 4), ("piumr.steplog", 6),
     ("piumr.recipe", 5), ("piumr.stall", 5), ("piumr.checkpoint", 5), ("piumr.run_folder", 5),
     ("piumr.evaluate", 6), ("piumr.plots", 6),
     ("piumr.train", 7), ("piumr.predict", 7), ("piumr.bench", 7),

@@ -115,7 +115,12 @@ def test_curves_skip_a_half_written_last_line_and_name_a_damaged_one(tmp_path: P
 # ------------------------------------------------------------------------------------------ piumr plot
 
 
-def test_plot_overlays_two_runs_and_tabulates_their_final_metrics(tiny_run: Path, tmp_path: Path) -> None:
+def test_plot_overlays_two_runs_and_tabulates_their_final_metrics(tiny_run: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from piumr_cli import plot as plot_cli
+
+    # the printed table whole: its console took its width when imported (COLUMNS=60 there folds the cells)
+    monkeypatch.setattr(plot_cli._out, "width", 200)
     other = fake_run(tmp_path / "other", [3.0, 2.0, 1.25, 1.0], [10.0, None, 30.0, 40.0], lr=5e-7)
     out = tmp_path / "cmp"
     res = invoke("plot", tiny_run, other, "--out", out)

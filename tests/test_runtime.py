@@ -94,3 +94,14 @@ def test_configure_threads_sets_torch(monkeypatch: pytest.MonkeyPatch) -> None:
         assert n == physical_cores() and torch.get_num_threads() == n
     finally:
         torch.set_num_threads(before)
+
+
+def test_cpu_identity_names_the_model_and_torchs_kernel_set(tmp_path: Path) -> None:
+    from piumr.runtime import cpu_identity
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC\nflags\t: avx2\n")
+    ident = cpu_identity(info)
+    assert ident["model"] == "AMD EPYC (family 25, model 1)"
+    assert ident["torch_capability"] == str(torch.backends.cpu.get_cpu_capability())
+    assert cpu_identity(tmp_path / "absent")["model"]  # unreadable: still a name, never an empty string

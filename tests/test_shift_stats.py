@@ -63,3 +63,85 @@ def test_arms_on_different_clips_or_seeds_are_refused() -> None:
         clusters({0: ([1], [1])}, {1: ([1], [1])})
     with pytest.raises(ValueError, match="different clips"):
         clusters({0: ([1, 0], [1, 2])}, {0: ([1, 0], [2, 1])})
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# suite v2: the crossed bootstrap (persons recur across seeds), the seed t interval, Holm's levels
+def _recurring(rng: np.random.Generator, effect: float, *, seeds: int = 8, persons: int = 8, folds: int = 2,
+               clips: int = 20, person_sd: float = 0.15) -> tuple[Arm, Arm]:
+    """Two arms whose held-out persons recur across seeds (seed s scores fold s % folds, as the suite does), with
+    a person x arm effect that persists across seeds (person p gains ``effect + u_p`` in every seed)."""
+    gain = effect + rng.normal(0, person_sd, persons * folds)
+    base = rng.uniform(0.3, 0.7, persons * folds)
+    a: Arm = {}
+    b: Arm = {}
+    for s in range(seeds):
+        ids = np.arange(persons) + persons * (s % folds)
+        who = np.repeat(ids, clips)
+        a[s] = ((rng.random(who.size) < base[who]).astype(int).tolist(), (who + 1000).tolist())
+        b[s] = ((rng.random(who.size) < np.clip(base[who] + gain[who], 0, 1)).astype(int).tolist(),
+                (who + 1000).tolist())
+    return a, b
+
+
+def test_cells_identify_persons_across_seeds_and_keep_the_estimate() -> None:
+    from piumr.shift.stats import cells, crossed_bootstrap
+
+    a = {0: ([1, 0, 1], [7, 7, 9]), 1: ([0, 0, 1], [9, 7, 9])}
+    b = {0: ([1, 1, 1], [7, 7, 9]), 1: ([1, 0, 1], [9, 7, 9])}
+    c = cells(a, b)
+    assert c.n.tolist() == [[2, 1], [1, 2]] and c.diff_sum.tolist() == [[1, 0], [0, 1]]
+    res = crossed_bootstrap(c, reps=200)
+    assert res.diff == pytest.approx(100 * 2 / 6)
+    same = crossed_bootstrap(cells(a, a), reps=200)
+    assert (same.diff, same.lo, same.hi) == (0.0, 0.0, 0.0)
+
+
+def test_crossed_bootstrap_is_wider_than_two_stage_when_persons_recur() -> None:
+    # the two-stage bootstrap treats each (seed, person) as a new person: with a person effect that persists
+    # across the seeds that score the person, it is too narrow; the crossed one resamples the person jointly
+    from piumr.shift.stats import cells, crossed_bootstrap
+
+    rng = np.random.default_rng(3)
+    ratios = []
+    for i in range(20):
+        a, b = _recurring(rng, 0.05)
+        ratios.append(crossed_bootstrap(cells(a, b), reps=400, seed=i).half_width
+                      / paired_bootstrap(clusters(a, b), reps=400, seed=i).half_width)
+    assert float(np.median(ratios)) > 1.3, ratios
+
+
+def test_crossed_bootstrap_covers_the_true_effect() -> None:
+    # coverage of the mean gain over the population of persons (not of the persons drawn): about 95 %
+    from piumr.shift.stats import cells, crossed_bootstrap
+
+    rng = np.random.default_rng(5)
+    cover = []
+    for i in range(150):
+        a, b = _recurring(rng, 0.05, person_sd=0.08)
+        c = crossed_bootstrap(cells(a, b), reps=300, seed=i)
+        cover.append(c.lo <= 5.0 <= c.hi)
+    assert 0.85 <= float(np.mean(cover)) <= 0.995, np.mean(cover)
+
+
+def test_seed_t_interval_is_students_over_per_seed_means() -> None:
+    from scipy import stats
+
+    from piumr.shift.stats import cells, seed_t_interval
+
+    rng = np.random.default_rng(0)
+    a, b = _recurring(rng, 0.1)
+    per_seed = [100 * (np.mean(b[s][0]) - np.mean(a[s][0])) for s in sorted(a)]
+    lo, hi = stats.t.interval(0.95, len(per_seed) - 1, loc=np.mean(per_seed), scale=stats.sem(per_seed))
+    m, tlo, thi = seed_t_interval(cells(a, b))
+    assert (m, tlo, thi) == pytest.approx((np.mean(per_seed), lo, hi))
+
+
+def test_holm_levels_step_down() -> None:
+    from piumr.shift.stats import holm_levels
+
+    # alpha 0.05, m 3: the smallest p (0.01 < 0.05/3) is rejected at level 1 - 0.05/3; the next (0.03 > 0.05/2) is
+    # not, so it and every later one keep 1 - 0.05/2
+    assert holm_levels([0.01, 0.04, 0.03]) == pytest.approx([1 - 0.05 / 3, 0.975, 0.975])
+    assert holm_levels([0.001, 0.002, 0.003]) == pytest.approx([1 - 0.05 / 3, 0.975, 0.95])
+    assert holm_levels([0.5]) == pytest.approx([0.95])

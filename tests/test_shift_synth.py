@@ -8,7 +8,7 @@ import pytest
 from piumr.data.ma52 import ACTION_TO_BODY
 from piumr.data.synth.motions import _Ctx
 from piumr.data.synth.persons import make_person
-from piumr.data.synth.shift import FACTORS, RANGES, ShiftSizes, shifted_attrs, build_clips, fold_persons, shift_person
+from piumr.data.synth.shift import FACTORS, MIXED_HELD, RANGES, ShiftSizes, shifted_attrs, build_clips, fold_persons, shift_person
 from piumr.data.synth.temporal import V2_CLASSES, V2_NAMES, _bumps
 
 
@@ -47,6 +47,8 @@ def test_held_out_persons_leave_the_training_range_on_their_factor_only(factor: 
             person = shift_person(factor, 0, pid, held)
             for attr, f in {**checked, "hold": "style"}.items():
                 train, test = RANGES[f][attr]
+                if factor == "mixed":  # mixed's own, milder held-out ranges (still outside the training range)
+                    test = MIXED_HELD.get(attr, test)
                 x = person.hold if attr == "hold" else getattr(person.attrs, attr)
                 if held and f in shifted and attr in shifted_attrs(f):
                     assert _in(x, test) and not _in(x, train), (factor, attr, x)
@@ -98,3 +100,17 @@ def test_style_shifts_brisk_movers_only_and_tremor_is_drawn_but_not_shifted() ->
     for pid in range(1001, 1011):
         p = shift_person("style", 0, pid, True)
         assert p.attrs.amplitude >= 1.5 and p.attrs.ease >= 2.0 and p.hold <= 0.3 and p.attrs.tremor <= 0.05
+
+
+def test_every_held_out_interval_lies_outside_its_training_interval() -> None:
+    # suite v2's calibrated ranges (RANGES and mixed's MIXED_HELD) included: an overlap would score held-out
+    # persons who are training persons on that attribute
+    def overlaps(a: tuple[tuple[float, float], ...], b: tuple[tuple[float, float], ...]) -> bool:
+        return any(lo1 < hi2 and lo2 < hi1 for lo1, hi1 in a for lo2, hi2 in b)  # touching ends are apart
+
+    for f, attrs in RANGES.items():
+        for attr, (train, held) in attrs.items():
+            if attr in shifted_attrs(f):
+                assert not overlaps(train, held), (f, attr)
+                assert not overlaps(train, MIXED_HELD.get(attr, held)), ("mixed", attr)
+    assert set(MIXED_HELD) <= {a for f in RANGES for a in shifted_attrs(f)}

@@ -81,7 +81,10 @@ def test_lever_trains_to_the_same_weights(tmp_path: Path, baseline: dict[str, to
         # the CPU path's kernels sum in other orders; with TFAM and GIRL on, 4 AdamW steps of this recipe turn that
         # into up to 4.3e-2 on a bias (TFAM off too; the old path moves as much under a 1-ulp change of its input),
         # so here it is only a smoke check: tests/test_cpu_kernels.py holds the path to 1e-4 where that is defined
-        tol = 2e-2 if "channels_last" in lever or lever == "together" else 1e-1 if "cpu" in lever else 3e-3
+        # channels_last and together: 3.6e-2 on the stem norm's bias (|values| ~6e-3) on a 2-core AMD EPYC (Zen 5,
+        # AVX-512) on 2026-12-06, where 2e-2 held on an earlier host of the same machine type: the same chaotic
+        # amplification as the CPU path's, so the same bound; a wrong layout or normalisation is O(1)
+        tol = 1e-1 if "channels_last" in lever or lever == "together" or "cpu" in lever else 3e-3
         assert torch.equal(got[k], baseline[k]) or _rel(got[k], baseline[k]) <= tol, (k, _rel(got[k], baseline[k]))
     cfg = json.loads((tmp_path / lever / "config.json").read_text())
     assert all(cfg["speed"][k.split(".")[1]] == v for k, v in LEVERS[lever].items() if k.startswith("speed"))

@@ -30,6 +30,7 @@ from piumr.config import ModelConfig, TrainConfig
 from piumr.errors import CheckpointError, MissingExtraError
 from piumr.files import atomic_write
 from piumr.model import PIUmrNet
+from piumr.runtime import cpu_identity
 from piumr.version import __version__
 
 __all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "read_checkpoint", "load_model", "provenance"]
@@ -67,6 +68,7 @@ def provenance(device: str = "cpu") -> dict[str, Any]:
         "device": dev,
         "host_cpus": os.cpu_count(),
         "platform": platform.platform(),
+        "cpu": cpu_identity(),  # the CPU model and torch's kernel set: seeded CPU results differ across them
     }
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from piumr.backbones import BACKBONES as BACKBONES  # re-exported: the registry's names and views
 from piumr.backbones import NATIVE_INPUT as NATIVE_INPUT
@@ -26,7 +26,10 @@ Backbone = Annotated[str, AfterValidator(check_backbone)]
 
 #: the person-shift suite's factors and arms (``piumr reproduce shift-suite``; data/synth/shift.py, shift/train.py)
 SHIFT_FACTORS: tuple[str, ...] = ("tempo", "size", "appearance", "style", "mixed")
-SHIFT_ARMS: tuple[str, ...] = ("baseline", "tfam", "girl", "piumr", "control", "aa")
+#: the suite's arms (their definitions: ``piumr.shift.arms.ARM_SPECS``): PIUmr's ablation, the positive control, the
+#: A/A control, and the domain-generalisation baselines over persons
+SHIFT_ARMS: tuple[str, ...] = ("baseline", "tfam", "girl", "piumr", "control", "aa", "groupdro", "vrex", "coral",
+                               "mixstyle", "augment")
 #: the person-shift suite's training recipe (``piumr reproduce shift-suite``; ``piumr.shift.train.suite_config``
 #: puts it on the ``smoke`` preset): epochs, batch, lr (one drop x0.1 at 3/4 of the epochs), TFAM after this stage
 #: with this DCT kernel, GIRL's groups, and the paired seeds
@@ -119,6 +122,27 @@ class TFAMConfig(_Frozen):
     fusion_cos: Literal["shifted", "clamped"] = "shifted"  # not in paper: map cos in [-1,1] to [0,1]
 
 
+class MixStyleConfig(_Frozen):
+    """MixStyle (Zhou et al., ICLR 2021, eq. 4-5; a baseline of the person-shift suite, not part of PIUmr): in
+    training only, with probability ``p`` per batch, each clip's per-channel feature mean and std over (T, H, W)
+    after the listed backbone stages are mixed with those of another clip of the batch, weight ~ Beta(alpha, alpha)."""
+
+    enabled: bool = False
+    p: float = Field(0.5, ge=0.0, le=1.0)  # Dassl's default
+    alpha: float = Field(0.1, gt=0.0)  # Dassl's default
+    stages: tuple[int, ...] = (1, 2)  # after these backbone stages (the paper: after res1-res3 of a ResNet)
+    # "random": a random permutation of the batch; "crossdomain": the batch's halves swapped (Dassl's two modes)
+    mix: Literal["random", "crossdomain"] = "random"
+
+    @field_validator("stages")
+    @classmethod
+    def _check_stages(cls, stages: tuple[int, ...]) -> tuple[int, ...]:
+        bad = [s for s in stages if not 1 <= s <= 4]
+        if bad:
+            raise ValueError(f"MixStyle stages must be backbone stages 1..4, got {bad[0]}")
+        return stages
+
+
 class GIRLConfig(_Frozen):
     """Group-Invariant Regularized Loss (§3.2, eq. 6-7).
 
@@ -169,6 +193,7 @@ class ModelConfig(_Frozen):
     # time at chance (issue "every training learns", docs/results.md)
     early_init: Literal["default", "ortho_stem", "dirac_t", "ortho_dirac", "zero_mean_t"] = "zero_mean_t"
     tfam: TFAMConfig = TFAMConfig()
+    mixstyle: MixStyleConfig = MixStyleConfig()  # a baseline of the person-shift suite (off: PIUmr has none)
 
     @model_validator(mode="after")
     def _check_stage(self) -> ModelConfig:
@@ -287,6 +312,8 @@ class TrainConfig(_Frozen):
     speed: SpeedConfig = SpeedConfig()
     ce_weight: float = Field(1.0, ge=0.0)  # §4.1: plain sum
     loss: str = Field("piumr", min_length=1)  # the training criterion: a name in piumr.losses.LOSSES
+    # the named loss's own options (name -> number), checked by that loss (e.g. {"eta": 0.01} for groupdro)
+    loss_options: dict[str, float] = Field(default_factory=dict)
     eval_every: int = Field(1, ge=1)  # epochs between validations (not in paper)
     max_steps_per_epoch: int | None = Field(None, ge=1)  # cap for quick runs (not in paper)
     tensorboard: bool = False  # also write the log's numbers as TensorBoard scalars (<run>/tensorboard; an extra)

@@ -10,6 +10,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from piumr.config import GIRLConfig, Grouping, Pairs, TrainConfig
+from piumr.criterion import Criterion, LossParts
+from piumr.dg.coral import CORALLoss
+from piumr.dg.groupdro import GroupDROLoss
+from piumr.dg.vrex import VRExLoss
 
 __all__ = ["Criterion", "GIRLLoss", "GIRLParts", "LOSSES", "PIUmrLoss", "LossParts", "build_criterion", "criterion_slug"]
 
@@ -202,40 +206,6 @@ class GIRLLoss(nn.Module):
         return self.parts(features, labels, persons).total
 
 
-class LossParts(NamedTuple):
-    """What a training criterion returns: ``total`` (float32 scalar) is back-propagated; ``logs`` are the
-    criterion's own float32 scalars by log key (``loss`` = total included), which training averages and
-    writes without knowing their names."""
-
-    total: Tensor
-    logs: dict[str, Tensor]
-
-
-class Criterion(nn.Module):
-    """The training criterion's interface (what every trainer relies on, nothing more):
-    ``criterion(logits, embedding, labels, persons)`` -> ``LossParts`` (``logs`` holds ``"ce"``, the
-    cross-entropy the stall guard watches); ``persons`` (B,) int64 participant ids, or None; ``state_tensors()``
-    / ``load_state_tensors(d)``: extra state a checkpoint carries for an exact resume. A new loss subclasses it in
-    its own module and adds one entry to ``LOSSES``; ``TrainConfig.loss`` names it."""
-
-    @property
-    def needs_persons(self) -> bool:
-        """True when the criterion uses the batch's participant ids (person groups)."""
-        return False
-
-    def forward(self, logits: Tensor, embedding: Tensor | None, labels: Tensor,
-                persons: Tensor | None = None) -> LossParts:
-        """logits (B, K), embedding (B, D) or None, labels (B,), persons (B,) or None -> LossParts."""
-        raise NotImplementedError(f"{type(self).__name__} does not define forward")
-
-    def state_tensors(self) -> dict[str, Tensor]:
-        """Extra state for ``last.safetensors`` (name -> tensor); none by default."""
-        return {}
-
-    def load_state_tensors(self, tensors: Mapping[str, Tensor]) -> None:
-        """Restore what ``state_tensors`` saved; nothing by default."""
-
-
 class PIUmrLoss(Criterion):
     """§4.1: ``ce_weight * CE(logits, y) + girl.weight * GIRL(embedding, y)``; its extra state is GIRL's
     group-permutation generator."""
@@ -281,6 +251,10 @@ class PIUmrLoss(Criterion):
 #: entry here and lives in its own module; nothing else changes (the recipe seam, ``piumr.recipe``, builds it).
 LOSSES: dict[str, Callable[[TrainConfig], Criterion]] = {
     "piumr": lambda cfg: PIUmrLoss(cfg.girl, cfg.ce_weight),  # §4.1: CE + GIRL (GIRL off: CE alone)
+    # domain-generalisation baselines over persons (piumr.dg): the person-shift suite's arms
+    "groupdro": lambda cfg: GroupDROLoss.from_options(cfg.loss_options),
+    "vrex": lambda cfg: VRExLoss.from_options(cfg.loss_options),
+    "coral": lambda cfg: CORALLoss.from_options(cfg.loss_options),
 }
 
 
@@ -292,6 +266,8 @@ def build_criterion(cfg: TrainConfig) -> Criterion:
 
 
 def criterion_slug(cfg: TrainConfig) -> str:
-    """The run-folder word for a run config's criterion (``piumr.reproduce.specs.run_slug``): ``girl`` with GIRL
-    on, ``nogirl`` for CE alone."""
+    """The run-folder word for a run config's criterion (``piumr.reproduce.specs.run_slug``): for ``piumr``,
+    ``girl`` with GIRL on, ``nogirl`` for CE alone; any other loss, its registry name."""
+    if cfg.loss != "piumr":
+        return cfg.loss
     return "girl" if cfg.girl.enabled else "nogirl"

@@ -34,7 +34,7 @@ import torch.distributed as dist
 
 from piumr.errors import DeviceError
 
-__all__ = ["DistInfo", "pick_device", "setup_distributed", "seed_everything", "physical_cores",
+__all__ = ["DistInfo", "pick_device", "setup_distributed", "seed_everything", "physical_cores", "cpu_identity",
            "thread_budget", "configure_threads", "die_with_parent", "Stop", "stop_on_signals", "pid_alive", "end_pool"]
 
 _DEVICE_HELP = "use cpu, cuda, cuda:N or auto"
@@ -109,6 +109,26 @@ def _allowed_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def cpu_identity(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, str]:
+    """What a CPU result depends on besides the code: the CPU model (``cpuinfo``'s "model name", else
+    ``platform.processor()``) and the kernel set torch picked for it (``avx512``, ``avx2``, ...). A seeded run of
+    this chaotic recipe gives other numbers under another kernel set (docs/results.md)."""
+    import platform
+
+    fields: dict[str, str] = {}
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    model = fields.get("model name") or platform.processor() or "unknown CPU"
+    if "cpu family" in fields and "model" in fields:  # a bare "AMD EPYC" names no generation: family 25 = Zen 3/4
+        model += f" (family {fields['cpu family']}, model {fields['model']})"
+    return {"model": model,
+            "torch_capability": str(torch.backends.cpu.get_cpu_capability())}
 
 
 def physical_cores(cpuinfo: Path = Path("/proc/cpuinfo")) -> int:

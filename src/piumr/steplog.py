@@ -16,7 +16,7 @@ from piumr.errors import require_extra
 from piumr.plots import write_run_curves
 from piumr.speed import Synced
 
-__all__ = ["RunLog", "TENSORBOARD", "finite_values", "fold_read", "person_ids"]
+__all__ = ["RunLog", "TENSORBOARD", "finite_values", "fold_read"]
 
 TENSORBOARD = "tensorboard"  # a run's TensorBoard event files, beside its log.jsonl
 _NOT_SCALARS = ("type", "epoch", "step")
@@ -99,9 +99,3 @@ def fold_read(acc: dict[str, Any], got: Synced) -> None:
         if k != "total" and math.isfinite(v):
             acc["sums"][k] = acc["sums"].get(k, 0.0) + v
             acc["counts"][k] = acc["counts"].get(k, 0) + got.steps
-
-
-def person_ids(participants: list[str], device: torch.device) -> torch.Tensor:
-    """Participant names of a batch -> (B,) int64 ids, equal for equal names (numbered within the batch)."""
-    ids: dict[str, int] = {}
-    return torch.tensor([ids.setdefault(p, len(ids)) for p in participants], dtype=torch.long, device=device)

@@ -53,7 +53,7 @@ from piumr.runtime import DistInfo, seed_everything, setup_distributed
 from piumr.stall import OnStall, StallGuard, stall_after
 from piumr.recipe import build_criterion, build_optimizer, lr_at, set_lr, train_step
 from piumr.speed import Feed, LossMeter, Synced, compile_model, configure_backends, prepare_model
-from piumr.steplog import RunLog, finite_values, fold_read, person_ids
+from piumr.steplog import RunLog, finite_values, fold_read
 
 __all__ = ["TrainResult", "lr_at", "train"]
 
@@ -285,7 +285,7 @@ def _train_one_epoch(run: _Run, net: torch.nn.Module, state: _State, epoch: int,
             set_lr(run.opt, cfg.optim, epoch, state.step)
         acc["skipped"] += batch["skipped"]
         _, parts = train_step(net, run.criterion, run.opt, video, labels,
-                              person_ids(batch["participant"], dinfo.device), amp=use_amp,
+                              batch["person"].to(dinfo.device, non_blocking=True), amp=use_amp,
                               grad_clip=cfg.optim.grad_clip, clip_params=run.model.parameters())
         log_now = (state.step + 1) % log_every == 0 and dinfo.main
         # the criterion's and the model's own log values (e.g. the spread of TFAM's per-clip fusion weights),

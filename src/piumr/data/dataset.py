@@ -80,6 +80,9 @@ class VideoDataset(Dataset[dict[str, Any]]):
         self.decode_short_side = decode_short_side
         self.epoch = 0
         self._num_frames: dict[int, int] = {}  # per-process memo of clip lengths
+        # each participant's run-wide id: its rank among the dataset's participants (the same in every batch and
+        # after a resume, so a criterion may keep state per person: GroupDRO's weights)
+        self.person_index = {p: j for j, p in enumerate(sorted({r.participant or "" for r in self.records}))}
 
     def __len__(self) -> int:
         return len(self.records)
@@ -105,8 +108,8 @@ class VideoDataset(Dataset[dict[str, Any]]):
     def _item(self, i: int, video: torch.Tensor, skipped: list[str]) -> dict[str, Any]:
         rec = self.records[i]
         return {"video": video, "action": rec.action, "body": rec.body,
-                "participant": rec.participant or "", "domain": rec.domain or "", "path": str(rec.path), "index": i,
-                "skipped": skipped}
+                "participant": rec.participant or "", "person": self.person_index[rec.participant or ""],
+                "domain": rec.domain or "", "path": str(rec.path), "index": i, "skipped": skipped}
 
     def _load(self, i: int) -> torch.Tensor:
         """Decode + transform record ``i`` -> ``(3, T, c, c)`` or ``(V, 3, T, c, c)``."""
@@ -144,12 +147,14 @@ class VideoDataset(Dataset[dict[str, Any]]):
 
 def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack a list of items: ``video`` (B, 3, T, c, c) or (B, V, 3, T, c, c), ``action``/
-    ``body``/``index`` int64 (B,), ``participant``/``domain``/``path`` lists, ``skipped`` one flat list."""
+    ``body``/``index``/``person`` int64 (B,) (``person``: the participant's id in its dataset), ``participant``/
+    ``domain``/``path`` lists, ``skipped`` one flat list."""
     return {
         "video": torch.stack([b["video"] for b in batch]),
         "action": torch.tensor([b["action"] for b in batch], dtype=torch.long),
         "body": torch.tensor([b["body"] for b in batch], dtype=torch.long),
         "index": torch.tensor([b["index"] for b in batch], dtype=torch.long),
+        "person": torch.tensor([b["person"] for b in batch], dtype=torch.long),
         "participant": [b["participant"] for b in batch],
         "domain": [b["domain"] for b in batch],
         "path": [b["path"] for b in batch],

@@ -14,7 +14,7 @@ loaders batch them to ``(B, 3, T, crop, crop)`` (``(B, V, 3, T, crop, crop)``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,7 +32,7 @@ from piumr.errors import VideoError
 from piumr.source import resolve_source
 
 __all__ = ["Mode", "data_root", "build_dataset", "probe_lengths", "train_loader", "persistent_train_loader",
-           "eval_loader", "person_batches"]
+           "eval_loader", "person_batches", "person_order"]
 
 Mode = Literal["train", "eval", "predict"]
 
@@ -128,25 +128,31 @@ def train_loader(cfg: TrainConfig, ds: VideoDataset, *, epoch: int, rank: int = 
 
 
 def person_batches(records: Sequence[ClipRecord], batch: int, persons: int, gen: torch.Generator) -> list[int]:
+    """``person_order`` of the records' participants."""
+    return person_order([r.participant or "" for r in records], batch, persons, gen)
+
+
+def person_order(keys: Sequence[Hashable], batch: int, persons: int, gen: torch.Generator) -> list[int]:
     """One epoch's item order in which every consecutive ``batch`` items come from exactly ``persons``
-    participants, ``batch // persons`` clips each (``batch`` must be a multiple of ``persons``).
+    participants (``keys``: each item's participant), ``batch // persons`` clips each (``batch`` must be a
+    multiple of ``persons``).
 
     Each participant's clips are shuffled and cut into pieces of ``batch // persons``; the pieces, in
     random order, fill batches greedily (a piece goes to the first open batch without its participant).
     Leftovers (a participant's last short piece, batches no other participant could complete) are left
     out of the epoch. Raises ``ValueError`` when the records hold fewer than ``persons`` participants."""
-    by_person: dict[str, list[int]] = {}
-    for i, r in enumerate(records):
-        by_person.setdefault(r.participant or "", []).append(i)
+    by_person: dict[Hashable, list[int]] = {}
+    for i, key in enumerate(keys):
+        by_person.setdefault(key.item() if hasattr(key, "item") else key, []).append(i)
     if len(by_person) < persons:
         raise ValueError(f"person groups need {persons} participants per batch, but the training split has "
                          f"{len(by_person)}")
     k = batch // persons
-    pieces: list[tuple[str, list[int]]] = []
+    pieces: list[tuple[Hashable, list[int]]] = []
     for name, clips in by_person.items():
         mixed = [clips[j] for j in torch.randperm(len(clips), generator=gen).tolist()]
         pieces += [(name, mixed[j:j + k]) for j in range(0, len(mixed) - k + 1, k)]
-    open_: list[dict[str, list[int]]] = []
+    open_: list[dict[Hashable, list[int]]] = []
     order: list[int] = []
     for j in torch.randperm(len(pieces), generator=gen).tolist():
         name, piece = pieces[j]

@@ -7,10 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
+import torch
 from torch import Tensor, nn
 
 from piumr.backbones import Family, backbone_spec
 from piumr.config import ModelConfig, TFAMConfig, get_preset
+from piumr.dg.mixstyle import MixStyle
 from piumr.model import backbone as x3d
 from piumr.model import video_backbones, videomae
 from piumr.model.tfam import TFAM
@@ -71,7 +73,9 @@ class PIUmrNet(nn.Module):
     (pytorchvideo's for X3D, transformers' ``VideoMAEForVideoClassification``'s
     for VideoMAE, torchvision's otherwise), so Kinetics checkpoints
     load; TFAM runs after stage ``cfg.tfam.stage`` (1-4; X3D: residual
-    stage, others: see ``piumr.model.video_backbones``).
+    stage, others: see ``piumr.model.video_backbones``). With ``cfg.mixstyle.enabled`` (a baseline, not
+    PIUmr), MixStyle (``piumr.dg.mixstyle``) runs on the output of each stage in ``cfg.mixstyle.stages``,
+    before TFAM where both follow one stage.
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -83,6 +87,10 @@ class PIUmrNet(nn.Module):
         channels = self._split.channels(self.backbone, cfg.tfam.stage)
         self.tfam: TFAM | None = build_tfam(channels, cfg.tfam) if cfg.tfam.enabled else None
         self.embed_dim = self._split.embed_dim(self.backbone)
+        ms = cfg.mixstyle
+        # its draws: a stream of the run's seed (torch's initial seed, set by the trainer before the model is built)
+        self.mixstyle: MixStyle | None = MixStyle.from_config(ms, seed=torch.initial_seed()) if ms.enabled else None
+        self.mixstyle_stages = frozenset(ms.stages)
 
     def forward_features(self, x: Tensor) -> Tensor:
         """(B, 3, T, H, W) -> last-stage features: (B, C, T', H', W') for X3D and R(2+1)D,
@@ -91,6 +99,8 @@ class PIUmrNet(nn.Module):
         x = sp.stem(self.backbone, x)
         for i in range(1, 5):
             x = sp.stage(self.backbone, i, x)
+            if self.mixstyle is not None and i in self.mixstyle_stages:
+                x = sp.from_cthw(self.mixstyle(sp.to_cthw(x)), x)
             if self.tfam is not None and i == self.tfam_stage:
                 x = sp.from_cthw(self.tfam(sp.to_cthw(x)), x)
         return x

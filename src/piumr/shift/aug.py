@@ -8,6 +8,8 @@ and the positive controls, one per factor, each known to remove that factor:
   (amplitude: frames pushed away from or towards the clip's temporal mean by 0.5-1.8x);
 - ``mixed``: all four.
 
+and the augmentation baseline (``augmentation_recipe``: warp + scale + colour), all by name in ``AUGMENTATIONS``.
+
 Every function takes a float batch (B, 3, T, H, W) and a ``torch.Generator`` and returns a new batch of
 the same shape; the generator is the only source of randomness.
 """
@@ -21,12 +23,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["CONTROLS_VERSION", "CONTROLS", "shared_aug", "control_aug", "motion_span", "time_warp"]
+__all__ = ["AUGMENTATIONS", "CONTROLS_VERSION", "CONTROLS", "augmentation_recipe", "shared_aug", "control_aug",
+           "motion_span", "time_warp"]
 
 
 #: changes whenever a control's augmentation changes (suite.json records it: runs of another version are refused)
-#: 2: the tempo warp never cuts the movement; the controls draw from their own generator
-CONTROLS_VERSION = 2
+#: 2: the tempo warp never cuts the movement; the controls draw from their own generator. 3: the data control's
+#: training persons lie in the held-out region jointly (every second one drawn from all held-out ranges at once)
+CONTROLS_VERSION = 3
 
 
 def _u(g: torch.Generator, n: int, lo: float, hi: float) -> Tensor:
@@ -150,6 +154,17 @@ CONTROLS: dict[str, Callable[[Tensor, torch.Generator], Tensor]] = {
 }
 
 
+def augmentation_recipe(x: Tensor, g: torch.Generator) -> Tensor:
+    """The suite's augmentation baseline (arm ``augment``): temporal warp, then scale, then colour/texture jitter
+    (the interventions of the tempo, size and appearance controls), each clip with its own draws."""
+    return colour_texture_jitter(scale_jitter(time_warp(x, g), g), g)
+
+
+#: what a training can apply to every batch by name: each factor's positive control and the augmentation baseline
+AUGMENTATIONS: dict[str, Callable[[Tensor, torch.Generator], Tensor]] = {**CONTROLS, "recipe": augmentation_recipe}
+
+
 def control_aug(factor: str, x: Tensor, g: torch.Generator) -> Tensor:
-    """The positive control of ``factor`` applied to a batch (B, 3, T, H, W)."""
-    return CONTROLS[factor](x, g)
+    """The augmentation ``factor`` of ``AUGMENTATIONS`` (a factor's positive control, or ``recipe``) applied to a
+    batch (B, 3, T, H, W)."""
+    return AUGMENTATIONS[factor](x, g)

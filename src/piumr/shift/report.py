@@ -1,13 +1,16 @@
-"""Analysis and files of the person-shift suite: ``results.json``, ``summary.json`` (the shape the
-benchmark's acceptance reads), ``table.tex``, ``shift_suite.png`` and ``summary.md``.
+"""Analysis and files of the person-shift suite: ``results.json``, ``summary.json`` (v2: the shape the
+benchmark's acceptance reads), ``table.tex``, ``shift_suite.png``, the leaderboard (``leaderboard.md``,
+``leaderboard.tex``, ``leaderboard.png``, ``piumr.shift.leaderboard``) and ``summary.md``.
 
-Per factor, on the seeds every arm of that factor finished:
+Per factor (the analysis ``docs/shift_suite_protocol.md`` fixes), every interval from the crossed bootstrap over
+seeds x persons (``piumr.shift.stats``):
 
-- primary (pre-registered): PIUmr - baseline, unseen-person action Top-1, 95 % clustered bootstrap;
-- controls: positive control - baseline and A/A - baseline (same metric, same interval);
+- primary: PIUmr - baseline, unseen-person action Top-1, 95 % and Holm-adjusted across the five factors;
+- controls: positive control - baseline (with the seed t interval too) and A/A - baseline (same metric);
 - secondaries (Holm-adjusted together): + TFAM - baseline, + GIRL - baseline (unseen action Top-1) and
   PIUmr - baseline on unseen body Top-1 and on seen-person action Top-1;
-- the baseline's seen - unseen gap (action Top-1, points), held-out persons and seeds;
+- methods: every arm of PIUmr's ablation and every baseline against the baseline, Holm per factor;
+- the baseline's unseen Top-1 and seen - unseen gap (action Top-1, points), held-out persons and seeds;
 - the minimum detectable effect (80 % power, 95 % two-sided) of the primary comparison.
 """
 
@@ -22,11 +25,20 @@ from typing import Any
 import numpy as np
 
 from piumr.files import atomic_write, write_json_atomic, write_text_atomic
-from piumr.shift.stats import Clusters, Comparison, clusters, holm, mde, paired_bootstrap
+from piumr.runtime import cpu_identity
+from scipy import stats  # type: ignore[import-untyped]
+
+from piumr.shift.arms import ARM_SPECS
+from piumr.shift.stats import Cells, Comparison, cells, crossed_bootstrap, holm_levels, mde, seed_t_interval
 from piumr.shift.suite import load_runs, timestamp
 
-__all__ = ["analyse", "write_report", "SECONDARIES"]
+__all__ = ["CHANCE", "METHODS", "analyse", "write_report", "SECONDARIES"]
 
+#: chance of action Top-1 on task v2 (21 classes)
+CHANCE = 1.0 / 21.0
+#: the arms ranked on the leaderboard against the baseline (Holm per factor): PIUmr's parts and the baselines
+METHODS: tuple[str, ...] = tuple(a for a, spec in ARM_SPECS.items() if spec.kind in ("ablation", "baseline-method")
+                                 and a != "baseline")
 Runs = dict[int, dict[str, Any]]
 #: name -> (arm a, arm b, evaluated set, metric)
 SECONDARIES: dict[str, tuple[str, str, str, str]] = {
@@ -37,11 +49,12 @@ SECONDARIES: dict[str, tuple[str, str, str, str]] = {
 }
 
 
-def _cl(arms: dict[str, Runs], a: str, b: str, part: str, metric: str, seeds: list[int]) -> Clusters:
-    def pick(arm: str) -> dict[int, tuple[list[int], list[int]]]:
-        return {s: (arms[arm][s][part][metric], arms[arm][s][part]["person"]) for s in seeds}
+def _pick(runs: Runs, part: str, metric: str, seeds: list[int]) -> dict[int, tuple[list[int], list[int]]]:
+    return {s: (runs[s][part][metric], runs[s][part]["person"]) for s in seeds}
 
-    return clusters(pick(a), pick(b))
+
+def _cells(arms: dict[str, Runs], a: str, b: str, part: str, metric: str, seeds: list[int]) -> Cells:
+    return cells(_pick(arms[a], part, metric, seeds), _pick(arms[b], part, metric, seeds))
 
 
 def _ci(c: Comparison) -> dict[str, Any]:
@@ -53,58 +66,109 @@ def _acc(runs: Runs, part: str, metric: str, seeds: list[int]) -> float:
     return 100 * float(np.mean([v for s in seeds for v in runs[s][part][metric]]))
 
 
+def _p(c: Comparison) -> float:
+    """Two-sided p-value of ``c`` (normal approximation, diff / bootstrap SE)."""
+    return 2 * float(stats.norm.sf(abs(c.diff) / c.se)) if c.se > 0 else (0.0 if c.diff else 1.0)
+
+
+def _holm(cs: dict[str, Cells], reps: int) -> dict[str, dict[str, Any]]:
+    """Each comparison at 95 % and at its Holm step-down level over the family ``cs`` (``ci_holm``)."""
+    raw = {k: crossed_bootstrap(c, reps=reps) for k, c in cs.items()}
+    levels = holm_levels([_p(c) for c in raw.values()])
+    out = {}
+    for (k, c), lvl in zip(cs.items(), levels, strict=True):
+        adj = crossed_bootstrap(c, level=lvl, reps=reps)
+        out[k] = {**_ci(raw[k]), "p": round(_p(raw[k]), 4), "ci_holm": [round(adj.lo, 2), round(adj.hi, 2)],
+                  "level_holm": round(lvl, 4)}
+    return out
+
+
+def _common(arms: dict[str, Runs], *names: str) -> list[int]:
+    return sorted(set.intersection(*(set(arms[n]) for n in names)))
+
+
 def analyse_factor(arms: dict[str, Runs], reps: int = 2000) -> dict[str, Any] | None:
-    """The factor's comparisons on the seeds every present arm finished (None without baseline and PIUmr)."""
+    """The factor's comparisons (None without baseline and PIUmr on a common seed). The primary and the controls
+    use the seeds that baseline, PIUmr and (where present) the controls share; each method its seeds in common with
+    the baseline. Intervals: crossed bootstrap over seeds x persons (``piumr.shift.stats``)."""
     if "baseline" not in arms or "piumr" not in arms:
         return None
-    seeds = sorted(set.intersection(*(set(r) for r in arms.values())))
+    seeds = _common(arms, *[a for a in ("baseline", "piumr", "control", "aa") if a in arms])
     if not seeds:
         return None
     out: dict[str, Any] = {"seeds": len(seeds), "seed_list": seeds}
     if len(seeds) < 2:  # the seed stage of the bootstrap has nothing to resample
         out["warning"] = "one seed: intervals cover person and clip noise only, not training-seed noise"
-    prim = paired_bootstrap(_cl(arms, "baseline", "piumr", "unseen", "action", seeds), reps=reps)
-    out["primary"] = {**_ci(prim), "mde": round(mde(prim.se), 2)}
+    prim_cells = _cells(arms, "baseline", "piumr", "unseen", "action", seeds)
+    prim = crossed_bootstrap(prim_cells, reps=reps)
+    out["primary"] = {**_ci(prim), "p": round(_p(prim), 4), "mde": round(mde(prim.se), 2)}
     for name, arm in (("positive_control", "control"), ("aa_control", "aa")):
         if arm in arms:
-            out[name] = _ci(paired_bootstrap(_cl(arms, "baseline", arm, "unseen", "action", seeds), reps=reps))
+            c = _cells(arms, "baseline", arm, "unseen", "action", seeds)
+            _, lo, hi = seed_t_interval(c)
+            out[name] = {**_ci(crossed_bootstrap(c, reps=reps)), "t_ci": [round(lo, 2), round(hi, 2)]}
     sec = {k: v for k, v in SECONDARIES.items() if v[0] in arms and v[1] in arms}
-    adj = holm([_cl(arms, *v, seeds) for v in sec.values()], reps=reps) if sec else []
-    out["secondary_holm"] = {k: _ci(c) for k, c in zip(sec, adj, strict=True)}
+    out["secondary_holm"] = _holm({k: _cells(arms, *v, seeds) for k, v in sec.items()}, reps) if sec else {}
     b = arms["baseline"]
-    out["baseline_seen_minus_unseen"] = round(_acc(b, "seen", "action", seeds) - _acc(b, "unseen", "action", seeds), 2)
+    out["baseline_unseen"] = round(_acc(b, "unseen", "action", seeds), 2)
+    out["baseline_seen_minus_unseen"] = round(_acc(b, "seen", "action", seeds) - out["baseline_unseen"], 2)
     out["held_out_persons"] = len({p for s in seeds for p in b[s]["unseen"]["person"]})
     out["arms"] = {arm: {f"{part}_{m}": round(_acc(r, part, m, seeds), 2) for part in ("seen", "unseen")
-                         for m in ("action", "body")} for arm, r in arms.items()}
-    out["train_s_mean"] = round(float(np.mean([r[s]["train_s"] for r in arms.values() for s in seeds])), 1)
-    tf = [r[s]["tfam_map"] for r in arms.values() for s in seeds if r[s].get("tfam_map")]
+                         for m in ("action", "body")} for arm, r in arms.items() if set(seeds) <= set(r)}
+    meth = {name: _common(arms, "baseline", name) for name in METHODS if name in arms}
+    holm_m = _holm({name: _cells(arms, "baseline", name, "unseen", "action", ss) for name, ss in meth.items() if ss},
+                   reps)
+    methods: dict[str, dict[str, Any]] = {
+        "baseline": {"unseen": out["baseline_unseen"], "diff": 0.0, "ci": [0.0, 0.0], "seeds": len(seeds)}}
+    for name, ss in meth.items():
+        if ss:
+            h = holm_m[name]
+            methods[name] = {"unseen": round(_acc(arms[name], "unseen", "action", ss), 2), "diff": h["diff"],
+                             "ci": h["ci"], "ci_holm": h["ci_holm"], "p": h["p"], "seeds": len(ss)}
+    out["methods"] = methods
+    out["train_s_mean"] = round(float(np.mean([r[s]["train_s"] for r in arms.values() for s in seeds if s in r])), 1)
+    tf = [r[s]["tfam_map"] for r in arms.values() for s in seeds if s in r and r[s].get("tfam_map")]
     out["tfam_map"] = tf[0] if tf else None
     return out
 
 
 def analyse(out: Path, reps: int = 2000) -> dict[str, Any]:
-    """Every factor's analysis from the run files under ``out``."""
-    res = {f: analyse_factor(arms, reps) for f, arms in load_runs(out).items()}
-    return {f: r for f, r in res.items() if r is not None}
+    """Every factor's analysis from the run files under ``out``, with the primaries Holm-adjusted across the
+    factors (``primary["ci_holm"]``)."""
+    runs = load_runs(out)
+    res = {f: r for f, r in ((f, analyse_factor(arms, reps)) for f, arms in runs.items()) if r is not None}
+    prim = {f: _cells(runs[f], "baseline", "piumr", "unseen", "action", r["seed_list"]) for f, r in res.items()}
+    for f, h in _holm(prim, reps).items():
+        res[f]["primary"].update(ci_holm=h["ci_holm"], level_holm=h["level_holm"])
+    return res
 
 
-def summary(results: dict[str, Any]) -> dict[str, Any]:
-    """The acceptance shape: ``{"factors": {NAME: {primary, positive_control, aa_control, baseline_seen_minus_unseen,
-    held_out_persons, seeds}}}`` (differences in accuracy points)."""
-    keys = ("primary", "positive_control", "aa_control")
-    return {"factors": {f: {**{k: {"diff": r[k]["diff"], "ci": r[k]["ci"]} for k in keys if k in r},
-                            "baseline_seen_minus_unseen": r["baseline_seen_minus_unseen"],
-                            "held_out_persons": r["held_out_persons"], "seeds": r["seeds"]}
-                        for f, r in results.items()}}
+def summary(results: dict[str, Any], protocol_commit: str | None = None) -> dict[str, Any]:
+    """The acceptance shape (v2): ``{"version", "protocol_commit", "chance", "factors": {NAME: {primary,
+    positive_control (with the seed t interval ``t_ci``), aa_control, baseline_seen_minus_unseen, held_out_persons,
+    seeds, baseline_unseen, methods: {NAME: {unseen, diff, ci}}}}}`` (accuracies in %, differences in points)."""
+    def pick(c: dict[str, Any], *extra: str) -> dict[str, Any]:
+        return {k: c[k] for k in ("diff", "ci", "half_width", *extra) if k in c}
+
+    return {"version": 2, "protocol_commit": protocol_commit, "chance": round(100 * CHANCE, 2), "factors": {
+        f: {"primary": pick(r["primary"], "ci_holm"),
+            **({"positive_control": pick(r["positive_control"], "t_ci")} if "positive_control" in r else {}),
+            **({"aa_control": pick(r["aa_control"], "t_ci")} if "aa_control" in r else {}),
+            "baseline_seen_minus_unseen": r["baseline_seen_minus_unseen"], "held_out_persons": r["held_out_persons"],
+            "seeds": r["seeds"], "baseline_unseen": r["baseline_unseen"],
+            "methods": {m: {k: v[k] for k in ("unseen", "diff", "ci")} for m, v in r["methods"].items()}}
+        for f, r in results.items()}}
 
 
 def _verdict(c: dict[str, Any], seeds: int) -> str:
     if seeds < 2:
         return "no verdict (one seed)"
-    lo, hi = c["ci"]
-    if lo > 0 or hi < 0:
-        return "resolved"
-    return f"inconclusive at ±{c['half_width']:.1f} points"
+    lo, hi = c.get("ci_holm", c["ci"])  # the protocol's verdict: Holm across the five factors' primaries
+    if lo > 0:
+        return "PIUmr helps (Holm)"
+    if hi < 0:
+        return "PIUmr hurts (Holm)"
+    return f"no difference resolved at ±{(hi - lo) / 2:.1f} points (Holm)"
 
 
 def _tex(results: dict[str, Any]) -> str:
@@ -128,13 +192,16 @@ def _markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
              f"command: `{meta['command']}`  ", f"commit: {meta['commit']}  ", f"machine: {meta['machine']}  ",
              f"written: {meta['written']}  ", f"positive control: {_CONTROL_WORDS.get(meta['control'], '?')}  ",
              "trained on: " + (", ".join(f"{d} ({n} runs)" for d, n in meta.get("devices", {}).items()) or "-")
+             + "; CPUs: " + (", ".join(f"{c}: {n} runs" for c, n in meta.get("cpus", {}).items()) or "not recorded")
              + "  ",
              "runs that did not train (seen-persons Top-1 below twice chance; kept in the analysis): "
              + (", ".join(meta["untrained_runs"]) or "none") + "  ",
              "runs whose stall guard fired (cross-entropy at chance 200 steps after warm-up): "
              + (", ".join(meta.get("stalled_runs", [])) or "none"), "",
-             "Primary (pre-registered): PIUmr - baseline, unseen-person action Top-1, points, 95 % interval "
-             "clustered by person x seed. Secondary +TFAM / +GIRL: Holm-adjusted.", "",
+             ("Primary, fixed in docs/shift_suite_protocol.md at commit " + meta["protocol_commit"]
+              if meta.get("protocol_commit") else "Primary (no protocol commit recorded: not pre-registered)")
+             + ": PIUmr - baseline, unseen-person action Top-1, points, 95 % interval from the crossed bootstrap "
+             "(seeds x persons). Secondary +TFAM / +GIRL: Holm-adjusted. Every method: leaderboard.md.", "",
              "| factor | seeds | held-out persons | PIUmr - base | MDE | verdict | pos. control | A/A | "
              "+TFAM | +GIRL | baseline gap | TFAM map |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
@@ -176,7 +243,7 @@ def _figure(results: dict[str, Any], path: Path, meta: dict[str, Any]) -> None:
     seeds = sorted({r["seeds"] for r in results.values()})
     state = (f"PARTIAL: {meta['runs_done']} of {meta['runs_expected']} runs, {'/'.join(map(str, seeds))} seed(s)"
              if meta["partial"] else f"{'/'.join(map(str, seeds))} seeds")
-    ax.set_title(f"Person-shift suite (synthetic task v2): 95 % intervals, person x seed bootstrap; {state}",
+    ax.set_title(f"Person-shift suite (synthetic task v2): 95 % intervals, crossed seed x person bootstrap; {state}",
                  fontsize=9)
     ax.legend(fontsize=8)
     fig.text(0.5, 0.01, "Synthetic MA-52-format data at CPU scale, not MA-52", ha="center", va="bottom",
@@ -205,7 +272,7 @@ def _control(out: Path) -> str | None:
 
 
 #: a run whose seen-persons action Top-1 stays below twice chance (21 classes) did not train
-UNTRAINED_BELOW = 2.0 / 21.0
+UNTRAINED_BELOW = 2.0 * CHANCE
 
 
 def untrained_runs(out: Path) -> list[str]:
@@ -226,6 +293,17 @@ def stalled_runs(out: Path) -> list[str]:
             if json.loads(p.read_text(encoding="utf-8")).get("stalled")]
 
 
+def _cpus(out: Path) -> dict[str, int]:
+    """"CPU model (torch kernel set)" -> number of run files trained on it (runs from before the field: not counted)."""
+    count: dict[str, int] = {}
+    for p in (out / "runs").glob("*/seed*.json"):
+        cpu = json.loads(p.read_text(encoding="utf-8")).get("cpu")
+        if cpu:
+            key = f"{cpu['model']} ({cpu['torch_capability']})"
+            count[key] = count.get(key, 0) + 1
+    return dict(sorted(count.items()))
+
+
 def _devices(out: Path) -> dict[str, int]:
     """Device -> number of run files trained on it (runs from before the field existed trained on the CPU)."""
     count: dict[str, int] = {}
@@ -235,18 +313,30 @@ def _devices(out: Path) -> dict[str, int]:
     return dict(sorted(count.items()))
 
 
+def _protocol_commit(out: Path) -> str | None:
+    """The protocol's commit recorded in ``out/suite.json`` when the suite's first run started (None: not
+    recorded)."""
+    p = out / "suite.json"
+    return json.loads(p.read_text(encoding="utf-8")).get("protocol_commit") if p.is_file() else None
+
+
 def write_report(out: Path, *, command: str, expected_runs: int, reps: int = 2000) -> dict[str, Any]:
     """Analyse ``out`` and write its files; ``partial`` when fewer than ``expected_runs`` run files exist."""
+    from piumr.shift.leaderboard import write_leaderboard
+
     results = analyse(out, reps)
     done = len(list((out / "runs").glob("*/seed*.json")))
-    meta = {"command": command, "commit": _commit(), "machine": f"{platform.machine()} {platform.system()}, "
-            f"{platform.processor() or 'cpu'}", "written": timestamp(), "runs_done": done,
+    protocol = _protocol_commit(out)
+    meta: dict[str, Any] = {"command": command, "commit": _commit(), "machine": f"{platform.machine()} {platform.system()}, "
+            f"{cpu_identity()['model']}", "cpus": _cpus(out), "written": timestamp(), "runs_done": done,
             "runs_expected": expected_runs, "partial": done < expected_runs, "control": _control(out),
-            "untrained_runs": untrained_runs(out), "stalled_runs": stalled_runs(out), "devices": _devices(out)}
+            "untrained_runs": untrained_runs(out), "stalled_runs": stalled_runs(out), "devices": _devices(out),
+            "protocol_commit": protocol}
     write_json_atomic(out / "results.json", {"meta": meta, "factors": results})
-    write_json_atomic(out / "summary.json", summary(results))  # partial or not: results.json["meta"]
+    write_json_atomic(out / "summary.json", summary(results, protocol))  # partial: see results.json
     write_text_atomic(out / "table.tex", _tex(results))
     write_text_atomic(out / "summary.md", _markdown(results, meta))
     if results:
         _figure(results, out / "shift_suite.png", meta)
+        write_leaderboard(results, out, meta)
     return {"meta": meta, "factors": results}

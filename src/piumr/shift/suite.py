@@ -37,17 +37,24 @@ from pathlib import Path
 from typing import Any
 
 from piumr.config import SHIFT_SUITE
-from piumr.data.synth.shift import FACTORS, GENERATOR_VERSION_V2, RANGES, ClipSet, ShiftSizes, build_train, build_unseen
+from piumr.data.synth.shift import FACTORS, GENERATOR_VERSION_V2, MIXED_HELD, RANGES, ClipSet, ShiftSizes, build_train, build_unseen
 from piumr.errors import Interrupted
 from piumr.files import write_json_atomic
 from piumr.recipe import RECIPE_VERSION
+from piumr.shift.arms import arm_spec
 from piumr.shift.aug import CONTROLS_VERSION
 from piumr.shift.train import ARMS, arm_config, suite_config, tfam_map, train_and_score
 from piumr.run_folder import RunLock
-from piumr.runtime import Stop, die_with_parent, end_pool, stop_on_signals
+from piumr.runtime import Stop, cpu_identity, die_with_parent, end_pool, stop_on_signals
 from piumr.stall import ON_STALL
 
-__all__ = ["CONTROL_KINDS", "SuiteSettings", "Task", "tasks", "run_suite", "load_runs"]
+__all__ = ["CONTROL_KINDS", "PROTOCOL", "SUITE_VERSION", "protocol_commit", "SuiteSettings", "Task", "tasks", "run_suite", "load_runs"]
+
+#: what a suite training does besides its config (``suite.json`` records it; a folder of another version takes no
+#: new runs). 1: the A/A arm on another seed. 2: the A/A arm shares the baseline's seed (initialisation, data
+#: order) and differs in its random stream; the shared augmentation draws from its own generator; the
+#: domain-generalisation arms (``piumr.shift.arms``)
+SUITE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -75,8 +82,10 @@ class SuiteSettings:
         d.pop("on_stall")  # how a stall is handled, not what is trained
         d["generator_version"] = GENERATOR_VERSION_V2
         d["controls_version"] = CONTROLS_VERSION
-        d["ranges"] = json.loads(json.dumps(RANGES))  # the factors' ranges (tuples as lists)
+        # the factors' ranges (tuples as lists), with the mixed factor's own held-out ranges
+        d["ranges"] = json.loads(json.dumps({**RANGES, "mixed_held": MIXED_HELD}))
         d["recipe_version"] = RECIPE_VERSION  # runs of another recipe are another suite (piumr.recipe)
+        d["suite_version"] = SUITE_VERSION
         return d
 
     def check(self) -> None:
@@ -149,13 +158,16 @@ def _run_task(settings: SuiteSettings, task: Task, out: Path, threads: int = 1, 
     base = suite_config(settings.sizes, epochs=settings.epochs, batch=settings.batch, lr=settings.lr,
                         tfam_stage=settings.tfam_stage)
     cfg = arm_config(base, task.arm, task.seed)
-    res = train_and_score(cfg, data, control=task.factor if settings.control == "augment" else None, device=device,
-                          save_to=task.weights(out), on_stall="stop" if settings.on_stall == "stop" else "warn",
+    spec = arm_spec(task.arm)
+    augment = task.factor if task.factor is not None and settings.control == "augment" else spec.augment
+    res = train_and_score(cfg, data, augment=augment, stream=spec.stream, person_batches=spec.person_batches,
+                          device=device, save_to=task.weights(out),
+                          on_stall="stop" if settings.on_stall == "stop" else "warn",
                           name=f"shift suite {task.name} seed {task.seed}")
     payload = {"arm": task.arm, "factor": task.factor, "seed": task.seed, "fold": fold, "config_seed": cfg.seed,
                "control": settings.control if task.factor else None,
                "tfam_map": list(tfam_map(cfg)) if cfg.model.tfam.enabled else None, "device": device,
-               "recipe_version": RECIPE_VERSION, **res}
+               "recipe_version": RECIPE_VERSION, "suite_version": SUITE_VERSION, "cpu": cpu_identity(), **res}
     write_json_atomic(task.path(out), payload, indent=None)
     return payload
 
@@ -165,7 +177,7 @@ def _check_settings(settings: SuiteSettings, out: Path) -> None:
     path = out / "suite.json"
     mine = settings.as_json()
     keep = ("sizes", "epochs", "batch", "lr", "tfam_stage", "generator_version", "ranges", "controls_version", "control",
-            "recipe_version")
+            "recipe_version", "suite_version")
     if path.is_file():
         old = json.loads(path.read_text(encoding="utf-8"))
         if {k: old.get(k) for k in keep} != {k: mine[k] for k in keep}:
@@ -174,8 +186,29 @@ def _check_settings(settings: SuiteSettings, out: Path) -> None:
                   "factors": [f for f in FACTORS if f in set(old["factors"]) | set(settings.factors)],
                   "arms": [a for a in ARMS if a in set(old["arms"]) | set(settings.arms)]}
         write_json_atomic(path, merged)
-    else:
-        write_json_atomic(path, mine)
+    else:  # the first run: the protocol's commit as the suite starts (docs/shift_suite_protocol.md)
+        write_json_atomic(path, {**mine, "protocol_commit": protocol_commit()})
+
+
+#: the suite's analysis plan, fixed before its final runs
+PROTOCOL = "docs/shift_suite_protocol.md"
+
+
+def protocol_commit() -> str | None:
+    """The last commit of ``PROTOCOL`` in the source checkout this package runs from (``+uncommitted`` appended
+    when the file differs from it); None outside a git checkout or without the file."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[3]
+    if not (root / PROTOCOL).is_file():
+        return None
+    try:
+        h = subprocess.run(["git", "log", "-1", "--format=%h", "--", PROTOCOL], cwd=root, capture_output=True,
+                           text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", PROTOCOL], cwd=root).returncode != 0
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return (h or "uncommitted") + ("+uncommitted" if dirty and h else "")
 
 
 def run_suite(settings: SuiteSettings, out: Path, *, jobs: int = 1, threads: int = 1, device: str = "cpu",

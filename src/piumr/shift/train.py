@@ -1,11 +1,13 @@
 """One training + evaluation of the person-shift suite, in memory (no run folder, no loader).
 
-Arms (``ARMS``) differ only by config fields (TFAM on/off, GIRL on/off) or, for the positive control,
-by a training augmentation; ``aa`` is the baseline under an independent seed stream. Common random
-numbers: an arm's seed fixes the weight initialisation (the backbone and head are built first, so they
-start identical in every arm), the data order and the shared augmentation draws (one ``torch.Generator``
-per run, used in the same order by every arm; the positive control draws from a second generator, so its
-data order stays the baseline's); ``aa`` offsets the seed by ``AA_OFFSET``.
+Arms (``piumr.shift.arms.ARM_SPECS``) differ by config fields (TFAM, GIRL, the loss, MixStyle), by a training
+augmentation (the positive control, the augmentation baseline), by their random stream (the A/A arm) or by
+person-structured batches (the person-group losses). Common random numbers: an arm's seed fixes the weight
+initialisation (the backbone and head are built first, so they start identical in every arm), the data order
+(``order`` generator) and, with stream 0, the dropout masks and the shared augmentation's draws (reseeded after the
+model is built, so a module that draws at construction does not move them). The A/A arm shares the initialisation
+and the data order and differs only in that stream. An arm's own augmentation draws from a third generator, so
+its data order stays the baseline's.
 
 The result is per clip: the training persons' held-back clips' (``seen``) and each factor's held-out
 persons' (``unseen/<factor>``) action and body correctness, with the person of each clip.
@@ -23,20 +25,22 @@ import torch
 
 from piumr.checkpoint import save_checkpoint
 from piumr.config import PRESETS, SHIFT_ARMS, SHIFT_SUITE, ModelConfig, TrainConfig, with_overrides
+from piumr.data.loaders import person_order
 from piumr.data.ma52 import ACTION_TO_BODY
 from piumr.data.synth.shift import ClipSet, ShiftSizes
 from piumr.model.piumr import PIUmrNet
+from piumr.shift.arms import arm_spec
 from piumr.shift.aug import control_aug, shared_aug
 from piumr.recipe import build_criterion, build_optimizer, normalize, set_lr, train_step
 from piumr.runtime import seed_everything
 from piumr.speed import prepare_model
 from piumr.stall import EMA_WEIGHT, OnStall, StallGuard, stall_after
 
-__all__ = ["ARMS", "AA_OFFSET", "CONTROL_OFFSET", "suite_config", "arm_config", "train_and_score", "tfam_map"]
+__all__ = ["ARMS", "STREAM_OFFSET", "CONTROL_OFFSET", "suite_config", "arm_config", "train_and_score", "tfam_map"]
 
 ARMS = SHIFT_ARMS
-AA_OFFSET = 100_003  # the A/A arm's independent seed stream
-CONTROL_OFFSET = 7_919  # the positive control's augmentation stream
+STREAM_OFFSET = 100_003  # an arm's random stream s draws from seed + s * STREAM_OFFSET (dropout, shared augmentation)
+CONTROL_OFFSET = 7_919  # an arm's own augmentation stream (the positive control, the augmentation baseline)
 _BODY = np.asarray(ACTION_TO_BODY)
 
 
@@ -53,13 +57,10 @@ def suite_config(sizes: ShiftSizes, *, epochs: int, batch: int = int(SHIFT_SUITE
 
 
 def arm_config(base: TrainConfig, arm: str, seed: int) -> TrainConfig:
-    """``base`` for ``arm`` and ``seed`` (config fields only; the control's augmentation is not a field)."""
-    if arm not in ARMS:
-        raise ValueError(f"unknown arm {arm!r}; choose one of: {', '.join(ARMS)}")
-    tfam = arm in ("tfam", "piumr")
-    girl = arm in ("girl", "piumr")
-    return with_overrides(base, {"model.tfam.enabled": tfam, "girl.enabled": girl,
-                                 "seed": seed + (AA_OFFSET if arm == "aa" else 0)})
+    """``base`` for ``arm`` and ``seed``: the arm's config overrides (``piumr.shift.arms``; what an arm does to a
+    batch, its augmentation, stream and person batches, is not a config field)."""
+    spec = arm_spec(arm)
+    return with_overrides(base, {**spec.overrides, "seed": seed})
 
 
 def tfam_map(cfg: TrainConfig) -> tuple[int, int]:
@@ -93,12 +94,15 @@ def _score(net: PIUmrNet, clips: ClipSet, batch: int, device: torch.device) -> d
             "person": clips.persons.tolist()}
 
 
-def train_and_score(cfg: TrainConfig, data: dict[str, ClipSet], *, control: str | None = None,
-                    device: str = "cpu", save_to: Path | None = None, on_stall: OnStall = "warn",
-                    name: str = "shift-suite run") -> dict[str, Any]:
+def train_and_score(cfg: TrainConfig, data: dict[str, ClipSet], *, augment: str | None = None, stream: int = 0,
+                    person_batches: int = 0, device: str = "cpu", save_to: Path | None = None,
+                    on_stall: OnStall = "warn", name: str = "shift-suite run") -> dict[str, Any]:
     """Train on ``data["train"]`` and score every other set of ``data`` (``seen``, ``unseen/<factor>`` ...).
 
-    ``control``: a factor whose positive-control augmentation is applied to every training batch. ``device``:
+    ``augment``: a name of ``piumr.shift.aug.AUGMENTATIONS`` (a factor's positive control, ``recipe``) applied to
+    every training batch; ``stream``: the arm-level random stream (dropout, shared augmentation; 0 = the
+    baseline's); ``person_batches``: persons per batch (each batch holds that many persons, equal shares; 0 =
+    shuffled clips), and the batch's person ids go to the criterion when it uses them. ``device``:
     where the model trains ("cpu", "cuda", "cuda:N"); batches are built and augmented on the CPU from the run's
     generators either way, so the data order and augmentation draws do not depend on the device. ``save_to``: a
     path for the trained model (a piumr checkpoint with its config), so that it can be scored again on other
@@ -114,32 +118,42 @@ def train_and_score(cfg: TrainConfig, data: dict[str, ClipSet], *, control: str 
     prepare_model(net, cfg.speed, dev)  # the device's speed levers (CPU: numba depthwise, matmul pointwise)
     criterion = build_criterion(cfg).to(dev)
     opt = build_optimizer(net, cfg.optim, cfg.speed, dev)
-    g = torch.Generator().manual_seed(cfg.seed)
-    # the control's own draws come from a second stream, so that its data order and shared augmentation stay
+    arm_seed = cfg.seed + stream * STREAM_OFFSET
+    torch.manual_seed(arm_seed)  # the arm's stream: dropout masks (and any other draw of the global generator)
+    order_g = torch.Generator().manual_seed(cfg.seed)  # the data order: every arm of a seed, the A/A arm included
+    g = torch.Generator().manual_seed(arm_seed + 1)  # the shared augmentation's draws
+    # an arm's own augmentation draws from a third stream, so that its data order and shared augmentation stay
     # those of the baseline with the same seed (common random numbers in every epoch, not only the first)
     g_control = torch.Generator().manual_seed(cfg.seed + CONTROL_OFFSET)
     train, B = data["train"], cfg.optim.batch_size
+    if person_batches:  # as many persons per batch as asked, the training set has and divide the batch
+        person_batches = max(p for p in range(1, min(person_batches, len(np.unique(train.persons))) + 1) if B % p == 0)
+    with_persons = bool(getattr(criterion, "needs_persons", False))
     t0, c0 = time.perf_counter(), time.process_time()
     last = torch.tensor(float("nan"))
     step = 0
+    steps_per_epoch = len(train) // B if not person_batches else len(person_order(train.persons.tolist(), B,
+                                                                                 person_batches, torch.Generator())) // B
     guard = StallGuard(max(2, len(np.unique(train.labels))),
-                       stall_after((len(train) // B) * cfg.optim.epochs, cfg.optim.warmup_steps), name,
+                       stall_after(steps_per_epoch * cfg.optim.epochs, cfg.optim.warmup_steps), name,
                        lambda line: print(f"warning: {line}", file=sys.stderr, flush=True), on_stall)
     ema: torch.Tensor | None = None
     for epoch in range(cfg.optim.epochs):
         set_lr(opt, cfg.optim, epoch)
         net.train()
-        order = torch.randperm(len(train), generator=g).numpy()
+        order = (np.array(person_order(train.persons.tolist(), B, person_batches, order_g), dtype=np.int64) if person_batches
+                 else torch.randperm(len(train), generator=order_g).numpy())
         for s in range(0, len(order) - B + 1, B):
             if step < cfg.optim.warmup_steps:  # the step warm-up: this step's lr
                 set_lr(opt, cfg.optim, epoch, step)
             step += 1
             idx = np.sort(order[s:s + B])
             x = shared_aug(_batch(train, idx, cfg.model), g)
-            if control is not None:
-                x = control_aug(control, x, g_control)
+            if augment is not None:
+                x = control_aug(augment, x, g_control)
+            persons = torch.from_numpy(train.persons[idx]).long().to(dev) if with_persons else None
             _, parts = train_step(net, criterion, opt, x.to(dev, non_blocking=True),
-                                  torch.from_numpy(train.labels[idx]).to(dev))
+                                  torch.from_numpy(train.labels[idx]).to(dev), persons)
             last = parts.total.detach()  # read once after training: no device sync per step
             ce = parts.logs["ce"].detach()
             ema = ce if ema is None else (1 - EMA_WEIGHT) * ema + EMA_WEIGHT * ce
@@ -150,7 +164,7 @@ def train_and_score(cfg: TrainConfig, data: dict[str, ClipSet], *, control: str 
         seen = {"kind": "synthetic", "root": "synth", "split": "shift-suite", "fold": None, "task": 2,
                 "classes": sorted({int(c) for c in train.labels}), "head": cfg.model.num_classes}
         save_checkpoint(save_to, net, cfg, epoch=cfg.optim.epochs, step=step, device=device,
-                        extra={"shift_suite": True, "control": control}, trained_on=seen)
+                        extra={"shift_suite": True, "augment": augment, "stream": stream}, trained_on=seen)
     t1, c1 = time.perf_counter(), time.process_time()
     res = {k: _score(net, v, 64, dev) for k, v in data.items() if k != "train"}
     return {**res, "train_s": round(t1 - t0, 2), "eval_s": round(time.perf_counter() - t1, 2),
