@@ -99,16 +99,15 @@ def _figure(results: dict[str, Any], path: Path, meta: dict[str, Any]) -> None:
             ax.errorbar(v["unseen"], i, xerr=[[v["diff"] - lo], [hi - v["diff"]]], fmt="o", color=colour,
                         capsize=2, ms=4)
         ax.axvline(base, color="k", lw=0.6, ls=":")
-        ax.axvline(100 / 21, color="#b00000", lw=0.8, ls="--", label="chance")
+        ax.axvline(100 / 21, color="#b00000", lw=0.8, ls="--")
         ax.set_title(f"{f} ({r['seeds']} seeds)", fontsize=9)
         ax.set_xlabel("unseen Top-1 (%)", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0][0].set_yticks(range(len(rows)), [ARM_SPECS[m].label for m in rows])
     axes[0][0].invert_yaxis()
-    axes[0][0].legend(fontsize=7, loc="lower right")
     state = "PARTIAL, " if meta.get("partial") else ""
     fig.suptitle(f"Person-shift suite leaderboard ({state}intervals: difference to the baseline, Holm per factor; "
-                 "dotted: baseline, dashed: chance)", fontsize=9)
+                 "dotted: the baseline, dashed red: chance; blue: better, red: worse)", fontsize=9)
     fig.text(0.5, 0.01, "Synthetic MA-52-format data at CPU scale, not MA-52", ha="center", va="bottom",
              color="#b00000", fontsize=8, fontweight="bold")
     fig.tight_layout(rect=(0.0, 0.04, 1.0, 0.94))

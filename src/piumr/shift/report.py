@@ -227,7 +227,7 @@ def _figure(results: dict[str, Any], path: Path, meta: dict[str, Any]) -> None:
     import matplotlib.pyplot as plt
 
     names = [("primary", "PIUmr-base"), ("positive_control", "pos. control"), ("aa_control", "A/A")]
-    fig, ax = plt.subplots(figsize=(8, 3.6))
+    fig, ax = plt.subplots(figsize=(9, 3.8))
     for j, (key, label) in enumerate(names):
         xs, ys, lo, hi = [], [], [], []
         for i, r in enumerate(results.values()):
@@ -243,7 +243,7 @@ def _figure(results: dict[str, Any], path: Path, meta: dict[str, Any]) -> None:
     seeds = sorted({r["seeds"] for r in results.values()})
     state = (f"PARTIAL: {meta['runs_done']} of {meta['runs_expected']} runs, {'/'.join(map(str, seeds))} seed(s)"
              if meta["partial"] else f"{'/'.join(map(str, seeds))} seeds")
-    ax.set_title(f"Person-shift suite (synthetic task v2): 95 % intervals, crossed seed x person bootstrap; {state}",
+    ax.set_title(f"Person-shift suite (synthetic task v2): 95 % intervals, crossed seed x person bootstrap\n{state}",
                  fontsize=9)
     ax.legend(fontsize=8)
     fig.text(0.5, 0.01, "Synthetic MA-52-format data at CPU scale, not MA-52", ha="center", va="bottom",
