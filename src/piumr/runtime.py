@@ -279,8 +279,14 @@ def end_pool(pool: ProcessPoolExecutor) -> None:
     """End a process pool now: queued work is cancelled and the running workers are terminated and joined
     (``shutdown`` alone would wait for every task already handed to a worker)."""
     procs = list(pool._processes.values()) if pool._processes else []
+    manager = getattr(pool, "_executor_manager_thread", None)  # a threading.Thread (typeshed types it otherwise)
     pool.shutdown(wait=False, cancel_futures=True)
     for proc in procs:
         proc.terminate()
     for proc in procs:
         proc.join()
+    # let the pool's manager thread see its dead workers and close its wake-up pipe now: left running, it raced
+    # the interpreter's exit hook, which then wrote to the closing pipe and printed "Exception ignored ... Traceback"
+    # beside the one-line stop message (seen once in a test of prepare stopped by SIGTERM)
+    if isinstance(manager, threading.Thread):
+        manager.join(timeout=10)
