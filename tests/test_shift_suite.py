@@ -12,11 +12,11 @@ from piumr.data.synth.shift import FACTORS, MIXED_HELD, RANGES, ShiftSizes, buil
 from piumr.shift import aug as shift_aug
 from piumr.shift.aug import CONTROLS, motion_span, shared_aug, time_warp
 from piumr.shift.report import write_report
-from piumr.shift.suite import SuiteSettings, run_suite, tasks
+from piumr.shift.suite import SUITE_VERSION, SuiteSettings, run_suite, tasks
 from piumr.config import with_overrides
 from piumr.shift import train as shift_train
 from piumr.shift.arms import ARM_SPECS
-from piumr.shift.train import ARMS, arm_config, suite_config, tfam_map, train_and_score
+from piumr.shift.train import ARMS, AUG_OFFSET, CONTROL_OFFSET, arm_config, stream_seed, suite_config, tfam_map, train_and_score
 
 ABLATION_ARMS = ("baseline", "tfam", "girl", "piumr", "control", "aa")
 TOY = ShiftSizes(train_persons=3, test_persons_per_fold=2, folds=2, clips_per_person=21, frames=4, size=32)
@@ -58,6 +58,16 @@ def test_aa_shares_initialisation_and_data_order_but_not_its_stream(monkeypatch:
     monkeypatch.undo()
     base, aa = train_and_score(cfg, data), train_and_score(cfg, data, stream=1)
     assert base["final_loss"] != aa["final_loss"]
+
+
+def test_no_stream_reuses_a_seed_of_initialisation_order_or_control() -> None:
+    # the baseline's stream 0 must not reuse the seed that drew the initial weights and the data order (suite
+    # version 2 did): every stream seed and its shared-augmentation seed differ from every other seed of the suite
+    seeds = range(10)
+    fixed = {s for s in seeds} | {s + CONTROL_OFFSET for s in seeds}
+    streams = [stream_seed(s, k) + d for s in seeds for k in range(3) for d in (0, AUG_OFFSET)]
+    assert len(set(streams)) == len(streams) and not set(streams) & fixed
+    assert stream_seed(4, 0) != 4 and stream_seed(4, 1) != stream_seed(4, 0)
 
 
 @pytest.mark.parametrize("factor", sorted(CONTROLS))
@@ -243,7 +253,7 @@ def test_every_baseline_arm_trains_and_reaches_the_leaderboard(tmp_path: Path) -
     s = SuiteSettings(sizes=TOY, epochs=1, batch=8, seeds=(0, 1), factors=("tempo",), arms=arms)
     assert len(run_suite(s, tmp_path)) == 14
     suite = json.loads((tmp_path / "suite.json").read_text())
-    assert suite["suite_version"] == 2 and "protocol_commit" in suite
+    assert suite["suite_version"] == SUITE_VERSION == 3 and "protocol_commit" in suite
     runs = {a: json.loads((tmp_path / "runs" / a / "seed0.json").read_text()) for a in arms}
     assert all(r["final_loss"] == r["final_loss"] for r in runs.values())  # finite
     # every arm is scored on the same clips; the baselines are other trainings than the baseline's

@@ -53,8 +53,9 @@ __all__ = ["CONTROL_KINDS", "PROTOCOL", "SUITE_VERSION", "protocol_commit", "Sui
 #: what a suite training does besides its config (``suite.json`` records it; a folder of another version takes no
 #: new runs). 1: the A/A arm on another seed. 2: the A/A arm shares the baseline's seed (initialisation, data
 #: order) and differs in its random stream; the shared augmentation draws from its own generator; the
-#: domain-generalisation arms (``piumr.shift.arms``)
-SUITE_VERSION = 2
+#: domain-generalisation arms (``piumr.shift.arms``). 3: every arm's stream, the baseline's included, is offset
+#: from the initialisation seed (``shift.train.stream_seed``; a deviation of the protocol, listed there)
+SUITE_VERSION = 3
 
 
 @dataclass(frozen=True)

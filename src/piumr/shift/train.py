@@ -36,10 +36,11 @@ from piumr.runtime import seed_everything
 from piumr.speed import prepare_model
 from piumr.stall import EMA_WEIGHT, OnStall, StallGuard, stall_after
 
-__all__ = ["ARMS", "STREAM_OFFSET", "CONTROL_OFFSET", "suite_config", "arm_config", "train_and_score", "tfam_map"]
+__all__ = ["ARMS", "STREAM_OFFSET", "CONTROL_OFFSET", "AUG_OFFSET", "stream_seed", "suite_config", "arm_config", "train_and_score", "tfam_map"]
 
 ARMS = SHIFT_ARMS
-STREAM_OFFSET = 100_003  # an arm's random stream s draws from seed + s * STREAM_OFFSET (dropout, shared augmentation)
+STREAM_OFFSET = 100_003  # an arm's random stream s draws from seed + (s + 1) * STREAM_OFFSET (dropout, shared augmentation)
+AUG_OFFSET = 50_021  # the shared augmentation's draws: stream seed + AUG_OFFSET (never another seed's stream)
 CONTROL_OFFSET = 7_919  # an arm's own augmentation stream (the positive control, the augmentation baseline)
 _BODY = np.asarray(ACTION_TO_BODY)
 
@@ -94,6 +95,15 @@ def _score(net: PIUmrNet, clips: ClipSet, batch: int, device: torch.device) -> d
             "person": clips.persons.tolist()}
 
 
+def stream_seed(seed: int, stream: int) -> int:
+    """The seed of an arm's random stream (dropout masks; ``+ AUG_OFFSET``: the shared augmentation's draws).
+
+    Every stream, the baseline's stream 0 included, is offset from ``seed``: the seed that draws the initial
+    weights and the data order is never reused for dropout (suite version 3; in version 2 stream 0 reused it, so
+    the baseline's masks were the initialisation's random numbers and the A/A's were not)."""
+    return seed + (stream + 1) * STREAM_OFFSET
+
+
 def train_and_score(cfg: TrainConfig, data: dict[str, ClipSet], *, augment: str | None = None, stream: int = 0,
                     person_batches: int = 0, device: str = "cpu", save_to: Path | None = None,
                     on_stall: OnStall = "warn", name: str = "shift-suite run") -> dict[str, Any]:
@@ -118,10 +128,10 @@ def train_and_score(cfg: TrainConfig, data: dict[str, ClipSet], *, augment: str 
     prepare_model(net, cfg.speed, dev)  # the device's speed levers (CPU: numba depthwise, matmul pointwise)
     criterion = build_criterion(cfg).to(dev)
     opt = build_optimizer(net, cfg.optim, cfg.speed, dev)
-    arm_seed = cfg.seed + stream * STREAM_OFFSET
+    arm_seed = stream_seed(cfg.seed, stream)
     torch.manual_seed(arm_seed)  # the arm's stream: dropout masks (and any other draw of the global generator)
     order_g = torch.Generator().manual_seed(cfg.seed)  # the data order: every arm of a seed, the A/A arm included
-    g = torch.Generator().manual_seed(arm_seed + 1)  # the shared augmentation's draws
+    g = torch.Generator().manual_seed(arm_seed + AUG_OFFSET)  # the shared augmentation's draws
     # an arm's own augmentation draws from a third stream, so that its data order and shared augmentation stay
     # those of the baseline with the same seed (common random numbers in every epoch, not only the first)
     g_control = torch.Generator().manual_seed(cfg.seed + CONTROL_OFFSET)
