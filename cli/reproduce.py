@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional, get_args
+from typing import Annotated, Any, Optional, get_args
 
 import typer
 from pydantic import ValidationError
@@ -197,6 +197,18 @@ def _suite_threads(jobs: int, threads: int | None, report_only: bool) -> int:
     return per_job
 
 
+def _train_suite(settings: Any, out: Path, jobs: int, threads: int, device: str) -> None:
+    """``run_suite`` with a line per finished training (its unseen and seen action Top-1)."""
+    from piumr.shift.suite import run_suite
+
+    run_suite(settings, out, jobs=jobs, threads=threads, device=device, on_done=lambda t, r, i, n: _out.print(
+        f"[{i}/{n}] {t.name} seed {t.seed}: unseen "
+        + " ".join(f"{k[7:]} {100 * sum(v['action']) / len(v['action']):.1f}" for k, v in r.items()
+                   if k.startswith("unseen/"))
+        + f" seen {100 * sum(r['seen']['action']) / len(r['seen']['action']):.1f} ({r['train_s']:.0f} s)"
+        + (" STALLED" if r.get("stalled") else "")))
+
+
 @reproduce_app.command("shift-suite")
 def shift_suite(
     data: Annotated[str, typer.Option(metavar="<synth>", help="only 'synth': task v2 rendered in memory")] = SYNTH,
@@ -232,7 +244,7 @@ def shift_suite(
             if bad:
                 raise ValueError(f"{flag}: unknown {', '.join(bad)}; choose from {', '.join(allowed)}")
     from piumr.shift.report import write_report
-    from piumr.shift.suite import SuiteSettings, run_suite, tasks
+    from piumr.shift.suite import SuiteSettings, tasks
     from piumr.runtime import pick_device
 
     with user_errors():
@@ -245,14 +257,68 @@ def shift_suite(
         settings.check()
         t0 = time.time()
         if not report_only:
-            run_suite(settings, out, jobs=jobs, threads=per_job, device=dev, on_done=lambda t, r, i, n: _out.print(
-                f"[{i}/{n}] {t.name} seed {t.seed}: unseen "
-                + " ".join(f"{k[7:]} {100 * sum(v['action']) / len(v['action']):.1f}" for k, v in r.items()
-                           if k.startswith("unseen/"))
-                + f" seen {100 * sum(r['seen']['action']) / len(r['seen']['action']):.1f} ({r['train_s']:.0f} s)"
-                + (" STALLED" if r.get("stalled") else "")))
+            _train_suite(settings, out, jobs, per_job, dev)
         full = SuiteSettings(epochs=epochs)
         rep = write_report(out, command="piumr reproduce shift-suite " + " ".join(sys.argv[3:]),
                            expected_runs=len(tasks(full)))
         _out.print(f"{rep['meta']['runs_done']}/{rep['meta']['runs_expected']} runs; report under {out} "
                    f"({time.time() - t0:.0f} s)")
+
+
+@reproduce_app.command("person-gap")
+def person_gap(
+    factor: Annotated[str, typer.Option(help="the shifted factor: tempo, size, appearance, style or mixed")] = "tempo",
+    seeds: SeedsOpt = None,
+    extra: ExtraArg = None,
+    arms: Annotated[Optional[str], typer.Option(
+        help="comma list, the reference first [baseline,piumr,mixstyle: X3D, PIUmr and the suite's best baseline]")]
+    = None,
+    jobs: JobsOpt = 2,
+    threads: ThreadsOpt = None,
+    out: Annotated[Path, typer.Option("--out", help="output folder")] = Path("artifacts/reproduce/person-gap"),
+    plan: PlanOpt = False,
+    report_only: Annotated[bool, typer.Option(help="train nothing; rewrite the report from the runs present")] = False,
+    device: DeviceOpt = None,
+    on_stall: OnStallOpt = "warn",
+) -> None:
+    """The person gap on synthetic data (README command 1): one factor of the person-shift suite (default tempo),
+    X3D, PIUmr and the suite's best domain-generalisation baseline on 3 paired seeds; prints seen- and
+    unseen-person action Top-1, the gap and each difference to X3D with 95 % intervals and where a run on another
+    CPU should land; writes gap.json / .md / .tex / .png under --out. Resumable (the suite's run files)."""
+    import sys
+
+    from piumr.shift.gap import GAP_ARMS, GAP_SEEDS
+
+    with user_errors():
+        if factor not in SHIFT_FACTORS:
+            raise ValueError(f"--factor {factor}: choose one of {', '.join(SHIFT_FACTORS)}")
+        chosen = parse_seeds(seeds, extra) if seeds is not None or extra else GAP_SEEDS
+        names = tuple(arms.split(",")) if arms else GAP_ARMS
+        bad = [a for a in names if a not in SHIFT_ARMS or a in ("control", "aa")]
+        if bad or len(set(names)) != len(names) or len(names) < 2:
+            raise ValueError(f"--arms {arms}: give two or more distinct arms of "
+                             f"{', '.join(a for a in SHIFT_ARMS if a not in ('control', 'aa'))}")
+        per_job = _suite_threads(jobs, threads, report_only or plan)
+    from piumr.shift.gap import gap_lines, write_gap_report
+    from piumr.shift.suite import SuiteSettings, tasks
+    from piumr.runtime import pick_device
+
+    settings = SuiteSettings(seeds=chosen, factors=(factor,), arms=names, on_stall=check_on_stall(on_stall))
+    todo = [t for t in tasks(settings) if not t.path(out).is_file()]
+    if plan:
+        _out.print(f"{len(todo)} of {len(tasks(settings))} trainings to run ({', '.join(names)} x seeds "
+                   f"{', '.join(map(str, chosen))}; {jobs} at a time, {per_job} thread(s) each); about 50 CPU s each "
+                   "on a 2-core AMD EPYC (Zen 5); report under " + str(out))
+        return
+    with user_errors():
+        dev = "cpu" if report_only else str(pick_device(device))
+        settings.check()
+        t0 = time.time()
+        if not report_only:
+            _train_suite(settings, out, jobs, per_job, dev)
+        res = write_gap_report(out, command="piumr reproduce person-gap " + " ".join(sys.argv[3:]), factor=factor,
+                               arms=names)
+    _out.print(f"Person gap on '{factor}' (synthetic task v2, not MA-52), CPU {res['meta']['machine']}:")
+    for line in gap_lines(res):
+        _out.print(line, soft_wrap=True, markup=False, highlight=False)
+    _out.print(f"written under {out}: gap.json, gap.md, gap.tex, gap.png ({time.time() - t0:.0f} s)")
