@@ -271,7 +271,7 @@ def person_gap(
     seeds: SeedsOpt = None,
     extra: ExtraArg = None,
     arms: Annotated[Optional[str], typer.Option(
-        help="comma list, the reference first [baseline,piumr,mixstyle: X3D, PIUmr and the suite's best baseline]")]
+        help="comma list, the reference first [baseline,piumr,coral: X3D, PIUmr and the suite's best baseline]")]
     = None,
     jobs: JobsOpt = 2,
     threads: ThreadsOpt = None,

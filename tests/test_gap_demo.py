@@ -94,3 +94,25 @@ def test_the_third_arm_is_the_suites_best_baseline_on_the_factor() -> None:
     dg = [m for m in methods if ARM_SPECS[m].kind == "baseline-method"]
     assert GAP_ARMS[:2] == ("baseline", "piumr") and len(dg) == 5
     assert GAP_ARMS[2] == max(dg, key=lambda m: methods[m]["unseen"])
+
+
+def test_another_cpu_study_says_which_values_land_inside(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    def gap(unseen: float, diff: float) -> dict[str, object]:
+        iv = {"ci": [unseen - 2, unseen + 2], "another_cpu": [unseen - 5, unseen + 5]}
+        dv = {"ci": [diff - 1, diff + 1], "another_cpu": [diff - 3, diff + 3]}
+        return {"meta": {"machine": "m"}, "factor": "tempo", "seeds": [0, 1],
+                "rows": {"baseline": {"label": "X3D", "unseen": {"value": unseen, **iv}},
+                         "piumr": {"label": "PIUmr", "unseen": {"value": unseen, **iv}, "diff": {"value": diff, **dv}}}}
+
+    (tmp_path / "a.json").write_text(json.dumps(gap(40.0, 1.0)))
+    (tmp_path / "b.json").write_text(json.dumps(gap(44.0, 5.0)))
+    res = subprocess.run([sys.executable, str(REPO / "studies" / "shift_suite" / "gap_another_cpu.py"),
+                          str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--out", str(tmp_path / "c.json")],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    rows = {r["arm"]: r for r in json.loads((tmp_path / "c.json").read_text())["rows"]}
+    assert rows["baseline"]["unseen_inside"] and not rows["baseline"]["unseen_inside_ci"]  # 44 in [35, 45], not [38, 42]
+    assert not rows["piumr"]["diff_inside"]  # +5 outside [-2, +4]

@@ -33,7 +33,7 @@ __all__ = ["GAP_FACTOR", "GAP_ARMS", "GAP_SEEDS", "analyse_gap", "write_gap_repo
 GAP_FACTOR = "tempo"
 #: baseline, PIUmr and the domain-generalisation baseline with the highest unseen Top-1 on ``GAP_FACTOR`` in the
 #: committed suite (``artifacts/shift-suite/summary.json``; tests/test_gap_demo.py checks that it still is)
-GAP_ARMS: tuple[str, ...] = ("baseline", "piumr", "mixstyle")
+GAP_ARMS: tuple[str, ...] = ("baseline", "piumr", "coral")
 GAP_SEEDS: tuple[int, ...] = (0, 1, 2)
 #: the demo's validity lines: a person gap of at least this many points, every row at least this many x chance
 MIN_GAP, MIN_CHANCE_MULTIPLE = 10.0, 3.0

@@ -62,6 +62,9 @@ def _markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
     for m in rows:
         cells = [_cell(results[f], m, rk[f].get(m), "—", "<br>") for f in factors]
         lines.append(f"| {ARM_SPECS[m].label} | " + " | ".join(cells) + " |")
+    bad = {f: [k for k, ok in r.get("validity", {}).items() if not ok] for f, r in results.items()}
+    lines += ["", *(f"**{f}** fails the protocol's validity ({', '.join(b)}): its differences are not read."
+                    for f, b in bad.items() if b)]
     lines.append("")
     return "\n".join(lines)
 

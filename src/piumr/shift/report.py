@@ -32,7 +32,7 @@ from piumr.shift.arms import ARM_SPECS
 from piumr.shift.stats import Cells, Comparison, cells, crossed_bootstrap, holm_levels, mde, seed_t_interval
 from piumr.shift.suite import load_runs, timestamp
 
-__all__ = ["CHANCE", "METHODS", "analyse", "write_report", "SECONDARIES"]
+__all__ = ["CHANCE", "METHODS", "analyse", "validity", "write_report", "SECONDARIES"]
 
 #: chance of action Top-1 on task v2 (21 classes)
 CHANCE = 1.0 / 21.0
@@ -140,6 +140,9 @@ def analyse(out: Path, reps: int = 2000) -> dict[str, Any]:
     prim = {f: _cells(runs[f], "baseline", "piumr", "unseen", "action", r["seed_list"]) for f, r in res.items()}
     for f, h in _holm(prim, reps).items():
         res[f]["primary"].update(ci_holm=h["ci_holm"], level_holm=h["level_holm"])
+    for r in res.values():
+        r["validity"] = validity(r)
+        r["valid"] = all(r["validity"].values())
     return res
 
 
@@ -155,20 +158,48 @@ def summary(results: dict[str, Any], protocol_commit: str | None = None) -> dict
             **({"positive_control": pick(r["positive_control"], "t_ci")} if "positive_control" in r else {}),
             **({"aa_control": pick(r["aa_control"], "t_ci")} if "aa_control" in r else {}),
             "baseline_seen_minus_unseen": r["baseline_seen_minus_unseen"], "held_out_persons": r["held_out_persons"],
-            "seeds": r["seeds"], "baseline_unseen": r["baseline_unseen"],
+            "seeds": r["seeds"], "baseline_unseen": r["baseline_unseen"], "valid": r["valid"],
+            "validity": r["validity"],
             "methods": {m: {k: v[k] for k in ("unseen", "diff", "ci")} for m, v in r["methods"].items()}}
         for f, r in results.items()}}
 
 
-def _verdict(c: dict[str, Any], seeds: int) -> str:
+#: the protocol's validity criteria of a factor (docs/shift_suite_protocol.md, "Validity of a factor")
+MIN_SEEDS, MIN_PERSONS, MIN_GAP = 10, 40, 10.0
+
+
+def validity(r: dict[str, Any]) -> dict[str, bool]:
+    """The protocol's five validity criteria of a factor's analysis ``r`` (checked before its verdicts are read):
+    baseline unseen Top-1 >= 3 x chance, seen - unseen >= 10 points, the positive control excluding 0 above by the
+    crossed bootstrap and the seed t interval, the A/A's crossed interval covering 0, >= 40 held-out persons and
+    >= 10 seeds. A criterion whose arm is missing counts as failed."""
+    pc, aa = r.get("positive_control"), r.get("aa_control")
+    return {"baseline_at_least_3x_chance": r["baseline_unseen"] >= 300 * CHANCE,
+            "gap_at_least_10": r["baseline_seen_minus_unseen"] >= MIN_GAP,
+            "positive_control_excludes_0": pc is not None and pc["ci"][0] > 0 and pc["t_ci"][0] > 0,
+            "aa_covers_0": aa is not None and aa["ci"][0] <= 0 <= aa["ci"][1],
+            "persons_and_seeds": r["held_out_persons"] >= MIN_PERSONS and r["seeds"] >= MIN_SEEDS}
+
+
+def _verdict(c: dict[str, Any], seeds: int, valid: dict[str, bool] | None = None) -> str:
     if seeds < 2:
         return "no verdict (one seed)"
+    failed = [k for k, ok in (valid or {}).items() if not ok and k != "persons_and_seeds"]
+    if failed:  # the protocol: a factor that fails is reported as uninformative, not read (and not a null)
+        return "uninformative (fails " + ", ".join(failed) + "): not read"
     lo, hi = c.get("ci_holm", c["ci"])  # the protocol's verdict: Holm across the five factors' primaries
     if lo > 0:
         return "PIUmr helps (Holm)"
     if hi < 0:
         return "PIUmr hurts (Holm)"
     return f"no difference resolved at ±{(hi - lo) / 2:.1f} points (Holm)"
+
+
+def _valid_words(v: dict[str, bool] | None) -> str:
+    if v is None:
+        return "—"
+    failed = [k for k, ok in v.items() if not ok]
+    return "yes" if not failed else "no: " + ", ".join(failed)
 
 
 def _tex(results: dict[str, Any]) -> str:
@@ -201,9 +232,11 @@ def _markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
              ("Primary, fixed in docs/shift_suite_protocol.md at commit " + meta["protocol_commit"]
               if meta.get("protocol_commit") else "Primary (no protocol commit recorded: not pre-registered)")
              + ": PIUmr - baseline, unseen-person action Top-1, points, 95 % interval from the crossed bootstrap "
-             "(seeds x persons). Secondary +TFAM / +GIRL: Holm-adjusted. Every method: leaderboard.md.", "",
+             "(seeds x persons). Secondary +TFAM / +GIRL: Holm-adjusted. Every method: leaderboard.md. Validity: the "
+             "protocol's five criteria (baseline >= 3x chance, gap >= 10, positive control excludes 0 by both "
+             "intervals, A/A covers 0, >= 40 persons and >= 10 seeds); a factor that fails one is uninformative.", "",
              "| factor | seeds | held-out persons | PIUmr - base | MDE | verdict | pos. control | A/A | "
-             "+TFAM | +GIRL | baseline gap | TFAM map |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "+TFAM | +GIRL | baseline gap | TFAM map | valid |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def cell(c: dict[str, Any] | None) -> str:
         return "—" if c is None else f"{c['diff']:+.1f} [{c['ci'][0]:+.1f}, {c['ci'][1]:+.1f}]"
@@ -212,9 +245,9 @@ def _markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
         sec = r["secondary_holm"]
         tm = "x".join(str(v) for v in r["tfam_map"]) if r.get("tfam_map") else "—"
         lines.append(f"| {f} | {r['seeds']} | {r['held_out_persons']} | {cell(r['primary'])} | {r['primary']['mde']:.1f} "
-                     f"| {_verdict(r['primary'], r['seeds'])} | {cell(r.get('positive_control'))} | {cell(r.get('aa_control'))} | "
+                     f"| {_verdict(r['primary'], r['seeds'], r.get('validity'))} | {cell(r.get('positive_control'))} | {cell(r.get('aa_control'))} | "
                      f"{cell(sec.get('tfam_minus_baseline'))} | {cell(sec.get('girl_minus_baseline'))} | "
-                     f"{r['baseline_seen_minus_unseen']:+.1f} | {tm} |")
+                     f"{r['baseline_seen_minus_unseen']:+.1f} | {tm} | {_valid_words(r.get('validity'))} |")
     lines += [f"- {f}: {r['warning']}" for f, r in results.items() if "warning" in r]
     lines.append("")
     return "\n".join(lines)
