@@ -182,7 +182,8 @@ def test_suite_runs_resumes_and_writes_the_summary_shape(tmp_path: Path) -> None
     summ = json.loads((tmp_path / "summary.json").read_text())
     f = summ["factors"]["tempo"]
     assert set(f) == {"primary", "positive_control", "aa_control", "baseline_seen_minus_unseen", "held_out_persons",
-                      "seeds", "baseline_unseen", "methods"}
+                      "seeds", "baseline_unseen", "methods", "valid", "validity"}
+    assert not f["valid"] and not f["validity"]["persons_and_seeds"]  # a toy suite: too few persons and seeds
     assert summ["version"] == 2 and summ["chance"] == round(100 / 21, 2) and "protocol_commit" in summ
     assert set(f["positive_control"]) >= {"diff", "ci", "t_ci"} and "ci_holm" in f["primary"]
     assert set(f["methods"]) == {"baseline", "tfam", "girl", "piumr"}
@@ -275,3 +276,22 @@ def test_person_batches_hold_equal_shares_of_persons() -> None:
     for s in range(0, len(order), 8):
         batch = [persons[i] for i in order[s:s + 8]]
         assert sorted(batch.count(p) for p in set(batch)) == [2, 2, 2, 2]
+
+
+def test_a_factor_failing_a_validity_criterion_is_not_read() -> None:
+    from piumr.shift.report import _verdict, validity
+
+    ok = {"baseline_unseen": 37.1, "baseline_seen_minus_unseen": 32.3, "held_out_persons": 40, "seeds": 10,
+          "positive_control": {"ci": [16.5, 24.7], "t_ci": [15.0, 26.0]}, "aa_control": {"ci": [-1.9, 2.9]}}
+    assert all(validity(ok).values())
+    primary = {"ci": [1.9, 9.0], "ci_holm": [1.0, 10.2]}
+    assert _verdict(primary, 10, validity(ok)) == "PIUmr helps (Holm)"
+    # each criterion fails on its own: the A/A excluding 0 (suite v3's mixed), the baseline at chance, no gap, a
+    # positive control whose t interval covers 0, too few seeds
+    for key, bad in (("aa_control", {"ci": [0.5, 9.1]}), ("baseline_unseen", 9.0), ("baseline_seen_minus_unseen", 8.0),
+                     ("positive_control", {"ci": [0.2, 4.4], "t_ci": [-0.2, 4.7]}), ("seeds", 4)):
+        v = validity({**ok, key: bad})
+        assert sum(not x for x in v.values()) == 1, key
+        if key != "seeds":  # a partial suite keeps its verdict words; its validity says it is partial
+            assert _verdict(primary, 10, v).startswith("uninformative"), key
+    assert not validity({k: v for k, v in ok.items() if k != "aa_control"})["aa_covers_0"]

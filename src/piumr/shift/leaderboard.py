@@ -103,7 +103,10 @@ def _figure(results: dict[str, Any], path: Path, meta: dict[str, Any]) -> None:
                         capsize=2, ms=4)
         ax.axvline(base, color="k", lw=0.6, ls=":")
         ax.axvline(100 / 21, color="#b00000", lw=0.8, ls="--")
-        ax.set_title(f"{f} ({r['seeds']} seeds)", fontsize=9)
+        invalid = r.get("valid") is False  # the protocol's validity rule: its differences are not read
+        ax.set_title(f"{f} ({r['seeds']} seeds)" + ("\nINVALID (" + ", ".join(k for k, ok in r["validity"].items()
+                                                                           if not ok) + "): not read" if invalid else ""),
+                     fontsize=9, color="#b00000" if invalid else "black")
         ax.set_xlabel("unseen Top-1 (%)", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0][0].set_yticks(range(len(rows)), [ARM_SPECS[m].label for m in rows])

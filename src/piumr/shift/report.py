@@ -271,7 +271,8 @@ def _figure(results: dict[str, Any], path: Path, meta: dict[str, Any]) -> None:
                 hi.append(r[key]["ci"][1] - r[key]["diff"])
         ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", capsize=3, label=label)
     ax.axhline(0.0, color="k", lw=0.8)
-    ax.set_xticks(range(len(results)), list(results))
+    ax.set_xticks(range(len(results)), [f + ("\n(invalid: not read)" if r.get("valid") is False else "")
+                                         for f, r in results.items()])
     ax.set_ylabel("unseen action Top-1 diff (points)")
     seeds = sorted({r["seeds"] for r in results.values()})
     state = (f"PARTIAL: {meta['runs_done']} of {meta['runs_expected']} runs, {'/'.join(map(str, seeds))} seed(s)"
