@@ -319,9 +319,10 @@ def prepare_dataset(
         tasks = [_task(key, r.path, out, manifest)
                  for key, r, s in zip(keys, man.records, man.splits, strict=True) if s is None or s in splits]
     remove_stale_temps(out)
+    since = time.time_ns()
     with stop_on_signals() as check:
         _convert_all(out, manifest, report, _run(tasks, short_side, quality, backend, workers, progress),
-                     len(tasks), check)
+                     len(tasks), check, lambda: adopt_written(manifest, tasks, since))
     _verify(out, manifest, report)
     manifest["complete"] = True
     _save_manifest(out, manifest)
@@ -329,10 +330,32 @@ def prepare_dataset(
     return report
 
 
+def adopt_written(manifest: dict[str, Any], tasks: Sequence[_Task], since: int) -> int:
+    """Record in ``manifest`` the clips of ``tasks`` whose cache file this run wrote (modified at or after
+    ``since``, ns) but whose result had not been recorded: a signal can arrive between a clip's atomic rename and
+    its record. Only clips whose source was last modified before ``since`` (so the file was converted from the
+    source as it is now) and that read back as a cache file; returns how many it recorded."""
+    n = 0
+    for task in tasks:
+        if task.key in manifest["clips"] or not task.dst.is_file() or task.dst.stat().st_mtime_ns < since:
+            continue
+        source = source_stat(task.src)
+        if source is None or source["mtime_ns"] >= since:
+            continue
+        try:
+            header = read_header(task.dst)
+        except VideoError:
+            continue  # not a cache file this run finished: converted again by the next run
+        manifest["clips"][task.key] = _entry(header, task.dst.read_bytes(), source)
+        manifest["failed"].pop(task.key, None)
+        n += 1
+    return n
+
+
 def _convert_all(out: Path, manifest: dict[str, Any], report: PrepareReport, results: Generator[_Result, None, None],
-                 total: int, check: Callable[[], None]) -> None:
-    """Record every result, saving the manifest as it goes; on SIGINT/SIGTERM end the workers, save what is
-    done and raise ``Interrupted``."""
+                 total: int, check: Callable[[], None], adopt: Callable[[], int] = lambda: 0) -> None:
+    """Record every result, saving the manifest as it goes; on SIGINT/SIGTERM end the workers, record the files
+    they finished whose results had not arrived (``adopt``), save what is done and raise ``Interrupted``."""
     saved, n = time.monotonic(), 0
     try:
         for n, result in enumerate(results, 1):
@@ -344,6 +367,7 @@ def _convert_all(out: Path, manifest: dict[str, Any], report: PrepareReport, res
         check()
     except Stop as stop:
         results.close()  # ends the workers (see _results)
+        adopt()  # a clip written in the instant before the signal, its result not yet recorded: kept, not redone
         manifest["complete"] = False
         _save_manifest(out, manifest)
         remove_stale_temps(out)
