@@ -1,31 +1,28 @@
 """Prepared cache: every clip decoded once, resized, stored as per-frame JPEGs.
 
-Raw MA-52 clips are 1080x1296 H.264; decoding 16 frames costs ~0.2 s per clip per
-core, too slow to feed a GPU. ``prepare_dataset`` converts each clip into one file
-``<out>/<split>/<name>.mp4.jpgs``::
+Raw MA-52 clips are 1080x1296 H.264; decoding 16 frames costs ~0.2 s per clip per core, too slow to feed a GPU.
+``prepare_dataset`` converts each clip into one file ``<out>/<split>/<name>.mp4.jpgs``::
 
     header  "<8sIIIId": magic b"PIUMRJPG", version, num_frames, height, width, fps
     offsets (num_frames + 1) little-endian uint64, relative to the end of the offsets
     data    num_frames concatenated baseline JPEGs (RGB, short side ``short_side``)
 
-A loader seeks to the sampled frames only and batch-decodes them with
-:func:`torchvision.io.decode_jpeg`. ``piumr_manifest.json`` lists every clip (frame
-count, size, byte count, sha256, and the source clip's byte size and mtime); the list
-files and label_name.txt are copied, so the cache is itself a dataset root for
+A loader seeks to the sampled frames only and batch-decodes them with :func:`torchvision.io.decode_jpeg`.
+``piumr_manifest.json`` lists every clip (frame count, size, byte count, sha256, and the source clip's byte size and
+mtime); the list files and label_name.txt are copied, so the cache is itself a dataset root for
 :func:`piumr.data.ma52.find_layout`. From a manifest (``piumr.data.manifest``) a clip goes to
 ``<out>/<its manifest path>.jpgs`` (a clip named by an absolute path outside the manifest's folder:
 ``<out>/absolute/<that path>.jpgs``) and ``manifest.csv`` + ``classes.csv`` are copied (the paths of such clips
 rewritten to their place in the cache): ``<out>/manifest.csv`` is then the prepared dataset.
 
-Rules of a rerun into an existing cache: a clip whose source file changed size or
-mtime since it was converted is converted again (so is one converted before sources
-were recorded); a cache belongs to one source root and one short side: another
-``--data`` root or ``--short-side`` is refused.
+Rules of a rerun into an existing cache: a clip whose source file changed size or mtime since it was converted is
+converted again (so is one converted before sources were recorded); a cache belongs to one source root and one short
+side: another ``--data`` root or ``--short-side`` is refused.
 
 Interruptions: the manifest is saved every ``_SAVE_EVERY`` clips or ``_SAVE_SECONDS`` seconds, and
 SIGINT or SIGTERM stops the work within about a clip's time: the workers are ended, the manifest of
-the clips done so far is saved, and :class:`piumr.errors.Interrupted` is raised; a rerun continues
-from there. Temporary files (``<file>.tmp<pid>``) of a process that is gone, e.g. one killed by -9,
+the clips done so far (``adopt_written``: also those written just before the signal) is saved, and
+:class:`piumr.errors.Interrupted` is raised; a rerun continues from there. Temporary files (``<file>.tmp<pid>``) of a process that is gone, e.g. one killed by -9,
 are removed when a run starts and when it stops. Workers die with the process that started them.
 """
 
@@ -58,7 +55,8 @@ from piumr.data.manifest import cache_keys, read_manifest, write_cache_manifest
 from piumr.data.video import Backend, VideoError
 from piumr.files import named
 from piumr.errors import Interrupted
-from piumr.runtime import Stop, die_with_parent, end_pool, pid_alive, stop_on_signals
+from piumr.data.cache_temps import remove_stale_temps
+from piumr.runtime import Stop, die_with_parent, end_pool, stop_on_signals
 from piumr.source import resolve_source
 
 FORMAT = "piumr-jpeg-v1"
@@ -265,18 +263,6 @@ def _init_worker(parent: int) -> None:
     video.DECODER_THREADS = 1
 
 
-def remove_stale_temps(out: Path) -> list[Path]:
-    """Remove the temporary files (``*.tmp<pid>``, the manifest's ``.tmp``) that processes now gone left in
-    the cache ``out``; returns them."""
-    gone = []
-    for path in [*out.glob(f"*/*{PREPARED_SUFFIX}.tmp*"), out / (MANIFEST_NAME + ".tmp")]:
-        pid = path.name.rsplit(".tmp", 1)[-1]
-        if path.is_file() and (not pid.isdigit() or not pid_alive(int(pid))):
-            path.unlink(missing_ok=True)
-            gone.append(path)
-    return gone
-
-
 def prepare_dataset(
     root: Path,
     out: Path,
@@ -291,13 +277,11 @@ def prepare_dataset(
     """Convert the raw clips of ``splits`` under ``root`` (an MA-52 root, or a manifest: its rows of ``splits``,
     every row without a ``split`` column) into a cache at ``out``.
 
-    Resumable: clips whose cache file exists and verifies (header, sha256 from an
-    earlier manifest) and whose source file has the size and mtime recorded then are
-    skipped; the others are converted (again). A clip that cannot be decoded is listed
-    in ``report.failed``, not fatal. Ends by re-reading every file and checking its
-    size and sha256 against the manifest. Raises :class:`DatasetError` when ``out``
-    holds a cache of another source root or short side, ``ValueError`` for a
-    ``short_side`` outside ``MIN_SHORT_SIDE..MAX_SHORT_SIDE``.
+    Resumable: clips whose cache file exists and verifies (header, sha256 from an earlier manifest) and whose source
+    file has the size and mtime recorded then are skipped; the others are converted (again). A clip that cannot be
+    decoded is listed in ``report.failed``, not fatal. Ends by re-reading every file and checking its size and
+    sha256 against the manifest. Raises :class:`DatasetError` when ``out`` holds a cache of another source root or
+    short side, ``ValueError`` for a ``short_side`` outside ``MIN_SHORT_SIDE..MAX_SHORT_SIDE``.
     """
     if not MIN_SHORT_SIDE <= short_side <= MAX_SHORT_SIDE:
         raise ValueError(f"short_side {short_side} is outside {MIN_SHORT_SIDE}..{MAX_SHORT_SIDE} pixels")
@@ -331,23 +315,20 @@ def prepare_dataset(
 
 
 def adopt_written(manifest: dict[str, Any], tasks: Sequence[_Task], since: int) -> int:
-    """Record in ``manifest`` the clips of ``tasks`` whose cache file this run wrote (modified at or after
-    ``since``, ns) but whose result had not been recorded: a signal can arrive between a clip's atomic rename and
-    its record. Only clips whose source was last modified before ``since`` (so the file was converted from the
-    source as it is now) and that read back as a cache file; returns how many it recorded."""
+    """Record the clips of ``tasks`` whose cache file this run wrote (modified at or after ``since``, ns) but whose
+    result a signal kept from ``manifest`` (it came between the atomic rename and the record), when their source
+    was last modified before ``since`` and the file reads back as a cache file; returns how many."""
     n = 0
-    for task in tasks:
-        if task.key in manifest["clips"] or not task.dst.is_file() or task.dst.stat().st_mtime_ns < since:
-            continue
-        source = source_stat(task.src)
-        if source is None or source["mtime_ns"] >= since:
+    for t in tasks:
+        source = source_stat(t.src)
+        if (t.key in manifest["clips"] or not t.dst.is_file() or t.dst.stat().st_mtime_ns < since or source is None
+                or source["mtime_ns"] >= since):
             continue
         try:
-            header = read_header(task.dst)
+            manifest["clips"][t.key] = _entry(read_header(t.dst), t.dst.read_bytes(), source)
         except VideoError:
-            continue  # not a cache file this run finished: converted again by the next run
-        manifest["clips"][task.key] = _entry(header, task.dst.read_bytes(), source)
-        manifest["failed"].pop(task.key, None)
+            continue  # not a finished cache file: converted again by the next run
+        manifest["failed"].pop(t.key, None)
         n += 1
     return n
 
