@@ -198,10 +198,15 @@ def _suite_threads(jobs: int, threads: int | None, report_only: bool) -> int:
 
 
 def _train_suite(settings: Any, out: Path, jobs: int, threads: int, device: str) -> None:
-    """``run_suite`` with a line per finished training (its unseen and seen action Top-1)."""
+    """``run_suite`` with a line per finished training (its unseen and seen action Top-1); ``suite.json`` records
+    this command line."""
+    import sys
+
     from piumr.shift.suite import run_suite
 
-    run_suite(settings, out, jobs=jobs, threads=threads, device=device, on_done=lambda t, r, i, n: _out.print(
+    command = "piumr reproduce " + " ".join(sys.argv[2:])
+    run_suite(settings, out, jobs=jobs, threads=threads, device=device, command=command,
+              on_done=lambda t, r, i, n: _out.print(
         f"[{i}/{n}] {t.name} seed {t.seed}: unseen "
         + " ".join(f"{k[7:]} {100 * sum(v['action']) / len(v['action']):.1f}" for k, v in r.items()
                    if k.startswith("unseen/"))

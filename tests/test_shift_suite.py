@@ -178,7 +178,9 @@ def test_suite_runs_resumes_and_writes_the_summary_shape(tmp_path: Path) -> None
     with pytest.raises(ValueError, match="other settings"):  # the augmentation control is another suite
         run_suite(SuiteSettings(sizes=TOY, epochs=1, batch=8, seeds=(0, 1), factors=("tempo",), control="augment",
                                 arms=ABLATION_ARMS), tmp_path)
+    run_suite(s, tmp_path, command="piumr reproduce shift-suite --seeds 0 1")  # nothing to train; recorded
     write_report(tmp_path, command="test", expected_runs=12, reps=200)
+    assert "trained by: `piumr reproduce shift-suite --seeds 0 1`" in (tmp_path / "summary.md").read_text()
     summ = json.loads((tmp_path / "summary.json").read_text())
     f = summ["factors"]["tempo"]
     assert set(f) == {"primary", "positive_control", "aa_control", "baseline_seen_minus_unseen", "held_out_persons",
@@ -295,3 +297,37 @@ def test_a_factor_failing_a_validity_criterion_is_not_read() -> None:
         if key != "seeds":  # a partial suite keeps its verdict words; its validity says it is partial
             assert _verdict(primary, 10, v).startswith("uninformative"), key
     assert not validity({k: v for k, v in ok.items() if k != "aa_control"})["aa_covers_0"]
+
+
+def test_each_comparison_uses_the_seeds_its_two_arms_share() -> None:
+    # protocol deviation 3: the primary pair has more seeds than the A/A, the A/A more than the control and methods
+    import numpy as np
+
+    from piumr.shift.report import analyse_factor
+
+    rng = np.random.default_rng(0)
+
+    def run(p: float) -> dict[str, object]:
+        part = {"action": [int(x) for x in rng.random(8) < p], "body": [int(x) for x in rng.random(8) < p],
+                "person": [0, 0, 1, 1, 2, 2, 3, 3]}
+        return {"unseen": part, "seen": part, "train_s": 1.0, "tfam_map": None}
+
+    held = {"baseline": (6, 0.3), "piumr": (6, 0.6), "aa": (4, 0.3), "control": (2, 0.9), "tfam": (2, 0.3),
+            "girl": (2, 0.3)}
+    arms = {a: {s: run(p) for s in range(n)} for a, (n, p) in held.items()}
+    r = analyse_factor(arms, reps=200)
+    assert r is not None and r["seeds"] == 6 and r["seed_list"] == list(range(6))
+    assert r["aa_control"]["seeds"] == 4 and r["positive_control"]["seeds"] == 2
+    assert r["secondary_holm"]["tfam_minus_baseline"]["seeds"] == 2
+    assert r["secondary_holm"]["piumr_minus_baseline_seen"]["seeds"] == 6
+
+    def acc(a: str, seeds: range) -> float:
+        return 100 * float(np.mean([v for s in seeds for v in arms[a][s]["unseen"]["action"]]))
+
+    assert r["primary"]["diff"] == round(acc("piumr", range(6)) - acc("baseline", range(6)), 2)
+    assert r["baseline_unseen"] == round(acc("baseline", range(6)), 2)
+    # the leaderboard ranks every method, PIUmr included, and the baseline on the seeds they all share
+    assert {m["seeds"] for m in r["methods"].values()} == {2}
+    assert r["methods"]["baseline"]["unseen"] == round(acc("baseline", range(2)), 2)
+    assert r["methods"]["piumr"]["diff"] == round(acc("piumr", range(2)) - acc("baseline", range(2)), 2)
+    assert r["methods"]["piumr"]["diff"] != r["primary"]["diff"]

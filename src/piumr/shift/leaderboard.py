@@ -92,7 +92,7 @@ def _figure(results: dict[str, Any], path: Path, meta: dict[str, Any]) -> None:
                              sharey=True, squeeze=False)
     for ax, f in zip(axes[0], factors, strict=True):
         r = results[f]
-        base = r["baseline_unseen"]
+        base = r["methods"]["baseline"]["unseen"] if "baseline" in r.get("methods", {}) else r["baseline_unseen"]
         for i, m in enumerate(rows):
             v = r.get("methods", {}).get(m)
             if v is None:
@@ -104,7 +104,7 @@ def _figure(results: dict[str, Any], path: Path, meta: dict[str, Any]) -> None:
         ax.axvline(base, color="k", lw=0.6, ls=":")
         ax.axvline(100 / 21, color="#b00000", lw=0.8, ls="--")
         invalid = r.get("valid") is False  # the protocol's validity rule: its differences are not read
-        ax.set_title(f"{f} ({r['seeds']} seeds)" + ("\nINVALID (" + ", ".join(k for k, ok in r["validity"].items()
+        ax.set_title(f"{f} ({r.get('methods', {}).get('baseline', {}).get('seeds', r['seeds'])} seeds)" + ("\nINVALID (" + ", ".join(k for k, ok in r["validity"].items()
                                                                            if not ok) + "): not read" if invalid else ""),
                      fontsize=9, color="#b00000" if invalid else "black")
         ax.set_xlabel("unseen Top-1 (%)", fontsize=8)

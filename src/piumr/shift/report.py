@@ -88,12 +88,14 @@ def _common(arms: dict[str, Runs], *names: str) -> list[int]:
 
 
 def analyse_factor(arms: dict[str, Runs], reps: int = 2000) -> dict[str, Any] | None:
-    """The factor's comparisons (None without baseline and PIUmr on a common seed). The primary and the controls
-    use the seeds that baseline, PIUmr and (where present) the controls share; each method its seeds in common with
-    the baseline. Intervals: crossed bootstrap over seeds x persons (``piumr.shift.stats``)."""
+    """The factor's comparisons (None without baseline and PIUmr on a common seed). Each comparison uses the seeds
+    its two arms share (protocol deviation 3): the primary, PIUmr's secondaries on body and seen Top-1 and the
+    baseline's own numbers every seed of baseline and PIUmr; each control its seeds with the baseline; the
+    leaderboard's methods (and its baseline row) the seeds that the baseline and every method share. Intervals:
+    crossed bootstrap over seeds x persons (``piumr.shift.stats``)."""
     if "baseline" not in arms or "piumr" not in arms:
         return None
-    seeds = _common(arms, *[a for a in ("baseline", "piumr", "control", "aa") if a in arms])
+    seeds = _common(arms, "baseline", "piumr")
     if not seeds:
         return None
     out: dict[str, Any] = {"seeds": len(seeds), "seed_list": seeds}
@@ -103,28 +105,36 @@ def analyse_factor(arms: dict[str, Runs], reps: int = 2000) -> dict[str, Any] | 
     prim = crossed_bootstrap(prim_cells, reps=reps)
     out["primary"] = {**_ci(prim), "p": round(_p(prim), 4), "mde": round(mde(prim.se), 2)}
     for name, arm in (("positive_control", "control"), ("aa_control", "aa")):
-        if arm in arms:
-            c = _cells(arms, "baseline", arm, "unseen", "action", seeds)
+        ss = _common(arms, "baseline", arm) if arm in arms else []
+        if ss:
+            c = _cells(arms, "baseline", arm, "unseen", "action", ss)
             _, lo, hi = seed_t_interval(c)
-            out[name] = {**_ci(crossed_bootstrap(c, reps=reps)), "t_ci": [round(lo, 2), round(hi, 2)]}
+            out[name] = {**_ci(crossed_bootstrap(c, reps=reps)), "t_ci": [round(lo, 2), round(hi, 2)],
+                         "seeds": len(ss)}
     sec = {k: v for k, v in SECONDARIES.items() if v[0] in arms and v[1] in arms}
-    out["secondary_holm"] = _holm({k: _cells(arms, *v, seeds) for k, v in sec.items()}, reps) if sec else {}
+    sec_seeds = {k: _common(arms, v[0], v[1]) for k, v in sec.items()}
+    out["secondary_holm"] = _holm({k: _cells(arms, *v, sec_seeds[k]) for k, v in sec.items() if sec_seeds[k]},
+                                  reps) if sec else {}
+    for k, h in out["secondary_holm"].items():
+        h["seeds"] = len(sec_seeds[k])
     b = arms["baseline"]
     out["baseline_unseen"] = round(_acc(b, "unseen", "action", seeds), 2)
     out["baseline_seen_minus_unseen"] = round(_acc(b, "seen", "action", seeds) - out["baseline_unseen"], 2)
     out["held_out_persons"] = len({p for s in seeds for p in b[s]["unseen"]["person"]})
-    out["arms"] = {arm: {f"{part}_{m}": round(_acc(r, part, m, seeds), 2) for part in ("seen", "unseen")
-                         for m in ("action", "body")} for arm, r in arms.items() if set(seeds) <= set(r)}
-    meth = {name: _common(arms, "baseline", name) for name in METHODS if name in arms}
-    holm_m = _holm({name: _cells(arms, "baseline", name, "unseen", "action", ss) for name, ss in meth.items() if ss},
-                   reps)
-    methods: dict[str, dict[str, Any]] = {
-        "baseline": {"unseen": out["baseline_unseen"], "diff": 0.0, "ci": [0.0, 0.0], "seeds": len(seeds)}}
-    for name, ss in meth.items():
-        if ss:
-            h = holm_m[name]
-            methods[name] = {"unseen": round(_acc(arms[name], "unseen", "action", ss), 2), "diff": h["diff"],
-                             "ci": h["ci"], "ci_holm": h["ci_holm"], "p": h["p"], "seeds": len(ss)}
+    out["arms"] = {arm: {**{f"{part}_{m}": round(_acc(r, part, m, ss), 2) for part in ("seen", "unseen")
+                            for m in ("action", "body")}, "seeds": len(ss)}
+                   for arm, r in arms.items() if (ss := seeds if arm == "baseline" else _common(arms, "baseline", arm))}
+    present = [name for name in METHODS if name in arms]
+    board = _common(arms, "baseline", *present)
+    holm_m = _holm({name: _cells(arms, "baseline", name, "unseen", "action", board) for name in present},
+                   reps) if board else {}
+    methods: dict[str, dict[str, Any]] = {"baseline": {
+        "unseen": round(_acc(b, "unseen", "action", board or seeds), 2), "diff": 0.0, "ci": [0.0, 0.0],
+        "seeds": len(board or seeds)}}
+    for name in present if board else []:
+        h = holm_m[name]
+        methods[name] = {"unseen": round(_acc(arms[name], "unseen", "action", board), 2), "diff": h["diff"],
+                         "ci": h["ci"], "ci_holm": h["ci_holm"], "p": h["p"], "seeds": len(board)}
     out["methods"] = methods
     out["train_s_mean"] = round(float(np.mean([r[s]["train_s"] for r in arms.values() for s in seeds if s in r])), 1)
     tf = [r[s]["tfam_map"] for r in arms.values() for s in seeds if s in r and r[s].get("tfam_map")]
@@ -155,8 +165,8 @@ def summary(results: dict[str, Any], protocol_commit: str | None = None) -> dict
 
     return {"version": 2, "protocol_commit": protocol_commit, "chance": round(100 * CHANCE, 2), "factors": {
         f: {"primary": pick(r["primary"], "ci_holm"),
-            **({"positive_control": pick(r["positive_control"], "t_ci")} if "positive_control" in r else {}),
-            **({"aa_control": pick(r["aa_control"], "t_ci")} if "aa_control" in r else {}),
+            **({"positive_control": pick(r["positive_control"], "t_ci", "seeds")} if "positive_control" in r else {}),
+            **({"aa_control": pick(r["aa_control"], "t_ci", "seeds")} if "aa_control" in r else {}),
             "baseline_seen_minus_unseen": r["baseline_seen_minus_unseen"], "held_out_persons": r["held_out_persons"],
             "seeds": r["seeds"], "baseline_unseen": r["baseline_unseen"], "valid": r["valid"],
             "validity": r["validity"],
@@ -220,7 +230,9 @@ def _tex(results: dict[str, Any]) -> str:
 
 def _markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
     lines = [f"# Person-shift suite ({'partial' if meta['partial'] else 'complete'})", "",
-             f"command: `{meta['command']}`  ", f"commit: {meta['commit']}  ", f"machine: {meta['machine']}  ",
+             f"command: `{meta['command']}`  ",
+             *(f"trained by: `{c['command']}` ({c['started']})  " for c in meta.get("training_commands", [])),
+             f"commit: {meta['commit']}  ", f"machine: {meta['machine']}  ",
              f"written: {meta['written']}  ", f"positive control: {_CONTROL_WORDS.get(meta['control'], '?')}  ",
              "trained on: " + (", ".join(f"{d} ({n} runs)" for d, n in meta.get("devices", {}).items()) or "-")
              + "; CPUs: " + (", ".join(f"{c}: {n} runs" for c, n in meta.get("cpus", {}).items()) or "not recorded")
@@ -232,21 +244,26 @@ def _markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
              ("Primary, fixed in docs/shift_suite_protocol.md at commit " + meta["protocol_commit"]
               if meta.get("protocol_commit") else "Primary (no protocol commit recorded: not pre-registered)")
              + ": PIUmr - baseline, unseen-person action Top-1, points, 95 % interval from the crossed bootstrap "
-             "(seeds x persons). Secondary +TFAM / +GIRL: Holm-adjusted. Every method: leaderboard.md. Validity: the "
+             "(seeds x persons); each comparison on the seeds its two arms share (protocol deviation 3; a control's count "
+             "shown where it differs). Secondary +TFAM / +GIRL: Holm-adjusted. Every method: leaderboard.md. Validity: the "
              "protocol's five criteria (baseline >= 3x chance, gap >= 10, positive control excludes 0 by both "
              "intervals, A/A covers 0, >= 40 persons and >= 10 seeds); a factor that fails one is uninformative.", "",
              "| factor | seeds | held-out persons | PIUmr - base | MDE | verdict | pos. control | A/A | "
              "+TFAM | +GIRL | baseline gap | TFAM map | valid |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
-    def cell(c: dict[str, Any] | None) -> str:
-        return "—" if c is None else f"{c['diff']:+.1f} [{c['ci'][0]:+.1f}, {c['ci'][1]:+.1f}]"
+    def cell(c: dict[str, Any] | None, seeds: int | None = None) -> str:
+        if c is None:
+            return "—"
+        n = f" ({c['seeds']} seeds)" if seeds is not None and c.get("seeds", seeds) != seeds else ""
+        return f"{c['diff']:+.1f} [{c['ci'][0]:+.1f}, {c['ci'][1]:+.1f}]{n}"
 
     for f, r in results.items():
-        sec = r["secondary_holm"]
+        sec, n = r["secondary_holm"], r["seeds"]
         tm = "x".join(str(v) for v in r["tfam_map"]) if r.get("tfam_map") else "—"
         lines.append(f"| {f} | {r['seeds']} | {r['held_out_persons']} | {cell(r['primary'])} | {r['primary']['mde']:.1f} "
-                     f"| {_verdict(r['primary'], r['seeds'], r.get('validity'))} | {cell(r.get('positive_control'))} | {cell(r.get('aa_control'))} | "
-                     f"{cell(sec.get('tfam_minus_baseline'))} | {cell(sec.get('girl_minus_baseline'))} | "
+                     f"| {_verdict(r['primary'], r['seeds'], r.get('validity'))} | {cell(r.get('positive_control'), n)} | "
+                     f"{cell(r.get('aa_control'), n)} | {cell(sec.get('tfam_minus_baseline'), n)} | "
+                     f"{cell(sec.get('girl_minus_baseline'), n)} | "
                      f"{r['baseline_seen_minus_unseen']:+.1f} | {tm} | {_valid_words(r.get('validity'))} |")
     lines += [f"- {f}: {r['warning']}" for f, r in results.items() if "warning" in r]
     lines.append("")
@@ -354,6 +371,12 @@ def _protocol_commit(out: Path) -> str | None:
     return json.loads(p.read_text(encoding="utf-8")).get("protocol_commit") if p.is_file() else None
 
 
+def _training_commands(out: Path) -> list[dict[str, str]]:
+    """The commands that trained into ``out`` with their start times, as ``suite.json`` recorded them."""
+    p = out / "suite.json"
+    return list(json.loads(p.read_text(encoding="utf-8")).get("commands", [])) if p.is_file() else []
+
+
 def write_report(out: Path, *, command: str, expected_runs: int, reps: int = 2000) -> dict[str, Any]:
     """Analyse ``out`` and write its files; ``partial`` when fewer than ``expected_runs`` run files exist."""
     from piumr.shift.leaderboard import write_leaderboard
@@ -365,7 +388,7 @@ def write_report(out: Path, *, command: str, expected_runs: int, reps: int = 200
             f"{cpu_identity()['model']}", "cpus": _cpus(out), "written": timestamp(), "runs_done": done,
             "runs_expected": expected_runs, "partial": done < expected_runs, "control": _control(out),
             "untrained_runs": untrained_runs(out), "stalled_runs": stalled_runs(out), "devices": _devices(out),
-            "protocol_commit": protocol}
+            "protocol_commit": protocol, "training_commands": _training_commands(out)}
     write_json_atomic(out / "results.json", {"meta": meta, "factors": results})
     write_json_atomic(out / "summary.json", summary(results, protocol))  # partial: see results.json
     write_text_atomic(out / "table.tex", _tex(results))

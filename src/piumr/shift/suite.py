@@ -173,8 +173,10 @@ def _run_task(settings: SuiteSettings, task: Task, out: Path, threads: int = 1, 
     return payload
 
 
-def _check_settings(settings: SuiteSettings, out: Path) -> None:
-    """Write ``suite.json``, or refuse (``ValueError``) when ``out`` holds runs of other settings."""
+def _check_settings(settings: SuiteSettings, out: Path, command: str | None = None) -> None:
+    """Write ``suite.json``, or refuse (``ValueError``) when ``out`` holds runs of other settings; ``command`` (the
+    command line that trains) is appended to its ``commands`` with the time, so a report rewritten later still
+    names every training command."""
     path = out / "suite.json"
     mine = settings.as_json()
     keep = ("sizes", "epochs", "batch", "lr", "tfam_stage", "generator_version", "ranges", "controls_version", "control",
@@ -186,9 +188,11 @@ def _check_settings(settings: SuiteSettings, out: Path) -> None:
         merged = {**old, "seeds": sorted(set(old["seeds"]) | set(settings.seeds)),
                   "factors": [f for f in FACTORS if f in set(old["factors"]) | set(settings.factors)],
                   "arms": [a for a in ARMS if a in set(old["arms"]) | set(settings.arms)]}
-        write_json_atomic(path, merged)
     else:  # the first run: the protocol's commit as the suite starts (docs/shift_suite_protocol.md)
-        write_json_atomic(path, {**mine, "protocol_commit": protocol_commit()})
+        merged = {**mine, "protocol_commit": protocol_commit()}
+    if command:
+        merged["commands"] = [*merged.get("commands", []), {"command": command, "started": timestamp()}]
+    write_json_atomic(path, merged)
 
 
 #: the suite's analysis plan, fixed before its final runs
@@ -213,22 +217,24 @@ def protocol_commit() -> str | None:
 
 
 def run_suite(settings: SuiteSettings, out: Path, *, jobs: int = 1, threads: int = 1, device: str = "cpu",
-              on_done: Callable[[Task, dict[str, Any], int, int], None] | None = None) -> list[Task]:
+              on_done: Callable[[Task, dict[str, Any], int, int], None] | None = None,
+              command: str | None = None) -> list[Task]:
     """``_run_suite`` holding ``out``'s lock (``RunLock``, as a training run folder): one suite at a time trains
     into ``out``; a second is refused (``RunFolderError`` naming the first's pid) before it writes anything."""
     settings.check()
     with RunLock(out):
-        return _run_suite(settings, out, jobs=jobs, threads=threads, device=device, on_done=on_done)
+        return _run_suite(settings, out, jobs=jobs, threads=threads, device=device, on_done=on_done, command=command)
 
 
 def _run_suite(settings: SuiteSettings, out: Path, *, jobs: int = 1, threads: int = 1, device: str = "cpu",
-               on_done: Callable[[Task, dict[str, Any], int, int], None] | None = None) -> list[Task]:
+               on_done: Callable[[Task, dict[str, Any], int, int], None] | None = None,
+               command: str | None = None) -> list[Task]:
     """Run every missing training of ``settings`` under ``out`` (``jobs`` processes of ``threads`` threads, each
     training on ``device``: on one GPU, ``jobs`` small trainings share it); returns what ran. SIGINT or SIGTERM
     ends the trainings under way and raises ``Interrupted`` saying how many finished (kept) and how to resume."""
     settings.check()
     out.mkdir(parents=True, exist_ok=True)
-    _check_settings(settings, out)
+    _check_settings(settings, out, command)
     todo = [t for t in tasks(settings) if not t.path(out).is_file()]
     results = _results(settings, todo, out, jobs, threads, device)
     done = 0
