@@ -304,12 +304,12 @@ def person_gap(
             raise ValueError(f"--arms {arms}: give two or more distinct arms of "
                              f"{', '.join(a for a in SHIFT_ARMS if a not in ('control', 'aa'))}")
         per_job = _suite_threads(jobs, threads, report_only or plan)
-    from piumr.shift.gap import gap_lines, write_gap_report
-    from piumr.shift.suite import SuiteSettings, tasks
+    from piumr.shift.gap import gap_lines, gap_settings, write_gap_report
+    from piumr.shift.suite import pending, tasks
     from piumr.runtime import pick_device
 
-    settings = SuiteSettings(seeds=chosen, factors=(factor,), arms=names, on_stall=check_on_stall(on_stall))
-    todo = [t for t in tasks(settings) if not t.path(out).is_file()]
+    settings = gap_settings(factor, chosen, names, on_stall=check_on_stall(on_stall))
+    todo = pending(settings, out)
     if plan:
         _out.print(f"{len(todo)} of {len(tasks(settings))} trainings to run ({', '.join(names)} x seeds "
                    f"{', '.join(map(str, chosen))}; {jobs} at a time, {per_job} thread(s) each); about 50 CPU s each "

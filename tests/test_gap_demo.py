@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from cli.main import app
 from piumr.data.synth.shift import ShiftSizes
 from piumr.shift.arms import ARM_SPECS
-from piumr.shift.gap import GAP_ARMS, GAP_FACTOR, analyse_gap, gap_lines, write_gap_report
-from piumr.shift.suite import SuiteSettings, run_suite
+from piumr.shift.gap import GAP_ARMS, GAP_FACTOR, analyse_gap, gap_lines, gap_settings, write_gap_report
+from piumr.shift.suite import run_suite
 
 REPO = Path(__file__).resolve().parents[1]
 TOY = ShiftSizes(train_persons=3, test_persons_per_fold=2, folds=2, clips_per_person=21, frames=4, size=32)
@@ -67,8 +67,10 @@ def test_a_row_at_chance_fails_its_check(tmp_path: Path) -> None:
 
 
 def test_the_demo_trains_through_the_suite_and_writes_its_report(tmp_path: Path) -> None:
-    s = SuiteSettings(sizes=TOY, epochs=1, batch=8, seeds=(0, 1), factors=("tempo",), arms=("baseline", "piumr"))
+    s = gap_settings("tempo", (0, 1), ("baseline", "piumr"), sizes=TOY, epochs=1, batch=8)
     assert len(run_suite(s, tmp_path)) == 4
+    run = json.loads((tmp_path / "runs" / "piumr" / "seed1.json").read_text())
+    assert [k for k in run if k.startswith("unseen/")] == ["unseen/tempo"]  # scores its factor only
     res = write_gap_report(tmp_path, command="test", factor="tempo", arms=("baseline", "piumr"), reps=100)
     for name in ("gap.json", "gap.md", "gap.tex", "gap.png"):
         assert (tmp_path / name).stat().st_size > 0

@@ -331,3 +331,25 @@ def test_each_comparison_uses_the_seeds_its_two_arms_share() -> None:
     assert r["methods"]["baseline"]["unseen"] == round(acc("baseline", range(2)), 2)
     assert r["methods"]["piumr"]["diff"] == round(acc("piumr", range(2)) - acc("baseline", range(2)), 2)
     assert r["methods"]["piumr"]["diff"] != r["primary"]["diff"]
+
+
+def test_a_suite_scoring_only_its_factors_trains_again_for_a_factor_asked_later(tmp_path: Path) -> None:
+    # the person-gap demo scores only its factor; asking for another factor in the same folder trains again and the
+    # run file keeps what it had scored; a full suite there scores every factor
+    from piumr.shift.suite import pending
+
+    tempo = SuiteSettings(sizes=TOY, epochs=1, batch=8, seeds=(0,), factors=("tempo",), arms=("baseline",),
+                          score_all=False)
+    assert len(run_suite(tempo, tmp_path)) == 1 and pending(tempo, tmp_path) == []
+    path = tmp_path / "runs" / "baseline" / "seed0.json"
+    first = json.loads(path.read_text())
+    assert [k for k in first if k.startswith("unseen/")] == ["unseen/tempo"]
+    size = SuiteSettings(sizes=TOY, epochs=1, batch=8, seeds=(0,), factors=("size",), arms=("baseline",),
+                         score_all=False)
+    assert len(pending(size, tmp_path)) == 1
+    run_suite(size, tmp_path)
+    again = json.loads(path.read_text())
+    assert [k for k in again if k.startswith("unseen/")] == ["unseen/tempo", "unseen/size"]
+    assert again["unseen/tempo"] == first["unseen/tempo"] and again["seen"] == first["seen"]  # the same training
+    full = SuiteSettings(sizes=TOY, epochs=1, batch=8, seeds=(0,), factors=("tempo",), arms=("baseline",))
+    assert len(pending(full, tmp_path)) == 1  # score_all: every factor

@@ -25,9 +25,9 @@ from piumr.runtime import cpu_identity
 from piumr.shift.arms import arm_spec
 from piumr.shift.report import CHANCE, _commit
 from piumr.shift.stats import Cells, cells, crossed_bootstrap, seed_t_interval
-from piumr.shift.suite import load_runs, timestamp
+from piumr.shift.suite import SuiteSettings, load_runs, timestamp
 
-__all__ = ["GAP_FACTOR", "GAP_ARMS", "GAP_SEEDS", "analyse_gap", "write_gap_report"]
+__all__ = ["GAP_FACTOR", "GAP_ARMS", "GAP_SEEDS", "analyse_gap", "gap_settings", "write_gap_report"]
 
 #: the factor with the clearest gap in the suite's calibration (baseline 39.5 % unseen, ~29 points below seen)
 GAP_FACTOR = "tempo"
@@ -37,6 +37,13 @@ GAP_ARMS: tuple[str, ...] = ("baseline", "piumr", "coral")
 GAP_SEEDS: tuple[int, ...] = (0, 1, 2)
 #: the demo's validity lines: a person gap of at least this many points, every row at least this many x chance
 MIN_GAP, MIN_CHANCE_MULTIPLE = 10.0, 3.0
+
+
+def gap_settings(factor: str = GAP_FACTOR, seeds: Sequence[int] = GAP_SEEDS, arms: Sequence[str] = GAP_ARMS,
+                 **kw: Any) -> SuiteSettings:
+    """The suite's settings of the demo: ``arms`` x ``seeds`` with the suite's recipe (``kw`` overrides other
+    fields), each training scoring the held-out persons of ``factor`` only (``score_all`` off)."""
+    return SuiteSettings(seeds=tuple(seeds), factors=(factor,), arms=tuple(arms), score_all=False, **kw)
 
 
 def _pairs(runs: dict[int, dict[str, Any]], part: str, seeds: Sequence[int]) -> dict[int, tuple[list[int], list[int]]]:

@@ -48,7 +48,8 @@ from piumr.run_folder import RunLock
 from piumr.runtime import Stop, cpu_identity, die_with_parent, end_pool, stop_on_signals
 from piumr.stall import ON_STALL
 
-__all__ = ["CONTROL_KINDS", "PROTOCOL", "SUITE_VERSION", "protocol_commit", "SuiteSettings", "Task", "tasks", "run_suite", "load_runs"]
+__all__ = ["CONTROL_KINDS", "PROTOCOL", "SUITE_VERSION", "protocol_commit", "SuiteSettings", "Task", "tasks", "pending",
+           "run_suite", "load_runs"]
 
 #: what a suite training does besides its config (``suite.json`` records it; a folder of another version takes no
 #: new runs). 1: the A/A arm on another seed. 2: the A/A arm shares the baseline's seed (initialisation, data
@@ -77,10 +78,15 @@ class SuiteSettings:
     #: what a training whose cross-entropy is still at chance 200 steps after warm-up does (``piumr.stall``):
     #: "warn" (its run file records ``stalled``; the report counts them) or "stop" (the suite stops)
     on_stall: str = "warn"
+    #: a shared arm's training scores the held-out persons of every factor (True: one training serves the whole
+    #: suite) or only of ``factors`` (the person-gap demo: a fifth of the scoring); a run file that lacks a factor
+    #: asked for later is trained again (``pending``)
+    score_all: bool = True
 
     def as_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d.pop("on_stall")  # how a stall is handled, not what is trained
+        d.pop("score_all")  # what is scored, not what is trained
         d["generator_version"] = GENERATOR_VERSION_V2
         d["controls_version"] = CONTROLS_VERSION
         # the factors' ranges (tuples as lists), with the mixed factor's own held-out ranges
@@ -136,6 +142,23 @@ def tasks(settings: SuiteSettings) -> list[Task]:
             for t in ([Task(a, s, f) for f in settings.factors] if a == "control" else [Task(a, s)])]
 
 
+def _scored(path: Path) -> set[str]:
+    """The factors whose held-out persons the run file ``path`` scored (none when it does not exist)."""
+    if not path.is_file():
+        return set()
+    return {k[len("unseen/"):] for k in json.loads(path.read_text(encoding="utf-8")) if k.startswith("unseen/")}
+
+
+def _asked(settings: SuiteSettings, task: Task) -> tuple[str, ...]:
+    """The factors ``task`` must score: its control's factor, every factor, or (``score_all`` off) ``factors``."""
+    return (task.factor,) if task.factor is not None else FACTORS if settings.score_all else settings.factors
+
+
+def pending(settings: SuiteSettings, out: Path) -> list[Task]:
+    """The tasks of ``settings`` still to train under ``out``: no run file, or one that lacks an asked factor."""
+    return [t for t in tasks(settings) if not set(_asked(settings, t)) <= _scored(t.path(out))]
+
+
 @lru_cache(maxsize=2)
 def _train_data(sizes: ShiftSizes, widen: str | None = None) -> dict[str, ClipSet]:
     return build_train(sizes, widen)
@@ -153,7 +176,8 @@ def _run_task(settings: SuiteSettings, task: Task, out: Path, threads: int = 1, 
 
     torch.set_num_threads(threads)
     fold = task.seed % settings.sizes.folds
-    factors = FACTORS if task.factor is None else (task.factor,)
+    have = set(_asked(settings, task)) | _scored(task.path(out))  # a run trained again keeps what it scored
+    factors = tuple(f for f in FACTORS if f in have)
     widen = task.factor if settings.control == "data" else None
     data = {**_train_data(settings.sizes, widen), **{f"unseen/{f}": _unseen(f, settings.sizes, fold) for f in factors}}
     base = suite_config(settings.sizes, epochs=settings.epochs, batch=settings.batch, lr=settings.lr,
@@ -235,7 +259,7 @@ def _run_suite(settings: SuiteSettings, out: Path, *, jobs: int = 1, threads: in
     settings.check()
     out.mkdir(parents=True, exist_ok=True)
     _check_settings(settings, out, command)
-    todo = [t for t in tasks(settings) if not t.path(out).is_file()]
+    todo = pending(settings, out)
     results = _results(settings, todo, out, jobs, threads, device)
     done = 0
     try:
