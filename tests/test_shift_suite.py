@@ -331,6 +331,13 @@ def test_each_comparison_uses_the_seeds_its_two_arms_share() -> None:
     assert r["methods"]["baseline"]["unseen"] == round(acc("baseline", range(2)), 2)
     assert r["methods"]["piumr"]["diff"] == round(acc("piumr", range(2)) - acc("baseline", range(2)), 2)
     assert r["methods"]["piumr"]["diff"] != r["primary"]["diff"]
+    # deviation 4: the A/A on the leaderboard's seeds decides whether the leaderboard is read
+    from piumr.shift.report import leaderboard_aa_covers_0
+
+    assert r["methods_aa_control"]["seeds"] == 2
+    assert r["methods_aa_control"]["diff"] == round(acc("aa", range(2)) - acc("baseline", range(2)), 2)
+    assert not leaderboard_aa_covers_0({"methods_aa_control": {"ci": [0.5, 9.1]}})
+    assert leaderboard_aa_covers_0({"methods_aa_control": {"ci": [-1.3, 3.0]}}) and leaderboard_aa_covers_0({})
 
 
 def test_a_suite_scoring_only_its_factors_trains_again_for_a_factor_asked_later(tmp_path: Path) -> None:

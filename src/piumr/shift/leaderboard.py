@@ -65,6 +65,10 @@ def _markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
     bad = {f: [k for k, ok in r.get("validity", {}).items() if not ok] for f, r in results.items()}
     lines += ["", *(f"**{f}** fails the protocol's validity ({', '.join(b)}): its differences are not read."
                     for f, b in bad.items() if b)]
+    lines += [f"**{f}**: on the leaderboard's {aa['seeds']} seeds the A/A - baseline is {aa['diff']:+.1f} "
+              f"[{aa['ci'][0]:+.1f}, {aa['ci'][1]:+.1f}] (the baseline's runs there are off by chance): its differences "
+              "are not read (protocol deviation 4)." for f, r in results.items()
+              if not bad[f] and (aa := r.get("methods_aa_control")) and r.get("leaderboard_valid") is False]
     lines.append("")
     return "\n".join(lines)
 
@@ -104,8 +108,10 @@ def _figure(results: dict[str, Any], path: Path, meta: dict[str, Any]) -> None:
         ax.axvline(base, color="k", lw=0.6, ls=":")
         ax.axvline(100 / 21, color="#b00000", lw=0.8, ls="--")
         invalid = r.get("valid") is False  # the protocol's validity rule: its differences are not read
-        ax.set_title(f"{f} ({r.get('methods', {}).get('baseline', {}).get('seeds', r['seeds'])} seeds)" + ("\nINVALID (" + ", ".join(k for k, ok in r["validity"].items()
-                                                                           if not ok) + "): not read" if invalid else ""),
+        why = ", ".join(k for k, ok in r.get("validity", {}).items() if not ok) or "A/A on these seeds\nexcludes 0"
+        invalid = invalid or r.get("leaderboard_valid") is False  # deviation 4: the A/A on the leaderboard's seeds
+        ax.set_title(f"{f} ({r.get('methods', {}).get('baseline', {}).get('seeds', r['seeds'])} seeds)"
+                     + (f"\nINVALID ({why}): not read" if invalid else ""),
                      fontsize=9, color="#b00000" if invalid else "black")
         ax.set_xlabel("unseen Top-1 (%)", fontsize=8)
         ax.tick_params(labelsize=7)

@@ -136,6 +136,9 @@ def analyse_factor(arms: dict[str, Runs], reps: int = 2000) -> dict[str, Any] | 
         methods[name] = {"unseen": round(_acc(arms[name], "unseen", "action", board), 2), "diff": h["diff"],
                          "ci": h["ci"], "ci_holm": h["ci_holm"], "p": h["p"], "seeds": len(board)}
     out["methods"] = methods
+    if board and "aa" in arms and set(board) <= set(arms["aa"]):  # the A/A on the leaderboard's own seeds
+        out["methods_aa_control"] = {**_ci(crossed_bootstrap(_cells(arms, "baseline", "aa", "unseen", "action",
+                                                                    board), reps=reps)), "seeds": len(board)}
     out["train_s_mean"] = round(float(np.mean([r[s]["train_s"] for r in arms.values() for s in seeds if s in r])), 1)
     tf = [r[s]["tfam_map"] for r in arms.values() for s in seeds if s in r and r[s].get("tfam_map")]
     out["tfam_map"] = tf[0] if tf else None
@@ -153,7 +156,15 @@ def analyse(out: Path, reps: int = 2000) -> dict[str, Any]:
     for r in res.values():
         r["validity"] = validity(r)
         r["valid"] = all(r["validity"].values())
+        r["leaderboard_valid"] = r["valid"] and leaderboard_aa_covers_0(r)
     return res
+
+
+def leaderboard_aa_covers_0(r: dict[str, Any]) -> bool:
+    """Whether the A/A over the leaderboard's seeds covers 0 (protocol deviation 4: where the leaderboard has fewer
+    seeds than the factor's A/A, its own seeds' A/A decides whether its differences are read); True without one."""
+    aa = r.get("methods_aa_control")
+    return aa is None or aa["ci"][0] <= 0 <= aa["ci"][1]
 
 
 def summary(results: dict[str, Any], protocol_commit: str | None = None) -> dict[str, Any]:
@@ -231,7 +242,8 @@ def _tex(results: dict[str, Any]) -> str:
 def _markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
     lines = [f"# Person-shift suite ({'partial' if meta['partial'] else 'complete'})", "",
              f"command: `{meta['command']}`  ",
-             *(f"trained by: `{c['command']}` ({c['started']})  " for c in meta.get("training_commands", [])),
+             *(f"trained by: `{c['command']}` ({c['started']}" + (f"; {c['note']}" if c.get("note") else "") + ")  "
+               for c in meta.get("training_commands", [])),
              f"commit: {meta['commit']}  ", f"machine: {meta['machine']}  ",
              f"written: {meta['written']}  ", f"positive control: {_CONTROL_WORDS.get(meta['control'], '?')}  ",
              "trained on: " + (", ".join(f"{d} ({n} runs)" for d, n in meta.get("devices", {}).items()) or "-")
@@ -294,6 +306,10 @@ def _figure(results: dict[str, Any], path: Path, meta: dict[str, Any]) -> None:
     seeds = sorted({r["seeds"] for r in results.values()})
     state = (f"PARTIAL: {meta['runs_done']} of {meta['runs_expected']} runs, {'/'.join(map(str, seeds))} seed(s)"
              if meta["partial"] else f"{'/'.join(map(str, seeds))} seeds")
+    for key, label in names[1:]:  # a control on fewer seeds than the primary (protocol deviation 3)
+        own = sorted({r[key]["seeds"] for r in results.values() if key in r and "seeds" in r[key]})
+        if own and own != seeds:
+            state += f"; {label} {'/'.join(map(str, own))} seeds"
     ax.set_title(f"Person-shift suite (synthetic task v2): 95 % intervals, crossed seed x person bootstrap\n{state}",
                  fontsize=9)
     ax.legend(fontsize=8)
