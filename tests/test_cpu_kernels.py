@@ -39,7 +39,7 @@ CASES: list[tuple[tuple[int, ...], tuple[int, int, int], tuple[int, int, int], t
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30))
+    return float(((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30)).detach())
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -271,7 +271,7 @@ def _train(name: str, speed: SpeedConfig, steps: int, tfam: bool, dtype: torch.d
             gradient_free = {n for n, p in m.named_parameters() if p.grad is None or
                              float(p.grad.norm()) <= 1e-9 * scale}
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     weights = {k: v.detach().clone() for k, v in m.state_dict().items() if v.is_floating_point()}
     return losses, grads, weights, gradient_free
 

@@ -50,7 +50,7 @@ def recipe_losses(backbone: str, cfg: TrainConfig | None = None) -> list[float]:
         video = torch.randint(0, 256, (8, 3, cfg.model.frames, cfg.model.crop, cfg.model.crop), generator=g)
         x = normalize(video.float().div_(255.0), cfg.model)
         y, persons = torch.arange(8) % cfg.model.num_classes, torch.arange(8) % 4
-        return [float(train_step(net, criterion, opt, x, y, persons)[1].total) for _ in range(STEPS + 1)]
+        return [float(train_step(net, criterion, opt, x, y, persons)[1].total.detach()) for _ in range(STEPS + 1)]
     finally:
         torch.set_num_threads(old)
 
