@@ -301,7 +301,7 @@ def predict(
 
     with user_errors():
         model, ck = _load(path, checkpoint, device)
-        seen = trained_on(ck.meta, path)
+        seen = trained_on(ck.meta, path, ck.config.data.synth_task)
         dev = next(model.parameters()).device
         _threads(threads, ck.config.data.num_workers if submission is not None else 0)
         listed = manifest_inputs(data)

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from piumr.data.ma52 import ACTION_NAMES
+from piumr.data.manifest import MA52_CLASSES
 from piumr.predict import find_latest_checkpoint, manifest_inputs, trained_on
 
 
@@ -47,6 +48,13 @@ def test_what_a_checkpoint_was_trained_on() -> None:
     synth = trained_on({"trained_on": {"kind": "synthetic", "classes": [0, 5]}}, ckpt)
     assert synth.warning is not None and synth.warning.startswith(f"{ckpt}: trained on synthetic data (2 of the 52")
     assert synth.describe().startswith("trained on synthetic data: 2 of the 52 MA-52 classes (0 ")
+    # task v2's labels are MA-52 indices that show once / twice / stay of a body part: named so, body groups kept
+    v2 = trained_on({"trained_on": {"kind": "synthetic", "classes": [0, 5], "task": 2}}, ckpt)
+    assert v2.names.names[0] == "torso bows: once" and v2.names.groups == MA52_CLASSES.groups
+    assert v2.names.coarse == MA52_CLASSES.coarse and v2.warning == synth.warning
+    assert v2.describe().startswith("trained on synthetic data: 2 of the 52 MA-52 classes (0 torso bows: once, 5 ")
+    assert trained_on({"trained_on": {"kind": "synthetic", "classes": [0]}}, ckpt, 2).names == v2.names  # unrecorded
+    assert synth.names is MA52_CLASSES  # task v1 renders MA-52's classes
     man = trained_on({"trained_on": {"kind": "manifest", "classes": [1], "names": ["nod", "wave"], "coarse": [0, 0],
                                      "groups": ["all"]}}, ckpt)
     assert man.warning is None and man.names.names == ("nod", "wave")

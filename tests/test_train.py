@@ -105,8 +105,11 @@ def test_checkpoint_is_given_its_training_data(tmp_path: Path) -> None:
     records = [ClipRecord(tmp_path / f"{i}.mp4", a, 0, "p1", None, None) for i, a in enumerate((5, 2, 5))]
     info = trained_on(cfg, records)
     assert info == {"kind": "synthetic", "root": "synth", "split": cfg.data.split, "fold": cfg.data.fold,
-                    "classes": [2, 5], "head": cfg.model.num_classes}
+                    "classes": [2, 5], "head": cfg.model.num_classes, "task": cfg.data.synth_task}
     assert trained_on(with_overrides(cfg, {"data.root": str(tmp_path)}), records)["kind"] == "MA-52"
+    assert trained_on(with_overrides(cfg, {"data.synth_task": 2}), records)["task"] == 2
+    (tmp_path / "synth_meta.json").write_text('{"version": "2", "task": 2}')  # a generated task-v2 folder
+    assert trained_on(with_overrides(cfg, {"data.root": str(tmp_path)}), records)["task"] == 2
     path = save_checkpoint(tmp_path / "m.safetensors", PIUmrNet(cfg.model), cfg, epoch=0, step=0, trained_on=info)
     assert read_checkpoint(path).meta["trained_on"] == info
     src = Path(__file__).resolve().parents[1] / "src" / "piumr" / "checkpoint.py"

@@ -25,6 +25,7 @@ from piumr.config import TrainConfig
 from piumr.data.loaders import build_dataset, eval_loader
 from piumr.data.ma52 import ACTION_NAMES, MANIFEST_NAME, ClipRecord, read_split
 from piumr.data.manifest import MA52_CLASSES, ClassInfo, read_manifest
+from piumr.data.synth.tasks import task_classes
 from piumr.errors import DatasetError, VideoError
 from piumr.evaluate import collect_scores
 from piumr.files import atomic_write, check_writable, is_submission_zip, path_problem, refuse_foreign
@@ -78,19 +79,20 @@ class TrainedOn:
         """One line naming the classes the model was trained to output."""
         if self.classes is None:
             return f"trained on {self.kind} data; its training classes are not recorded"
-        if self.names is not MA52_CLASSES:
+        if self.kind == "manifest":
             return (f"trained on a manifest: {len(self.classes)} of its {len(self.names.names)} classes "
                     f"({', '.join(self.names.names[c] for c in self.classes)})")
-        names = ", ".join(f"{c} {ACTION_NAMES[c] if c < len(ACTION_NAMES) else '?'}" for c in self.classes)
+        names = ", ".join(f"{c} {self.names.names[c] if c < len(self.names.names) else '?'}" for c in self.classes)
         if len(self.classes) == len(ACTION_NAMES):
             return f"trained on {self.kind} data: all {len(ACTION_NAMES)} MA-52 classes"
         return (f"trained on {self.kind} data: {len(self.classes)} of the {len(ACTION_NAMES)} MA-52 classes "
                 f"({names}); the others were never seen")
 
 
-def trained_on(meta: dict[str, Any], path: Path) -> TrainedOn:
+def trained_on(meta: dict[str, Any], path: Path, synth_task: int = 1) -> TrainedOn:
     """Read a checkpoint's ``trained_on`` metadata (``piumr.data.splits.trained_on``); ``path`` is named
-    in the warning."""
+    in the warning. A synthetic task's labels are named by what they show (``task_classes``); ``synth_task``
+    is the task of a checkpoint that does not record it (its config's ``data.synth_task``)."""
     info = meta.get("trained_on")
     if not isinstance(info, dict):
         return TrainedOn("unrecorded", None,
@@ -109,7 +111,8 @@ def trained_on(meta: dict[str, Any], path: Path) -> TrainedOn:
         seen = f"{len(classes)} of the {len(ACTION_NAMES)} MA-52 classes" if classes is not None else "unrecorded classes"
         warning = (f"{path}: trained on {kind} data ({seen}), not on MA-52's {len(ACTION_NAMES)} classes; "
                    "predictions on real MA-52 clips are not meaningful")
-    return TrainedOn(kind, classes, warning)
+    return TrainedOn(kind, classes, warning,
+                     task_classes(int(info.get("task", synth_task))) if kind == "synthetic" else MA52_CLASSES)
 
 
 def find_latest_checkpoint(artifacts: Path) -> Path | None:

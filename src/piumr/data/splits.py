@@ -3,6 +3,7 @@ same protocols (plus a held-out domain) over a manifest."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,7 +15,7 @@ from piumr.data.ma52 import ClipRecord, DatasetError, read_split
 from piumr.data.ma52 import cross_subject_folds as _folds
 from piumr.data.manifest import MA52_CLASSES, ClassInfo, Manifest, read_manifest
 from piumr.data.synth import ensure_synth
-from piumr.source import resolve_source
+from piumr.source import SYNTH_META, DataSource, resolve_source
 
 __all__ = ["cache_dir", "resolve_root", "load_split", "synth_params", "hold_out_seen", "class_info"]
 
@@ -62,7 +63,7 @@ def trained_on(cfg: TrainConfig, records: Sequence[ClipRecord]) -> dict[str, Any
     """What a model of ``cfg`` trained on ``records`` (its training split) is trained on, as a checkpoint stores
     it (``trained_on``): ``kind`` "synthetic" (``--data synth`` or a generated folder), "prepared cache" or
     "MA-52"; ``root``; ``split`` and ``fold``; ``classes``, the sorted action labels of ``records``; ``head``,
-    the classifier's outputs. A manifest ("manifest") adds ``hold_out`` and its ``classes.csv``: ``names``,
+    the classifier's outputs; synthetic data adds its ``task`` (``data.synth.tasks``). A manifest ("manifest") adds ``hold_out`` and its ``classes.csv``: ``names``,
     ``groups`` and ``coarse`` (label -> group)."""
     data = cfg.data
     src = resolve_source(data.root)
@@ -77,10 +78,20 @@ def trained_on(cfg: TrainConfig, records: Sequence[ClipRecord]) -> dict[str, Any
     out: dict[str, Any] = {"kind": kind, "root": src.config_root, "split": data.split,
                            "fold": data.fold, "classes": sorted({r.action for r in records}),
                            "head": cfg.model.num_classes}
+    if kind == "synthetic":  # the task tells what each label shows (predict names it so)
+        out["task"] = _synth_task(data, src)
     if kind == "manifest":  # the names a prediction shows, kept with the model (the manifest may move)
         info = class_info(data)
         out.update(hold_out=data.hold_out, names=list(info.names), groups=list(info.groups), coarse=list(info.coarse))
     return out
+
+
+def _synth_task(data: DataConfig, src: DataSource) -> int:
+    """The synthetic task of ``src``: ``data.synth_task`` for ``synth``, a generated folder's ``synth_meta.json``
+    "task" (sets without it are task v1)."""
+    if src.kind != "generated":
+        return data.synth_task
+    return int(json.loads((src.path / SYNTH_META).read_text(encoding="utf-8")).get("task", 1))
 
 
 def hold_out_seen(records: list[ClipRecord], every: int) -> tuple[list[ClipRecord], list[ClipRecord]]:

@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from piumr.data.manifest import MA52_CLASSES, ClassInfo
 from piumr.data.synth.motions import _Ctx, _Motion
 from piumr.data.synth.temporal import GENERATOR_VERSION_V2, PATTERNS, V2_NAMES, v2_motion
 
-__all__ = ["GENERATOR_VERSION", "SynthTask", "TASKS"]
+__all__ = ["GENERATOR_VERSION", "SynthTask", "TASKS", "task_classes"]
 
 #: the generator version of task v1 (the mp4 set of ``generation.generate(task=1)``)
 GENERATOR_VERSION = "1"
@@ -41,3 +42,14 @@ TASKS: dict[int, SynthTask] = {
     1: SynthTask(GENERATOR_VERSION, _own_motion),
     2: SynthTask(GENERATOR_VERSION_V2, v2_motion, PATTERNS, V2_NAMES),
 }
+
+
+def task_classes(task: int) -> ClassInfo:
+    """The class names a model trained on synthetic task ``task`` outputs: MA-52's labels and body groups, each
+    label named by what it shows in that task (task v2: "head bows: twice"; task v1 and unknown tasks: MA-52's
+    names, which task v1 renders)."""
+    shows = TASKS[task].shows if task in TASKS else {}
+    if not shows:
+        return MA52_CLASSES
+    return ClassInfo(tuple(shows.get(c, n) for c, n in enumerate(MA52_CLASSES.names)), MA52_CLASSES.coarse,
+                     MA52_CLASSES.groups, MA52_CLASSES.label_word, MA52_CLASSES.group_word)
