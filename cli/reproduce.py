@@ -249,7 +249,7 @@ def shift_suite(
             if bad:
                 raise ValueError(f"{flag}: unknown {', '.join(bad)}; choose from {', '.join(allowed)}")
     from piumr.shift.report import write_report
-    from piumr.shift.suite import SuiteSettings, tasks
+    from piumr.shift.suite import SuiteSettings, pending, tasks
     from piumr.runtime import pick_device
 
     with user_errors():
@@ -265,9 +265,11 @@ def shift_suite(
             _train_suite(settings, out, jobs, per_job, dev)
         full = SuiteSettings(epochs=epochs)
         rep = write_report(out, command="piumr reproduce shift-suite " + " ".join(sys.argv[3:]),
-                           expected_runs=len(tasks(full)))
-        _out.print(f"{rep['meta']['runs_done']}/{rep['meta']['runs_expected']} runs; report under {out} "
-                   f"({time.time() - t0:.0f} s)")
+                           expected_runs=len(tasks(full)), missing_runs=len(pending(full, out)))
+        meta = rep["meta"]
+        _out.print(f"{meta['runs_done']} run files; the protocol's design ({meta['runs_expected']} runs): "
+                   + (f"{meta['runs_missing']} missing" if meta["runs_missing"] else "complete")
+                   + f"; report under {out} ({time.time() - t0:.0f} s)")
 
 
 @reproduce_app.command("person-gap")

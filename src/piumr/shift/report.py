@@ -304,7 +304,8 @@ def _figure(results: dict[str, Any], path: Path, meta: dict[str, Any]) -> None:
                                          for f, r in results.items()])
     ax.set_ylabel("unseen action Top-1 diff (points)")
     seeds = sorted({r["seeds"] for r in results.values()})
-    state = (f"PARTIAL: {meta['runs_done']} of {meta['runs_expected']} runs, {'/'.join(map(str, seeds))} seed(s)"
+    state = (f"PARTIAL: {meta['runs_missing']} of the design's {meta['runs_expected']} runs missing, "
+             f"{'/'.join(map(str, seeds))} seed(s)"
              if meta["partial"] else f"{'/'.join(map(str, seeds))} seeds")
     for key, label in names[1:]:  # a control on fewer seeds than the primary (protocol deviation 3)
         own = sorted({r[key]["seeds"] for r in results.values() if key in r and "seeds" in r[key]})
@@ -393,16 +394,21 @@ def _training_commands(out: Path) -> list[dict[str, str]]:
     return list(json.loads(p.read_text(encoding="utf-8")).get("commands", [])) if p.is_file() else []
 
 
-def write_report(out: Path, *, command: str, expected_runs: int, reps: int = 2000) -> dict[str, Any]:
-    """Analyse ``out`` and write its files; ``partial`` when fewer than ``expected_runs`` run files exist."""
+def write_report(out: Path, *, command: str, expected_runs: int, missing_runs: int | None = None,
+                 reps: int = 2000) -> dict[str, Any]:
+    """Analyse ``out`` and write its files. ``expected_runs``: the protocol's design (its 10 seeds x every arm);
+    ``missing_runs``: how many of those have no complete run file (None: ``expected_runs`` less the run files
+    present); ``partial`` when any is missing. Seeds beyond the design (protocol deviations 3 and 5) count in
+    ``runs_done``, never against the design."""
     from piumr.shift.leaderboard import write_leaderboard
 
     results = analyse(out, reps)
     done = len(list((out / "runs").glob("*/seed*.json")))
+    missing = max(0, expected_runs - done) if missing_runs is None else missing_runs
     protocol = _protocol_commit(out)
     meta: dict[str, Any] = {"command": command, "commit": _commit(), "machine": f"{platform.machine()} {platform.system()}, "
             f"{cpu_identity()['model']}", "cpus": _cpus(out), "written": timestamp(), "runs_done": done,
-            "runs_expected": expected_runs, "partial": done < expected_runs, "control": _control(out),
+            "runs_expected": expected_runs, "runs_missing": missing, "partial": missing > 0, "control": _control(out),
             "untrained_runs": untrained_runs(out), "stalled_runs": stalled_runs(out), "devices": _devices(out),
             "protocol_commit": protocol, "training_commands": _training_commands(out)}
     write_json_atomic(out / "results.json", {"meta": meta, "factors": results})
