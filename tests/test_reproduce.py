@@ -504,7 +504,9 @@ def test_figures_write_png_and_pdf(tmp_path: Path) -> None:
     files += figures.participant_figure({"a": [10.0, 50.0], "b": [30.0, 40.0, 45.0]}, tmp_path / "ps")
     coords = np.linspace(-1, 1, 3)
     files += figures.landscape_figure({"a": (coords, rng.uniform(1, 2, (3, 3))),
-                                       "b": (coords, rng.uniform(1, 3, (3, 3)))}, tmp_path / "f6")
+                                       "b": (coords, rng.uniform(1, 3, (3, 3)))}, tmp_path / "f6", seed=4, seeds=3)
+    assert "surfaces of seed 4, 1 of 3 seeds" in figures.landscape_title(4, 3)  # the drawn seed is named
+    assert "\n" not in figures.landscape_title(0, 1)
     assert [f.suffix for f in files] == [".png", ".pdf"] * 4
     assert all(f.stat().st_size > 1000 for f in files)
     assert figures.subsample(10, 20).tolist() == list(range(10)) and figures.subsample(100, 7, 1).size == 7

@@ -25,7 +25,7 @@ from piumr.files import atomic_write
 __all__ = [
     "save_figure", "subsample", "tsne_2d", "tsne_figure", "cosine_similarities", "similarity_figure",
     "similarity_title",
-    "random_directions", "loss_landscape", "landscape_figure", "participant_figure", "wrap_label", "figure_note",
+    "random_directions", "loss_landscape", "landscape_title", "landscape_figure", "participant_figure", "wrap_label", "figure_note",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -214,10 +214,20 @@ def loss_landscape(model: nn.Module, batches: Sequence[tuple[Tensor, Tensor]], *
     return coords, surface
 
 
-def landscape_figure(surfaces: Mapping[str, tuple[npt.ArrayLike, npt.ArrayLike]], stem: Path, banner: str | None = None) -> list[Path]:
+def landscape_title(seed: int | None, seeds: int) -> str:
+    """Fig. 6's title: the method, and with several seeds which one's surfaces are drawn."""
+    title = "Loss landscape (filter-normalised random directions, Li et al. 2018)"
+    if seeds > 1:
+        title += f"\nsurfaces of seed {seed}, 1 of {seeds} seeds; the finding below is over all {seeds}"
+    return title
+
+
+def landscape_figure(surfaces: Mapping[str, tuple[npt.ArrayLike, npt.ArrayLike]], stem: Path, banner: str | None = None,
+                     *, seed: int | None = None, seeds: int = 1) -> list[Path]:
     """Contour of each model's loss surface ``{name: (coords, loss)}`` plus a 3-D view (Fig. 6).
 
-    The loss is shown as ``log10`` so both models fit one colour scale.
+    The loss is shown as ``log10`` so both models fit one colour scale. ``seed``: the seed whose surfaces these
+    are, of ``seeds`` (the title says so when there are several: the finding is over all of them).
     """
     n = len(surfaces)
     fig = Figure(figsize=(4.6 * n, 8.4))
@@ -241,7 +251,7 @@ def landscape_figure(surfaces: Mapping[str, tuple[npt.ArrayLike, npt.ArrayLike]]
         ax2.set_aspect("equal")
         if k == n - 1:
             fig.colorbar(cs, ax=ax2, label="log10 cross-entropy")
-    fig.suptitle("Loss landscape (filter-normalised random directions, Li et al. 2018)")
+    fig.suptitle(landscape_title(seed, seeds))
     return save_figure(fig, stem, banner)
 
 

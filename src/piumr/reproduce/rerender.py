@@ -110,7 +110,7 @@ def _fig6(exp: Path, synthetic: bool) -> list[Path]:
     data["finding"] = fig6_finding({int(s): v for s, v in by_seed.items()})
     surfaces = {k: (np.asarray(land[k]["coords"]), np.asarray(land[k]["loss"])) for k in models}
     note = F.figure_note(SYNTH_BANNER if synthetic else None, data["finding"])
-    files = F.landscape_figure(surfaces, exp / "fig6_landscape", note)
+    files = F.landscape_figure(surfaces, exp / "fig6_landscape", note, seed=int(data["seed"]), seeds=len(by_seed))
     write_json_atomic(exp / "fig6.json", data)
     return [*files, exp / "fig6.json"]
 

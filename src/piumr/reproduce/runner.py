@@ -307,7 +307,7 @@ def _landscape(settings: Settings, by_seed: dict[int, list[Job]], names: dict[st
     per_seed = {s: {k: landscape_stats(surf) for k, (_, surf) in v.items()} for s, v in surfaces.items()}
     finding = fig6_finding(per_seed)
     note = F.figure_note(settings.banner, finding)
-    files = F.landscape_figure(surfaces[seeds[0]], out_dir / "fig6_landscape", note)
+    files = F.landscape_figure(surfaces[seeds[0]], out_dir / "fig6_landscape", note, seed=seeds[0], seeds=len(seeds))
     first: dict[str, Any] = {k: {"coords": c.tolist(), "loss": surf.tolist(), **per_seed[seeds[0]][k]}
                              for k, (c, surf) in surfaces[seeds[0]].items()}
     first["clips"] = sum(int(b[1].shape[0]) for b in batches)
