@@ -156,7 +156,7 @@ def test_cpu_time_estimate_is_anchored_and_scales() -> None:
     paper, tiny = PRESETS["paper"].model, PRESETS["tiny"].model
     assert forward_flops(paper) == pytest.approx(9.46e9, rel=1e-3)
     one = estimate_cpu_seconds(paper, 2, train=True, threads=1)
-    assert one == pytest.approx(5.76 * 2 / 4 * 2, rel=1e-3)  # core-seconds per clip of the anchor x 2 clips
+    assert one == pytest.approx(3.25 * 2 / 4 * 2, rel=1e-3)  # core-seconds per clip of the anchor x 2 clips
     assert estimate_cpu_seconds(paper, 4, train=True, threads=2) == pytest.approx(one)
     assert estimate_cpu_seconds(paper, 2, train=False, threads=1) == pytest.approx(one / 3)
     assert estimate_cpu_seconds(tiny, 2, train=True, threads=1) < 0.01

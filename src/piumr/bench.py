@@ -62,10 +62,12 @@ class BenchRow:
     gflop_per_s: float = float("nan")
 
 
-#: CPU anchor, measured with ``piumr bench train --preset paper --batch 4``: a training step of plain X3D-M
-#: (16x224, forward 9.46 GFLOPs per clip by ``forward_flops``) took 5.76 s for 4 clips on 2 idle cores.
+#: CPU anchor, measured with ``piumr bench train --preset paper --batch 4 --variants x3d,x3d-fast,piumr`` (2026-12-07,
+#: 2-core AMD EPYC Zen 5, idle): a training step of PIUmr on the configured CPU path (X3D-M, 16x224, forward 9.46
+#: GFLOPs per clip by ``forward_flops``) took 3.25 s for 4 clips on 2 threads (plain X3D on torch's ops: 7.11 s; the
+#: anchor was 5.76 s of that old path until then, which overstated a training run's time about 1.8x).
 #: Training counts 3x the forward FLOPs (forward + backward); the rate below is FLOPs per second per core.
-CPU_FLOPS_PER_CORE = 3 * 9.46e9 * 4 / (5.76 * 2)
+CPU_FLOPS_PER_CORE = 3 * 9.46e9 * 4 / (3.25 * 2)
 
 
 def forward_flops(cfg: ModelConfig) -> float:
@@ -124,20 +126,21 @@ def _step_fn(model: torch.nn.Module, criterion: Any, opt: torch.optim.Optimizer 
 
 
 def step_flops(cfg: TrainConfig, variant: str, mode: Mode, batch: int) -> float:
-    """FLOPs of one step of ``variant`` (forward + backward when training; AdamW left out) with torch's own ops,
-    counted by ``torch.utils.flop_counter`` on a real batch of ``batch`` clips on the CPU."""
+    """FLOPs of one step of ``variant``: its forward pass on a real batch of ``batch`` clips (B, 3, T, S, S) on the
+    CPU, counted by ``torch.utils.flop_counter`` with torch's own ops, times 3 when training (forward + backward:
+    for convolutions and matmuls the input gradient and the weight gradient each cost one forward); the loss and
+    AdamW are left out. The backward is not counted by ``FlopCounterMode`` itself: torch 2.14 counts a grouped
+    (depthwise) convolution's backward as a dense one (C + 2 forwards for C channels instead of 3), which made an
+    X3D-M training step look 8x larger than it is (``tests/test_bench.py``)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     torch.manual_seed(0)
-    model, full_loss = _build(cfg, _SAME_MODEL.get(variant, variant))
-    model.train(mode == "train")
-    criterion = _criterion(cfg, full_loss)
+    model, _ = _build(cfg, _SAME_MODEL.get(variant, variant))
+    model.train(mode == "train")  # batch norm as the step runs it
     x = torch.randn(batch, 3, cfg.model.frames, cfg.model.crop, cfg.model.crop)
-    y = torch.randint(0, cfg.model.num_classes, (batch,))
-    step = _step_fn(model, criterion, None, x, y, mode, False)
-    with FlopCounterMode(display=False) as counter:
-        step()
-    return float(counter.get_total_flops())
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    return float(counter.get_total_flops()) * (3 if mode == "train" else 1)
 
 
 def _variant_step(cfg: TrainConfig, variant: str, mode: Mode, batch: int, dev: torch.device) -> Any:
