@@ -108,6 +108,13 @@ def test_checkpoint_is_given_its_training_data(tmp_path: Path) -> None:
                     "classes": [2, 5], "head": cfg.model.num_classes, "task": cfg.data.synth_task}
     assert trained_on(with_overrides(cfg, {"data.root": str(tmp_path)}), records)["kind"] == "MA-52"
     assert trained_on(with_overrides(cfg, {"data.synth_task": 2}), records)["task"] == 2
+    from piumr.data.manifest import MA52_CLASSES
+    from piumr.data.splits import class_info, fit_head
+
+    # validation metrics, predictions_val.csv, evaluate's confusion: task v2's labels named by what they show
+    v2 = with_overrides(cfg, {"data.synth_task": 2})
+    assert class_info(v2.data).names[0] == "torso bows: once" and class_info(cfg.data) is MA52_CLASSES
+    assert fit_head(v2) is v2  # the head stays as configured: only a manifest's classes.csv sizes it
     (tmp_path / "synth_meta.json").write_text('{"version": "2", "task": 2}')  # a generated task-v2 folder
     assert trained_on(with_overrides(cfg, {"data.root": str(tmp_path)}), records)["task"] == 2
     path = save_checkpoint(tmp_path / "m.safetensors", PIUmrNet(cfg.model), cfg, epoch=0, step=0, trained_on=info)

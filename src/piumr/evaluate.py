@@ -25,6 +25,7 @@ from piumr.plots import (
     CONFUSION, PER_CLASS, PER_CLASS_COLUMNS, check_outputs, confusion_figure, is_piumr_png, per_class_csv, save_png,
     starts_with,
 )
+from piumr.source import resolve_source
 
 __all__ = ["Scores", "collect_scores", "eval_loader", "evaluate_checkpoint", "score_metrics", "write_predictions_csv",
            "write_confusion"]
@@ -194,7 +195,7 @@ def evaluate_checkpoint(
     run_cfg = cfg if data is None else cfg.model_copy(update={"data": data})
     resolve_root(run_cfg.data, progress)
     classes = class_info(run_cfg.data)
-    if classes is not MA52_CLASSES and len(classes.names) != cfg.model.num_classes:
+    if resolve_source(run_cfg.data.root).kind == "manifest" and len(classes.names) != cfg.model.num_classes:
         raise DatasetError(f"{run_cfg.data.root}: its classes.csv has {len(classes.names)} classes, the model "
                            f"{cfg.model.num_classes} outputs (it was trained on other classes)")
     records = load_split(run_cfg.data, split, progress)
@@ -212,7 +213,7 @@ def evaluate_checkpoint(
     if out_dir is not None:
         payload = {MARKER_KEY: "piumr", "split": split, "views": views, "clips": len(scores.labels),
                    "listed": len(records), "skipped": scores.skipped, **result.to_json()}
-        if classes is not MA52_CLASSES:  # a manifest: its class names, groups and label -> group mapping
+        if classes is not MA52_CLASSES:  # a manifest's or a synthetic task's class names, groups, label -> group
             payload["classes"] = {"names": list(classes.names), "groups": list(classes.groups),
                                   "coarse": list(classes.coarse)}
         write_json_atomic(out_dir / "metrics.json", payload)

@@ -15,6 +15,7 @@ from piumr.data.ma52 import ClipRecord, DatasetError, read_split
 from piumr.data.ma52 import cross_subject_folds as _folds
 from piumr.data.manifest import MA52_CLASSES, ClassInfo, Manifest, read_manifest
 from piumr.data.synth import ensure_synth
+from piumr.data.synth.tasks import task_classes
 from piumr.source import SYNTH_META, DataSource, resolve_source
 
 __all__ = ["cache_dir", "resolve_root", "load_split", "synth_params", "hold_out_seen", "class_info"]
@@ -148,9 +149,12 @@ def load_split(cfg: DataConfig, split: SplitName, progress: bool = True) -> list
 
 
 def class_info(cfg: DataConfig) -> ClassInfo:
-    """Class names and coarse groups of ``cfg``'s data: a manifest's ``classes.csv``, else MA-52's."""
+    """Class names and coarse groups of ``cfg``'s data: a manifest's ``classes.csv``; synthetic data's labels named
+    by what they show in its task (``task_classes``: task v2 "head bows: twice"); else MA-52's."""
     src = resolve_source(cfg.root)
-    return read_manifest(src.path, check_files=False).classes if src.kind == "manifest" else MA52_CLASSES
+    if src.kind == "manifest":
+        return read_manifest(src.path, check_files=False).classes
+    return task_classes(_synth_task(cfg, src)) if src.synthetic else MA52_CLASSES
 
 
 def _manifest_split(cfg: DataConfig, man: Manifest, split: SplitName) -> list[ClipRecord]:
@@ -192,8 +196,10 @@ def _manifest_split(cfg: DataConfig, man: Manifest, split: SplitName) -> list[Cl
 
 
 def fit_head(cfg: TrainConfig) -> TrainConfig:
-    """``cfg`` with one classifier output per class of a manifest's ``classes.csv`` (MA-52 data: unchanged)."""
+    """``cfg`` with one classifier output per class of a manifest's ``classes.csv`` (other data: unchanged)."""
+    if resolve_source(cfg.data.root).kind != "manifest":
+        return cfg
     classes = class_info(cfg.data)
-    if classes is MA52_CLASSES or cfg.model.num_classes == len(classes.names):
+    if cfg.model.num_classes == len(classes.names):
         return cfg
     return cfg.model_copy(update={"model": cfg.model.model_copy(update={"num_classes": len(classes.names)})})
